@@ -1,0 +1,5 @@
+import sys
+
+from qualoader.cli import main
+
+sys.exit(main())

@@ -1,0 +1,128 @@
+"""Argument checks shared by every public entry point.
+
+All messages follow one template, ``"<arg> should be <expectation>, but got <arg>=<value>"``:
+``TypeError`` for a wrong type, ``ValueError`` for a bad value. Nothing is coerced silently;
+the only conversion is the documented ``uint8 -> float in [0, 1]`` of :func:`check_images`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_choice",
+    "check_images",
+    "check_positive_int",
+    "check_probability",
+    "check_same_shape",
+    "check_severity",
+    "check_type",
+]
+
+_FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_type(value: Any, name: str, expected: type | tuple[type, ...], expectation: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is an instance of ``expected``."""
+    if not isinstance(value, expected):
+        raise TypeError(f"{name} should be {expectation}, but got {name} of type {type(value).__name__}")
+
+
+def check_choice(value: Any, name: str, choices: Collection[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (listed, sorted, in the message)."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in sorted(choices, key=str))
+        raise ValueError(f"{name} should be one of {{{options}}}, but got {name}={_short(value)}")
+
+
+def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
+    """Return ``value`` if it is an ``int`` (not ``bool``) > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} should be an int, but got {name} of type {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "a non-negative int" if allow_zero else "a positive int"
+        raise ValueError(f"{name} should be {bound}, but got {name}={value}")
+    return value
+
+
+def check_probability(value: Any, name: str, *, open_low: bool = False) -> float:
+    """Return ``value`` as float if it is a real number in [0, 1] ((0, 1] with ``open_low``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} should be a float, but got {name} of type {type(value).__name__}")
+    low_ok = value > 0 if open_low else value >= 0
+    if not (low_ok and value <= 1):
+        interval = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{name} should be in {interval}, but got {name}={value}")
+    return float(value)
+
+
+def check_severity(severity: Any, name: str = "severity") -> int:
+    """Return ``severity`` if it is an int in 1..5 (the ImageNet-C scale)."""
+    if isinstance(severity, bool) or not isinstance(severity, int):
+        raise TypeError(f"{name} should be an int in 1..5, but got {name} of type {type(severity).__name__}")
+    if not 1 <= severity <= 5:
+        raise ValueError(f"{name} should be an int in 1..5, but got {name}={severity}")
+    return severity
+
+
+def check_images(images: Any, name: str = "images", *, check_values: bool = True) -> Tensor:
+    """Validate a batch of images and return it as a floating tensor in [0, 1].
+
+    Args:
+        images: tensor of shape :math:`(B, C, H, W)` with ``C`` in {1, 3}; floating in [0, 1]
+            or ``uint8`` in [0, 255] (converted to ``float32`` by dividing by 255).
+        name: argument name used in error messages.
+        check_values: also check that float values are finite and inside [0, 1]. This costs one
+            device-to-host synchronisation; pass ``False`` on hot paths whose input is trusted.
+
+    Returns:
+        The images, shape :math:`(B, C, H, W)`, floating dtype, on the input's device.
+
+    Raises:
+        TypeError: not a tensor, or a dtype other than uint8 / float16 / bfloat16 / float32 / float64.
+        ValueError: wrong rank, channel count, empty batch or spatial size, NaN/Inf, out of [0, 1].
+
+    Example:
+        >>> check_images(torch.zeros(2, 3, 8, 8, dtype=torch.uint8)).dtype
+        torch.float32
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} should be a torch.Tensor of shape (B, C, H, W), but got {name} of type {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"{name} should have shape (B, C, H, W), but got {name}.shape={tuple(images.shape)}")
+    batch, channels, height, width = images.shape
+    if channels not in (1, 3):
+        raise ValueError(f"{name} should have C in {{1, 3}} channels, but got {name}.shape={tuple(images.shape)}")
+    if batch == 0 or height == 0 or width == 0:
+        raise ValueError(f"{name} should be non-empty in B, H and W, but got {name}.shape={tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    if images.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} should have dtype uint8 or floating, but got {name}.dtype={images.dtype}")
+    if check_values:
+        finite = torch.isfinite(images)
+        low, high = images.aminmax()
+        if not bool(finite.all() & (low >= 0) & (high <= 1)):
+            if not bool(finite.all()):
+                raise ValueError(f"{name} should be finite, but got {name} with {int((~finite).sum())} NaN/Inf values")
+            raise ValueError(f"{name} should have float values in [0, 1], but got {name} in [{low.item():.4g}, {high.item():.4g}]")
+    return images
+
+
+def check_same_shape(reference: Any, images: Tensor, name: str = "reference", *, check_values: bool = True) -> Tensor:
+    """Validate ``reference`` like :func:`check_images` and require the shape of ``images``."""
+    reference = check_images(reference, name, check_values=check_values)
+    if reference.shape != images.shape:
+        raise ValueError(f"{name} should have the shape of images {tuple(images.shape)}, but got {name}.shape={tuple(reference.shape)}")
+    if reference.device != images.device:
+        raise ValueError(f"{name} should be on the device of images ({images.device}), but got {name}.device={reference.device}")
+    return reference.to(images.dtype)

@@ -1,0 +1,1 @@
+"""One module per ``qualoader`` sub-command, each exposing ``add_parser(subparsers)``."""

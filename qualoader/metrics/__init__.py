@@ -1,0 +1,30 @@
+"""Batched image-quality metrics behind one protocol and one registry.
+
+Importing this package registers every built-in metric. See :func:`create_metric`.
+"""
+
+from qualoader.metrics.base import QualityMetric, metric_fingerprint
+from qualoader.metrics.registry import (
+    MetricInfo,
+    create_metric,
+    list_metrics,
+    metric_info,
+    register_metric,
+    register_metric_prefix,
+)
+
+# Built-in metrics register themselves on import (order does not matter).
+from qualoader.metrics import classical as _classical  # noqa: E402,F401  (issue 2)
+from qualoader.metrics import full_reference as _full_reference  # noqa: E402,F401  (issue 2)
+from qualoader.metrics import pyiqa_adapter as _pyiqa_adapter  # noqa: E402,F401  (issue 2)
+
+__all__ = [
+    "MetricInfo",
+    "QualityMetric",
+    "create_metric",
+    "list_metrics",
+    "metric_fingerprint",
+    "metric_info",
+    "register_metric",
+    "register_metric_prefix",
+]

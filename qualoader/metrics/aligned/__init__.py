@@ -1,0 +1,1 @@
+"""DNN-aligned metrics: scores built from a reference network's own sensitivity."""

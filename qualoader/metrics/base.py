@@ -1,0 +1,117 @@
+"""The metric protocol every quality score follows.
+
+A metric is an :class:`torch.nn.Module` that maps a batch of images :math:`(B, C, H, W)` in
+[0, 1] (``uint8`` accepted) to scores :math:`(B,)`. Subclasses implement :meth:`QualityMetric.score`
+on already validated input; :meth:`QualityMetric.forward` validates and dispatches. Kernels live
+in buffers, so ``metric.to(device)`` moves everything and the same code runs on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from qualoader._validation import check_images, check_same_shape
+
+__all__ = ["QualityMetric", "metric_fingerprint"]
+
+
+class QualityMetric(nn.Module):
+    """Base class of every registered quality metric.
+
+    Class attributes:
+        name: registry name, e.g. ``"sharpness"``.
+        higher_is_better: ``True`` when a larger score means a better image.
+        requires_reference: ``True`` for full-reference metrics (``forward(images, reference)``).
+        requires_weights: ``True`` when the metric needs network weights (local files only).
+
+    Instance attribute:
+        calibration: optional callable mapping scores :math:`(B,)` to expected error in [0, 1]
+            (see :meth:`difficulty`); ``None`` until a calibration is attached.
+
+    Args:
+        check_values: validate that float input is finite and in [0, 1] (one host sync per call).
+    """
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    requires_reference: ClassVar[bool] = False
+    requires_weights: ClassVar[bool] = False
+
+    def __init__(self, *, check_values: bool = True) -> None:
+        super().__init__()
+        self.check_values = check_values
+        self.calibration: Any = None
+
+    # -- to implement -------------------------------------------------------------------------
+    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Score validated images :math:`(B, C, H, W)` float in [0, 1]; return :math:`(B,)`."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor parameters that change the scores (for fingerprints)."""
+        return {}
+
+    # -- protocol -----------------------------------------------------------------------------
+    def forward(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Score a batch.
+
+        Args:
+            images: :math:`(B, C, H, W)`, float in [0, 1] or uint8, ``C`` in {1, 3}.
+            reference: clean images of the same shape, for full-reference metrics only.
+
+        Returns:
+            Scores of shape :math:`(B,)`, on the images' device.
+        """
+        images = check_images(images, "images", check_values=self.check_values)
+        if self.requires_reference:
+            if reference is None:
+                raise ValueError(f"reference should be a tensor of clean images for the full-reference metric {self.name!r}, but got reference=None")
+            reference = check_same_shape(reference, images, "reference", check_values=self.check_values)
+        elif reference is not None:
+            raise ValueError(f"reference should be None for the no-reference metric {self.name!r}, but got reference of type {type(reference).__name__}")
+        return self.score(images, reference)
+
+    def difficulty(self, scores: Tensor) -> Tensor:
+        """Map scores :math:`(B,)` to a difficulty prior (expected error in [0, 1]), shape :math:`(B,)`.
+
+        Raises:
+            RuntimeError: when no calibration is attached to this metric.
+        """
+        if self.calibration is None:
+            raise RuntimeError(
+                f"metric {self.name!r} has no calibration, so it cannot give a difficulty; "
+                "attach one with metric.calibration = ... (see qualoader.calibration) or use a calibrated metric"
+            )
+        return self.calibration(scores)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the metric's buffers and parameters (CPU for a metric that has none)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def fingerprint(self) -> str:
+        """A short hash of name, config, weights and calibration: equal fingerprints give equal scores."""
+        return metric_fingerprint(self)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+
+
+def metric_fingerprint(metric: QualityMetric) -> str:
+    """Hash ``metric.name``, ``metric.get_config()`` and every parameter and buffer (16 hex digits)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"name": metric.name, "config": metric.get_config()}, sort_keys=True, default=str).encode())
+    for key, tensor in sorted(metric.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    calibration = metric.calibration
+    if calibration is not None and hasattr(calibration, "state_dict"):
+        digest.update(json.dumps(calibration.state_dict(), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Classical no-reference measures (sharpness, noise, contrast, ...), batched torch/kornia kernels."""

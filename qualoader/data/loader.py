@@ -1,0 +1,198 @@
+"""``QualityLoader``: score each batch on the training device, in the main process, and persist the scores."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from qualoader._validation import check_type
+from qualoader.data._samples import batch_image, group_by_size, pop_index
+from qualoader.data.dataset import QualityDataset, resolve_difficulty, table_for
+from qualoader.data.store import ScoreStore, ScoreTable
+from qualoader.metrics.base import QualityMetric
+
+__all__ = ["QualityLoader", "find_quality_dataset", "score_images"]
+
+
+def find_quality_dataset(dataset: Dataset[Any]) -> QualityDataset:
+    """The :class:`QualityDataset` under ``dataset``, looking through (nested) ``Subset`` s.
+
+    Raises:
+        TypeError: there is none.
+    """
+    inner = dataset
+    while isinstance(inner, Subset):
+        inner = inner.dataset
+    if not isinstance(inner, QualityDataset):
+        raise TypeError(
+            "loader.dataset should be a QualityDataset(dataset) without metric (optionally inside Subset) so that every sample carries its index, "
+            f"but got loader.dataset of type {type(dataset).__name__}"
+            + (f" around {type(inner).__name__}" if inner is not dataset else "")
+        )
+    return inner
+
+
+def score_images(metric: QualityMetric, images: Tensor | list[Tensor], device: torch.device) -> Tensor:
+    """Score a batch of images on ``device``, one metric call per distinct image size.
+
+    Args:
+        metric: a no-reference metric living on ``device``.
+        images: a tensor :math:`(B, C, H, W)` or a list of :math:`B` tensors :math:`(C, H, W)`.
+        device: where to score.
+
+    Returns:
+        Scores :math:`(B,)` on ``device`` (the metric's dtype).
+    """
+    groups = group_by_size(images)
+    with torch.no_grad():
+        if len(groups) == 1:
+            return metric(groups[0][1].to(device, non_blocking=True))
+        parts = [(rows, metric(stack.to(device, non_blocking=True))) for rows, stack in groups]
+        out = torch.empty(sum(len(rows) for rows, _ in parts), dtype=parts[0][1].dtype, device=device)
+        for rows, scores in parts:
+            out[rows.to(device)] = scores
+        return out
+
+
+class QualityLoader:
+    """Iterate a DataLoader and add ``quality`` (and ``difficulty``) to every batch, scored on ``device``.
+
+    The loader's dataset must be a deferred :class:`QualityDataset` (built without a metric,
+    optionally inside ``Subset`` s), so that every sample carries its index through collate.
+    For each batch, in the main process: stored scores are gathered from the store in one
+    vectorised read; the images still missing are moved to ``device`` and scored in one metric call
+    (one per image size when a custom ``collate_fn`` returns a list of variable-size images); the
+    new scores are written to the store right away. Epoch 2 therefore only reads. Difficulty, when
+    annotated, is computed per batch from the CPU scores. The batch keeps the layout the dataset
+    promised: ``(*fields, quality[, difficulty][, index])`` or a dict with those keys; ``quality``
+    and ``difficulty`` are float64 CPU tensors :math:`(B,)` like the rest of a collated batch (the
+    scores travel to the host once per batch that had missing scores, to be stored).
+
+    Images reach the metric as the loader collated them: tensors :math:`(B, C, H, W)` or
+    :math:`(B, H, W)`, ``uint8`` or float in [0, 1] (apply normalisation after this loader, or
+    keep an un-normalised copy under another key and point ``image_key`` at it). Variable-size
+    images need either a resizing transform or a ``collate_fn`` returning a list of images.
+
+    Works with ``num_workers > 0``, ``pin_memory`` and ``persistent_workers``: workers only load and
+    attach indices; all scoring and writing happens here.
+
+    Args:
+        loader: a :class:`torch.utils.data.DataLoader` over a deferred :class:`QualityDataset`.
+        metric: a no-reference metric; moved to ``device`` (``metric.to(device)``).
+        device: where to score; ``None`` keeps the metric's device.
+        store: a :class:`ScoreStore`, a :class:`ScoreTable` or a store folder for the dataset
+            under the ``QualityDataset`` (``len`` of it); ``None`` scores every batch every epoch.
+        difficulty: ``None`` (when calibrated), ``True`` (required) or ``False``; see
+            :func:`~qualoader.data.dataset.resolve_difficulty`.
+
+    Raises:
+        TypeError: wrong argument types, or a loader whose dataset carries no indices.
+        ValueError: a store of another length, a full-reference metric, ``difficulty=True`` without calibration.
+
+    Example:
+        >>> loader = DataLoader(QualityDataset(train), batch_size=64, num_workers=4, pin_memory=True)
+        >>> for images, labels, quality in QualityLoader(loader, create_metric("sharpness"), "cuda", store=store):
+        ...     ...
+    """
+
+    def __init__(
+        self,
+        loader: DataLoader[Any],
+        metric: QualityMetric,
+        device: str | torch.device | None = None,
+        *,
+        store: ScoreStore | ScoreTable | str | os.PathLike[str] | None = None,
+        difficulty: bool | None = None,
+    ) -> None:
+        check_type(loader, "loader", DataLoader, "a torch.utils.data.DataLoader")
+        check_type(metric, "metric", QualityMetric, "a QualityMetric")
+        if metric.requires_reference:
+            raise ValueError(f"metric should be a no-reference metric, but got the full-reference metric {metric.name!r}")
+        if device is not None:
+            check_type(device, "device", (str, torch.device), "a str, a torch.device or None")
+        self.quality_dataset = find_quality_dataset(loader.dataset)
+        if not self.quality_dataset.deferred:
+            raise ValueError(
+                "loader.dataset should be a deferred QualityDataset (built without metric; QualityLoader scores per batch), "
+                f"but got a QualityDataset with metric {self.quality_dataset.metric.name!r}"  # type: ignore[union-attr]
+            )
+        self.loader = loader
+        self.device = torch.device(device) if device is not None else metric.device
+        self.metric = metric.to(self.device).eval()
+        self.difficulty = resolve_difficulty(metric, difficulty)
+        self.table = table_for(store, metric, len(self.quality_dataset))
+        self.scored_batches = 0  #: how many batches needed the metric (diagnostics)
+
+    @property
+    def dataset(self) -> Dataset[Any]:
+        """The wrapped loader's dataset."""
+        return self.loader.dataset
+
+    @property
+    def batch_size(self) -> int | None:
+        """The wrapped loader's batch size."""
+        return self.loader.batch_size
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            yield self.annotate(batch)
+
+    def _image_field(self, batch: Any) -> Any:
+        """Images of a batch (after its index was popped), following the dataset's layout."""
+        key = self.quality_dataset.image_key
+        if isinstance(batch, Mapping):
+            return batch[key if isinstance(key, str) else "image"]
+        return batch[key if isinstance(key, int) else 0]
+
+    def quality_of(self, images: Any, index: Tensor) -> Tensor:
+        """Scores :math:`(B,)` float64 on CPU for a batch: stored ones read, missing ones scored on device and stored.
+
+        Args:
+            images: the batch's images, :math:`(B, C, H, W)`, :math:`(B, H, W)` or a list of images.
+            index: sample indices :math:`(B,)` int64 (indices of the ``QualityDataset``).
+        """
+        if self.table is not None:
+            values, valid = self.table.read(index)
+            quality = torch.from_numpy(values)
+            if bool(valid.all()):
+                return quality
+            missing = torch.from_numpy(np.flatnonzero(~valid))
+        else:
+            quality = torch.full((index.shape[0],), float("nan"), dtype=torch.float64)
+            missing = torch.arange(index.shape[0])
+        pictures = batch_image(images, "images")
+        if isinstance(pictures, Tensor):
+            subset = pictures if missing.numel() == pictures.shape[0] else pictures[missing]
+        else:
+            subset = [pictures[int(r)] for r in missing]
+        scores = score_images(self.metric, subset, self.device).detach().to("cpu", torch.float64)
+        self.scored_batches += 1
+        quality[missing] = scores
+        if self.table is not None:
+            self.table.write(index[missing], scores)
+        return quality
+
+    def annotate(self, batch: Any) -> Any:
+        """Add ``quality`` (and ``difficulty``) to one collated batch of the wrapped loader."""
+        rest, index = pop_index(batch)
+        quality = self.quality_of(self._image_field(rest), index)
+        fields: list[tuple[str, Tensor]] = [("quality", quality)]
+        if self.difficulty:
+            fields.append(("difficulty", self.metric.difficulty(quality).to(torch.float64)))
+        if self.quality_dataset.return_index:
+            fields.append(("index", index))
+        if isinstance(rest, Mapping):
+            return {**rest, **dict(fields)}
+        return (*rest, *(value for _, value in fields))
+
+    def __repr__(self) -> str:
+        return f"QualityLoader(metric={self.metric.name!r}, device={str(self.device)!r}, table={self.table!r})"

@@ -1,0 +1,172 @@
+"""``bn-shift``: how far an image's activation statistics lie from a network's BatchNorm running statistics.
+
+Every ``BatchNorm2d`` layer stores the mean :math:`m_c` and variance :math:`v_c` of its input
+channels over the network's clean training data. For one image, the same layer's input gives a
+per-channel spatial mean :math:`\\mu_c` and variance :math:`\\sigma_c^2`. The score averages, over
+channels and then over layers, a divergence between :math:`\\mathcal{N}(\\mu_c, \\sigma_c^2)` and
+:math:`\\mathcal{N}(m_c, v_c)`:
+
+* ``"kl"`` (default): symmetric KL divergence :math:`\\tfrac12[\\mathrm{KL}(p\\|q) + \\mathrm{KL}(q\\|p)]`
+  = :math:`\\tfrac14(\\sigma^2/v + v/\\sigma^2) - \\tfrac12 + \\tfrac14(\\mu - m)^2(1/v + 1/\\sigma^2)`,
+  with :math:`\\sigma^2` floored at ``variance_floor`` :math:`\\cdot v` so a silent channel stays finite;
+* ``"wasserstein"``: squared 2-Wasserstein distance over the running variance,
+  :math:`((\\mu - m)^2 + (\\sigma - \\sqrt v)^2) / v`;
+* ``"mean"``: normalised mean distance :math:`|\\mu - m| / \\sqrt v`.
+
+One forward pass with forward-pre hooks on the BatchNorm layers; no reference image, no training.
+Evaluation always uses eval mode: a network handed over in train mode is run in eval mode for the
+call and its ``training`` flags and running statistics are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from qualoader._validation import check_choice, check_probability, check_type
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+from qualoader.metrics.registry import register_metric
+from qualoader.reference import ReferenceNetwork
+
+__all__ = ["DIVERGENCES", "BNShift", "batchnorm_layers", "bn_shift"]
+
+#: Per-channel divergences between the image's and the running Gaussian (see the module docstring).
+DIVERGENCES = frozenset({"kl", "mean", "wasserstein"})
+
+
+def batchnorm_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    """``{name: layer}`` of the ``BatchNorm2d`` layers of ``model`` that hold running statistics."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None and module.running_var is not None
+    }
+
+
+def _divergence(mean: Tensor, var: Tensor, running_mean: Tensor, running_var: Tensor, divergence: str, floor: float) -> Tensor:
+    """Per-image, per-channel divergence :math:`(B, C)` of :math:`\\mathcal N(mean, var)` from the running Gaussian."""
+    diff2 = (mean - running_mean).square()
+    if divergence == "mean":
+        return diff2.div(running_var).sqrt()
+    if divergence == "wasserstein":
+        return (diff2 + (var.sqrt() - running_var.sqrt()).square()) / running_var
+    var = torch.maximum(var, floor * running_var)
+    ratio = var / running_var
+    return 0.25 * (ratio + 1.0 / ratio) - 0.5 + 0.25 * diff2 * (1.0 / running_var + 1.0 / var)
+
+
+@torch.no_grad()
+def bn_shift(
+    network: ReferenceNetwork,
+    images: Tensor,
+    *,
+    divergence: str = "kl",
+    variance_floor: float = 0.01,
+    layers: dict[str, nn.BatchNorm2d] | None = None,
+) -> Tensor:
+    """BatchNorm statistics shift of each image: mean over layers and channels of a per-channel divergence.
+
+    Args:
+        network: a reference network with ``BatchNorm2d`` layers.
+        images: :math:`(B, C, H, W)` in [0, 1].
+        divergence: one of :data:`DIVERGENCES`.
+        variance_floor: for ``"kl"``, the image variance is floored at this fraction of the running one.
+        layers: the BatchNorm layers to use (default: all of :func:`batchnorm_layers`).
+
+    Returns:
+        Shifts :math:`(B,)`, non-negative (larger: further from the training statistics), dtype of ``images``.
+
+    Raises:
+        ValueError: the network has no ``BatchNorm2d`` layer with running statistics.
+
+    Example:
+        >>> import torch
+        >>> from qualoader.reference import default_reference
+        >>> bn_shift(default_reference(), torch.rand(3, 1, 28, 28)).shape
+        torch.Size([3])
+    """
+    check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
+    check_choice(divergence, "divergence", DIVERGENCES)
+    floor = check_probability(variance_floor, "variance_floor", open_low=True)
+    layers = batchnorm_layers(network.model) if layers is None else layers
+    if not layers:
+        raise ValueError(
+            f"network should have BatchNorm2d layers with running statistics for bn-shift, but got network={network.name!r} without any"
+        )
+    shifts: list[Tensor] = []
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        activations = inputs[0].float()
+        var, mean = torch.var_mean(activations.flatten(2), dim=2, correction=0)
+        running_mean = module.running_mean.float()
+        running_var = module.running_var.float() + module.eps
+        shifts.append(_divergence(mean, var + module.eps, running_mean, running_var, divergence, floor).mean(1))
+
+    network.run(images, {module: hook for module in layers.values()}, pre=True)
+    return torch.stack(shifts).mean(0).to(images.dtype)
+
+
+@register_metric
+class BNShift(ReferenceMetric):
+    """BatchNorm shift (NR, DNN-aligned): distance of activation statistics from the training ones; lower is better.
+
+    Args:
+        reference: reference network with ``BatchNorm2d`` layers (default: the embedded
+            Fashion-MNIST CNN); a :class:`~qualoader.reference.ReferenceNetwork` or anything
+            :func:`~qualoader.reference.load_reference` accepts. A network in train mode is
+            accepted: it is always evaluated in eval mode and never modified.
+        weights: local weights file for ``reference``.
+        divergence: ``"kl"`` (default), ``"wasserstein"`` or ``"mean"`` (see :data:`DIVERGENCES`).
+        variance_floor: variance floor of ``"kl"``, as a fraction of the running variance.
+        check_values: validate that float input is finite and in [0, 1].
+        **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
+
+    Raises:
+        ValueError: the network has no ``BatchNorm2d`` layer with running statistics.
+
+    With the default reference and options, the shipped difficulty calibration is attached.
+
+    Example:
+        >>> import torch
+        >>> from qualoader.metrics import create_metric
+        >>> metric = create_metric("bn-shift")
+        >>> metric(torch.rand(4, 1, 28, 28)).shape
+        torch.Size([4])
+    """
+
+    name = "bn-shift"
+    higher_is_better = False
+    requires_reference = False
+    requires_weights = False
+
+    def __init__(
+        self,
+        reference: str | nn.Module | None = None,
+        *,
+        weights: str | os.PathLike[str] | None = None,
+        divergence: str = "kl",
+        variance_floor: float = 0.01,
+        check_values: bool = True,
+        **convention: Any,
+    ) -> None:
+        check_choice(divergence, "divergence", DIVERGENCES)
+        self_floor = check_probability(variance_floor, "variance_floor", open_low=True)
+        super().__init__(reference, weights=weights, check_values=check_values, **convention)
+        if not batchnorm_layers(self.network.model):
+            raise ValueError(
+                f"reference should have BatchNorm2d layers with running statistics for bn-shift, but got reference={self.network.name!r} without any"
+            )
+        self.divergence = divergence
+        self.variance_floor = self_floor
+        if self.uses_default_reference and divergence == "kl" and self_floor == 0.01:
+            self.attach_default_calibration()
+
+    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Shifts :math:`(B,)` of validated images :math:`(B, C, H, W)`."""
+        return bn_shift(self.network, images, divergence=self.divergence, variance_floor=self.variance_floor)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "divergence": self.divergence, "variance_floor": self.variance_floor}

@@ -1,0 +1,155 @@
+"""``feature-distance``: how far a reference network's features of an image move from those of its clean version.
+
+The default compares the pooled penultimate embeddings (:meth:`ReferenceNetwork.embed`) with a
+cosine distance; ``layers=[...]`` averages the distances of several spatially pooled activations.
+Images and clean references go through the network in one forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from qualoader._validation import check_choice, check_type
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+from qualoader.metrics.registry import register_metric
+from qualoader.reference import ReferenceNetwork
+
+__all__ = ["DISTANCES", "FeatureDistance", "feature_distance"]
+
+#: ``"cosine"``: :math:`1 - \cos(f, f_0)`; ``"l2"``: :math:`\|f - f_0\|_2 / \|f_0\|_2` (relative to the clean features).
+DISTANCES = frozenset({"cosine", "l2"})
+_EPS = 1e-8
+
+
+def _distance(features: Tensor, clean: Tensor, distance: str) -> Tensor:
+    """Row-wise distance of :math:`(B, D)` features to clean features :math:`(B, D)`, shape :math:`(B,)`."""
+    if distance == "cosine":
+        cosine = (features * clean).sum(1) / (features.norm(dim=1) * clean.norm(dim=1)).clamp_min(_EPS)
+        return (1.0 - cosine).clamp_min(0.0)
+    return (features - clean).norm(dim=1) / clean.norm(dim=1).clamp_min(_EPS)
+
+
+def _pooled(tensor: Tensor) -> Tensor:
+    return tensor.flatten(2).mean(2) if tensor.ndim > 2 else tensor.flatten(1)
+
+
+def _check_layers(layers: Any) -> tuple[str, ...] | None:
+    if layers is None:
+        return None
+    if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
+        raise ValueError(f"layers should be None or a non-empty list of module names, but got layers={layers!r}")
+    for layer in layers:
+        check_type(layer, "layers[i]", str, "a module name (str)")
+    return tuple(layers)
+
+
+@torch.no_grad()
+def feature_distance(
+    network: ReferenceNetwork,
+    images: Tensor,
+    clean: Tensor,
+    *,
+    layers: Sequence[str] | None = None,
+    distance: str = "cosine",
+) -> Tensor:
+    """Distance between the reference network's features of ``images`` and of ``clean``.
+
+    Args:
+        network: the reference network.
+        images: :math:`(B, C, H, W)` in [0, 1].
+        clean: clean versions :math:`(B, C, H, W)` of ``images``.
+        layers: ``None`` for the pooled embedding, or module names whose outputs are pooled over
+            space and compared; the result is the mean over layers.
+        distance: one of :data:`DISTANCES`.
+
+    Returns:
+        Distances :math:`(B,)` (0 for identical images; larger is worse), dtype of ``images``.
+
+    Example:
+        >>> import torch
+        >>> from qualoader.reference import default_reference
+        >>> clean = torch.rand(2, 1, 28, 28)
+        >>> feature_distance(default_reference(), clean, clean).abs().max() < 1e-5
+        tensor(True)
+    """
+    check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
+    check_choice(distance, "distance", DISTANCES)
+    layers = _check_layers(layers)
+    if images.shape != clean.shape:
+        raise ValueError(f"clean should have the shape of images {tuple(images.shape)}, but got clean.shape={tuple(clean.shape)}")
+    both = torch.cat([images, clean.to(images.dtype)])
+    batch = images.shape[0]
+    if layers is None:
+        embedding = network.embed(both)
+        scores = _distance(embedding[:batch], embedding[batch:], distance)
+    else:
+        activations = network.features(both, layers)
+        per_layer = [_distance(_pooled(act)[:batch], _pooled(act)[batch:], distance) for act in activations.values()]
+        scores = torch.stack(per_layer).mean(0)
+    return scores.to(images.dtype)
+
+
+@register_metric
+class FeatureDistance(ReferenceMetric):
+    """Feature distance (FR, DNN-aligned): reference-network feature change from the clean image; lower is better.
+
+    Args:
+        reference: reference network (default: the embedded Fashion-MNIST CNN); a
+            :class:`~qualoader.reference.ReferenceNetwork` or anything
+            :func:`~qualoader.reference.load_reference` accepts.
+        weights: local weights file for ``reference``.
+        layers: ``None`` (pooled penultimate embedding) or module names to average over.
+        distance: ``"cosine"`` (default) or ``"l2"`` (see :data:`DISTANCES`).
+        check_values: validate that float input is finite and in [0, 1].
+        **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
+
+    With the default reference and options, the shipped difficulty calibration is attached.
+
+    Example:
+        >>> import torch
+        >>> from qualoader.metrics import create_metric
+        >>> metric = create_metric("feature-distance")
+        >>> clean = torch.rand(4, 1, 28, 28)
+        >>> metric((clean * 0.5), clean).shape
+        torch.Size([4])
+    """
+
+    name = "feature-distance"
+    higher_is_better = False
+    requires_reference = True
+    requires_weights = False
+
+    def __init__(
+        self,
+        reference: str | nn.Module | None = None,
+        *,
+        weights: str | os.PathLike[str] | None = None,
+        layers: Sequence[str] | None = None,
+        distance: str = "cosine",
+        check_values: bool = True,
+        **convention: Any,
+    ) -> None:
+        check_choice(distance, "distance", DISTANCES)
+        layers = _check_layers(layers)
+        super().__init__(reference, weights=weights, check_values=check_values, **convention)
+        self.layers = layers
+        self.distance = distance
+        if layers is not None:
+            for layer in layers:
+                self.network.submodule(layer)
+        if self.uses_default_reference and layers is None and distance == "cosine":
+            self.attach_default_calibration()
+
+    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Distances :math:`(B,)` between features of ``images`` and of the clean ``reference`` :math:`(B, C, H, W)`."""
+        if reference is None:  # forward() guarantees it; kept for direct calls
+            raise ValueError("reference should be the clean images (B, C, H, W), but got reference=None")
+        return feature_distance(self.network, images, reference, layers=self.layers, distance=self.distance)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "layers": None if self.layers is None else list(self.layers), "distance": self.distance}

@@ -1,0 +1,180 @@
+"""Build a dataset quality report: score a source, draw the figures, write ``index.html``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qualoader._validation import check_positive_int, check_type
+from qualoader.metrics.base import QualityMetric
+from qualoader.report.html import render_html
+from qualoader.report.plots import (
+    DIFFICULTY_EDGES,
+    plot_difficulty,
+    plot_distribution,
+    plot_shards,
+    save_thumbnail,
+)
+from qualoader.report.scoring import ScoreTable, score_source
+from qualoader.report.sources import Source, load_source
+
+__all__ = ["build_report", "summarise"]
+
+
+def _slug(name: str) -> str:
+    return "".join(char if char.isalnum() or char in "-_" else "_" for char in name)
+
+
+def _stat(values: np.ndarray, fn: Any) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(fn(finite)) if finite.size else None
+
+
+def _examples(table: ScoreTable, name: str, metric: QualityMetric, count: int, out: Path) -> dict[str, list[dict[str, Any]]]:
+    scores = table.scores[name]
+    finite = np.flatnonzero(np.isfinite(scores))
+    oriented = scores[finite] if metric.higher_is_better else -scores[finite]
+    order = finite[np.argsort(oriented, kind="stable")]
+    chosen = {"lowest": order[:count].tolist(), "highest": order[::-1][:count].tolist()}
+    result: dict[str, list[dict[str, Any]]] = {}
+    for side, indices in chosen.items():
+        result[side] = []
+        for rank, index in enumerate(indices):
+            sample = table.samples[index]
+            relative = f"thumbs/{_slug(name)}_{side}_{rank:02d}.png"
+            try:
+                save_thumbnail(sample.decode(), out / relative)
+            except (ValueError, OSError) as error:
+                table.problems.append(f"{sample.key}: thumbnail failed ({error})")
+                continue
+            result[side].append({"file": relative, "key": sample.key, "score": float(scores[index]), "label": sample.label, "shard": sample.shard})
+    return result
+
+
+def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetric], out: Path, examples: int) -> dict[str, Any]:
+    """Draw every figure into ``out`` and return the report's summary dictionary (relative file names)."""
+    from qualoader import __version__
+
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "thumbs").mkdir(exist_ok=True)
+    shards = [sample.shard or "" for sample in table.samples]
+    is_sharded = source.kind == "shards"
+    entries = []
+    for name, metric in metrics.items():
+        scores = table.scores[name]
+        slug = _slug(name)
+        entry: dict[str, Any] = {
+            "name": name,
+            "higher_is_better": bool(metric.higher_is_better),
+            "fingerprint": metric.fingerprint(),
+            "from_tags": table.from_tags[name],
+            "mean": _stat(scores, np.mean),
+            "std": _stat(scores, np.std),
+            "min": _stat(scores, np.min),
+            "median": _stat(scores, np.median),
+            "max": _stat(scores, np.max),
+            "nonfinite": int((~np.isfinite(scores)).sum()),
+            "summary_line": (type(metric).__doc__ or "").strip().splitlines()[0] if type(metric).__doc__ else "",
+            "distribution": f"plots/distribution_{slug}.png",
+        }
+        plot_distribution(scores, name, metric.higher_is_better, out / entry["distribution"])
+        if name in table.difficulty:
+            entry["difficulty_plot"] = f"plots/difficulty_{slug}.png"
+            counts = plot_difficulty(table.difficulty[name], name, out / entry["difficulty_plot"])
+            labels = [f"{low:.2f}-{high:.2f}" for low, high in itertools.pairwise(DIFFICULTY_EDGES)]
+            entry["difficulty_buckets"] = {"labels": labels, "counts": counts}
+        if is_sharded:
+            entry["shard_plot"] = f"plots/shards_{slug}.png"
+            plot_shards(scores, shards, name, out / entry["shard_plot"])
+        entry.update(_examples(table, name, metric, examples, out))
+        entries.append(entry)
+    shard_rows = []
+    if is_sharded:
+        shard_array = np.asarray(shards)
+        for shard in dict.fromkeys(shards):
+            members = shard_array == shard
+            tagged = sum(1 for sample, member in zip(table.samples, members) if member and sample.tags)
+            shard_rows.append(
+                {
+                    "shard": shard,
+                    "samples": int(members.sum()),
+                    "tagged": tagged,
+                    "mean": {name: _stat(table.scores[name][members], np.mean) for name in metrics},
+                    "median": {name: _stat(table.scores[name][members], np.median) for name in metrics},
+                }
+            )
+    return {
+        "version": __version__,
+        "source": source.description,
+        "kind": source.kind,
+        "total": source.total,
+        "scored": len(table.samples),
+        "metrics": entries,
+        "shards": shard_rows,
+        "problems": source.problems + table.problems,
+    }
+
+
+def build_report(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    metrics: Sequence[str | QualityMetric],
+    out: str | os.PathLike[str],
+    *,
+    max_images: int = 5000,
+    examples: int = 8,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Write a static quality report of a dataset or of WebDataset shards.
+
+    ``out`` receives ``index.html`` (relative links only), ``report.json`` (every figure),
+    ``plots/*.png`` (quality distribution per metric, difficulty buckets for calibrated metrics,
+    per-shard box plots for shards) and ``thumbs/*.png`` (lowest- and highest-quality examples).
+
+    Args:
+        source: see :func:`~qualoader.report.sources.load_source` (folder, ``"fashion-mnist:test"``, shards).
+        metrics: no-reference metric names (built with ``create_metric``) or metric instances.
+        out: output folder (created if needed).
+        max_images: report on at most this many images.
+        examples: lowest- and highest-quality thumbnails per metric.
+        batch_size: images per metric call.
+        device: where the metrics run.
+
+    Returns:
+        Path of ``index.html``.
+
+    Example:
+        >>> build_report("fashion-mnist:test", ["sharpness"], "report", max_images=500)  # doctest: +SKIP
+        PosixPath('report/index.html')
+    """
+    from qualoader.metrics import create_metric
+
+    check_type(metrics, "metrics", (list, tuple), "a list of metric names or QualityMetric instances")
+    if not metrics:
+        raise ValueError("metrics should name at least one metric, but got metrics=[]")
+    check_positive_int(examples, "examples")
+    check_type(out, "out", (str, os.PathLike), "a folder path")
+    built: dict[str, QualityMetric] = {}
+    for metric in metrics:
+        if isinstance(metric, str):
+            metric = create_metric(metric, device=device)
+        check_type(metric, "metrics[i]", QualityMetric, "a metric name or QualityMetric")
+        if metric.name in built:
+            raise ValueError(f"metrics should be distinct, but got {metric.name!r} twice")
+        built[metric.name] = metric
+    loaded = load_source(source, max_images=max_images)
+    table = score_source(loaded, built, batch_size=batch_size, device=device)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = summarise(loaded, table, built, folder, examples)
+    (folder / "report.json").write_text(json.dumps(summary, indent=1))
+    index = folder / "index.html"
+    index.write_text(render_html(summary), encoding="utf-8")
+    return index

@@ -1,0 +1,258 @@
+"""Where the images of a report come from: an image folder, Fashion-MNIST, or WebDataset shards.
+
+A source is a list of :class:`Sample` records. Each sample can decode its image on demand
+(:meth:`Sample.decode`), so a report streams over a dataset and only keeps scores in memory;
+the few example thumbnails are decoded again at the end. Shard samples also carry the scores of
+their ``quality.json`` member when the shards were tagged (``qualoader tag``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from qualoader._validation import check_positive_int, check_type
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Sample",
+    "Source",
+    "decode_image",
+    "load_source",
+    "parse_quality_tags",
+]
+
+IMAGE_EXTENSIONS = frozenset({"bmp", "gif", "jpeg", "jpg", "pgm", "png", "ppm", "tif", "tiff", "webp"})
+_FASHION_PREFIX = "fashion-mnist:"
+
+
+def decode_image(data: bytes) -> Tensor:
+    """Decode encoded image bytes to ``uint8`` :math:`(C, H, W)`, ``C`` = 1 (grey) or 3 (RGB).
+
+    Raises:
+        ValueError: the bytes are not an image PIL can read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode in ("1", "L", "I", "I;16", "F"):
+                array = np.asarray(image.convert("L"))[None]
+            else:
+                array = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"data should be an encoded image, but got {len(data)} bytes PIL cannot decode ({error})") from error
+    return torch.from_numpy(np.array(array, dtype=np.uint8, order="C"))
+
+
+def parse_quality_tags(data: bytes) -> dict[str, float]:
+    """Read a ``quality.json`` member into ``{metric name: score}``.
+
+    Accepted layouts: ``{"sharpness": 0.3}``, ``{"sharpness": {"score": 0.3, "fingerprint": ...}}``
+    (also ``"quality"`` or ``"value"`` instead of ``"score"``), either of these nested under a
+    ``"scores"``, ``"metrics"`` or ``"quality"`` key, and ``{"metric": "sharpness", "score": 0.3}``.
+    Entries that are not numbers are ignored.
+    """
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"data should be a JSON quality tag, but got undecodable bytes ({error})") from error
+    if not isinstance(document, dict):
+        raise ValueError(f"data should be a JSON object of metric scores, but got a JSON {type(document).__name__}")  # noqa: TRY004 - bad content, not a bad argument type
+    if isinstance(document.get("metric"), str):  # one metric: {"metric": name, "score": value, ...}
+        value = next((document[k] for k in ("score", "quality", "value") if k in document), None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {document["metric"]: float(value)}
+    for container in ("scores", "metrics", "quality"):
+        if isinstance(document.get(container), dict):
+            document = document[container]
+            break
+    tags: dict[str, float] = {}
+    for name, value in document.items():
+        if isinstance(value, dict):
+            value = next((value[k] for k in ("score", "quality", "value") if k in value), None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            tags[str(name)] = float(value)
+    return tags
+
+
+@dataclass
+class Sample:
+    """One image of a source: its key, its shard (``None`` outside shards), tags, and how to decode it."""
+
+    key: str
+    shard: str | None
+    locator: Any
+    tags: dict[str, float] = field(default_factory=dict)
+    label: str | None = None
+    image: Tensor | None = None  # (C, H, W) uint8, kept only for in-memory sources
+
+    def decode(self) -> Tensor:
+        """The image as ``uint8`` :math:`(C, H, W)`."""
+        if self.image is not None:
+            return self.image
+        if isinstance(self.locator, Path):
+            return decode_image(self.locator.read_bytes())
+        shard, member = self.locator
+        with tarfile.open(shard) as archive:
+            handle = archive.extractfile(member)
+            if handle is None:
+                raise ValueError(f"member should be a regular file, but got member={member!r} in {shard}")
+            return decode_image(handle.read())
+
+
+@dataclass
+class Source:
+    """The samples of a report and a description of where they come from.
+
+    Attributes:
+        kind: ``"folder"``, ``"fashion-mnist"`` or ``"shards"``.
+        description: human-readable origin (paths or dataset name).
+        samples: the (at most ``max_images``) samples to report on.
+        total: how many samples the source has in all.
+        problems: unreadable members or files that were skipped, with the reason.
+    """
+
+    kind: str
+    description: str
+    samples: list[Sample]
+    total: int
+    problems: list[str] = field(default_factory=list)
+
+
+def _fashion_mnist(spec: str, max_images: int) -> Source:
+    from qualoader.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+    split = spec[len(_FASHION_PREFIX) :]
+    images, labels = load_fashion_mnist(split)
+    count = min(max_images, images.shape[0])
+    samples = [
+        Sample(key=f"{split}/{index:05d}", shard=None, locator=index, label=FASHION_MNIST_CLASSES[int(labels[index])], image=images[index])
+        for index in range(count)
+    ]
+    return Source("fashion-mnist", f"Fashion-MNIST {split} split", samples, images.shape[0])
+
+
+def _folder(root: Path, max_images: int) -> Source:
+    files = sorted(
+        path for path in root.rglob("*") if path.is_file() and path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise ValueError(f"source should be a folder with images ({', '.join(sorted(IMAGE_EXTENSIONS))}), but got source={str(root)!r} with none")
+    samples = []
+    for path in files[:max_images]:
+        relative = path.relative_to(root)
+        label = relative.parts[0] if len(relative.parts) > 1 else None
+        samples.append(Sample(key=str(relative.with_suffix("")), shard=None, locator=path, label=label))
+    return Source("folder", str(root), samples, len(files))
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    """WebDataset convention: the key is the path up to the first dot of the file name."""
+    folder, _, base = name.rpartition("/")
+    stem, _, extension = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), extension.lower()
+
+
+def _read_shard(shard: Path, archive: tarfile.TarFile, samples: list[Sample], problems: list[str], max_images: int) -> int:
+    """Append the samples of one open shard (up to ``max_images`` in all); return its image-sample count."""
+    grouped: dict[str, dict[str, tarfile.TarInfo]] = {}
+    try:
+        for member in archive:
+            if member.isfile():
+                key, extension = _split_member(member.name)
+                grouped.setdefault(key, {})[extension] = member
+    except (tarfile.TarError, OSError) as error:
+        problems.append(f"{shard.name}: truncated or corrupt shard after {len(grouped)} samples ({error})")
+    total = 0
+    for key, members in grouped.items():
+        image_extension = next((ext for ext in members if ext.rpartition(".")[2] in IMAGE_EXTENSIONS), None)
+        if image_extension is None:
+            problems.append(f"{shard.name}/{key}: no image member (members: {', '.join(sorted(members))})")
+            continue
+        total += 1
+        if len(samples) >= max_images:
+            continue
+        tags: dict[str, float] = {}
+        if "quality.json" in members:
+            handle = archive.extractfile(members["quality.json"])
+            try:
+                tags = parse_quality_tags(handle.read() if handle else b"")
+            except ValueError as error:
+                problems.append(f"{shard.name}/{key}: quality.json ignored ({error})")
+        label = None
+        for extension in ("cls", "label", "class"):
+            if extension in members and (handle := archive.extractfile(members[extension])) is not None:
+                label = handle.read().decode(errors="replace").strip()
+                break
+        samples.append(Sample(key=key, shard=shard.name, locator=(shard, members[image_extension].name), tags=tags, label=label))
+    return total
+
+
+def _shards(paths: Sequence[Path], max_images: int) -> Source:
+    samples: list[Sample] = []
+    problems: list[str] = []
+    total = 0
+    for shard in paths:
+        try:
+            with tarfile.open(shard) as archive:
+                total += _read_shard(shard, archive, samples, problems, max_images)
+        except (tarfile.TarError, OSError) as error:
+            problems.append(f"{shard.name}: unreadable shard ({error})")
+    if not samples:
+        raise ValueError(f"source should be shards with image samples, but got {len(paths)} shard(s) without any: {'; '.join(problems[:3])}")
+    return Source("shards", ", ".join(path.name for path in paths), samples, total, problems)
+
+
+def load_source(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], max_images: int = 5000) -> Source:
+    """Open what a report is about.
+
+    Args:
+        source: ``"fashion-mnist:test"`` / ``"fashion-mnist:train"``; a folder of images (flat or
+            ``ImageFolder``-style class sub-folders, searched recursively); one or more WebDataset
+            ``.tar`` shards; or a folder holding ``.tar`` shards.
+        max_images: report on at most this many images (the first ones, in sorted order).
+
+    Returns:
+        A :class:`Source`.
+
+    Raises:
+        TypeError: ``source`` is not a string, path or sequence of them.
+        FileNotFoundError: a path does not exist.
+        ValueError: no images found, or a Fashion-MNIST split other than train/test.
+    """
+    check_positive_int(max_images, "max_images")
+    items = [source] if isinstance(source, (str, os.PathLike)) else source
+    check_type(items, "source", (list, tuple), "a path, 'fashion-mnist:<split>' or a sequence of shard paths")
+    if not items:
+        raise ValueError("source should name at least one dataset or shard, but got source=[]")
+    for item in items:
+        check_type(item, "source[i]", (str, os.PathLike), "a path or 'fashion-mnist:<split>'")
+    first = str(items[0])
+    if len(items) == 1 and first.startswith(_FASHION_PREFIX):
+        split = first[len(_FASHION_PREFIX) :]
+        if split not in ("train", "test"):
+            raise ValueError(f"source should be 'fashion-mnist:train' or 'fashion-mnist:test', but got source={first!r}")
+        return _fashion_mnist(first, max_images)
+    paths = [Path(item) for item in items]
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"source should be an existing folder or shard, but got source={str(path)!r}, which does not exist")
+    if len(paths) == 1 and paths[0].is_dir():
+        shards = sorted(paths[0].glob("*.tar"))
+        return _shards(shards, max_images) if shards else _folder(paths[0], max_images)
+    not_tar = [str(path) for path in paths if path.suffix != ".tar"]
+    if not_tar:
+        raise ValueError(f"source should be a single folder or .tar shards, but got source with non-shard paths {not_tar[:3]}")
+    return _shards(sorted(paths), max_images)

@@ -1,0 +1,109 @@
+"""Quality-tagged WebDataset streams (built on the ``webdataset`` package).
+
+* Scoring: :func:`annotate_quality` (a picklable pipeline stage, batched scoring).
+* Tagging: :func:`tag_shards` writes shards with a ``quality.json`` member per sample and a
+  ``<shard>.quality.json`` sidecar index; :func:`score_shard` builds the sidecar alone.
+* Reading tagged shards: :func:`filter_quality`, :func:`reweight`, :func:`stratify`,
+  :func:`curriculum` (with :class:`TrainingProgress`), :func:`parse_quality_tags`.
+* Writing image tensors as shards: :func:`write_image_shards`.
+* Resuming: :func:`track_position`, :class:`StreamPosition`, :func:`resumable_pipeline`.
+* Strict reading (truncated shards raise): :func:`read_shards`.
+* Errors: :class:`SkipAndCount` or ``"raise"``/``"skip"`` as ``handler``; corrupt inputs raise
+  :class:`CorruptShardError`, :class:`MissingImageError`, :class:`ImageDecodeError`, :class:`MissingTagError`.
+
+Example:
+    >>> import webdataset as wds
+    >>> from qualoader.webdataset import annotate_quality, filter_quality
+    >>> dataset = (
+    ...     wds.WebDataset("data-{000..009}.tar", shardshuffle=False, nodesplitter=wds.split_by_node)
+    ...     .compose(annotate_quality("sharpness", batch_size=64), filter_quality("sharpness", low=0.002))
+    ...     .decode("torchrgb")
+    ... )  # doctest: +SKIP
+"""
+
+from qualoader.webdataset._common import (
+    DEFAULT_IMAGE_KEYS,
+    TAG_MEMBER,
+    ImageDecodeError,
+    MissingImageError,
+    MissingTagError,
+    SkipAndCount,
+    decode_image,
+)
+from qualoader.webdataset.filters import (
+    Curriculum,
+    FilterQuality,
+    QualityWeight,
+    QuantileSketch,
+    Reweight,
+    Stratify,
+    TrainingProgress,
+    curriculum,
+    filter_quality,
+    reweight,
+    stratify,
+)
+from qualoader.webdataset.reading import CorruptShardError, ReadShards, read_shards
+from qualoader.webdataset.resume import (
+    StreamPosition,
+    TrackPosition,
+    resumable_pipeline,
+    track_position,
+)
+from qualoader.webdataset.stages import (
+    AnnotateQuality,
+    ParseQualityTags,
+    annotate_quality,
+    parse_quality_tags,
+)
+from qualoader.webdataset.tagging import (
+    SidecarIndex,
+    TagReport,
+    expand_shards,
+    read_sidecar,
+    score_shard,
+    sidecar_path,
+    tag_shards,
+)
+from qualoader.webdataset.writing import encode_image, write_image_shards
+
+__all__ = [
+    "DEFAULT_IMAGE_KEYS",
+    "TAG_MEMBER",
+    "AnnotateQuality",
+    "CorruptShardError",
+    "Curriculum",
+    "FilterQuality",
+    "ImageDecodeError",
+    "MissingImageError",
+    "MissingTagError",
+    "ParseQualityTags",
+    "QualityWeight",
+    "QuantileSketch",
+    "ReadShards",
+    "Reweight",
+    "SidecarIndex",
+    "SkipAndCount",
+    "Stratify",
+    "StreamPosition",
+    "TagReport",
+    "TrackPosition",
+    "TrainingProgress",
+    "annotate_quality",
+    "curriculum",
+    "decode_image",
+    "encode_image",
+    "expand_shards",
+    "filter_quality",
+    "parse_quality_tags",
+    "read_shards",
+    "read_sidecar",
+    "resumable_pipeline",
+    "reweight",
+    "score_shard",
+    "sidecar_path",
+    "stratify",
+    "tag_shards",
+    "track_position",
+    "write_image_shards",
+]

@@ -1,0 +1,255 @@
+"""Shared pieces of the WebDataset stages: errors, handlers, image decoding, tags, seeding.
+
+Nothing here is public on its own; :mod:`qualoader.webdataset` re-exports what users need.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from qualoader._validation import check_choice, check_positive_int, check_type
+
+__all__ = [
+    "DEFAULT_IMAGE_KEYS",
+    "ERROR_POLICIES",
+    "TAG_FORMAT",
+    "TAG_MEMBER",
+    "Handler",
+    "ImageDecodeError",
+    "MissingImageError",
+    "MissingTagError",
+    "SkipAndCount",
+    "UniformStream",
+    "check_field",
+    "check_image_keys",
+    "decode_image",
+    "find_image",
+    "lookup_tag",
+    "make_rng",
+    "parse_tag",
+    "reraise",
+    "resolve_handler",
+    "worker_identity",
+]
+
+#: Member extensions tried, in order, to find a sample's image.
+DEFAULT_IMAGE_KEYS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm")
+#: Name of the member the tag writer adds to every sample.
+TAG_MEMBER = "quality.json"
+#: Value of the ``"format"`` field of every ``quality.json`` member.
+TAG_FORMAT = "qualoader.quality/1"
+#: Accepted string spellings of an error handler.
+ERROR_POLICIES = frozenset({"raise", "skip"})
+_TAG_FIELDS = frozenset({"quality", "difficulty"})
+
+
+class MissingImageError(KeyError):
+    """A sample has none of the image members looked for."""
+
+
+class ImageDecodeError(ValueError):
+    """An image member holds bytes that do not decode to an image."""
+
+
+class MissingTagError(KeyError):
+    """A sample carries no quality tag (or not the metric asked for)."""
+
+
+def reraise(exn: Exception) -> bool:
+    """The ``"raise"`` policy: re-raise every error (webdataset's ``reraise_exception``)."""
+    raise exn
+
+
+class SkipAndCount:
+    """Error handler that skips the failing sample (or shard) and counts the error.
+
+    Follows webdataset's handler protocol: called with the exception, returns ``True`` to go on.
+    The counts are per process: with DataLoader workers each worker has its own copy.
+
+    Args:
+        max_errors: re-raise the error that would exceed this many (``None``: never).
+        warn: emit a :class:`RuntimeWarning` for the first error of each type.
+
+    Example:
+        >>> handler = SkipAndCount(warn=False)
+        >>> handler(ValueError("bad"))
+        True
+        >>> handler.counts
+        Counter({'ValueError': 1})
+    """
+
+    def __init__(self, max_errors: int | None = None, *, warn: bool = True) -> None:
+        if max_errors is not None:
+            check_positive_int(max_errors, "max_errors", allow_zero=True)
+        check_type(warn, "warn", bool, "a bool")
+        self.max_errors = max_errors
+        self.warn = warn
+        self.counts: Counter[str] = Counter()
+        self.messages: list[str] = []
+
+    @property
+    def total(self) -> int:
+        """Number of errors skipped so far."""
+        return sum(self.counts.values())
+
+    def __call__(self, exn: Exception) -> bool:
+        if self.max_errors is not None and self.total >= self.max_errors:
+            raise exn
+        kind = type(exn).__name__
+        if self.warn and kind not in self.counts:
+            warnings.warn(f"skipping after {kind}: {exn}", RuntimeWarning, stacklevel=2)
+        self.counts[kind] += 1
+        if len(self.messages) < 100:
+            self.messages.append(f"{kind}: {exn}")
+        return True
+
+    def __repr__(self) -> str:
+        return f"SkipAndCount(max_errors={self.max_errors}, counts={dict(self.counts)})"
+
+
+Handler = Callable[[Exception], bool]
+
+
+def resolve_handler(handler: str | Handler, name: str = "handler") -> Handler:
+    """Turn ``"raise"`` / ``"skip"`` into a handler; callables are returned unchanged."""
+    if isinstance(handler, str):
+        check_choice(handler, name, ERROR_POLICIES)
+        return reraise if handler == "raise" else SkipAndCount()
+    if not callable(handler):
+        raise TypeError(f"{name} should be 'raise', 'skip' or a callable (exception) -> bool, but got {name} of type {type(handler).__name__}")
+    return handler
+
+
+def check_image_keys(image_keys: Any) -> tuple[str, ...]:
+    """Validate a non-empty sequence of member extensions."""
+    if isinstance(image_keys, str) or not isinstance(image_keys, Iterable):
+        raise TypeError(f"image_keys should be a sequence of member extensions, but got image_keys of type {type(image_keys).__name__}")
+    keys = tuple(image_keys)
+    if not keys or not all(isinstance(key, str) and key for key in keys):
+        raise ValueError(f"image_keys should be non-empty strings, but got image_keys={keys!r}")
+    return keys
+
+
+def find_image(sample: Mapping[str, Any], image_keys: tuple[str, ...]) -> bytes:
+    """Bytes of the first member of ``sample`` whose extension is in ``image_keys``.
+
+    Raises:
+        MissingImageError: none of them is there.
+    """
+    for key in image_keys:
+        value = sample.get(key)
+        if value is not None:
+            return value
+    members = sorted(k for k in sample if not k.startswith("_"))
+    raise MissingImageError(f"sample {sample.get('__key__')!r} of {sample.get('__url__')!r} should have one of the image members {list(image_keys)}, but got members {members}")
+
+
+def decode_image(data: bytes) -> Tensor:
+    """Decode encoded image bytes (PNG, JPEG, ... via Pillow) to a tensor.
+
+    Grey images keep one channel, colour ones get three (alpha and palettes are dropped or
+    expanded); 16-bit grey images (modes ``I;16``/``I``) become ``float32`` in [0, 1]
+    (value / 65535, clipped).
+
+    Args:
+        data: the encoded file content.
+
+    Returns:
+        ``uint8`` (or ``float32`` for 16-bit) tensor of shape :math:`(C, H, W)`, ``C`` in {1, 3}.
+
+    Raises:
+        ImageDecodeError: the bytes are not an image Pillow can read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = (np.asarray(image, dtype=np.float32) / 65535.0).clip(0.0, 1.0)[None]
+                return torch.from_numpy(np.ascontiguousarray(array))
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("L" if image.mode in ("1", "LA", "F") else "RGB")
+            array = np.array(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageDecodeError(f"image bytes should decode to an image, but got {len(data)} bytes that do not ({error})") from error
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def parse_tag(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+    """Parse a ``quality.json`` member into ``{"quality": {...}, "difficulty": {...}, "fingerprints": {...}}``."""
+    tag = json.loads(data) if isinstance(data, (bytes, bytearray, str)) else dict(data)
+    if not isinstance(tag, dict) or not isinstance(tag.get("quality"), dict):
+        raise MissingTagError(f"quality.json should be a JSON object with a 'quality' mapping, but got {str(tag)[:80]!r}")
+    return {"quality": tag["quality"], "difficulty": tag.get("difficulty", {}), "fingerprints": tag.get("fingerprints", {})}
+
+
+def lookup_tag(sample: dict[str, Any], field: str, metric: str) -> float:
+    """The ``field`` (``"quality"`` or ``"difficulty"``) value of ``metric`` carried by ``sample``.
+
+    Reads ``sample[field]`` (set by :func:`annotate_quality` or a previous lookup) or parses the
+    ``quality.json`` member once and caches the result in the sample.
+
+    Raises:
+        MissingTagError: the sample has no tag, or none for ``metric``.
+    """
+    values = sample.get(field)
+    if not isinstance(values, dict):
+        member = sample.get(TAG_MEMBER)
+        if member is None:
+            raise MissingTagError(f"sample {sample.get('__key__')!r} should carry a {TAG_MEMBER} member or a {field!r} entry, but got neither")
+        tag = parse_tag(member)
+        sample.setdefault("quality", tag["quality"])
+        sample.setdefault("difficulty", tag["difficulty"])
+        values = sample[field]
+    if metric not in values:
+        raise MissingTagError(f"sample {sample.get('__key__')!r} should have a {field} for metric {metric!r}, but got {field} for {sorted(values)}")
+    return float(values[metric])
+
+
+def check_field(field: Any) -> str:
+    check_choice(field, "field", _TAG_FIELDS)
+    return field
+
+
+def worker_identity() -> tuple[int, int]:
+    """``(rank, worker)`` of this process, as webdataset's ``split_by_node``/``split_by_worker`` see it."""
+    from webdataset.utils import pytorch_worker_info
+
+    rank, _, worker, _ = pytorch_worker_info()
+    return rank, worker
+
+
+def make_rng(seed: int, epoch: int) -> np.random.Generator:
+    """A numpy generator seeded from ``(seed, epoch, rank, worker)`` only."""
+    rank, worker = worker_identity()
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch, rank, worker]))
+
+
+class UniformStream:
+    """Uniform draws in [0, 1) from a generator, fetched in blocks (cheap per-sample draws)."""
+
+    def __init__(self, rng: np.random.Generator, block: int = 1024) -> None:
+        self.rng = rng
+        self.block = block
+        self._values = rng.random(block)
+        self._next = 0
+
+    def __call__(self) -> float:
+        if self._next == self.block:
+            self._values = self.rng.random(self.block)
+            self._next = 0
+        value = float(self._values[self._next])
+        self._next += 1
+        return value

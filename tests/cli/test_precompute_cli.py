@@ -1,0 +1,54 @@
+"""``qualoader precompute``: Fashion-MNIST and ImageFolder sources into a score store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from qualoader.cli import main
+from qualoader.data import ScoreStore, StoreError
+from qualoader.metrics import create_metric
+
+
+def test_fashion_mnist_into_store(tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "brightness", "--limit", "64", "--batch-size", "16", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "64/64" in out and "brightness" in out
+    metric = create_metric("brightness")
+    scores = ScoreStore(tmp_path / "s").table(metric).scores()
+    assert np.array_equal(scores, metric(fashion_mnist_test[0][:64]).double().numpy())
+    assert main(argv) == 0  # already complete: resumes with nothing to do
+    with pytest.raises(StoreError, match="length should be the store's dataset length 64"):
+        main([*argv[:-5], "--limit", "32", "--no-progress"])
+    with pytest.raises(StoreError, match="dataset_id should be the store's"):
+        main([*argv, "--size", "32"])
+
+
+def test_image_folder_variable_sizes(tmp_path: Path, photos: torch.Tensor, capsys: pytest.CaptureFixture[str]) -> None:
+    arrays = []
+    for k in range(6):
+        side = 48 if k % 2 else 64
+        array = (photos[k, :, :side, :side].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        folder = tmp_path / "images" / ("a" if k < 3 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(folder / f"{k}.png")
+        arrays.append(array)
+    assert main(["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"]) == 0
+    metric = create_metric("sharpness")
+    expected = np.array([float(metric(torch.from_numpy(a).permute(2, 0, 1)[None])[0]) for a in arrays])
+    assert np.allclose(ScoreStore(tmp_path / "s").table(metric).scores(), expected, rtol=1e-5, atol=0)
+    assert "6/6" in capsys.readouterr().out
+
+
+def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["precompute", str(tmp_path / "nowhere"), "--store", str(tmp_path / "s"), "--metric", "sharpness"]) == 2
+    assert "source should be 'fashion-mnist' or an ImageFolder directory" in capsys.readouterr().err
+    assert main(["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "sharpness", "--limit", "0"]) == 2
+    assert "--limit should be a positive int" in capsys.readouterr().err
+    with pytest.raises(KeyError, match="name should be a registered metric"):
+        main(["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "sharpnes", "--limit", "4"])

@@ -1,0 +1,187 @@
+"""Score store: persistence, fingerprints, atomic writes, corruption and mismatch errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qualoader.data import ScoreStore, ScoreTable, StoreError
+from qualoader.metrics import QualityMetric, create_metric
+
+
+@pytest.fixture
+def table(tmp_path: Path, sharpness: QualityMetric) -> ScoreTable:
+    return ScoreStore(tmp_path / "store", 50).table(sharpness, create=True)
+
+
+def test_write_read_roundtrip(table: ScoreTable, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], sharpness: QualityMetric) -> None:
+    scores = sharpness(fashion_mnist_test[0][:10])
+    index = torch.arange(10, 20)
+    table.write(index, scores)
+    values, valid = table.read(torch.arange(5, 25))
+    assert valid.tolist() == [False] * 5 + [True] * 10 + [False] * 5
+    assert np.array_equal(values[5:15], scores.double().numpy())
+    assert np.isnan(values[:5]).all() and np.isnan(values[15:]).all()
+    assert table.num_scored == 10 and not table.complete
+    assert table.get(10) == float(scores[0]) and table.get(0) is None
+    assert np.array_equal(table.missing(), np.r_[0:10, 20:50])
+    assert np.array_equal(np.isfinite(table.scores()), table.scored())
+
+
+def test_write_bad_input(table: ScoreTable) -> None:
+    with pytest.raises(ValueError, match="values should be finite scores"):
+        table.write([0, 1], [0.5, float("nan")])
+    with pytest.raises(ValueError, match="values should have one score per index"):
+        table.write([0, 1], [0.5])
+    with pytest.raises(ValueError, match=r"indices should be in \[0, 50\)"):
+        table.write([50], [0.5])
+    with pytest.raises(TypeError, match="indices should be integers"):
+        table.read([0.5])
+    with pytest.raises(ValueError, match="index should be an int"):
+        table.get(-1)
+    assert table.num_scored == 0
+
+
+def test_write_order_never_flags_without_score(table: ScoreTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between the score flush and the flag write leaves the samples unscored, not wrong."""
+    def crash(self: np.memmap) -> None:
+        raise KeyboardInterrupt("simulated crash after the scores were written")
+
+    monkeypatch.setattr(np.memmap, "flush", crash)
+    with pytest.raises(KeyboardInterrupt):
+        table.write([3, 4], [0.25, 0.75])
+    monkeypatch.undo()
+    reopened = ScoreTable(table.path)
+    assert reopened.read([3, 4])[1].tolist() == [False, False]
+    reopened.write([3, 4], [0.25, 0.75])
+    assert reopened.read([3, 4])[0].tolist() == [0.25, 0.75]
+
+
+def test_pickled_table_reopens(table: ScoreTable) -> None:
+    table.write([1], [0.5])
+    clone = pickle.loads(pickle.dumps(table))
+    assert clone.get(1) == 0.5
+    table.write([2], [0.25])  # the clone sees writes made through another mapping of the files
+    assert clone.get(2) == 0.25
+
+
+def test_tables_per_fingerprint(tmp_path: Path) -> None:
+    store = ScoreStore(tmp_path / "s", 10)
+    a, b = create_metric("entropy", bins=256), create_metric("entropy", bins=64)
+    table_a, table_b = store.table(a, create=True), store.table(b, create=True)
+    assert table_a.path != table_b.path and table_a.config == {"bins": 256} and table_b.config == {"bins": 64}
+    table_a.write([0], [1.0])
+    assert table_b.get(0) is None
+    assert [t.fingerprint for t in store.tables()] == sorted([a.fingerprint(), b.fingerprint()], key=lambda fp: f"entropy-{fp}")
+    assert store.table(a).get(0) == 1.0
+
+
+def test_missing_configuration_is_reported(tmp_path: Path) -> None:
+    store = ScoreStore(tmp_path / "s", 10)
+    store.table(create_metric("entropy", bins=256), create=True)
+    with pytest.raises(LookupError, match=r"it holds other configurations of 'entropy': fingerprint \w+ with config \{'bins': 256\}"):
+        store.table(create_metric("entropy", bins=64))
+    with pytest.raises(StoreError, match="metric should have the fingerprint"):
+        store.table(create_metric("entropy", bins=256)).check_metric(create_metric("entropy", bins=64))
+
+
+def test_store_length_and_dataset_id_checked(tmp_path: Path) -> None:
+    ScoreStore(tmp_path / "s", 10, dataset_id="fmnist-test")
+    assert ScoreStore(tmp_path / "s").length == 10
+    with pytest.raises(StoreError, match="length should be the store's dataset length 10, but got length=11"):
+        ScoreStore(tmp_path / "s", 11)
+    with pytest.raises(StoreError, match="dataset_id should be the store's 'fmnist-test'"):
+        ScoreStore(tmp_path / "s", 10, dataset_id="cifar")
+    with pytest.raises(ValueError, match="length should be given to create a new store"):
+        ScoreStore(tmp_path / "new")
+    with pytest.raises(ValueError, match="length should be a positive int"):
+        ScoreStore(tmp_path / "new", 0)
+    with pytest.raises(TypeError, match="root should be a folder path"):
+        ScoreStore(3, 10)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="metric should be a QualityMetric"):
+        ScoreStore(tmp_path / "s").table("sharpness")  # type: ignore[arg-type]
+
+
+def test_corrupt_store_header(tmp_path: Path) -> None:
+    ScoreStore(tmp_path / "s", 10)
+    (tmp_path / "s" / "store.json").write_text('{"format": "qualoader.score_st')
+    with pytest.raises(StoreError, match="the store header should be valid JSON, but got a corrupt file"):
+        ScoreStore(tmp_path / "s", 10)
+
+
+def test_corrupt_table_header(table: ScoreTable, sharpness: QualityMetric) -> None:
+    (table.path / "header.json").write_bytes(b"\x00\xff garbage")
+    with pytest.raises(StoreError, match="the table header should be valid JSON"):
+        ScoreTable(table.path)
+    with pytest.raises(StoreError, match="delete that folder to rebuild it"):
+        ScoreStore(table.path.parent).table(sharpness)
+
+
+def test_table_header_fields_checked(table: ScoreTable, sharpness: QualityMetric) -> None:
+    header = json.loads((table.path / "header.json").read_text())
+    (table.path / "header.json").write_text(json.dumps({**header, "length": 49}))
+    with pytest.raises(StoreError, match=r"scores.npy should hold float64 \(49,\) as its header says"):
+        ScoreTable(table.path)
+    (table.path / "header.json").write_text(json.dumps({**header, "fingerprint": "0" * 16}))
+    with pytest.raises(StoreError, match="the table folder name should match its header"):
+        ScoreStore(table.path.parent).table(sharpness)
+    del header["calibration"]
+    (table.path / "header.json").write_text(json.dumps(header))
+    with pytest.raises(StoreError, match="header with keys"):
+        ScoreTable(table.path)
+
+
+def test_truncated_scores_file(table: ScoreTable) -> None:
+    path = table.path / "scores.npy"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(StoreError, match="scores.npy should be a readable .npy array, but got a corrupt file"):
+        ScoreTable(table.path)
+
+
+_WRITER = """
+import sys, torch
+from qualoader.data import ScoreStore
+from qualoader.datasets import load_fashion_mnist
+from qualoader.metrics import create_metric
+images = load_fashion_mnist("test")[0][:40]
+metric = create_metric("entropy", bins=int(sys.argv[2]))
+table = ScoreStore(sys.argv[1], 40).table(metric, create=True)
+table.write(torch.arange(40), metric(images))
+"""
+
+_READER = """
+import sys
+from qualoader.data import ScoreStore
+from qualoader.metrics import create_metric
+try:
+    table = ScoreStore(sys.argv[1], 40).table(create_metric("entropy", bins=int(sys.argv[2])))
+except LookupError as error:
+    print("LOOKUP", error)
+else:
+    print(" ".join(repr(float(v)) for v in table.scores()))
+"""
+
+
+def _run(code: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.slow
+def test_scores_survive_process_restart(tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    root = str(tmp_path / "s")
+    _run(_WRITER, root, "256")
+    expected = create_metric("entropy", bins=256)(fashion_mnist_test[0][:40]).double()
+    read_back = torch.tensor([float(v) for v in _run(_READER, root, "256").split()], dtype=torch.float64)
+    assert torch.equal(read_back, expected)
+    other = _run(_READER, root, "64")
+    assert other.startswith("LOOKUP") and "config {'bins': 256}" in other and "config {'bins': 64}" in other

@@ -1,0 +1,197 @@
+"""bn-shift: distance of per-image BatchNorm input statistics from the stored running statistics."""
+
+from __future__ import annotations
+
+import copy
+from itertools import pairwise
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.distributions import Normal, kl_divergence
+
+from qualoader.metrics import create_metric, metric_info
+from qualoader.metrics.aligned.bn_shift import BNShift, batchnorm_layers, bn_shift
+from qualoader.reference import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    FashionCNN,
+    ReferenceNetwork,
+    default_reference,
+    load_reference,
+)
+
+MIN_MONOTONIC = 12
+
+
+@pytest.fixture(scope="module")
+def clean(fashion_mnist_test) -> Tensor:
+    return fashion_mnist_test[0][:32].float() / 255
+
+
+def _noisy(images: Tensor, sigma: float, seed: int = 0) -> Tensor:
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    return (images + sigma * noise).clamp(0, 1)
+
+
+def _wrap(model: nn.Module, size: int = 28) -> ReferenceNetwork:
+    return load_reference(model, input_size=size, in_channels=1, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
+
+
+def _one_bn_network(channels: int = 3) -> tuple[ReferenceNetwork, nn.BatchNorm2d]:
+    bn = nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.linspace(-0.5, 0.5, channels))
+        bn.running_var.copy_(torch.linspace(0.5, 2.0, channels))
+    model = nn.Sequential(nn.Conv2d(1, channels, 1, bias=False), bn, nn.Flatten(), nn.Linear(channels * 64, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.linspace(1.0, 3.0, channels).view(channels, 1, 1, 1))
+    return load_reference(model, input_size=8, in_channels=1, mean=(0.0,), std=(1.0,)), bn
+
+
+def test_registered_no_reference_lower_is_better_offline():
+    info = metric_info("bn-shift")
+    assert info.mode == "NR" and not info.higher_is_better and not info.requires_weights
+
+
+def test_scores_shape_dtype_device(clean, device, dtype):
+    metric = create_metric("bn-shift", device=device)
+    scores = metric(clean.to(device, dtype))
+    assert scores.shape == (len(clean),) and scores.dtype == dtype and scores.device.type == device.type
+    assert bool((scores >= 0).all())
+
+
+def test_symmetric_kl_matches_torch_distributions():
+    network, bn = _one_bn_network()
+    images = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    activations = network.model[0](images)
+    var, mean = torch.var_mean(activations.flatten(2), dim=2, correction=0)
+    image = Normal(mean, (var + bn.eps).sqrt())
+    running = Normal(bn.running_mean, (bn.running_var + bn.eps).sqrt())
+    expected = (0.5 * (kl_divergence(image, running) + kl_divergence(running, image))).mean(1)
+    torch.testing.assert_close(bn_shift(network, images, variance_floor=1e-6), expected.detach())
+
+
+def test_other_divergences_match_their_formulas():
+    network, bn = _one_bn_network()
+    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    var, mean = torch.var_mean(network.model[0](images).detach().flatten(2), dim=2, correction=0)
+    running_var = bn.running_var + bn.eps
+    normalised = (mean - bn.running_mean) / running_var.sqrt()
+    torch.testing.assert_close(bn_shift(network, images, divergence="mean"), normalised.abs().mean(1))
+    wasserstein = normalised.square() + ((var + bn.eps).sqrt() - running_var.sqrt()).square() / running_var
+    torch.testing.assert_close(bn_shift(network, images, divergence="wasserstein"), wasserstein.mean(1))
+
+
+def test_variance_floor_keeps_silent_channels_finite():
+    network, _ = _one_bn_network()
+    flat = torch.full((2, 1, 8, 8), 0.5)
+    scores = bn_shift(network, flat)
+    assert bool(torch.isfinite(scores).all())
+    assert float(bn_shift(network, flat, variance_floor=0.1).max()) < float(scores.max())
+
+
+def test_clean_images_shift_less_than_corrupted(clean):
+    metric = create_metric("bn-shift")
+    base, noisy, dark = metric(clean), metric(_noisy(clean, 0.3)), metric(clean * 0.3)
+    assert float(noisy.mean()) > 1.5 * float(base.mean()) and float(dark.mean()) > 1.5 * float(base.mean())
+
+
+def test_moves_monotonically_with_severity_for_most_corruptions(severity_sweep):
+    curves = severity_sweep["bn-shift"]
+    monotonic = sorted(name for name, curve in curves.items() if all(b > a for a, b in pairwise(curve)))
+    print(f"bn-shift increases with severity for {len(monotonic)}/{len(curves)} corruptions: {monotonic}")
+    assert len(monotonic) >= MIN_MONOTONIC
+
+
+def test_module_agrees_with_function_for_every_divergence(clean):
+    network = default_reference()
+    noisy = _noisy(clean, 0.2)
+    for divergence in ("kl", "wasserstein", "mean"):
+        metric = create_metric("bn-shift", divergence=divergence)
+        torch.testing.assert_close(metric(noisy), bn_shift(network, noisy, divergence=divergence))
+
+
+def test_batched_equals_per_image(clean):
+    metric = create_metric("bn-shift")
+    noisy = _noisy(clean[:8], 0.2)
+    single = torch.cat([metric(noisy[i : i + 1]) for i in range(8)])
+    torch.testing.assert_close(metric(noisy), single, rtol=1e-4, atol=1e-6)
+
+
+def test_network_in_train_mode_is_run_in_eval_mode_and_not_modified(clean):
+    model = default_reference().model
+    frozen = copy.deepcopy(model).eval()
+    model.train()
+    metric = BNShift(reference=_wrap(model))
+    scores = metric(_noisy(clean, 0.2))
+    assert all(module.training for module in model.modules())
+    for name, value in frozen.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    torch.testing.assert_close(scores, BNShift(reference=_wrap(frozen))(_noisy(clean, 0.2)))
+    assert not any(module._forward_pre_hooks for module in model.modules())
+
+
+def test_network_without_batchnorm_is_refused():
+    plain = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    with pytest.raises(ValueError, match="should have BatchNorm2d layers"):
+        BNShift(reference=_wrap(plain))
+    untracked = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    assert batchnorm_layers(untracked) == {}
+    with pytest.raises(ValueError, match="should have BatchNorm2d layers"):
+        bn_shift(_wrap(untracked), torch.rand(2, 1, 28, 28))
+
+
+def test_fingerprint_follows_running_statistics_and_config():
+    model = FashionCNN()
+    metric = BNShift(reference=_wrap(model))
+    before = metric.fingerprint()
+    assert BNShift(reference=_wrap(model)).fingerprint() == before and len(before) == 16
+    assert BNShift(reference=_wrap(model), divergence="mean").fingerprint() != before
+    with torch.no_grad():
+        model.features[2][1].running_var[0] *= 2
+    assert metric.fingerprint() != before
+
+
+def test_torchvision_network_with_batchnorm(tmp_path):
+    from torchvision.models import mobilenet_v3_small
+
+    torch.manual_seed(0)
+    path = tmp_path / "mnv3.pth"
+    torch.save(mobilenet_v3_small().state_dict(), path)
+    metric = create_metric("bn-shift", reference="mobilenet_v3_small", weights=path, input_size=64)
+    photos = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    assert metric(photos).shape == (2,)
+    assert len(batchnorm_layers(metric.network.model)) > 10
+
+
+def test_calibration_only_for_default_configuration():
+    from qualoader.calibration import default_calibration
+
+    assert (create_metric("bn-shift").calibration is None) == (default_calibration("bn-shift") is None)
+    assert create_metric("bn-shift", divergence="wasserstein").calibration is None
+
+
+def test_bad_arguments(clean):
+    with pytest.raises(ValueError, match="divergence should be one of"):
+        create_metric("bn-shift", divergence="js")
+    with pytest.raises(ValueError, match=r"variance_floor should be in \(0, 1\]"):
+        create_metric("bn-shift", variance_floor=0.0)
+    with pytest.raises(TypeError, match="variance_floor should be a float"):
+        create_metric("bn-shift", variance_floor="small")
+    with pytest.raises(FileNotFoundError, match="resnet18"):
+        create_metric("bn-shift", reference="resnet18", weights="/nonexistent/resnet18.pth")
+    metric = create_metric("bn-shift")
+    with pytest.raises(ValueError, match="reference should be None"):
+        metric(clean, clean)
+    with pytest.raises(TypeError, match="network should be a ReferenceNetwork"):
+        bn_shift(FashionCNN(), clean)  # type: ignore[arg-type]
+
+
+def test_pickle_round_trip_gives_identical_scores(clean):
+    import pickle
+
+    metric = create_metric("bn-shift")
+    clone = pickle.loads(pickle.dumps(metric))
+    torch.testing.assert_close(clone(clean), metric(clean), rtol=0, atol=0)
+    assert clone.fingerprint() == metric.fingerprint()

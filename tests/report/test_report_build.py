@@ -1,0 +1,145 @@
+"""End-to-end reports: every file the HTML references exists, every PNG opens; CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from qualoader.calibration import DifficultyCalibration
+from qualoader.cli import main
+from qualoader.metrics import create_metric
+from qualoader.report import build_report, load_source, score_source
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tables += tag == "table"
+        for key, value in attrs:
+            if key in ("src", "href") and value:
+                self.links.append(value)
+
+
+def _check_page(index: Path) -> _Links:
+    parser = _Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    assert parser.links, "the report should reference its figures"
+    for link in parser.links:
+        assert not link.startswith(("/", "http:", "https:")), f"links should be relative, got {link}"
+        target = index.parent / link
+        assert target.is_file(), f"{link} is referenced but missing"
+        if target.suffix == ".png":
+            with Image.open(target) as image:
+                image.verify()
+                assert image.format == "PNG"
+    return parser
+
+
+def test_folder_report(tmp_path: Path, image_folder: Path) -> None:
+    out = tmp_path / "report"
+    index = build_report(image_folder, ["sharpness", "noise"], out, examples=3)
+    parser = _check_page(index)
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["scored"] == 26 and summary["kind"] == "folder"
+    names = [metric["name"] for metric in summary["metrics"]]
+    assert names == ["sharpness", "noise"]
+    assert sum(link.startswith("thumbs/") for link in parser.links) == 2 * 2 * 3
+    sharpness = summary["metrics"][0]
+    # The lowest-sharpness thumbnail really has the minimum score, and both sides are sorted.
+    lowest = [example["score"] for example in sharpness["lowest"]]
+    highest = [example["score"] for example in sharpness["highest"]]
+    assert lowest == sorted(lowest) and highest == sorted(highest, reverse=True)
+    assert lowest[0] == pytest.approx(sharpness["min"]) and highest[0] == pytest.approx(sharpness["max"])
+    noise = summary["metrics"][1]  # lower is better: its "lowest quality" examples have the largest scores
+    assert noise["lowest"][0]["score"] == pytest.approx(noise["max"])
+
+
+def test_shard_report_uses_tags_and_summarises_shards(tmp_path: Path, shards: list[Path]) -> None:
+    out = tmp_path / "report"
+    index = build_report(shards, ["sharpness", "contrast"], out, examples=2)
+    parser = _check_page(index)
+    summary = json.loads((out / "report.json").read_text())
+    sharpness, contrast = summary["metrics"]
+    assert sharpness["from_tags"] == 40 and contrast["from_tags"] == 0
+    assert [row["samples"] for row in summary["shards"]] == [20, 20, 20]
+    assert [row["tagged"] for row in summary["shards"]] == [20, 20, 0]
+    assert summary["shards"][0]["mean"]["sharpness"] == pytest.approx(np.mean(np.arange(20)))  # the tags, not recomputed
+    assert all((out / metric["shard_plot"]).is_file() for metric in summary["metrics"])
+    assert parser.tables >= 2
+
+
+def test_computed_scores_equal_the_metric(shards: list[Path], fashion_images: tuple[torch.Tensor, torch.Tensor]) -> None:
+    metric = create_metric("contrast")
+    table = score_source(load_source(shards[2]), {"contrast": metric}, batch_size=7)
+    expected = metric(fashion_images[0][40:60]).double().numpy()
+    np.testing.assert_allclose(table.scores["contrast"], expected, rtol=1e-6)
+
+
+def test_difficulty_buckets_for_calibrated_metric(tmp_path: Path, fashion_images: tuple[torch.Tensor, torch.Tensor]) -> None:
+    metric = create_metric("sharpness")
+    scores = metric(fashion_images[0]).double()
+    errors = (scores < scores.median()).double()  # blurrier half = "errors", a real monotone fit
+    metric.calibration = DifficultyCalibration.fit(scores, errors, higher_is_better=True)
+    out = tmp_path / "report"
+    index = build_report("fashion-mnist:test", [metric], out, max_images=200, examples=2)
+    _check_page(index)
+    summary = json.loads((out / "report.json").read_text())
+    buckets = summary["metrics"][0]["difficulty_buckets"]
+    assert sum(buckets["counts"]) == 200 and len(buckets["labels"]) == 5
+    assert "difficulty_" in index.read_text()
+
+
+def test_undecodable_images_are_dropped_and_listed(tmp_path: Path, image_folder: Path) -> None:
+    (image_folder / "fashion" / "broken.png").write_bytes(b"not an image")
+    index = build_report(image_folder, ["contrast"], tmp_path / "report", examples=1)
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert summary["scored"] == 26 and summary["total"] == 27
+    assert any("broken" in problem for problem in summary["problems"])
+    assert "broken" in index.read_text()
+
+
+def test_cli_report(tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    assert main(["report", str(image_folder), "--metric", "sharpness", "--metric", "entropy", "--out", str(out), "--examples", "2"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "index.html")
+    _check_page(out / "index.html")
+    with pytest.raises(SystemExit):
+        main(["report", str(image_folder), "--out", str(out)])  # --metric is required
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"metrics": []}, ValueError),
+        ({"metrics": "sharpness"}, TypeError),
+        ({"metrics": ["sharpness", "sharpness"]}, ValueError),
+        ({"metrics": ["psnr"]}, ValueError),
+        ({"metrics": ["no-such-metric"]}, KeyError),
+        ({"metrics": [3]}, TypeError),
+        ({"metrics": ["sharpness"], "examples": 0}, ValueError),
+        ({"metrics": ["sharpness"], "batch_size": 0}, ValueError),
+        ({"metrics": ["sharpness"], "out": 5}, TypeError),
+    ],
+)
+def test_bad_input(tmp_path: Path, image_folder: Path, kwargs: dict, error: type[Exception]) -> None:
+    kwargs.setdefault("out", tmp_path / "bad")
+    with pytest.raises(error):
+        build_report(image_folder, **kwargs)
+
+
+def test_score_source_bad_input(image_folder: Path) -> None:
+    source = load_source(image_folder, max_images=2)
+    with pytest.raises(ValueError):
+        score_source(source, {})
+    with pytest.raises(TypeError):
+        score_source(source, {"x": object()})

@@ -1,0 +1,113 @@
+"""Report sources: image folders, Fashion-MNIST, WebDataset shards, quality tags."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from qualoader.report.sources import decode_image, load_source, parse_quality_tags
+
+
+def test_folder_source(image_folder: Path) -> None:
+    source = load_source(image_folder)
+    assert source.kind == "folder" and source.total == 26 and len(source.samples) == 26
+    labels = {sample.label for sample in source.samples}
+    assert labels == {"photos", "fashion"}
+    photo = next(sample for sample in source.samples if sample.label == "photos").decode()
+    item = next(sample for sample in source.samples if sample.label == "fashion").decode()
+    assert photo.shape == (3, 64, 64) and photo.dtype == torch.uint8
+    assert item.shape == (1, 28, 28)
+    assert len(load_source(str(image_folder), max_images=5).samples) == 5
+
+
+def test_fashion_mnist_source(fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    source = load_source("fashion-mnist:test", max_images=7)
+    assert source.kind == "fashion-mnist" and source.total == 10000 and len(source.samples) == 7
+    torch.testing.assert_close(source.samples[3].decode(), fashion_mnist_test[0][3])
+
+
+def test_shard_source_reads_tags_and_images(shards: list[Path], fashion_images: tuple[torch.Tensor, torch.Tensor]) -> None:
+    source = load_source(shards)
+    assert source.kind == "shards" and source.total == 60 and not source.problems
+    assert [sample.key for sample in source.samples[:2]] == ["sample0000", "sample0001"]
+    assert source.samples[5].tags == {"sharpness": 5.0}
+    assert source.samples[45].tags == {}
+    assert source.samples[7].shard == shards[0].name and source.samples[45].shard == shards[2].name
+    torch.testing.assert_close(source.samples[45].decode(), fashion_images[0][45])
+    assert source.samples[45].label == str(int(fashion_images[1][45]))
+    assert len(load_source(shards[0].parent).samples) == 60  # a folder of shards
+
+
+def test_shard_source_reports_bad_members(tmp_path: Path, shards: list[Path]) -> None:
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(broken, "w") as archive:
+        for name, data in (("a.txt", b"no image"), ("b.png", b"not a png"), ("b.quality.json", b"[1, 2]")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    source = load_source([shards[0], broken])
+    assert len(source.samples) == 21
+    assert any("a: no image member" in problem for problem in source.problems)
+    assert any("quality.json ignored" in problem for problem in source.problems)
+    with pytest.raises(ValueError, match="cannot decode"):
+        next(sample for sample in source.samples if sample.key == "b").decode()
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"sharpness": 0.5, "noise": 2}, {"sharpness": 0.5, "noise": 2.0}),
+        ({"sharpness": {"score": 0.5, "fingerprint": "abc"}}, {"sharpness": 0.5}),
+        ({"scores": {"bn-shift": {"value": 0.1}}, "fingerprints": {"bn-shift": "x"}}, {"bn-shift": 0.1}),
+        ({"quality": {"a": 1.0}, "difficulty": {"a": 0.2}}, {"a": 1.0}),
+        ({"a": "text", "b": True, "c": None, "d": 3.0}, {"d": 3.0}),
+        ({"metric": "noise", "quality": 0.25, "fingerprint": "f"}, {"noise": 0.25}),
+    ],
+)
+def test_parse_quality_tags(document: dict, expected: dict) -> None:
+    assert parse_quality_tags(json.dumps(document).encode()) == expected
+
+
+def test_decode_image_modes() -> None:
+    rgba = Image.fromarray(np.full((5, 4, 4), 200, dtype=np.uint8))
+    buffer = io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.shape == (3, 5, 4) and int(decoded.max()) == 200
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: parse_quality_tags(b"\xff\xfe"), ValueError),
+        (lambda: parse_quality_tags(b"[1]"), ValueError),
+        (lambda: decode_image(b"garbage"), ValueError),
+        (lambda: load_source("fashion-mnist:valid"), ValueError),
+        (lambda: load_source("/nonexistent/folder"), FileNotFoundError),
+        (lambda: load_source([]), ValueError),
+        (lambda: load_source(3), TypeError),
+        (lambda: load_source([3]), TypeError),
+        (lambda: load_source("fashion-mnist:test", max_images=0), ValueError),
+    ],
+)
+def test_bad_input(call, error) -> None:
+    with pytest.raises(error):
+        call()
+
+
+def test_bad_paths(tmp_path: Path, image_folder: Path) -> None:
+    with pytest.raises(ValueError, match="with none"):
+        load_source(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path)
+    with pytest.raises(ValueError, match="non-shard"):
+        load_source([image_folder, image_folder / "photos" / "photo0.png"])
+    not_a_tar = tmp_path / "fake.tar"
+    not_a_tar.write_bytes(b"nothing")
+    with pytest.raises(ValueError, match="without any"):
+        load_source([not_a_tar])

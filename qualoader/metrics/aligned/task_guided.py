@@ -242,8 +242,6 @@ class TaskGuided(QualityMetric):
 
     name = "task-guided"
     higher_is_better = True
-    # Until the default head ships in qualoader/assets, the metric needs a checkpoint file.
-    requires_weights = True
 
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *, check_values: bool = True) -> None:
         super().__init__(check_values=check_values)

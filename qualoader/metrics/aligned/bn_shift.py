@@ -21,6 +21,7 @@ call and its ``training`` flags and running statistics are left exactly as they 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -46,6 +47,20 @@ def batchnorm_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
     }
 
 
+def _select_layers(model: nn.Module, layers: Sequence[str] | None, label: str) -> dict[str, nn.BatchNorm2d]:
+    """The named BatchNorm layers (all of them for ``None``), each checked to exist and hold running statistics."""
+    available = batchnorm_layers(model)
+    if not available:
+        raise ValueError(f"{label} should have BatchNorm2d layers with running statistics for bn-shift, but got a network without any")
+    if layers is None:
+        return available
+    if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
+        raise ValueError(f"layers should be None or a non-empty list of BatchNorm2d layer names, but got layers={layers!r}")
+    for layer in layers:
+        check_choice(layer, "layers[i]", available)
+    return {layer: available[layer] for layer in layers}
+
+
 def _divergence(mean: Tensor, var: Tensor, running_mean: Tensor, running_var: Tensor, divergence: str, floor: float) -> Tensor:
     """Per-image, per-channel divergence :math:`(B, C)` of :math:`\\mathcal N(mean, var)` from the running Gaussian."""
     diff2 = (mean - running_mean).square()
@@ -65,7 +80,7 @@ def bn_shift(
     *,
     divergence: str = "kl",
     variance_floor: float = 0.01,
-    layers: dict[str, nn.BatchNorm2d] | None = None,
+    layers: Sequence[str] | None = None,
 ) -> Tensor:
     """BatchNorm statistics shift of each image: mean over layers and channels of a per-channel divergence.
 
@@ -74,13 +89,14 @@ def bn_shift(
         images: :math:`(B, C, H, W)` in [0, 1].
         divergence: one of :data:`DIVERGENCES`.
         variance_floor: for ``"kl"``, the image variance is floored at this fraction of the running one.
-        layers: the BatchNorm layers to use (default: all of :func:`batchnorm_layers`).
+        layers: names of the BatchNorm layers to average over (default: all of :func:`batchnorm_layers`).
 
     Returns:
         Shifts :math:`(B,)`, non-negative (larger: further from the training statistics), dtype of ``images``.
 
     Raises:
-        ValueError: the network has no ``BatchNorm2d`` layer with running statistics.
+        ValueError: the network has no ``BatchNorm2d`` layer with running statistics, or a name
+            in ``layers`` is not one of them.
 
     Example:
         >>> import torch
@@ -91,11 +107,7 @@ def bn_shift(
     check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
     check_choice(divergence, "divergence", DIVERGENCES)
     floor = check_probability(variance_floor, "variance_floor", open_low=True)
-    layers = batchnorm_layers(network.model) if layers is None else layers
-    if not layers:
-        raise ValueError(
-            f"network should have BatchNorm2d layers with running statistics for bn-shift, but got network={network.name!r} without any"
-        )
+    selected = _select_layers(network.model, layers, f"network {network.name!r}")
     shifts: list[Tensor] = []
 
     def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
@@ -105,7 +117,7 @@ def bn_shift(
         running_var = module.running_var.float() + module.eps
         shifts.append(_divergence(mean, var + module.eps, running_mean, running_var, divergence, floor).mean(1))
 
-    network.run(images, {module: hook for module in layers.values()}, pre=True)
+    network.run(images, {module: hook for module in selected.values()}, pre=True)
     return torch.stack(shifts).mean(0).to(images.dtype)
 
 
@@ -121,6 +133,7 @@ class BNShift(ReferenceMetric):
         weights: local weights file for ``reference``.
         divergence: ``"kl"`` (default), ``"wasserstein"`` or ``"mean"`` (see :data:`DIVERGENCES`).
         variance_floor: variance floor of ``"kl"``, as a fraction of the running variance.
+        layers: names of the BatchNorm layers to average over (default: all).
         check_values: validate that float input is finite and in [0, 1].
         **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
 
@@ -149,24 +162,24 @@ class BNShift(ReferenceMetric):
         weights: str | os.PathLike[str] | None = None,
         divergence: str = "kl",
         variance_floor: float = 0.01,
+        layers: Sequence[str] | None = None,
         check_values: bool = True,
         **convention: Any,
     ) -> None:
         check_choice(divergence, "divergence", DIVERGENCES)
-        self_floor = check_probability(variance_floor, "variance_floor", open_low=True)
+        floor = check_probability(variance_floor, "variance_floor", open_low=True)
         super().__init__(reference, weights=weights, check_values=check_values, **convention)
-        if not batchnorm_layers(self.network.model):
-            raise ValueError(
-                f"reference should have BatchNorm2d layers with running statistics for bn-shift, but got reference={self.network.name!r} without any"
-            )
+        selected = _select_layers(self.network.model, layers, f"reference {self.network.name!r}")
+        self.layers = None if layers is None else tuple(selected)
         self.divergence = divergence
-        self.variance_floor = self_floor
-        if self.uses_default_reference and divergence == "kl" and self_floor == 0.01:
+        self.variance_floor = floor
+        if self.uses_default_reference and divergence == "kl" and floor == 0.01 and layers is None:
             self.attach_default_calibration()
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Shifts :math:`(B,)` of validated images :math:`(B, C, H, W)`."""
-        return bn_shift(self.network, images, divergence=self.divergence, variance_floor=self.variance_floor)
+        return bn_shift(self.network, images, divergence=self.divergence, variance_floor=self.variance_floor, layers=self.layers)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "divergence": self.divergence, "variance_floor": self.variance_floor}
+        layers = None if self.layers is None else list(self.layers)
+        return {**super().get_config(), "divergence": self.divergence, "variance_floor": self.variance_floor, "layers": layers}

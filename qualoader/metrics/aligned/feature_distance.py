@@ -19,7 +19,7 @@ from qualoader.metrics.aligned._reference_metric import ReferenceMetric
 from qualoader.metrics.registry import register_metric
 from qualoader.reference import ReferenceNetwork
 
-__all__ = ["DISTANCES", "FeatureDistance", "feature_distance"]
+__all__ = ["DISTANCES", "FeatureDistance", "feature_distance", "pooled_features"]
 
 #: ``"cosine"``: :math:`1 - \cos(f, f_0)`; ``"l2"``: :math:`\|f - f_0\|_2 / \|f_0\|_2` (relative to the clean features).
 DISTANCES = frozenset({"cosine", "l2"})
@@ -35,6 +35,7 @@ def _distance(features: Tensor, clean: Tensor, distance: str) -> Tensor:
 
 
 def _pooled(tensor: Tensor) -> Tensor:
+    """:math:`(B, C, ...) -> (B, C)` by averaging over space (already flat features are kept)."""
     return tensor.flatten(2).mean(2) if tensor.ndim > 2 else tensor.flatten(1)
 
 
@@ -49,23 +50,47 @@ def _check_layers(layers: Any) -> tuple[str, ...] | None:
 
 
 @torch.no_grad()
-def feature_distance(
-    network: ReferenceNetwork,
-    images: Tensor,
-    clean: Tensor,
-    *,
-    layers: Sequence[str] | None = None,
-    distance: str = "cosine",
-) -> Tensor:
-    """Distance between the reference network's features of ``images`` and of ``clean``.
+def pooled_features(network: ReferenceNetwork, images: Tensor, *, layers: Sequence[str] | None = None) -> tuple[Tensor, ...]:
+    """The features :func:`feature_distance` compares, from one forward pass.
+
+    Compute them once for clean images and pass them as ``clean_features`` to score many
+    degraded versions (e.g. a corruption sweep) without re-running the clean images.
 
     Args:
         network: the reference network.
         images: :math:`(B, C, H, W)` in [0, 1].
-        clean: clean versions :math:`(B, C, H, W)` of ``images``.
+        layers: ``None`` for the pooled embedding, or module names (see :func:`feature_distance`).
+
+    Returns:
+        One :math:`(B, D_l)` tensor per layer (a single one, :math:`(B, D)`, for the embedding).
+    """
+    check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
+    layers = _check_layers(layers)
+    if layers is None:
+        return (network.embed(images),)
+    return tuple(_pooled(activation) for activation in network.features(images, layers).values())
+
+
+@torch.no_grad()
+def feature_distance(
+    network: ReferenceNetwork,
+    images: Tensor,
+    clean: Tensor | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    distance: str = "cosine",
+    clean_features: Sequence[Tensor] | None = None,
+) -> Tensor:
+    """Distance between the reference network's features of ``images`` and of their clean versions.
+
+    Args:
+        network: the reference network.
+        images: :math:`(B, C, H, W)` in [0, 1].
+        clean: clean versions :math:`(B, C, H, W)` of ``images`` (run in the same forward pass).
         layers: ``None`` for the pooled embedding, or module names whose outputs are pooled over
             space and compared; the result is the mean over layers.
         distance: one of :data:`DISTANCES`.
+        clean_features: instead of ``clean``, their :func:`pooled_features` (same ``layers``).
 
     Returns:
         Distances :math:`(B,)` (0 for identical images; larger is worse), dtype of ``images``.
@@ -80,18 +105,22 @@ def feature_distance(
     check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
     check_choice(distance, "distance", DISTANCES)
     layers = _check_layers(layers)
-    if images.shape != clean.shape:
-        raise ValueError(f"clean should have the shape of images {tuple(images.shape)}, but got clean.shape={tuple(clean.shape)}")
-    both = torch.cat([images, clean.to(images.dtype)])
     batch = images.shape[0]
-    if layers is None:
-        embedding = network.embed(both)
-        scores = _distance(embedding[:batch], embedding[batch:], distance)
+    if (clean is None) == (clean_features is None):
+        raise ValueError("clean and clean_features should be given one at a time, but got both or neither")
+    if clean is not None:
+        if images.shape != clean.shape:
+            raise ValueError(f"clean should have the shape of images {tuple(images.shape)}, but got clean.shape={tuple(clean.shape)}")
+        both = pooled_features(network, torch.cat([images, clean.to(images.dtype)]), layers=layers)
+        degraded, reference = tuple(f[:batch] for f in both), tuple(f[batch:] for f in both)
     else:
-        activations = network.features(both, layers)
-        per_layer = [_distance(_pooled(act)[:batch], _pooled(act)[batch:], distance) for act in activations.values()]
-        scores = torch.stack(per_layer).mean(0)
-    return scores.to(images.dtype)
+        reference = tuple(clean_features)
+        degraded = pooled_features(network, images, layers=layers)
+        if len(reference) != len(degraded) or any(r.shape != d.shape for r, d in zip(reference, degraded)):
+            shapes = [tuple(r.shape) for r in reference]
+            raise ValueError(f"clean_features should be pooled_features of {batch} clean images with the same layers, but got shapes {shapes}")
+    per_layer = [_distance(d, r.to(d.device, d.dtype), distance) for d, r in zip(degraded, reference)]
+    return torch.stack(per_layer).mean(0).to(images.dtype)
 
 
 @register_metric

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from qualoader.metrics import create_metric
+from qualoader.metrics.aligned.feature_distance import feature_distance, pooled_features
 
 #: Real test images per corruption and severity (every 50th of the 10,000, so all classes appear).
 SWEEP_IMAGES = 200
@@ -13,19 +14,21 @@ SWEEP_IMAGES = 200
 
 @pytest.fixture(scope="session")
 def severity_sweep(fashion_mnist_test) -> dict[str, dict[str, list[float]]]:
-    """``{metric: {corruption: [mean score at severity 1..5]}}`` for ``feature-distance`` and ``bn-shift``."""
+    """``{metric: {corruption: [mean score at severity 1..5]}}`` for ``feature-distance`` and ``bn-shift``.
+
+    ``feature-distance`` reuses the clean images' features across the sweep (``clean_features``),
+    which gives the metric's scores with one forward pass per corrupted batch.
+    """
     from qualoader.corruptions import corrupt, list_corruptions
 
     clean = fashion_mnist_test[0][:: 10000 // SWEEP_IMAGES][:SWEEP_IMAGES].float() / 255
-    metrics = {name: create_metric(name) for name in ("feature-distance", "bn-shift")}
-    curves: dict[str, dict[str, list[float]]] = {name: {} for name in metrics}
+    distance, shift = create_metric("feature-distance"), create_metric("bn-shift")
+    reference_features = pooled_features(distance.network, clean)
+    curves: dict[str, dict[str, list[float]]] = {"feature-distance": {}, "bn-shift": {}}
     for corruption in list_corruptions():
-        means: dict[str, list[float]] = {name: [] for name in metrics}
-        for severity in range(1, 6):
-            generator = torch.Generator().manual_seed(severity)
-            corrupted = corrupt(clean, corruption, severity, generator=generator).clamp(0.0, 1.0)
-            means["feature-distance"].append(float(metrics["feature-distance"](corrupted, clean).mean()))
-            means["bn-shift"].append(float(metrics["bn-shift"](corrupted).mean()))
-        for name in metrics:
-            curves[name][corruption] = means[name]
+        batches = [corrupt(clean, corruption, severity, generator=torch.Generator().manual_seed(severity)) for severity in range(1, 6)]
+        curves["feature-distance"][corruption] = [
+            float(feature_distance(distance.network, batch, clean_features=reference_features).mean()) for batch in batches
+        ]
+        curves["bn-shift"][corruption] = [float(shift(batch).mean()) for batch in batches]
     return curves

@@ -195,3 +195,20 @@ def test_pickle_round_trip_gives_identical_scores(clean):
     clone = pickle.loads(pickle.dumps(metric))
     torch.testing.assert_close(clone(clean), metric(clean), rtol=0, atol=0)
     assert clone.fingerprint() == metric.fingerprint()
+
+
+def test_layer_subset_averages_the_chosen_layers(clean):
+    network = default_reference()
+    noisy = _noisy(clean, 0.2)
+    names = list(batchnorm_layers(network.model))
+    assert names == ["features.0.1", "features.2.1", "features.4.1"]
+    single = [bn_shift(network, noisy, layers=[name]) for name in names]
+    torch.testing.assert_close(bn_shift(network, noisy), torch.stack(single).mean(0))
+    metric = create_metric("bn-shift", layers=names[1:])
+    torch.testing.assert_close(metric(noisy), torch.stack(single[1:]).mean(0))
+    assert metric.get_config()["layers"] == names[1:] and metric.calibration is None
+    assert metric.fingerprint() != create_metric("bn-shift").fingerprint()
+    with pytest.raises(ValueError, match="layers\\[i\\] should be one of"):
+        create_metric("bn-shift", layers=["features.0.0"])
+    with pytest.raises(ValueError, match="layers should be None or a non-empty list"):
+        bn_shift(network, noisy, layers="features.0.1")  # type: ignore[arg-type]

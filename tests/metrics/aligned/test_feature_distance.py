@@ -10,7 +10,11 @@ import torch
 from torch import Tensor
 
 from qualoader.metrics import create_metric, metric_info
-from qualoader.metrics.aligned.feature_distance import FeatureDistance, feature_distance
+from qualoader.metrics.aligned.feature_distance import (
+    FeatureDistance,
+    feature_distance,
+    pooled_features,
+)
 from qualoader.reference import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
@@ -153,3 +157,25 @@ def test_pickle_round_trip_gives_identical_scores(clean):
     noisy = _noisy(clean, 0.2)
     torch.testing.assert_close(clone(noisy, clean), metric(noisy, clean), rtol=0, atol=0)
     assert clone.fingerprint() == metric.fingerprint()
+
+
+def test_cached_clean_features_give_the_same_distances(clean):
+    network = default_reference()
+    noisy = _noisy(clean, 0.2)
+    for layers in (None, ["features.0.1", "classifier.1"]):
+        cached = pooled_features(network, clean, layers=layers)
+        assert len(cached) == (1 if layers is None else 2)
+        torch.testing.assert_close(
+            feature_distance(network, noisy, clean_features=cached, layers=layers),
+            feature_distance(network, noisy, clean, layers=layers),
+            rtol=1e-4,
+            atol=1e-6,
+        )
+    with pytest.raises(ValueError, match="clean and clean_features should be given one at a time"):
+        feature_distance(network, noisy)
+    with pytest.raises(ValueError, match="clean and clean_features should be given one at a time"):
+        feature_distance(network, noisy, clean, clean_features=pooled_features(network, clean))
+    with pytest.raises(ValueError, match="clean_features should be pooled_features"):
+        feature_distance(network, noisy, clean_features=pooled_features(network, clean[:3]))
+    with pytest.raises(TypeError, match="network should be a ReferenceNetwork"):
+        pooled_features(FashionCNN(), clean)  # type: ignore[arg-type]

@@ -1,0 +1,256 @@
+"""What every qualoader sampler shares: score input, replicas, seeding, sharding and resumable state.
+
+A sampler draws one *global* index sequence per epoch from a generator seeded with
+``seed + epoch`` (identical on every rank, as :class:`torch.utils.data.DistributedSampler` does),
+then keeps every ``num_replicas``-th position starting at ``rank``, after padding the sequence by
+wrapping around (or trimming it, with ``drop_last``) to a multiple of ``num_replicas``. Hence
+ranks are disjoint within an epoch, together cover its draw, and all have the same length.
+
+Index sequences are int64 tensors of O(N) memory; they are turned into Python ints one chunk at
+a time while iterating, never as one list of N items.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import Sampler
+
+from qualoader._validation import check_positive_int, check_type
+
+__all__ = [
+    "QualitySampler",
+    "as_scores",
+    "check_num_samples",
+    "easiness",
+    "iterate_chunks",
+    "per_rank_length",
+    "resolve_higher_is_better",
+    "resolve_replicas",
+    "shard",
+]
+
+T = TypeVar("T")
+
+#: Indices converted to Python ints per step of iteration.
+_CHUNK = 1 << 16
+
+
+def as_scores(scores: Any, name: str = "scores") -> Tensor:
+    """Validate quality scores and return them as a float64 CPU tensor :math:`(N,)`.
+
+    Args:
+        scores: a 1-D ``numpy.ndarray``, ``torch.Tensor`` or sequence of real numbers, or a
+            complete :class:`~qualoader.data.ScoreTable`.
+        name: argument name used in error messages.
+
+    Raises:
+        TypeError: not an array, tensor, sequence or score table; or non-real values.
+        ValueError: not 1-D, empty, or with NaN/Inf (including unscored table entries).
+    """
+    from qualoader.data.store import ScoreTable
+
+    if isinstance(scores, ScoreTable):
+        if not scores.complete:
+            raise ValueError(
+                f"{name} should be a complete ScoreTable, but got {name} with {scores.length - scores.num_scored} "
+                f"of {scores.length} samples unscored; run qualoader.data.precompute first"
+            )
+        array = scores.scores()
+    elif isinstance(scores, Tensor):
+        array = scores.detach().cpu().numpy()
+    elif isinstance(scores, (np.ndarray, list, tuple)):
+        array = np.asarray(scores)
+    else:
+        raise TypeError(
+            f"{name} should be a 1-D array, tensor or sequence of floats or a ScoreTable, but got {name} of type {type(scores).__name__}"
+        )
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"{name} should hold real numbers, but got {name} with dtype {array.dtype}")
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} should be a non-empty 1-D array of shape (N,), but got {name}.shape={array.shape}")
+    result = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+    bad = ~torch.isfinite(result)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{name} should be finite, but got {name} with {int(bad.sum())} NaN/Inf values (first at index {first})")
+    return result
+
+
+def easiness(scores: Tensor, higher_is_better: bool) -> Tensor:
+    """Scores :math:`(N,)` turned so that larger means easier (better quality)."""
+    return scores if higher_is_better else -scores
+
+
+def resolve_higher_is_better(scores: Any, higher_is_better: bool | None) -> bool:
+    """``higher_is_better`` as given, or from a ``ScoreTable``'s metric; ``True`` for plain arrays."""
+    from qualoader.data.store import ScoreTable
+
+    if higher_is_better is None:
+        return scores.higher_is_better if isinstance(scores, ScoreTable) else True
+    check_type(higher_is_better, "higher_is_better", bool, "a bool or None")
+    return higher_is_better
+
+
+def resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(num_replicas, rank)``: as given, or from ``torch.distributed`` when it is initialised.
+
+    Raises:
+        ValueError: ``rank`` outside ``[0, num_replicas)``.
+    """
+    initialised = dist.is_available() and dist.is_initialized()
+    if num_replicas is None:
+        num_replicas = dist.get_world_size() if initialised else 1
+    if rank is None:
+        rank = dist.get_rank() if initialised else 0
+    check_positive_int(num_replicas, "num_replicas")
+    check_positive_int(rank, "rank", allow_zero=True)
+    if rank >= num_replicas:
+        raise ValueError(f"rank should be in [0, {num_replicas - 1}] for num_replicas={num_replicas}, but got rank={rank}")
+    return num_replicas, rank
+
+
+def shard(indices: Tensor, num_replicas: int, rank: int, drop_last: bool) -> Tensor:
+    """One rank's share :math:`(M, ...)` of a global draw :math:`(L, ...)`, with DistributedSampler's padding.
+
+    Without ``drop_last`` the draw is padded by wrapping around to ``ceil(L / R) * R`` positions;
+    with it, trimmed to ``floor(L / R) * R``. Rank ``r`` then takes positions ``r, r + R, ...``.
+    """
+    length = indices.shape[0]
+    if num_replicas == 1:
+        return indices
+    if drop_last:
+        total = (length // num_replicas) * num_replicas
+        indices = indices[:total]
+    else:
+        total = math.ceil(length / num_replicas) * num_replicas
+        if total > length:
+            repeats = math.ceil((total - length) / length)
+            indices = torch.cat(
+                [
+                    indices,
+                    indices.repeat(repeats, *[1] * (indices.ndim - 1))[: total - length],
+                ]
+            )
+    return indices[rank:total:num_replicas]
+
+
+def per_rank_length(length: int, num_replicas: int, drop_last: bool) -> int:
+    """Length of each rank's :func:`shard` of a global draw of ``length`` positions."""
+    return length // num_replicas if drop_last else math.ceil(length / num_replicas)
+
+
+def iterate_chunks(values: Tensor, start: int) -> Iterator[int]:
+    """Yield ``values[start:]`` as Python ints, converting one chunk at a time."""
+    for begin in range(start, values.numel(), _CHUNK):
+        yield from values[begin : begin + _CHUNK].tolist()
+
+
+class QualitySampler(Sampler[T]):
+    """Base of the qualoader samplers: epochs, replicas, seeding and mid-epoch save/restore.
+
+    Subclasses implement :meth:`epoch_indices` (the global draw of the current epoch) and
+    :meth:`global_length`; this class shards the draw per rank and tracks the position.
+
+    Args:
+        seed: base seed; epoch ``e`` draws from ``torch.Generator().manual_seed(seed + e)``.
+        num_replicas: number of processes (default: the ``torch.distributed`` world size, else 1).
+        rank: this process's rank (default: from ``torch.distributed``, else 0).
+        drop_last: trim the draw to a multiple of ``num_replicas`` instead of padding it.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed should be an int, but got seed of type {type(seed).__name__}")
+        check_type(drop_last, "drop_last", bool, "a bool")
+        self.seed = seed
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self.drop_last = drop_last
+        self.epoch = 0
+        self._position = 0  # items of the current epoch already handed out by this rank
+        self._resume_from = 0  # set by load_state_dict: where the next __iter__ starts
+
+    # -- to implement --------------------------------------------------------------------------
+    def epoch_indices(self, generator: torch.Generator) -> Tensor:
+        """The global draw of :attr:`epoch` (same on every rank), shape :math:`(L,)` (or :math:`(L, B)` for batches)."""
+        raise NotImplementedError
+
+    def global_length(self) -> int:
+        """Length ``L`` of :meth:`epoch_indices` for the current epoch."""
+        raise NotImplementedError
+
+    def _emit(self, draw: Tensor, start: int) -> Iterator[T]:
+        return iterate_chunks(draw, start)  # type: ignore[return-value]
+
+    # -- epochs and iteration -----------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the next iteration (call it before each epoch, on every rank)."""
+        self.epoch = check_positive_int(epoch, "epoch", allow_zero=True)
+
+    def generator(self) -> torch.Generator:
+        """The generator of the current epoch, seeded with ``seed + epoch``."""
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def rank_indices(self) -> Tensor:
+        """This rank's share of the current epoch's draw."""
+        return shard(
+            self.epoch_indices(self.generator()),
+            self.num_replicas,
+            self.rank,
+            self.drop_last,
+        )
+
+    def __len__(self) -> int:
+        return per_rank_length(self.global_length(), self.num_replicas, self.drop_last)
+
+    def __iter__(self) -> Iterator[T]:
+        start, self._resume_from = self._resume_from, 0
+        draw = self.rank_indices()
+        self._position = start
+        for item in self._emit(draw, start):
+            self._position += 1
+            yield item
+        self._position = 0
+
+    # -- save / restore -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "position", "seed"}``: enough to resume the current epoch where it stopped."""
+        return {"epoch": self.epoch, "position": self._position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the next iteration yields the rest of the saved epoch.
+
+        Raises:
+            ValueError: missing keys, a different seed, or a position beyond the epoch's length.
+        """
+        check_type(state, "state", dict, "a dict from state_dict()")
+        if set(state) != {"epoch", "position", "seed"}:
+            raise ValueError(f"state should have keys ['epoch', 'position', 'seed'], but got keys {sorted(state)}")
+        if state["seed"] != self.seed:
+            raise ValueError(f"state should come from a sampler with seed={self.seed}, but got state['seed']={state['seed']!r}")
+        self.set_epoch(state["epoch"])
+        position = check_positive_int(state["position"], "state['position']", allow_zero=True)
+        if position > len(self):
+            raise ValueError(f"state['position'] should be at most the epoch length {len(self)}, but got state['position']={position}")
+        self._resume_from = position
+
+    def _replicas_repr(self) -> str:
+        return f"seed={self.seed}, num_replicas={self.num_replicas}, rank={self.rank}, drop_last={self.drop_last}"
+
+
+def check_num_samples(num_samples: Any, default: int) -> int:
+    """``num_samples`` (a positive int) or ``default`` for ``None``."""
+    return default if num_samples is None else check_positive_int(num_samples, "num_samples")

@@ -1,0 +1,171 @@
+"""Curriculum sampling: admit samples from easy to hard (or hard to easy) as training progresses.
+
+Samples are ranked once by quality (ties by index). At progress ``t`` in [0, 1] a pacing function
+gives the admitted fraction ``g(t)`` in ``[start_fraction, 1]`` (Hacohen & Weinshall 2019; Wu et
+al. 2021), and the ``k(t) = ceil(g(t) * N)`` first-ranked samples form the pool. Progress is
+``epoch / full_at`` (``pace_by="epoch"``: the pool is fixed for an epoch and drawn as shuffled
+passes), or the number of draws so far over ``full_at`` (``pace_by="sample"``: every draw is
+uniform over the pool at its own position, so the pool grows within an epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from qualoader._validation import check_choice, check_positive_int, check_probability
+from qualoader.samplers._base import (
+    QualitySampler,
+    as_scores,
+    check_num_samples,
+    easiness,
+    resolve_higher_is_better,
+)
+
+__all__ = ["ORDERS", "PACE_BY", "PACINGS", "CurriculumSampler", "pacing_fraction"]
+
+#: Named pacing functions ``g(t)`` for start fraction ``s``: ``linear`` ``s + (1 - s) t``;
+#: ``root`` ``sqrt(s^2 + (1 - s^2) t)`` (Platanios et al. 2019); ``step`` ``s + (1 - s) floor(n t) / n``
+#: with ``n = num_steps``; ``exp`` ``s^(1 - t)`` (geometric growth, Hacohen & Weinshall 2019).
+PACINGS = frozenset({"linear", "root", "step", "exp"})
+
+#: ``"easy-to-hard"`` (curriculum) or ``"hard-to-easy"`` (anti-curriculum).
+ORDERS = frozenset({"easy-to-hard", "hard-to-easy"})
+
+#: Whether progress counts epochs or draws.
+PACE_BY = frozenset({"epoch", "sample"})
+
+
+def pacing_fraction(pacing: str, progress: Tensor, start_fraction: float, num_steps: int = 4) -> Tensor:
+    """Admitted fraction :math:`(T,)` in ``[start_fraction, 1]`` at progress values :math:`(T,)` in [0, 1]."""
+    check_choice(pacing, "pacing", PACINGS)
+    t, s = progress.clamp(0.0, 1.0), start_fraction
+    if pacing == "linear":
+        fraction = s + (1 - s) * t
+    elif pacing == "root":
+        fraction = (s * s + (1 - s * s) * t).sqrt()
+    elif pacing == "step":
+        fraction = s + (1 - s) * torch.floor(t * num_steps) / num_steps
+    else:
+        fraction = s ** (1 - t)
+    return fraction.clamp(s, 1.0)
+
+
+class CurriculumSampler(QualitySampler[int]):
+    """Draw from a pool of the easiest (or hardest) samples that grows with training progress.
+
+    Args:
+        scores: quality scores :math:`(N,)` (array, tensor, sequence or complete ``ScoreTable``).
+        pacing: one of :data:`PACINGS` or a callable mapping progress (float in [0, 1]) to the
+            admitted fraction in (0, 1] (non-decreasing, 1 at progress 1).
+        start_fraction: fraction admitted at progress 0, in (0, 1] (default 0.2).
+        full_at: epoch (``pace_by="epoch"``) or number of draws over all replicas
+            (``pace_by="sample"``) from which every sample is admitted.
+        pace_by: ``"epoch"`` (default) or ``"sample"``.
+        order: ``"easy-to-hard"`` (default) or ``"hard-to-easy"``.
+        higher_is_better: score orientation (default: the ``ScoreTable``'s metric, else ``True``).
+        num_samples: draws per epoch over all replicas (default: the admitted pool size with
+            ``pace_by="epoch"``, so each epoch is one pass over the pool; ``N`` with ``"sample"``).
+        num_steps: number of steps of the ``"step"`` pacing (default 4).
+        seed, num_replicas, rank, drop_last: as in :class:`~qualoader.samplers.QualityStratifiedSampler`.
+
+    Example:
+        >>> sampler = CurriculumSampler(scores, pacing="root", start_fraction=0.3, full_at=5)
+        >>> for epoch in range(10):
+        ...     sampler.set_epoch(epoch)          # the pool grows until epoch 5
+        ...     for batch in DataLoader(dataset, batch_size=64, sampler=sampler): ...
+    """
+
+    def __init__(
+        self,
+        scores: Any,
+        *,
+        pacing: str | Callable[[float], float] = "linear",
+        start_fraction: float = 0.2,
+        full_at: int = 10,
+        pace_by: str = "epoch",
+        order: str = "easy-to-hard",
+        higher_is_better: bool | None = None,
+        num_samples: int | None = None,
+        num_steps: int = 4,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        values = as_scores(scores)
+        if not callable(pacing):
+            check_choice(pacing, "pacing", PACINGS)
+        check_choice(order, "order", ORDERS)
+        check_choice(pace_by, "pace_by", PACE_BY)
+        self.pacing = pacing
+        self.start_fraction = check_probability(start_fraction, "start_fraction", open_low=True)
+        self.full_at = check_positive_int(full_at, "full_at")
+        self.pace_by = pace_by
+        self.order = order
+        self.num_steps = check_positive_int(num_steps, "num_steps")
+        self.higher_is_better = resolve_higher_is_better(scores, higher_is_better)
+        easy = easiness(values, self.higher_is_better)
+        #: Sample indices from first to last admitted, int64 (N,).
+        self.ranking = torch.argsort(easy if order == "hard-to-easy" else -easy, stable=True)
+        default = values.numel() if pace_by == "sample" else None
+        self._num_samples = None if num_samples is None and default is None else check_num_samples(num_samples, values.numel())
+
+    # -- pacing --------------------------------------------------------------------------------
+    def fraction(self, progress: Tensor) -> Tensor:
+        """Admitted fraction :math:`(T,)` at progress values :math:`(T,)` in [0, 1].
+
+        A callable ``pacing`` is called once per distinct progress value and forced to 1 at progress 1.
+        """
+        if callable(self.pacing):
+            unique, inverse = progress.clamp(0, 1).unique(return_inverse=True)
+            fractions = torch.tensor([float(self.pacing(t)) for t in unique.tolist()], dtype=torch.float64)[inverse]
+            if not bool(((fractions > 0) & (fractions <= 1)).all()):
+                raise ValueError(
+                    f"pacing should return fractions in (0, 1], but got values in [{float(fractions.min()):.4g}, {float(fractions.max()):.4g}]"
+                )
+            return torch.where(progress >= 1, torch.ones_like(fractions), fractions)
+        return pacing_fraction(self.pacing, progress, self.start_fraction, self.num_steps)  # type: ignore[arg-type]
+
+    def pool_size(self, progress: float | Tensor) -> Tensor | int:
+        """Number of admitted samples ``k(t)`` at progress ``t`` (a float or a tensor :math:`(T,)`)."""
+        values = torch.as_tensor(progress, dtype=torch.float64)
+        sizes = torch.ceil(self.fraction(values.reshape(-1)) * self.ranking.numel() - 1e-9).long().clamp_(1, self.ranking.numel())
+        return int(sizes[0]) if values.ndim == 0 else sizes
+
+    def epoch_progress(self) -> float:
+        """Progress of the current epoch with ``pace_by="epoch"``: ``min(1, epoch / full_at)``."""
+        return min(1.0, self.epoch / self.full_at)
+
+    def admitted(self) -> Tensor:
+        """Indices of the pool of the current epoch (``pace_by="epoch"``), int64 :math:`(k,)`, first-ranked first."""
+        return self.ranking[: self.pool_size(self.epoch_progress())]
+
+    # -- drawing -------------------------------------------------------------------------------
+    def global_length(self) -> int:
+        if self._num_samples is not None:
+            return self._num_samples
+        return int(self.pool_size(self.epoch_progress()))
+
+    def epoch_indices(self, generator: torch.Generator) -> Tensor:
+        length = self.global_length()
+        if self.pace_by == "epoch":
+            pool = self.admitted()
+            passes = [pool[torch.randperm(pool.numel(), generator=generator)] for _ in range(math.ceil(length / pool.numel()))]
+            return torch.cat(passes)[:length]
+        steps = self.epoch * length + torch.arange(length, dtype=torch.float64)
+        sizes = self.pool_size(steps / self.full_at)
+        positions = (torch.rand(length, generator=generator, dtype=torch.float64) * sizes).long()
+        return self.ranking[torch.minimum(positions, sizes - 1)]
+
+    def __repr__(self) -> str:
+        pacing = getattr(self.pacing, "__name__", repr(self.pacing))
+        return (
+            f"{type(self).__name__}(N={self.ranking.numel()}, pacing={pacing}, start_fraction={self.start_fraction}, "
+            f"full_at={self.full_at}, pace_by={self.pace_by!r}, order={self.order!r}, {self._replicas_repr()})"
+        )

@@ -1,0 +1,286 @@
+"""Quality-stratified sampling: every epoch (or every batch) holds a target mix of quality strata.
+
+Scores are cut into strata, stratum 0 holding the lowest scores: ``num_strata`` equal-size
+quantile strata (by rank of score; ties are split by index so sizes differ by at most one), or
+explicit ``edges``. Each epoch draws ``round(p_k * num_samples)`` samples from stratum ``k``
+(largest-remainder rounding, so the counts are exact), without replacement inside a stratum until
+it is exhausted, then from a fresh permutation of it; the draw is shuffled as a whole.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from qualoader._validation import check_positive_int
+from qualoader.samplers._base import QualitySampler, as_scores, check_num_samples
+
+__all__ = [
+    "PROPORTIONS",
+    "QualityStratifiedBatchSampler",
+    "QualityStratifiedSampler",
+    "apportion",
+    "assign_strata",
+]
+
+#: Named target proportions: ``"uniform"`` (each stratum equally) and ``"natural"`` (stratum sizes).
+PROPORTIONS = frozenset({"uniform", "natural"})
+
+#: Tolerance on the sum of explicit proportions.
+_SUM_TOLERANCE = 1e-6
+
+
+def assign_strata(scores: Tensor, num_strata: int | None = None, edges: Sequence[float] | None = None) -> Tensor:
+    """Stratum of every score, int64 :math:`(N,)` in ``0 .. K - 1`` (0: lowest scores).
+
+    Args:
+        scores: :math:`(N,)` finite scores.
+        num_strata: ``K`` equal-size quantile strata by rank of score (ties split by index).
+        edges: instead, ``K - 1`` strictly increasing inner boundaries; stratum ``k`` holds
+            ``edges[k - 1] <= score < edges[k]``.
+
+    Raises:
+        ValueError: both or neither of ``num_strata`` and ``edges``; ``num_strata`` above ``N``;
+            edges not strictly increasing or not finite.
+    """
+    if (num_strata is None) == (edges is None):
+        raise ValueError(f"num_strata and edges should be given one at a time, but got num_strata={num_strata!r} and edges={edges!r}")
+    if edges is None:
+        check_positive_int(num_strata, "num_strata")
+        if num_strata > scores.numel():
+            raise ValueError(f"num_strata should be at most the number of scores {scores.numel()}, but got num_strata={num_strata}")
+        ranks = torch.empty(scores.numel(), dtype=torch.int64)
+        ranks[torch.argsort(scores, stable=True)] = torch.arange(scores.numel())
+        return ranks * num_strata // scores.numel()
+    if isinstance(edges, (str, bytes)) or not isinstance(edges, (Sequence, np.ndarray, Tensor)) or len(edges) == 0:
+        raise TypeError(f"edges should be a non-empty sequence of floats, but got edges of type {type(edges).__name__}")
+    boundaries = torch.as_tensor(np.asarray(edges, dtype=np.float64))
+    if boundaries.ndim != 1 or not bool(torch.isfinite(boundaries).all()) or not bool((boundaries.diff() > 0).all()):
+        raise ValueError(f"edges should be finite and strictly increasing, but got edges={list(np.asarray(edges).tolist())}")
+    return torch.bucketize(scores, boundaries, right=True)
+
+
+def resolve_proportions(proportions: str | Sequence[float], sizes: Tensor) -> Tensor:
+    """Target proportions :math:`(K,)` (float64, summing to 1) for strata of the given sizes.
+
+    Raises:
+        ValueError: an unknown name; a list of the wrong length, with negative entries or not
+            summing to 1; a positive proportion for an empty stratum.
+    """
+    num_strata = sizes.numel()
+    if isinstance(proportions, str):
+        if proportions not in PROPORTIONS:
+            raise ValueError(
+                f"proportions should be one of {{'natural', 'uniform'}} or a list of floats, but got proportions={proportions!r}"
+            )
+        if proportions == "natural":
+            return sizes.double() / sizes.sum()
+        targets = torch.full((num_strata,), 1.0 / num_strata, dtype=torch.float64)
+    else:
+        if not isinstance(proportions, (Sequence, np.ndarray, Tensor)):
+            raise TypeError(
+                f"proportions should be 'uniform', 'natural' or a list of floats, but got proportions of type {type(proportions).__name__}"
+            )
+        targets = torch.as_tensor(np.asarray(proportions, dtype=np.float64))
+        if targets.shape != (num_strata,):
+            raise ValueError(f"proportions should have one entry per stratum ({num_strata}), but got {targets.numel()} entries")
+        if not bool(torch.isfinite(targets).all()) or bool((targets < 0).any()):
+            raise ValueError(f"proportions should be non-negative and finite, but got proportions={targets.tolist()}")
+        if abs(float(targets.sum()) - 1.0) > _SUM_TOLERANCE:
+            raise ValueError(f"proportions should sum to 1, but got proportions={targets.tolist()} summing to {float(targets.sum()):.6g}")
+    empty = (sizes == 0) & (targets > 0)
+    if bool(empty.any()):
+        raise ValueError(
+            f"every stratum with a positive proportion should hold samples, but got empty strata {empty.nonzero().flatten().tolist()} "
+            f"(sizes {sizes.tolist()}); use fewer strata or other edges"
+        )
+    return targets / targets.sum()
+
+
+def apportion(proportions: Tensor, total: int) -> Tensor:
+    """Integer counts :math:`(K,)` summing to ``total``, closest to ``proportions * total`` (largest remainder)."""
+    quotas = proportions * total
+    counts = quotas.floor().long()
+    shortfall = total - int(counts.sum())
+    if shortfall > 0:
+        counts[torch.argsort(quotas - counts, descending=True, stable=True)[:shortfall]] += 1
+    return counts
+
+
+class _Strata:
+    """Members of each stratum, stored as one index array sorted by stratum plus offsets."""
+
+    def __init__(self, strata: Tensor, num_strata: int) -> None:
+        self.members = torch.argsort(strata, stable=True)
+        self.sizes = torch.bincount(strata, minlength=num_strata)
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.int64), self.sizes.cumsum(0)])
+
+    def draw(self, counts: Tensor, generator: torch.Generator) -> list[Tensor]:
+        """``counts[k]`` indices from each stratum, without replacement until a stratum runs out."""
+        draws = []
+        for stratum, count in enumerate(counts.tolist()):
+            size = int(self.sizes[stratum])
+            members = self.members[self.offsets[stratum] : self.offsets[stratum + 1]]
+            passes = [torch.randperm(size, generator=generator) for _ in range(math.ceil(count / size))] if count else []
+            draws.append(members[torch.cat(passes)[:count]] if passes else members[:0])
+        return draws
+
+
+def _strata_setup(
+    scores: Any,
+    num_strata: int | None,
+    edges: Sequence[float] | None,
+    proportions: str | Sequence[float],
+) -> tuple[Tensor, _Strata, Tensor]:
+    values = as_scores(scores)
+    if num_strata is None and edges is None:
+        num_strata = 4
+    strata = assign_strata(values, num_strata, edges)
+    count = num_strata if num_strata is not None else len(edges) + 1  # type: ignore[arg-type]
+    groups = _Strata(strata, count)
+    return strata, groups, resolve_proportions(proportions, groups.sizes)
+
+
+class QualityStratifiedSampler(QualitySampler[int]):
+    """Sample indices so that every epoch holds the target proportion of each quality stratum.
+
+    Args:
+        scores: quality scores :math:`(N,)` (array, tensor, sequence or complete ``ScoreTable``).
+        num_strata: number of equal-size quantile strata (default 4 when ``edges`` is not given).
+        edges: instead, ``K - 1`` strictly increasing score boundaries.
+        proportions: ``"uniform"`` (default), ``"natural"`` or ``K`` non-negative floats summing to 1,
+            in stratum order (stratum 0: lowest scores).
+        num_samples: indices per epoch over all replicas (default ``N``).
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+        num_replicas, rank, drop_last: distributed sharding, as in ``DistributedSampler``.
+
+    Example:
+        >>> sampler = QualityStratifiedSampler(torch.rand(1000), num_strata=4, seed=0)
+        >>> loader = DataLoader(dataset, batch_size=32, sampler=sampler)
+        >>> for epoch in range(3):
+        ...     sampler.set_epoch(epoch)
+        ...     for batch in loader: ...
+    """
+
+    def __init__(
+        self,
+        scores: Any,
+        num_strata: int | None = None,
+        *,
+        edges: Sequence[float] | None = None,
+        proportions: str | Sequence[float] = "uniform",
+        num_samples: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self.strata, self._groups, self.proportions = _strata_setup(scores, num_strata, edges, proportions)
+        self.num_samples = check_num_samples(num_samples, self.strata.numel())
+        self.counts = apportion(self.proportions, self.num_samples)
+
+    @property
+    def num_strata(self) -> int:
+        return self.proportions.numel()
+
+    def global_length(self) -> int:
+        return self.num_samples
+
+    def epoch_indices(self, generator: torch.Generator) -> Tensor:
+        draw = torch.cat(self._groups.draw(self.counts, generator))
+        return draw[torch.randperm(draw.numel(), generator=generator)]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_strata={self.num_strata}, proportions={[round(p, 4) for p in self.proportions.tolist()]}, "
+            f"num_samples={self.num_samples}, {self._replicas_repr()})"
+        )
+
+
+class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
+    """Batches whose every one holds the target mix of quality strata.
+
+    Batch ``b`` gets ``floor(p_k * batch_size)`` or one more from stratum ``k``: the leftover
+    slots go to strata by systematic sampling on the fractional parts, so each stratum's expected
+    share of every batch is exactly ``p_k``. In distributed mode whole batches are sharded. A
+    stratum asked for more samples than it holds is cycled through fresh permutations, so a batch
+    may then (rarely) hold one of its samples twice.
+
+    Args:
+        scores, num_strata, edges, proportions, seed, num_replicas, rank, drop_last: as in
+            :class:`QualityStratifiedSampler`.
+        batch_size: indices per batch.
+        num_batches: batches per epoch over all replicas (default ``max(1, N // batch_size)``).
+
+    Example:
+        >>> batches = QualityStratifiedBatchSampler(scores, batch_size=32, num_strata=4)
+        >>> loader = DataLoader(dataset, batch_sampler=batches)
+    """
+
+    def __init__(
+        self,
+        scores: Any,
+        batch_size: int,
+        num_strata: int | None = None,
+        *,
+        edges: Sequence[float] | None = None,
+        proportions: str | Sequence[float] = "uniform",
+        num_batches: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.strata, self._groups, self.proportions = _strata_setup(scores, num_strata, edges, proportions)
+        if num_batches is None:
+            num_batches = max(1, self.strata.numel() // self.batch_size)
+        self.num_batches = check_positive_int(num_batches, "num_batches")
+
+    @property
+    def num_strata(self) -> int:
+        return self.proportions.numel()
+
+    def global_length(self) -> int:
+        return self.num_batches
+
+    def batch_counts(self, generator: torch.Generator) -> Tensor:
+        """Per-batch stratum counts :math:`(num\\_batches, K)`, each row summing to ``batch_size``."""
+        quotas = self.proportions * self.batch_size
+        base = quotas.floor()
+        fractions = quotas - base
+        leftover = self.batch_size - int(base.sum())
+        counts = base.long().expand(self.num_batches, -1).clone()
+        if leftover:
+            cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), fractions.cumsum(0)])
+            cumulative *= leftover / float(cumulative[-1])
+            offsets = torch.rand(self.num_batches, 1, generator=generator, dtype=torch.float64)
+            hits = torch.ceil(cumulative - offsets)  # points offset + j below each boundary
+            counts += (hits[:, 1:] - hits[:, :-1]).long()
+        return counts
+
+    def epoch_indices(self, generator: torch.Generator) -> Tensor:
+        counts = self.batch_counts(generator)
+        draws = self._groups.draw(counts.sum(0), generator)
+        batch_of = torch.cat([torch.repeat_interleave(torch.arange(self.num_batches), counts[:, k]) for k in range(self.num_strata)])
+        jitter = torch.rand(batch_of.numel(), generator=generator, dtype=torch.float64)
+        order = torch.argsort(batch_of.double() + jitter)
+        return torch.cat(draws)[order].view(self.num_batches, self.batch_size)
+
+    def _emit(self, draw: Tensor, start: int) -> Iterator[list[int]]:
+        rows = max(1, (1 << 16) // self.batch_size)
+        for begin in range(start, draw.shape[0], rows):
+            yield from draw[begin : begin + rows].tolist()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(batch_size={self.batch_size}, num_strata={self.num_strata}, "
+            f"proportions={[round(p, 4) for p in self.proportions.tolist()]}, num_batches={self.num_batches}, {self._replicas_repr()})"
+        )

@@ -1,0 +1,175 @@
+"""Quality-weighted sampling: draw index ``i`` with probability proportional to a weight of its score.
+
+Unlike :func:`torch.multinomial` (and so :class:`torch.utils.data.WeightedRandomSampler`), which
+refuses more than :math:`2^{24}` categories, draws here scale to any ``N``: with replacement by
+binary search of uniform variates in the cumulative weights (float64), without replacement by
+the exponential-key method of Efraimidis and Spirakis (the ``k`` smallest ``E_i / w_i``, with
+``E_i`` standard exponential).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from qualoader._validation import check_choice, check_type
+from qualoader.samplers._base import (
+    QualitySampler,
+    as_scores,
+    check_num_samples,
+    easiness,
+    resolve_higher_is_better,
+)
+
+__all__ = ["FAVOUR", "QualityWeightedSampler", "draw_weighted", "softmax_weights"]
+
+#: ``"easy"``: favour high-quality (easy) samples; ``"hard"``: favour low-quality ones (hard mining).
+FAVOUR = frozenset({"easy", "hard"})
+
+
+def softmax_weights(
+    scores: Tensor,
+    temperature: float,
+    *,
+    favour: str = "easy",
+    higher_is_better: bool = True,
+) -> Tensor:
+    """Weights :math:`(N,)` ``exp(±z / T)`` of standardised scores ``z``, normalised to sum to 1.
+
+    Standardising (zero mean, unit standard deviation) makes ``temperature`` independent of the
+    metric's scale: at ``T = 1`` a sample one standard deviation easier is ``e`` times as likely
+    (``favour="easy"``); ``T -> inf`` tends to uniform sampling.
+    """
+    check_choice(favour, "favour", FAVOUR)
+    easy = easiness(scores, higher_is_better)
+    spread = easy.std() if easy.numel() > 1 else easy.new_tensor(0.0)
+    z = (easy - easy.mean()) / spread if float(spread) > 0 else torch.zeros_like(easy)
+    logits = (z if favour == "easy" else -z) / temperature
+    return torch.softmax(logits, 0)
+
+
+def check_weights(weights: Any, length: int, name: str = "weights") -> Tensor:
+    """Validate weights: :math:`(N,)`, finite, non-negative, not all zero; returned as float64."""
+    values = as_scores(weights, name)
+    if values.numel() != length:
+        raise ValueError(f"{name} should have one entry per sample ({length}), but got {name}.shape=({values.numel()},)")
+    if bool((values < 0).any()):
+        first = int((values < 0).nonzero()[0, 0])
+        raise ValueError(f"{name} should be non-negative, but got {name}[{first}]={float(values[first]):.6g}")
+    if float(values.sum()) <= 0:
+        raise ValueError(f"{name} should have a positive sum, but got {name} all zero")
+    return values
+
+
+def draw_weighted(weights: Tensor, num_samples: int, replacement: bool, generator: torch.Generator) -> Tensor:
+    """``num_samples`` indices int64 :math:`(num\\_samples,)` drawn with probability proportional to ``weights`` :math:`(N,)`.
+
+    Raises:
+        ValueError: without replacement, more samples than positive weights.
+    """
+    if replacement:
+        cumulative = weights.cumsum(0)
+        targets = torch.rand(num_samples, generator=generator, dtype=torch.float64) * cumulative[-1]
+        return torch.searchsorted(cumulative, targets, right=True).clamp_(max=weights.numel() - 1)
+    positive = int((weights > 0).sum())
+    if num_samples > positive:
+        raise ValueError(
+            f"num_samples should be at most the number of positive weights ({positive}) without replacement, but got num_samples={num_samples}"
+        )
+    keys = torch.empty(weights.numel(), dtype=torch.float64).exponential_(generator=generator) / weights
+    return torch.topk(keys, num_samples, largest=False, sorted=True).indices
+
+
+class QualityWeightedSampler(QualitySampler[int]):
+    """Sample indices with probability given by a weight of each sample's quality score.
+
+    Weights are ``weight_fn(scores)`` when given, else :func:`softmax_weights` at ``temperature``
+    (favouring easy or hard samples). Replace them between epochs with :meth:`set_weights`
+    (e.g. after re-scoring, or to anneal the temperature).
+
+    Args:
+        scores: quality scores :math:`(N,)` (array, tensor, sequence or complete ``ScoreTable``).
+        temperature: softmax temperature on standardised scores (default 1.0); ignored with ``weight_fn``.
+        weight_fn: instead, a function from scores (float64 :math:`(N,)`) to non-negative weights :math:`(N,)`.
+        favour: ``"easy"`` (default) or ``"hard"``, for the temperature weights.
+        higher_is_better: score orientation (default: the ``ScoreTable``'s metric, else ``True``).
+        replacement: draw with replacement (default) or without.
+        num_samples: indices per epoch over all replicas (default ``N``).
+        seed, num_replicas, rank, drop_last: as in :class:`~qualoader.samplers.QualityStratifiedSampler`.
+
+    Example:
+        >>> sampler = QualityWeightedSampler(store_table, temperature=0.5, favour="hard", seed=0)
+        >>> loader = DataLoader(dataset, batch_size=64, sampler=sampler)
+    """
+
+    def __init__(
+        self,
+        scores: Any,
+        *,
+        temperature: float = 1.0,
+        weight_fn: Callable[[Tensor], Tensor] | None = None,
+        favour: str = "easy",
+        higher_is_better: bool | None = None,
+        replacement: bool = True,
+        num_samples: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self.scores = as_scores(scores)
+        self.higher_is_better = resolve_higher_is_better(scores, higher_is_better)
+        check_type(replacement, "replacement", bool, "a bool")
+        check_choice(favour, "favour", FAVOUR)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature should be a positive float, but got temperature={temperature!r}")
+        if weight_fn is not None and not callable(weight_fn):
+            raise TypeError(f"weight_fn should be callable or None, but got weight_fn of type {type(weight_fn).__name__}")
+        self.temperature = float(temperature)
+        self.weight_fn = weight_fn
+        self.favour = favour
+        self.replacement = replacement
+        self.num_samples = check_num_samples(num_samples, self.scores.numel())
+        if weight_fn is None:
+            weights = softmax_weights(
+                self.scores,
+                self.temperature,
+                favour=favour,
+                higher_is_better=self.higher_is_better,
+            )
+        else:
+            weights = weight_fn(self.scores.clone())
+        self.set_weights(weights)
+
+    def set_weights(self, weights: Any) -> None:
+        """Replace the weights :math:`(N,)` used from the next iteration on.
+
+        Raises:
+            ValueError: wrong length, negative, NaN or all-zero weights; without replacement,
+                fewer positive weights than ``num_samples``.
+        """
+        checked = check_weights(weights, self.scores.numel())
+        if not self.replacement and int((checked > 0).sum()) < self.num_samples:
+            raise ValueError(
+                f"weights should have at least num_samples={self.num_samples} positive entries without replacement, "
+                f"but got {int((checked > 0).sum())}"
+            )
+        self.weights = checked / checked.sum()
+
+    def global_length(self) -> int:
+        return self.num_samples
+
+    def epoch_indices(self, generator: torch.Generator) -> Tensor:
+        return draw_weighted(self.weights, self.num_samples, self.replacement, generator)
+
+    def __repr__(self) -> str:
+        weighting = (
+            f"weight_fn={getattr(self.weight_fn, '__name__', self.weight_fn)!s}"
+            if self.weight_fn
+            else f"temperature={self.temperature}, favour={self.favour!r}"
+        )
+        return f"{type(self).__name__}(N={self.scores.numel()}, {weighting}, replacement={self.replacement}, num_samples={self.num_samples}, {self._replicas_repr()})"

@@ -1,0 +1,159 @@
+"""Quality-weighted sampler: draws follow the weights, beyond 2**24 samples too."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from sampler_contract import (
+    assert_deterministic,
+    assert_distributed_contract,
+    assert_resumes,
+)
+from scipy import stats
+
+from qualoader.samplers import QualityWeightedSampler, draw_weighted, softmax_weights
+
+
+def test_draws_with_replacement_follow_the_weights():
+    weights = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 10.0], dtype=torch.float64)
+    sampler = QualityWeightedSampler(torch.zeros(6), weight_fn=lambda s: weights, num_samples=20_000, seed=0)
+    counts = torch.bincount(torch.tensor(list(sampler)), minlength=6)
+    assert counts[0] == 0, "zero weight is never drawn"
+    expected = weights[1:] / weights.sum() * 20_000
+    assert stats.chisquare(counts[1:].numpy(), expected.numpy()).pvalue > 1e-3
+
+
+def test_draws_without_replacement_are_distinct_and_first_draws_follow_the_weights():
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 0.0], dtype=torch.float64)
+    sampler = QualityWeightedSampler(
+        torch.zeros(5),
+        weight_fn=lambda s: weights,
+        replacement=False,
+        num_samples=4,
+        seed=0,
+    )
+    firsts = []
+    for epoch in range(4000):
+        sampler.set_epoch(epoch)
+        drawn = list(sampler)
+        assert sorted(drawn) == [0, 1, 2, 3], "all positive weights drawn once, the zero weight never"
+        firsts.append(drawn[0])
+    counts = torch.bincount(torch.tensor(firsts), minlength=4)
+    assert stats.chisquare(counts.numpy(), (weights[:4] / 10 * 4000).numpy()).pvalue > 1e-3
+
+
+def test_temperature_weights_favour_easy_or_hard_samples():
+    scores = torch.linspace(0, 1, 101, dtype=torch.float64)
+    easy = softmax_weights(scores, 0.5)
+    hard = softmax_weights(scores, 0.5, favour="hard")
+    assert bool((easy.diff() > 0).all()) and bool((hard.diff() < 0).all())
+    torch.testing.assert_close(hard, softmax_weights(scores, 0.5, higher_is_better=False))
+    z_one_std = (scores - scores.mean()) / scores.std()
+    torch.testing.assert_close(easy, torch.softmax(z_one_std / 0.5, 0))
+    hot = softmax_weights(scores, 1e6)
+    torch.testing.assert_close(hot, torch.full_like(hot, 1 / 101), rtol=1e-4, atol=0)
+    constant = softmax_weights(torch.ones(4, dtype=torch.float64), 1.0)
+    torch.testing.assert_close(constant, torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_drawn_quality_moves_with_the_favoured_side(scores):
+    easy = torch.tensor(list(QualityWeightedSampler(scores, temperature=0.5)))
+    hard = torch.tensor(list(QualityWeightedSampler(scores, temperature=0.5, favour="hard")))
+    assert scores[easy].mean() > scores.mean() + 0.1 > scores[hard].mean() + 0.2
+
+
+def test_set_weights_takes_effect_from_the_next_epoch(scores):
+    sampler = QualityWeightedSampler(scores, num_samples=200)
+    only_last = torch.zeros(len(scores))
+    only_last[-1] = 1.0
+    sampler.set_weights(only_last)
+    assert set(sampler) == {len(scores) - 1}
+
+
+def test_draws_beyond_torch_multinomial_limit():
+    size = 2**24 + 16
+    with pytest.raises(RuntimeError):
+        torch.multinomial(torch.ones(size), 1)
+    weights = torch.zeros(size, dtype=torch.float64)
+    weights[2**24 :] = 1.0
+    drawn = draw_weighted(weights, 4000, True, torch.Generator().manual_seed(0))
+    assert int(drawn.min()) >= 2**24 and drawn.unique().numel() == 16
+    unique = draw_weighted(weights, 16, False, torch.Generator().manual_seed(0))
+    assert sorted(unique.tolist()) == list(range(2**24, size))
+
+
+@pytest.mark.parametrize("replacement", [True, False])
+@pytest.mark.parametrize("num_replicas", [2, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_weighted_follows_the_distributed_sampler_contract(scores, replacement, num_replicas, drop_last):
+    make = functools.partial(QualityWeightedSampler, scores, replacement=replacement, num_samples=997, seed=2)
+    assert_distributed_contract(make, num_replicas, drop_last)
+
+
+def test_determinism_and_resume(scores):
+    make = functools.partial(QualityWeightedSampler, scores, temperature=2.0, seed=11)
+    assert_deterministic(make)
+    assert_resumes(make, epoch=4, stop_after=500)
+    without = functools.partial(
+        QualityWeightedSampler,
+        scores,
+        replacement=False,
+        num_samples=300,
+        seed=11,
+        num_replicas=3,
+        rank=2,
+    )
+    assert_resumes(without, epoch=0, stop_after=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"weight_fn": lambda s: s - 0.5},
+            ValueError,
+            "weights should be non-negative, but got weights\\[\\d+\\]=-0.\\d+",
+        ),
+        (
+            {"weight_fn": lambda s: s * 0},
+            ValueError,
+            "weights should have a positive sum, but got weights all zero",
+        ),
+        (
+            {"weight_fn": lambda s: s[:10]},
+            ValueError,
+            "weights should have one entry per sample \\(1000\\), but got weights.shape=\\(10,\\)",
+        ),
+        (
+            {"weight_fn": lambda s: s * float("nan")},
+            ValueError,
+            "weights should be finite",
+        ),
+        ({"weight_fn": 3}, TypeError, "weight_fn should be callable or None"),
+        (
+            {"temperature": 0},
+            ValueError,
+            "temperature should be a positive float, but got temperature=0",
+        ),
+        (
+            {"favour": "medium"},
+            ValueError,
+            "favour should be one of \\{'easy', 'hard'\\}",
+        ),
+        (
+            {"replacement": False, "num_samples": 1001},
+            ValueError,
+            "weights should have at least num_samples=1001 positive entries without replacement, but got 1000",
+        ),
+        (
+            {"higher_is_better": "yes"},
+            TypeError,
+            "higher_is_better should be a bool or None",
+        ),
+    ],
+)
+def test_bad_arguments_are_refused(scores, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        QualityWeightedSampler(scores, **kwargs)

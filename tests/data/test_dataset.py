@@ -39,7 +39,7 @@ def test_scores_equal_direct_metric_tuple(fmnist_small: TensorDataset, sharpness
     for i in range(12):
         image, label, quality = data[i]
         assert image is not None and int(label) == int(labels[i])
-        assert quality == float(direct[i])
+        assert quality == pytest.approx(float(direct[i]), rel=1e-5)
 
 
 def test_scores_equal_direct_metric_pil_dict_and_bare(fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:
@@ -50,10 +50,10 @@ def test_scores_equal_direct_metric_pil_dict_and_bare(fmnist_small: TensorDatase
     as_grey_2d = QualityDataset(ListDataset([images[i, 0] for i in range(6)]), sharpness, output="dict")
     for i in range(6):
         sample = as_dicts[i]
-        assert sample.keys() == {"img", "label", "quality"} and sample["quality"] == float(direct[i])
+        assert sample.keys() == {"img", "label", "quality"} and sample["quality"] == pytest.approx(float(direct[i]), rel=1e-5)
         image, quality = as_pil[i]
-        assert isinstance(image, Image.Image) and quality == float(direct[i])
-        assert as_grey_2d[i]["quality"] == float(direct[i])
+        assert isinstance(image, Image.Image) and quality == pytest.approx(float(direct[i]), rel=1e-5)
+        assert as_grey_2d[i]["quality"] == pytest.approx(float(direct[i]), rel=1e-5)
 
 
 def test_float_photos(photos: torch.Tensor) -> None:
@@ -173,6 +173,7 @@ def test_worker_readers_see_main_process_writes(tmp_path: Path, fmnist_small: Te
     index, quality = zip(*[(b[-1], b[-2]) for b in loader])
     index, quality = torch.cat(index), torch.cat(quality)
     assert torch.equal(index, torch.arange(96))
-    assert torch.equal(quality[:48], brightness[:48]) and torch.equal(quality[48:], sharp[48:])
+    # Scores of a batch of one and of a full batch agree to float32 rounding, not bit for bit.
+    torch.testing.assert_close(quality, torch.cat([brightness[:48], sharp[48:]]), rtol=1e-5, atol=1e-7)
     table.write(torch.arange(48, 96), brightness[48:])
     assert torch.equal(torch.cat([b[-2] for b in loader]), brightness)

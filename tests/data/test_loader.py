@@ -112,9 +112,9 @@ def test_subset_keys_by_full_dataset_index(tmp_path: Path, fmnist_small: TensorD
     index, quality = _collect(loader)
     assert index.tolist() == chosen
     direct = sharpness(fmnist_small.tensors[0]).double()
-    assert torch.equal(quality, direct[chosen])
+    torch.testing.assert_close(quality, direct[chosen], rtol=1e-5, atol=1e-7)  # other batch composition: float32 rounding
     table = store.table(sharpness)
-    assert torch.equal(torch.from_numpy(table.scores()[chosen]), direct[chosen])
+    torch.testing.assert_close(torch.from_numpy(table.scores()[chosen]), direct[chosen], rtol=1e-5, atol=1e-7)
     assert table.num_scored == len(chosen)
 
 

@@ -2,7 +2,6 @@
 
 import tempfile
 
-import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from qualoader import create_metric

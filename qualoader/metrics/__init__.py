@@ -3,6 +3,7 @@
 Importing this package registers every built-in metric. See :func:`create_metric`.
 """
 
+# ruff: noqa: I001  (the built-in metrics register after the registry is importable)
 from qualoader.metrics.base import QualityMetric, metric_fingerprint
 from qualoader.metrics.registry import (
     MetricInfo,

@@ -110,7 +110,7 @@ def metric_fingerprint(metric: QualityMetric) -> str:
     digest.update(json.dumps({"name": metric.name, "config": metric.get_config()}, sort_keys=True, default=str).encode())
     for key, tensor in sorted(metric.state_dict().items()):
         digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-d buffers too
     calibration = metric.calibration
     if calibration is not None and hasattr(calibration, "state_dict"):
         digest.update(json.dumps(calibration.state_dict(), sort_keys=True, default=str).encode())

@@ -30,6 +30,16 @@ __all__ = ["FAVOUR", "QualityWeightedSampler", "draw_weighted", "softmax_weights
 FAVOUR = frozenset({"easy", "hard"})
 
 
+def standardized_ranks(scores: Tensor) -> Tensor:
+    """Ranks of ``scores`` :math:`(N,)` (ties share their mean rank), shifted and scaled to zero mean and unit variance."""
+    values, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    del values
+    first = counts.cumsum(0) - counts
+    ranks = (first.double() + (counts.double() - 1) / 2)[inverse]
+    spread = ranks.std() if ranks.numel() > 1 else ranks.new_tensor(0.0)
+    return (ranks - ranks.mean()) / spread if float(spread) > 0 else torch.zeros_like(ranks)
+
+
 def softmax_weights(
     scores: Tensor,
     temperature: float,
@@ -37,18 +47,16 @@ def softmax_weights(
     favour: str = "easy",
     higher_is_better: bool = True,
 ) -> Tensor:
-    """Weights :math:`(N,)` ``exp(±z / T)`` of standardised scores ``z``, normalised to sum to 1.
+    """Weights :math:`(N,)` ``exp(±z / T)`` of standardised score ranks ``z``, normalised to sum to 1.
 
-    Standardising (zero mean, unit standard deviation) makes ``temperature`` independent of the
-    metric's scale: at ``T = 1`` a sample one standard deviation easier is ``e`` times as likely
-    (``favour="easy"``); ``T -> inf`` tends to uniform sampling.
+    Ranks make the weights independent of the metric's scale and skew (a few extreme scores do not
+    take all the weight); standardised, they span about ``±1.73``, so at ``T = 1`` the easiest
+    sample is ``e**3.46 ~ 32`` times as likely as the hardest (``favour="easy"``), and
+    ``T -> inf`` tends to uniform sampling.
     """
     check_choice(favour, "favour", FAVOUR)
-    easy = easiness(scores, higher_is_better)
-    spread = easy.std() if easy.numel() > 1 else easy.new_tensor(0.0)
-    z = (easy - easy.mean()) / spread if float(spread) > 0 else torch.zeros_like(easy)
-    logits = (z if favour == "easy" else -z) / temperature
-    return torch.softmax(logits, 0)
+    z = standardized_ranks(easiness(scores, higher_is_better))
+    return torch.softmax((z if favour == "easy" else -z) / temperature, 0)
 
 
 def check_weights(weights: Any, length: int, name: str = "weights") -> Tensor:
@@ -92,7 +100,7 @@ class QualityWeightedSampler(QualitySampler[int]):
 
     Args:
         scores: quality scores :math:`(N,)` (array, tensor, sequence or complete ``ScoreTable``).
-        temperature: softmax temperature on standardised scores (default 1.0); ignored with ``weight_fn``.
+        temperature: softmax temperature on standardised score ranks (see :func:`softmax_weights`) (default 1.0); ignored with ``weight_fn``.
         weight_fn: instead, a function from scores (float64 :math:`(N,)`) to non-negative weights :math:`(N,)`.
         favour: ``"easy"`` (default) or ``"hard"``, for the temperature weights.
         higher_is_better: score orientation (default: the ``ScoreTable``'s metric, else ``True``).

@@ -58,6 +58,15 @@ def test_temperature_weights_favour_easy_or_hard_samples():
     torch.testing.assert_close(constant, torch.full((4,), 0.25, dtype=torch.float64))
 
 
+def test_temperature_weights_use_ranks_so_outliers_and_ties_do_not_dominate():
+    skewed = torch.tensor([0.01, 0.02, 0.02, 0.03, 0.04, 100.0], dtype=torch.float64)
+    weights = softmax_weights(skewed, 1.0, favour="easy")
+    torch.testing.assert_close(weights, softmax_weights(torch.tensor([1, 2, 2, 4, 5, 6], dtype=torch.float64), 1.0))
+    assert weights[1] == weights[2], "tied scores share their weight"
+    ranks = torch.tensor([0.0, 1.5, 1.5, 3.0, 4.0, 5.0], dtype=torch.float64)
+    torch.testing.assert_close(weights, torch.softmax((ranks - ranks.mean()) / ranks.std(), 0))
+
+
 def test_drawn_quality_moves_with_the_favoured_side(scores):
     easy = torch.tensor(list(QualityWeightedSampler(scores, temperature=0.5)))
     hard = torch.tensor(list(QualityWeightedSampler(scores, temperature=0.5, favour="hard")))

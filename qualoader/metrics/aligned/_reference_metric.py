@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from typing import Any
 
-import torch
 from torch import nn
 
 from qualoader.metrics.base import QualityMetric
 from qualoader.reference import ReferenceNetwork, load_reference
 
-__all__ = ["ReferenceMetric", "robust_fingerprint"]
-
-
-def robust_fingerprint(metric: QualityMetric) -> str:
-    """:func:`qualoader.metrics.metric_fingerprint`, also for 0-d tensors (BatchNorm's ``num_batches_tracked``).
-
-    Same recipe (sha256 of name, config, every state tensor's bytes and the calibration state,
-    16 hex digits), with every tensor flattened before its bytes are read.
-    """
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"name": metric.name, "config": metric.get_config()}, sort_keys=True, default=str).encode())
-    for key, tensor in sorted(metric.state_dict().items()):
-        digest.update(key.encode())
-        if tensor.numel():
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    calibration = metric.calibration
-    if calibration is not None and hasattr(calibration, "state_dict"):
-        digest.update(json.dumps(calibration.state_dict(), sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
+__all__ = ["ReferenceMetric"]
 
 
 class ReferenceMetric(QualityMetric):
@@ -68,6 +47,3 @@ class ReferenceMetric(QualityMetric):
     def get_config(self) -> dict[str, Any]:
         return {"reference": self.network.get_config()}
 
-    def fingerprint(self) -> str:
-        """Hash of name, config, the reference network's weights and the calibration (16 hex digits)."""
-        return robust_fingerprint(self)

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from qualoader._validation import check_choice, check_type
 from qualoader.datasets import FASHION_MNIST_CLASSES
-from qualoader.metrics.aligned._reference_metric import robust_fingerprint
 from qualoader.metrics.base import QualityMetric
 from qualoader.metrics.registry import register_metric
 from qualoader.reference.image_text import (
@@ -240,7 +239,3 @@ class ZeroShot(QualityMetric):
             "input_size": list(self.input_size),
             "logit_scale": self.logit_scale,
         }
-
-    def fingerprint(self) -> str:
-        """Hash of name, config, the model's weights, the text embeddings and the calibration."""
-        return robust_fingerprint(self)

@@ -28,14 +28,13 @@ from torch import Tensor, nn
 
 from qualoader._validation import (
     check_choice,
-    check_images,
     check_positive_int,
-    check_type,
 )
 from qualoader.calibration import (
     DifficultyCalibration,
     calibration_report,
     default_calibration_path,
+    iterate_sweep,
 )
 from qualoader.metrics.aligned.task_guided import (
     FEATURE_NAMES,
@@ -98,41 +97,18 @@ def feature_sweep(
     Returns:
         A :class:`FeatureSweep` with :math:`N \\times` (number of conditions) rows.
     """
-    from qualoader.corruptions import corrupt, list_corruptions
-
-    images = check_images(images)
-    check_type(labels, "labels", Tensor, "a torch.Tensor of class indices (N,)")
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels should have shape ({images.shape[0]},), but got labels.shape={tuple(labels.shape)}")
-    check_type(reference, "reference", nn.Module, "an nn.Module returning logits (N, K)")
-    check_positive_int(batch_size, "batch_size")
-    names = tuple(list_corruptions() if corruptions is None else corruptions)
-    known = set(list_corruptions())
-    if not names:
-        raise ValueError("corruptions should name at least one corruption, but got corruptions=()")
-    for name in names:
-        check_choice(name, "corruptions[i]", known)
-    levels = sorted(set(severities))
-    if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 5 for s in levels):
-        raise ValueError(f"severities should be ints in 0..5, but got severities={tuple(severities)!r}")
-    conditions = ([(-1, 0)] if 0 in levels else []) + [(k, s) for k in range(len(names)) for s in levels if s > 0]
-    was_training = reference.training
-    reference.eval()
     rows: dict[str, list[Tensor]] = {key: [] for key in ("features", "similarity", "errors", "corruption", "severity")}
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            clean, label = images[start : start + batch_size], labels[start : start + batch_size].to(images.device)
-            clean_embedding, _ = _embedding(reference, clean)
-            for index, level in conditions:
-                batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator).clamp(0.0, 1.0)
-                embedding, logits = _embedding(reference, batch)
-                rows["features"].append(task_guided_features(batch))
-                rows["similarity"].append(F.cosine_similarity(embedding, clean_embedding, dim=1).clamp(0.0, 1.0))
-                rows["errors"].append((logits.argmax(dim=1) != label).float())
-                rows["corruption"].append(torch.full_like(label, index))
-                rows["severity"].append(torch.full_like(label, level))
-    finally:
-        reference.train(was_training)
+    names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size)
+    last_clean = clean_embedding = None
+    for clean, batch, label, index, level in batches:
+        if clean is not last_clean:  # a new batch of clean images
+            last_clean, (clean_embedding, _) = clean, _embedding(reference, clean)
+        embedding, logits = _embedding(reference, batch)
+        rows["features"].append(task_guided_features(batch))
+        rows["similarity"].append(F.cosine_similarity(embedding, clean_embedding, dim=1).clamp(0.0, 1.0))
+        rows["errors"].append((logits.argmax(dim=1) != label).float())
+        rows["corruption"].append(torch.full_like(label, index))
+        rows["severity"].append(torch.full_like(label, level))
     merged = {key: torch.cat(value) for key, value in rows.items()}
     return FeatureSweep(merged["features"], merged["similarity"], merged["errors"], merged["corruption"], merged["severity"], names)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,6 +42,7 @@ __all__ = [
     "corruption_sweep",
     "default_calibration",
     "default_calibration_path",
+    "iterate_sweep",
 ]
 
 CALIBRATION_METHODS = frozenset({"isotonic", "logistic"})
@@ -367,6 +368,65 @@ def _reference_errors(reference: nn.Module, images: Tensor, labels: Tensor) -> T
     return (logits.argmax(dim=1) != labels).to(torch.float32)
 
 
+def iterate_sweep(
+    images: Tensor,
+    labels: Tensor,
+    reference: nn.Module,
+    corruptions: Sequence[str] | None,
+    severities: Sequence[int],
+    generator: torch.Generator | None,
+    batch_size: int,
+) -> tuple[tuple[str, ...], Iterator[tuple[Tensor, Tensor, Tensor, int, int]]]:
+    """Validate a corruption sweep and return ``(names, batches)``.
+
+    ``batches`` yields ``(clean, corrupted, labels, corruption_index, severity)`` per batch of
+    ``batch_size`` images and condition (index ``-1`` and severity 0 for the clean images), with
+    ``reference`` in eval mode while it runs (its mode is restored afterwards). Arguments as in
+    :func:`corruption_sweep`.
+    """
+    from qualoader.corruptions import list_corruptions
+
+    images = check_images(images)
+    check_type(labels, "labels", Tensor, "a torch.Tensor of class indices (N,)")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels should have shape ({images.shape[0]},), but got labels.shape={tuple(labels.shape)}")
+    check_type(reference, "reference", nn.Module, "an nn.Module returning logits (N, K)")
+    check_positive_int(batch_size, "batch_size")
+    names = tuple(list_corruptions() if corruptions is None else corruptions)
+    if not names:
+        raise ValueError("corruptions should name at least one corruption, but got corruptions=()")
+    for name in names:
+        check_choice(name, "corruptions[i]", set(list_corruptions()))
+    levels = sorted(set(severities))
+    if any(isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5 for level in levels):
+        raise ValueError(f"severities should be ints in 0..5, but got severities={tuple(severities)!r}")
+    conditions = ([(-1, 0)] if 0 in levels else []) + [(k, s) for k in range(len(names)) for s in levels if s > 0]
+    return names, _sweep_batches(images, labels.to(images.device), reference, names, conditions, generator, batch_size)
+
+
+def _sweep_batches(
+    images: Tensor,
+    labels: Tensor,
+    reference: nn.Module,
+    names: tuple[str, ...],
+    conditions: list[tuple[int, int]],
+    generator: torch.Generator | None,
+    batch_size: int,
+) -> Iterator[tuple[Tensor, Tensor, Tensor, int, int]]:
+    from qualoader.corruptions import corrupt
+
+    was_training = reference.training
+    reference.eval()
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            clean, label = images[start : start + batch_size], labels[start : start + batch_size]
+            for index, level in conditions:
+                batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator).clamp(0.0, 1.0)
+                yield clean, batch, label, index, level
+    finally:
+        reference.train(was_training)
+
+
 @torch.no_grad()
 def corruption_sweep(
     metric: nn.Module,
@@ -394,40 +454,14 @@ def corruption_sweep(
     Returns:
         A :class:`Sweep` whose ``errors`` are ``1 - correct`` of ``reference`` per image.
     """
-    from qualoader.corruptions import corrupt, list_corruptions
-
-    images = check_images(images)
-    check_type(labels, "labels", Tensor, "a torch.Tensor of class indices (N,)")
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels should have shape ({images.shape[0]},), but got labels.shape={tuple(labels.shape)}")
-    check_type(reference, "reference", nn.Module, "an nn.Module returning logits (N, K)")
-    check_positive_int(batch_size, "batch_size")
-    names = tuple(list_corruptions() if corruptions is None else corruptions)
-    if not names:
-        raise ValueError("corruptions should name at least one corruption, but got corruptions=()")
-    for name in names:
-        check_choice(name, "corruptions[i]", set(list_corruptions()))
-    levels = sorted(set(severities))
-    for level in levels:
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5:
-            raise ValueError(f"severities should be ints in 0..5, but got severities={tuple(severities)!r}")
-    conditions = ([(-1, 0)] if 0 in levels else []) + [(k, s) for k, _ in enumerate(names) for s in levels if s > 0]
-    labels = labels.to(images.device)
-    was_training = reference.training
-    reference.eval()
     parts: dict[str, list[Tensor]] = {"scores": [], "errors": [], "corruption": [], "severity": []}
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            clean, label = images[start : start + batch_size], labels[start : start + batch_size]
-            for index, level in conditions:
-                batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator).clamp(0.0, 1.0)
-                scores = metric(batch, clean) if getattr(metric, "requires_reference", False) else metric(batch)
-                parts["scores"].append(scores.float())
-                parts["errors"].append(_reference_errors(reference, batch, label))
-                parts["corruption"].append(torch.full_like(label, index))
-                parts["severity"].append(torch.full_like(label, level))
-    finally:
-        reference.train(was_training)
+    names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size)
+    for clean, batch, label, index, level in batches:
+        scores = metric(batch, clean) if getattr(metric, "requires_reference", False) else metric(batch)
+        parts["scores"].append(scores.float())
+        parts["errors"].append(_reference_errors(reference, batch, label))
+        parts["corruption"].append(torch.full_like(label, index))
+        parts["severity"].append(torch.full_like(label, level))
     merged = {key: torch.cat(value) for key, value in parts.items()}
     return Sweep(merged["scores"], merged["errors"], merged["corruption"], merged["severity"], names)
 

@@ -15,10 +15,10 @@ from qualoader.metrics.registry import (
 )
 
 # Built-in metrics register themselves on import (order does not matter).
-from qualoader.metrics import aligned as _aligned  # noqa: E402,F401  (issue 3)
-from qualoader.metrics import classical as _classical  # noqa: E402,F401  (issue 2)
-from qualoader.metrics import full_reference as _full_reference  # noqa: E402,F401  (issue 2)
-from qualoader.metrics import pyiqa_adapter as _pyiqa_adapter  # noqa: E402,F401  (issue 2)
+from qualoader.metrics import aligned as _aligned  # noqa: F401  (issue 3)
+from qualoader.metrics import classical as _classical  # noqa: F401  (issue 2)
+from qualoader.metrics import full_reference as _full_reference  # noqa: F401  (issue 2)
+from qualoader.metrics import pyiqa_adapter as _pyiqa_adapter  # noqa: F401  (issue 2)
 
 __all__ = [
     "MetricInfo",

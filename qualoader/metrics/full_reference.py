@@ -142,6 +142,16 @@ def _downsample(images: Tensor) -> Tensor:
     return F.avg_pool2d(images, kernel_size=factor) if factor > 1 else images
 
 
+def _checked_pair(
+    images: Tensor, reference: Tensor, window_size: int, sigma: float, y_channel: bool, color_space: str, quantize: bool
+) -> tuple[Tensor, Tensor]:
+    """Validate the arguments shared by :func:`ssim` and :func:`ms_ssim`; return both images prepared."""
+    _check_pair(images, reference)
+    _check_options(y_channel, color_space)
+    _check_window(window_size, sigma)
+    return _prepare(images, y_channel, color_space, quantize), _prepare(reference, y_channel, color_space, quantize)
+
+
 def ssim(
     images: Tensor,
     reference: Tensor,
@@ -176,11 +186,7 @@ def ssim(
         >>> ssim(x, x)
         tensor([1., 1.])
     """
-    _check_pair(images, reference)
-    _check_options(y_channel, color_space)
-    _check_window(window_size, sigma)
-    images = _prepare(images, y_channel, color_space, quantize)
-    reference = _prepare(reference, y_channel, color_space, quantize)
+    images, reference = _checked_pair(images, reference, window_size, sigma, y_channel, color_space, quantize)
     if downsample:
         images, reference = _downsample(images), _downsample(reference)
     if min(images.shape[-2:]) < window_size:
@@ -235,18 +241,14 @@ def ms_ssim(
         >>> ms_ssim(x, x)
         tensor([1.])
     """
-    _check_pair(images, reference)
-    _check_options(y_channel, color_space)
-    _check_window(window_size, sigma)
+    images, reference = _checked_pair(images, reference, window_size, sigma, y_channel, color_space, quantize)
     levels = len(MS_SSIM_WEIGHTS)
     smallest = min(_effective_size(h, w, downsample) for h, w in zip(_scale_sizes(images.shape[2], levels), _scale_sizes(images.shape[3], levels)))
     if smallest < window_size:
         raise ValueError(
             f"images should be large enough for {levels} scales of a {window_size}-pixel window "
-            f"(at least {16 * (window_size - 1) + 1} px), but got images.shape={tuple(images.shape)}"
+            f"(at least {16 * (window_size - 1) + 1} px in H and W), but got H, W = {tuple(images.shape[-2:])}"
         )
-    images = _prepare(images, y_channel, color_space, quantize)
-    reference = _prepare(reference, y_channel, color_space, quantize)
     kernel = _gaussian(window_size, sigma, images)
     contrast_structure = []
     for level in range(levels):

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from qualoader._validation import check_positive_int, check_type
+from qualoader.data.store import ScoreTable
 
 __all__ = [
     "QualitySampler",
@@ -54,8 +55,6 @@ def as_scores(scores: Any, name: str = "scores") -> Tensor:
         TypeError: not an array, tensor, sequence or score table; or non-real values.
         ValueError: not 1-D, empty, or with NaN/Inf (including unscored table entries).
     """
-    from qualoader.data.store import ScoreTable
-
     if isinstance(scores, ScoreTable):
         if not scores.complete:
             raise ValueError(
@@ -90,8 +89,6 @@ def easiness(scores: Tensor, higher_is_better: bool) -> Tensor:
 
 def resolve_higher_is_better(scores: Any, higher_is_better: bool | None) -> bool:
     """``higher_is_better`` as given, or from a ``ScoreTable``'s metric; ``True`` for plain arrays."""
-    from qualoader.data.store import ScoreTable
-
     if higher_is_better is None:
         return scores.higher_is_better if isinstance(scores, ScoreTable) else True
     check_type(higher_is_better, "higher_is_better", bool, "a bool or None")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -28,6 +28,8 @@ from qualoader.samplers._base import (
 
 __all__ = ["ORDERS", "PACE_BY", "PACINGS", "CurriculumSampler", "pacing_fraction"]
 
+T = TypeVar("T", float, Tensor)
+
 #: Named pacing functions ``g(t)`` for start fraction ``s``: ``linear`` ``s + (1 - s) t``;
 #: ``root`` ``sqrt(s^2 + (1 - s^2) t)`` (Platanios et al. 2019); ``step`` ``s + (1 - s) floor(n t) / n``
 #: with ``n = num_steps``; ``exp`` ``s^(1 - t)`` (geometric growth, Hacohen & Weinshall 2019).
@@ -40,19 +42,28 @@ ORDERS = frozenset({"easy-to-hard", "hard-to-easy"})
 PACE_BY = frozenset({"epoch", "sample"})
 
 
-def pacing_fraction(pacing: str, progress: Tensor, start_fraction: float, num_steps: int = 4) -> Tensor:
-    """Admitted fraction :math:`(T,)` in ``[start_fraction, 1]`` at progress values :math:`(T,)` in [0, 1]."""
+def pacing_fraction(pacing: str, progress: T, start_fraction: float, num_steps: int = 4) -> T:
+    """Admitted fraction in ``[start_fraction, 1]`` at progress in [0, 1] (clamped).
+
+    Args:
+        pacing: one of :data:`PACINGS`.
+        progress: a float, or a tensor :math:`(T,)` of progress values.
+        start_fraction: the fraction at progress 0.
+        num_steps: steps of the ``"step"`` pacing.
+
+    Returns:
+        The fraction, of the type and shape of ``progress``; 1 from progress 1 on.
+    """
     check_choice(pacing, "pacing", PACINGS)
-    t, s = progress.clamp(0.0, 1.0), start_fraction
+    t = progress.clamp(0.0, 1.0) if isinstance(progress, Tensor) else min(max(float(progress), 0.0), 1.0)
+    s = start_fraction
     if pacing == "linear":
-        fraction = s + (1 - s) * t
-    elif pacing == "root":
-        fraction = (s * s + (1 - s * s) * t).sqrt()
-    elif pacing == "step":
-        fraction = s + (1 - s) * torch.floor(t * num_steps) / num_steps
-    else:
-        fraction = s ** (1 - t)
-    return fraction.clamp(s, 1.0)
+        return s + (1 - s) * t
+    if pacing == "root":
+        return (s * s + (1 - s * s) * t) ** 0.5
+    if pacing == "step":
+        return s + (1 - s) * ((t * num_steps) // 1) / num_steps
+    return s ** (1 - t)
 
 
 class CurriculumSampler(QualitySampler[int]):

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qualoader._validation import check_positive_int, check_type
+from qualoader._validation import check_choice, check_positive_int, check_type
+from qualoader.samplers.curriculum import PACINGS, pacing_fraction
 from qualoader.webdataset._common import (
     Handler,
     UniformStream,
@@ -48,7 +49,6 @@ __all__ = [
     "stratify",
 ]
 
-_PACINGS = frozenset({"linear", "root"})
 
 
 def _check_number(value: Any, name: str) -> float:
@@ -531,10 +531,7 @@ class Curriculum(_SeededStage):
 
     def competence(self, progress: float | None = None) -> float:
         """Largest difficulty accepted for sure at ``progress`` (default: the current one)."""
-        t = self.progress.get() if progress is None else progress
-        if self.pacing == "root":
-            return min(1.0, math.sqrt(t * (1.0 - self.start**2) + self.start**2))
-        return min(1.0, self.start + (1.0 - self.start) * t)
+        return pacing_fraction(self.pacing, self.progress.get() if progress is None else progress, self.start)
 
     def acceptance(self, difficulty: float, progress: float | None = None) -> float:
         """Probability of keeping a sample of ``difficulty`` at ``progress``."""
@@ -575,15 +572,15 @@ def curriculum(
     present when the metric was calibrated) is kept with probability 1 when
     ``d <= c(t)`` and ``exp(-(d - c(t)) / temperature)`` otherwise (0 if ``temperature == 0``),
     where the competence ``c(t)`` grows from ``start`` at ``t = 0`` to 1 at ``t = 1``:
-    ``"linear"``: ``start + (1 - start) t``; ``"root"``: ``sqrt(t (1 - start^2) + start^2)``
-    (competence-based curriculum, Platanios et al. 2019).
+    one of :data:`qualoader.samplers.PACINGS`, e.g. ``"root"``: ``sqrt(t (1 - start^2) + start^2)``
+    (competence-based curriculum, Platanios et al. 2019), as in :class:`~qualoader.samplers.CurriculumSampler`.
 
     Args:
         metric: metric name as tagged.
         progress: a :class:`TrainingProgress` (update it from the training loop, or call
             ``stage.set_progress(t)``) or an initial value in [0, 1].
         start: competence at ``t = 0``, in [0, 1].
-        pacing: ``"linear"`` or ``"root"``.
+        pacing: ``"linear"``, ``"root"``, ``"step"`` or ``"exp"`` (see :func:`~qualoader.samplers.pacing_fraction`).
         temperature: softness of the rejection of too-hard samples (>= 0).
         seed: base seed; draws depend on ``(seed, epoch, rank, worker)`` only.
         handler: ``"raise"``, ``"skip"`` or a handler for samples without difficulty.
@@ -599,8 +596,7 @@ def curriculum(
     start = _check_number(start, "start")
     if not 0.0 <= start <= 1.0:
         raise ValueError(f"start should be in [0, 1], but got start={start}")
-    if pacing not in _PACINGS:
-        raise ValueError(f"pacing should be one of {{'linear', 'root'}}, but got pacing={pacing!r}")
+    check_choice(pacing, "pacing", PACINGS)
     temperature = _check_number(temperature, "temperature")
     if temperature < 0:
         raise ValueError(f"temperature should be >= 0, but got temperature={temperature}")

@@ -241,7 +241,7 @@ def test_curriculum_needs_difficulty() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"start": 1.5}, ValueError), ({"pacing": "step"}, ValueError), ({"temperature": -1.0}, ValueError), ({"progress": 2.0}, ValueError), ({"progress": "0"}, TypeError)],
+    [({"start": 1.5}, ValueError), ({"pacing": "cosine"}, ValueError), ({"temperature": -1.0}, ValueError), ({"progress": 2.0}, ValueError), ({"progress": "0"}, TypeError)],
 )
 def test_curriculum_bad_arguments(kwargs: dict, error: type[Exception]) -> None:
     with pytest.raises(error, match="should"):

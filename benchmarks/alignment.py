@@ -481,7 +481,8 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def _compare(args: argparse.Namespace, summary: list[dict], mean_quality: dict, accuracy: dict) -> list[dict[str, Any]]:
-    """Best aligned metric vs best conventional one (any, and no-reference only), by mean Spearman.
+    """Best aligned metric vs best conventional one, by mean Spearman: overall, and within
+    full-reference and no-reference metrics (the fair pairings: same information at hand).
 
     For each task model, a paired bootstrap over conditions gives the CI of the Spearman difference.
     """
@@ -489,13 +490,13 @@ def _compare(args: argparse.Namespace, summary: list[dict], mean_quality: dict, 
         rows = [r for r in rows if r["mean_spearman"] is not None]
         return max(rows, key=lambda r: r["mean_spearman"])["metric"] if rows else None
 
-    aligned = best([r for r in summary if r["kind"] == "aligned"])
-    rivals = {
-        "conventional (any)": best([r for r in summary if r["kind"] == "conventional"]),
-        "conventional no-reference": best([r for r in summary if r["kind"] == "conventional" and not r["requires_reference"]]),
+    scopes = {"(any)": lambda r: True, "full-reference": lambda r: r["requires_reference"], "no-reference": lambda r: not r["requires_reference"]}
+    pairs = {
+        scope: (best([r for r in summary if r["kind"] == "aligned" and keep(r)]), best([r for r in summary if r["kind"] == "conventional" and keep(r)]))
+        for scope, keep in scopes.items()
     }
     comparisons = []
-    for label, rival in rivals.items():
+    for label, (aligned, rival) in pairs.items():
         if aligned is None or rival is None:
             continue
         differences = {}
@@ -505,7 +506,7 @@ def _compare(args: argparse.Namespace, summary: list[dict], mean_quality: dict, 
                 generator=torch.Generator().manual_seed(_stable_seed(args.seed, "difference", label, model_name)),
             )
             differences[model_name] = _ci_dict(interval)
-        comparisons.append({"aligned": aligned, "rival": rival, "rival_kind": label, "spearman_difference": differences})
+        comparisons.append({"aligned": aligned, "rival": rival, "scope": label, "spearman_difference": differences})
     return comparisons
 
 
@@ -564,7 +565,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     for comparison in results["comparison"]:
         lines += [
             "",
-            f"## Best aligned (`{comparison['aligned']}`) minus best {comparison['rival_kind']} (`{comparison['rival']}`): Spearman",
+            f"## Best aligned {comparison['scope']} (`{comparison['aligned']}`) minus best conventional {comparison['scope']} "
+            f"(`{comparison['rival']}`): Spearman",
             "",
             "Paired bootstrap over conditions; a CI above 0 means the aligned metric tracks accuracy better.",
             "",

@@ -129,12 +129,8 @@ def shard(indices: Tensor, num_replicas: int, rank: int, drop_last: bool) -> Ten
         total = math.ceil(length / num_replicas) * num_replicas
         if total > length:
             repeats = math.ceil((total - length) / length)
-            indices = torch.cat(
-                [
-                    indices,
-                    indices.repeat(repeats, *[1] * (indices.ndim - 1))[: total - length],
-                ]
-            )
+            padding = indices.repeat(repeats, *[1] * (indices.ndim - 1))[: total - length]
+            indices = torch.cat([indices, padding])
     return indices[rank:total:num_replicas]
 
 
@@ -162,14 +158,7 @@ class QualitySampler(Sampler[T]):
         drop_last: trim the draw to a multiple of ``num_replicas`` instead of padding it.
     """
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-        drop_last: bool = False,
-    ) -> None:
+    def __init__(self, *, seed: int = 0, num_replicas: int | None = None, rank: int | None = None, drop_last: bool = False) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed should be an int, but got seed of type {type(seed).__name__}")
         check_type(drop_last, "drop_last", bool, "a bool")

@@ -75,7 +75,8 @@ class CurriculumSampler(QualitySampler[int]):
             admitted fraction in (0, 1] (non-decreasing, 1 at progress 1).
         start_fraction: fraction admitted at progress 0, in (0, 1] (default 0.2).
         full_at: epoch (``pace_by="epoch"``) or number of draws over all replicas
-            (``pace_by="sample"``) from which every sample is admitted.
+            (``pace_by="sample"``) from which every sample is admitted; to pace by optimiser
+            steps, pass ``steps * batch_size * num_replicas``.
         pace_by: ``"epoch"`` (default) or ``"sample"``.
         order: ``"easy-to-hard"`` (default) or ``"hard-to-easy"``.
         higher_is_better: score orientation (default: the ``ScoreTable``'s metric, else ``True``).

@@ -241,3 +241,21 @@ def test_sweep_and_calibrate_metric(fashion_mnist_test) -> None:
         corruption_sweep(_Sharpness(), images, labels[:3], reference, names)
     with pytest.raises(TypeError, match="reference should be"):
         corruption_sweep(_Sharpness(), images, labels, "default", names)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["bn-shift", "feature-distance", "task-guided"])
+def test_shipped_aligned_metrics_yield_a_difficulty_that_rises_with_corruption(name, fashion_mnist_test) -> None:
+    from qualoader.corruptions import corrupt
+    from qualoader.metrics import create_metric
+
+    metric = create_metric(name)
+    assert metric.calibration is not None, f"{name} should ship a default calibration"
+    clean = fashion_mnist_test[0][:200].float() / 255
+    difficulties = []
+    for severity in (1, 3, 5):
+        noisy = corrupt(clean, "gaussian_noise", severity, generator=torch.Generator().manual_seed(severity))
+        scores = metric(noisy, clean) if metric.requires_reference else metric(noisy)
+        difficulty = metric.difficulty(scores)
+        assert difficulty.shape == (200,) and bool(((difficulty >= 0) & (difficulty <= 1)).all())
+        difficulties.append(float(difficulty.mean()))
+    assert difficulties == sorted(difficulties) and difficulties[-1] > difficulties[0], difficulties

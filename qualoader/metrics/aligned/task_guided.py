@@ -249,6 +249,7 @@ class TaskGuided(QualityMetric):
             check_type(checkpoint, "checkpoint", (str, os.PathLike), "a path to a task-guided head (str or PathLike)")
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.head, calibration_state = load_task_guided_head(checkpoint)
+        self.head.requires_grad_(False)  # a frozen scorer: scores carry no autograd graph
         from qualoader.calibration import DifficultyCalibration, default_calibration
 
         if calibration_state is not None:

@@ -37,6 +37,7 @@ def test_default_loads_offline_and_scores_a_batch(metric: TaskGuided, fashion_mn
     assert default_task_guided_path().is_file() and default_task_guided_path().with_suffix(".json").is_file()
     scores = metric(images[:16])
     assert scores.shape == (16,) and scores.dtype == torch.float32
+    assert not scores.requires_grad, "a frozen scorer builds no autograd graph"
     assert bool(((scores > 0) & (scores < 1)).all())
     assert isinstance(metric.calibration, DifficultyCalibration)
     difficulty = metric.difficulty(scores)

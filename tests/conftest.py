@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 from qualoader.datasets import fashion_mnist_root, load_fashion_mnist, load_photos
-
 
 
 @pytest.fixture(params=["cpu", "cuda"])
@@ -44,3 +48,22 @@ def fashion_mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
             raise
         pytest.skip(str(error))
     return load_fashion_mnist("test")
+
+
+_REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], ModuleType]:
+    """Import a script of the repository (``"benchmarks/alignment.py"``) as a module, once."""
+
+    def load(relative_path: str) -> ModuleType:
+        name = "script_" + Path(relative_path).stem
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, _REPOSITORY / relative_path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+
+    return load

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "alignment.py"
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("alignment_benchmark", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("alignment_benchmark", module)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test) -> tuple[Path, dict]:
+def quick_run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test, load_script) -> tuple[Path, dict]:
     from qualoader.corruptions import list_corruptions
 
-    alignment = _load_benchmark()
+    alignment = load_script("benchmarks/alignment.py")
     out = tmp_path_factory.mktemp("alignment")
     corruptions = list_corruptions()[:2]
     argv = [
@@ -83,7 +71,7 @@ def test_quick_mode_writes_sound_results(quick_run: tuple[Path, dict]) -> None:
     "argv",
     [["--images", "0"], ["--severities", "6"], ["--n-boot", "-1"], ["--models", "resnet"]],
 )
-def test_bad_arguments(argv: list[str]) -> None:
-    alignment = _load_benchmark()
+def test_bad_arguments(argv: list[str], load_script) -> None:
+    alignment = load_script("benchmarks/alignment.py")
     with pytest.raises(SystemExit):
         alignment.parse_args(argv)

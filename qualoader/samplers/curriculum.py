@@ -125,8 +125,8 @@ class CurriculumSampler(QualitySampler[int]):
         easy = easiness(values, self.higher_is_better)
         #: Sample indices from first to last admitted, int64 (N,).
         self.ranking = torch.argsort(easy if order == "hard-to-easy" else -easy, stable=True)
-        default = values.numel() if pace_by == "sample" else None
-        self._num_samples = None if num_samples is None and default is None else check_num_samples(num_samples, values.numel())
+        # None: each epoch is one pass over the pool (pace_by="epoch" only); "sample" defaults to N draws.
+        self._num_samples = None if num_samples is None and pace_by == "epoch" else check_num_samples(num_samples, values.numel())
 
     # -- pacing --------------------------------------------------------------------------------
     def fraction(self, progress: Tensor) -> Tensor:

@@ -32,8 +32,7 @@ FAVOUR = frozenset({"easy", "hard"})
 
 def standardized_ranks(scores: Tensor) -> Tensor:
     """Ranks of ``scores`` :math:`(N,)` (ties share their mean rank), shifted and scaled to zero mean and unit variance."""
-    values, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    del values
+    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
     first = counts.cumsum(0) - counts
     ranks = (first.double() + (counts.double() - 1) / 2)[inverse]
     spread = ranks.std() if ranks.numel() > 1 else ranks.new_tensor(0.0)
@@ -161,10 +160,10 @@ class QualityWeightedSampler(QualitySampler[int]):
                 fewer positive weights than ``num_samples``.
         """
         checked = check_weights(weights, self.scores.numel())
-        if not self.replacement and int((checked > 0).sum()) < self.num_samples:
+        positive = int((checked > 0).sum())
+        if not self.replacement and positive < self.num_samples:
             raise ValueError(
-                f"weights should have at least num_samples={self.num_samples} positive entries without replacement, "
-                f"but got {int((checked > 0).sum())}"
+                f"weights should have at least num_samples={self.num_samples} positive entries without replacement, but got {positive}"
             )
         self.weights = checked / checked.sum()
 

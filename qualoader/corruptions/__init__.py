@@ -1,10 +1,13 @@
-"""The ImageNet-C / CIFAR-10-C corruption family, batched on device and seeded.
+"""The ImageNet-C / CIFAR-10-C corruptions plus degradations outside it, batched on device and seeded.
 
 Every corruption is ``f(images, severity, generator) -> images`` on float images (B, C, H, W) in
 [0, 1], C in {1, 3}; :func:`corrupt` validates, dispatches by name and clamps to [0, 1]. Pixel sizes
 (blur radii, displacements) are defined for 32 px images as in CIFAR-10-C and scaled to the image's
 short side, so 28 px Fashion-MNIST and 224 px photos degrade alike. Randomness comes only from
 ``generator`` (drawn on the generator's device, then moved to the images' device).
+
+The ``"extra"`` family (:mod:`qualoader.corruptions.extra`: low light, posterize, occlusion, vignette,
+over-sharpening, scanline dropout) is not part of ImageNet-C; it tests generalisation to unseen types.
 
 Not implemented: snow and frost (ImageNet-C uses downloaded frost textures; a procedural version
 is future work).
@@ -32,6 +35,14 @@ from qualoader.corruptions.digital import (
     jpeg,
     pixelate,
     saturate,
+)
+from qualoader.corruptions.extra import (
+    low_light,
+    occlusion,
+    oversharpen,
+    posterize,
+    scanline,
+    vignette,
 )
 from qualoader.corruptions.noise import (
     gaussian_noise,
@@ -63,6 +74,12 @@ CORRUPTIONS: dict[str, Corruption] = {
     "elastic": elastic,
     "fog": fog,
     "spatter": spatter,
+    "low_light": low_light,
+    "posterize": posterize,
+    "occlusion": occlusion,
+    "vignette": vignette,
+    "oversharpen": oversharpen,
+    "scanline": scanline,
 }
 
 CORRUPTION_FAMILIES: dict[str, str] = {
@@ -70,12 +87,22 @@ CORRUPTION_FAMILIES: dict[str, str] = {
     **dict.fromkeys(("defocus_blur", "gaussian_blur", "motion_blur", "zoom_blur", "glass_blur"), "blur"),
     **dict.fromkeys(("brightness", "contrast", "saturate", "pixelate", "jpeg", "elastic"), "digital"),
     **dict.fromkeys(("fog", "spatter"), "weather"),
+    # Not in ImageNet-C (qualoader.corruptions.extra): held out to test generalisation to unseen degradations.
+    **dict.fromkeys(("low_light", "posterize", "occlusion", "vignette", "oversharpen", "scanline"), "extra"),
 }
 
 
-def list_corruptions() -> list[str]:
-    """Sorted names accepted by :func:`corrupt`."""
-    return sorted(CORRUPTIONS)
+def list_corruptions(family: str | None = None) -> list[str]:
+    """Sorted names accepted by :func:`corrupt`; only those of ``family`` (see :data:`CORRUPTION_FAMILIES`) when given.
+
+    Example:
+        >>> list_corruptions("weather")
+        ['fog', 'spatter']
+    """
+    if family is None:
+        return sorted(CORRUPTIONS)
+    check_choice(family, "family", set(CORRUPTION_FAMILIES.values()))
+    return sorted(name for name, group in CORRUPTION_FAMILIES.items() if group == family)
 
 
 def corrupt(images: Tensor, name: str, severity: int, generator: torch.Generator | None = None) -> Tensor:

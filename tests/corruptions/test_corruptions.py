@@ -25,7 +25,7 @@ def _high_frequency_energy(images: torch.Tensor) -> torch.Tensor:
 
 def test_every_corruption_has_a_family() -> None:
     assert set(CORRUPTION_FAMILIES) == set(NAMES)
-    assert set(CORRUPTION_FAMILIES.values()) == {"noise", "blur", "digital", "weather"}
+    assert set(CORRUPTION_FAMILIES.values()) == {"noise", "blur", "digital", "weather", "extra"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -55,10 +55,12 @@ def build(name: str, scores: Any, n: int) -> Any:
         ),
         "QualityStratifiedSampler": lambda: qs.QualityStratifiedSampler(scores, 10, seed=0),
         "QualityStratifiedBatchSampler": lambda: qs.QualityStratifiedBatchSampler(scores, 256, 10, seed=0),
-        "QualityWeightedSampler": lambda: qs.QualityWeightedSampler(scores, temperature=1.0, seed=0),
-        "QualityWeightedSampler no-replacement": lambda: qs.QualityWeightedSampler(scores, temperature=1.0, replacement=False, seed=0),
-        "CurriculumSampler epoch 5/10": lambda: qs.CurriculumSampler(scores, full_at=10),
-        "CurriculumSampler pace_by=sample": lambda: qs.CurriculumSampler(scores, pace_by="sample", full_at=n * 5),
+        "QualityWeightedSampler": lambda: qs.QualityWeightedSampler(scores, higher_is_better=True, temperature=1.0, seed=0),
+        "QualityWeightedSampler no-replacement": lambda: qs.QualityWeightedSampler(
+            scores, higher_is_better=True, temperature=1.0, replacement=False, seed=0
+        ),
+        "CurriculumSampler epoch 5/10": lambda: qs.CurriculumSampler(scores, higher_is_better=True, full_at=10),
+        "CurriculumSampler pace_by=sample": lambda: qs.CurriculumSampler(scores, higher_is_better=True, pace_by="sample", full_at=n * 5),
     }
     sampler = factories[name]()
     if name.startswith("CurriculumSampler epoch"):

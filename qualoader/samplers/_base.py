@@ -24,6 +24,7 @@ from torch.utils.data import Sampler
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.data.store import ScoreTable
+from qualoader.policies import resolve_direction
 
 __all__ = [
     "QualitySampler",
@@ -88,11 +89,14 @@ def easiness(scores: Tensor, higher_is_better: bool) -> Tensor:
 
 
 def resolve_higher_is_better(scores: Any, higher_is_better: bool | None) -> bool:
-    """``higher_is_better`` as given, or from a ``ScoreTable``'s metric; ``True`` for plain arrays."""
-    if higher_is_better is None:
-        return scores.higher_is_better if isinstance(scores, ScoreTable) else True
-    check_type(higher_is_better, "higher_is_better", bool, "a bool or None")
-    return higher_is_better
+    """The score direction: a ``ScoreTable``'s own, or ``higher_is_better`` (required for plain arrays).
+
+    Raises:
+        TypeError: ``higher_is_better`` is not a bool, or is ``None`` for a plain array.
+        ValueError: it contradicts the direction of a ``ScoreTable``.
+    """
+    carried = scores.higher_is_better if isinstance(scores, ScoreTable) else None
+    return resolve_direction(higher_is_better, carried)
 
 
 def resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:

@@ -11,13 +11,22 @@ uniform over the pool at its own position, so the pool grows within an epoch).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from qualoader._validation import check_choice, check_positive_int, check_probability
+from qualoader._validation import check_choice, check_positive_int
+from qualoader.policies import (
+    DEFAULT_PACING,
+    DEFAULT_START_FRACTION,
+    ORDERS,
+    PACINGS,
+    Pacing,
+    check_pacing,
+    check_start_fraction,
+    pacing_fraction,
+)
 from qualoader.samplers._base import (
     QualitySampler,
     as_scores,
@@ -28,42 +37,8 @@ from qualoader.samplers._base import (
 
 __all__ = ["ORDERS", "PACE_BY", "PACINGS", "CurriculumSampler", "pacing_fraction"]
 
-T = TypeVar("T", float, Tensor)
-
-#: Named pacing functions ``g(t)`` for start fraction ``s``: ``linear`` ``s + (1 - s) t``;
-#: ``root`` ``sqrt(s^2 + (1 - s^2) t)`` (Platanios et al. 2019); ``step`` ``s + (1 - s) floor(n t) / n``
-#: with ``n = num_steps``; ``exp`` ``s^(1 - t)`` (geometric growth, Hacohen & Weinshall 2019).
-PACINGS = frozenset({"linear", "root", "step", "exp"})
-
-#: ``"easy-to-hard"`` (curriculum) or ``"hard-to-easy"`` (anti-curriculum).
-ORDERS = frozenset({"easy-to-hard", "hard-to-easy"})
-
 #: Whether progress counts epochs or draws.
 PACE_BY = frozenset({"epoch", "sample"})
-
-
-def pacing_fraction(pacing: str, progress: T, start_fraction: float, num_steps: int = 4) -> T:
-    """Admitted fraction in ``[start_fraction, 1]`` at progress in [0, 1] (clamped).
-
-    Args:
-        pacing: one of :data:`PACINGS`.
-        progress: a float, or a tensor :math:`(T,)` of progress values.
-        start_fraction: the fraction at progress 0.
-        num_steps: steps of the ``"step"`` pacing.
-
-    Returns:
-        The fraction, of the type and shape of ``progress``; 1 from progress 1 on.
-    """
-    check_choice(pacing, "pacing", PACINGS)
-    t = progress.clamp(0.0, 1.0) if isinstance(progress, Tensor) else min(max(float(progress), 0.0), 1.0)
-    s = start_fraction
-    if pacing == "linear":
-        return s + (1 - s) * t
-    if pacing == "root":
-        return (s * s + (1 - s * s) * t) ** 0.5
-    if pacing == "step":
-        return s + (1 - s) * ((t * num_steps) // 1) / num_steps
-    return s ** (1 - t)
 
 
 class CurriculumSampler(QualitySampler[int]):
@@ -71,33 +46,38 @@ class CurriculumSampler(QualitySampler[int]):
 
     Args:
         scores: quality scores :math:`(N,)` (array, tensor, sequence or complete ``ScoreTable``).
-        pacing: one of :data:`PACINGS` or a callable mapping progress (float in [0, 1]) to the
-            admitted fraction in (0, 1] (non-decreasing, 1 at progress 1).
-        start_fraction: fraction admitted at progress 0, in (0, 1] (default 0.2).
+        pacing: one of :data:`~qualoader.policies.PACINGS` (default ``"linear"``) or a callable
+            mapping progress (float in [0, 1]) to the admitted fraction in (0, 1] (non-decreasing,
+            taken as 1 from progress 1 on).
+        start_fraction: fraction admitted at progress 0, in (0, 1] (default 0.2; named pacings only).
         full_at: epoch (``pace_by="epoch"``) or number of draws over all replicas
             (``pace_by="sample"``) from which every sample is admitted; to pace by optimiser
             steps, pass ``steps * batch_size * num_replicas``.
         pace_by: ``"epoch"`` (default) or ``"sample"``.
         order: ``"easy-to-hard"`` (default) or ``"hard-to-easy"``.
-        higher_is_better: score orientation (default: the ``ScoreTable``'s metric, else ``True``).
+        higher_is_better: score direction; required when ``scores`` is a plain array, tensor or
+            sequence (a ``ScoreTable`` carries its metric's direction).
         num_samples: draws per epoch over all replicas (default: the admitted pool size with
             ``pace_by="epoch"``, so each epoch is one pass over the pool; ``N`` with ``"sample"``).
         num_steps: number of steps of the ``"step"`` pacing (default 4).
         seed, num_replicas, rank, drop_last: as in :class:`~qualoader.samplers.QualityStratifiedSampler`.
 
     Example:
-        >>> sampler = CurriculumSampler(scores, pacing="root", start_fraction=0.3, full_at=5)
-        >>> for epoch in range(10):
-        ...     sampler.set_epoch(epoch)          # the pool grows until epoch 5
-        ...     for batch in DataLoader(dataset, batch_size=64, sampler=sampler): ...
+        >>> scores = torch.linspace(0, 1, 100)   # e.g. sharpness: higher is better
+        >>> sampler = CurriculumSampler(scores, higher_is_better=True, pacing="root", start_fraction=0.3, full_at=5)
+        >>> len(sampler), sampler.admitted()[:3].tolist()   # epoch 0: the 30 sharpest, sharpest first
+        (30, [99, 98, 97])
+        >>> sampler.set_epoch(5)                 # the pool grows until epoch 5
+        >>> len(sampler)
+        100
     """
 
     def __init__(
         self,
         scores: Any,
         *,
-        pacing: str | Callable[[float], float] = "linear",
-        start_fraction: float = 0.2,
+        pacing: Pacing = DEFAULT_PACING,
+        start_fraction: float = DEFAULT_START_FRACTION,
         full_at: int = 10,
         pace_by: str = "epoch",
         order: str = "easy-to-hard",
@@ -111,12 +91,10 @@ class CurriculumSampler(QualitySampler[int]):
     ) -> None:
         super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         values = as_scores(scores)
-        if not callable(pacing):
-            check_choice(pacing, "pacing", PACINGS)
         check_choice(order, "order", ORDERS)
         check_choice(pace_by, "pace_by", PACE_BY)
-        self.pacing = pacing
-        self.start_fraction = check_probability(start_fraction, "start_fraction", open_low=True)
+        self.pacing = check_pacing(pacing)
+        self.start_fraction = check_start_fraction(start_fraction)
         self.full_at = check_positive_int(full_at, "full_at")
         self.pace_by = pace_by
         self.order = order
@@ -130,19 +108,8 @@ class CurriculumSampler(QualitySampler[int]):
 
     # -- pacing --------------------------------------------------------------------------------
     def fraction(self, progress: Tensor) -> Tensor:
-        """Admitted fraction :math:`(T,)` at progress values :math:`(T,)` in [0, 1].
-
-        A callable ``pacing`` is called once per distinct progress value and forced to 1 at progress 1.
-        """
-        if callable(self.pacing):
-            unique, inverse = progress.clamp(0, 1).unique(return_inverse=True)
-            fractions = torch.tensor([float(self.pacing(t)) for t in unique.tolist()], dtype=torch.float64)[inverse]
-            if not bool(((fractions > 0) & (fractions <= 1)).all()):
-                raise ValueError(
-                    f"pacing should return fractions in (0, 1], but got values in [{float(fractions.min()):.4g}, {float(fractions.max()):.4g}]"
-                )
-            return torch.where(progress >= 1, torch.ones_like(fractions), fractions)
-        return pacing_fraction(self.pacing, progress, self.start_fraction, self.num_steps)  # type: ignore[arg-type]
+        """Admitted fraction :math:`(T,)` at progress values :math:`(T,)` in [0, 1] (see :func:`~qualoader.policies.pacing_fraction`)."""
+        return pacing_fraction(self.pacing, progress, self.start_fraction, self.num_steps)
 
     def pool_size(self, progress: float | Tensor) -> Tensor | int:
         """Number of admitted samples ``k(t)`` at progress ``t`` (a float or a tensor :math:`(T,)`)."""

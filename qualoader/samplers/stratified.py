@@ -13,11 +13,11 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from qualoader._validation import check_positive_int
+from qualoader.policies import PROPORTIONS, check_edges, check_proportions, resolve_num_strata
 from qualoader.samplers._base import QualitySampler, as_scores, check_num_samples
 
 __all__ = [
@@ -27,12 +27,6 @@ __all__ = [
     "apportion",
     "assign_strata",
 ]
-
-#: Named target proportions: ``"uniform"`` (each stratum equally) and ``"natural"`` (stratum sizes).
-PROPORTIONS = frozenset({"uniform", "natural"})
-
-#: Tolerance on the sum of explicit proportions.
-_SUM_TOLERANCE = 1e-6
 
 
 def assign_strata(scores: Tensor, num_strata: int | None = None, edges: Sequence[float] | None = None) -> Tensor:
@@ -57,49 +51,26 @@ def assign_strata(scores: Tensor, num_strata: int | None = None, edges: Sequence
         ranks = torch.empty(scores.numel(), dtype=torch.int64)
         ranks[torch.argsort(scores, stable=True)] = torch.arange(scores.numel())
         return ranks * num_strata // scores.numel()
-    if isinstance(edges, (str, bytes)) or not isinstance(edges, (Sequence, np.ndarray, Tensor)) or len(edges) == 0:
-        raise TypeError(f"edges should be a non-empty sequence of floats, but got edges of type {type(edges).__name__}")
-    boundaries = torch.as_tensor(np.asarray(edges, dtype=np.float64))
-    if boundaries.ndim != 1 or not bool(torch.isfinite(boundaries).all()) or not bool((boundaries.diff() > 0).all()):
-        raise ValueError(f"edges should be finite and strictly increasing, but got edges={list(np.asarray(edges).tolist())}")
+    boundaries = torch.tensor(check_edges(edges), dtype=torch.float64)
     return torch.bucketize(scores, boundaries, right=True)
 
 
 def resolve_proportions(proportions: str | Sequence[float], sizes: Tensor) -> Tensor:
-    """Target proportions :math:`(K,)` (float64, summing to 1) for strata of the given sizes.
+    """Target proportions :math:`(K,)` (float64, summing to 1) for strata of the given sizes :math:`(K,)`.
 
     Raises:
-        ValueError: an unknown name; a list of the wrong length, with negative entries or not
-            summing to 1; a positive proportion for an empty stratum.
+        ValueError: proportions that :func:`~qualoader.policies.check_proportions` refuses; a
+            positive proportion for an empty stratum.
     """
-    num_strata = sizes.numel()
-    if isinstance(proportions, str):
-        if proportions not in PROPORTIONS:
-            raise ValueError(
-                f"proportions should be one of {{'natural', 'uniform'}} or a list of floats, but got proportions={proportions!r}"
-            )
-        if proportions == "natural":
-            return sizes.double() / sizes.sum()
-        targets = torch.full((num_strata,), 1.0 / num_strata, dtype=torch.float64)
-    else:
-        if not isinstance(proportions, (Sequence, np.ndarray, Tensor)):
-            raise TypeError(
-                f"proportions should be 'uniform', 'natural' or a list of floats, but got proportions of type {type(proportions).__name__}"
-            )
-        targets = torch.as_tensor(np.asarray(proportions, dtype=np.float64))
-        if targets.shape != (num_strata,):
-            raise ValueError(f"proportions should have one entry per stratum ({num_strata}), but got {targets.numel()} entries")
-        if not bool(torch.isfinite(targets).all()) or bool((targets < 0).any()):
-            raise ValueError(f"proportions should be non-negative and finite, but got proportions={targets.tolist()}")
-        if abs(float(targets.sum()) - 1.0) > _SUM_TOLERANCE:
-            raise ValueError(f"proportions should sum to 1, but got proportions={targets.tolist()} summing to {float(targets.sum()):.6g}")
+    shares = check_proportions(proportions, sizes.numel())
+    targets = sizes.double() / sizes.sum() if shares is None else torch.tensor(shares, dtype=torch.float64)
     empty = (sizes == 0) & (targets > 0)
     if bool(empty.any()):
         raise ValueError(
             f"every stratum with a positive proportion should hold samples, but got empty strata {empty.nonzero().flatten().tolist()} "
             f"(sizes {sizes.tolist()}); use fewer strata or other edges"
         )
-    return targets / targets.sum()
+    return targets
 
 
 def apportion(proportions: Tensor, total: int) -> Tensor:
@@ -138,10 +109,8 @@ def _strata_setup(
     proportions: str | Sequence[float],
 ) -> tuple[Tensor, _Strata, Tensor]:
     values = as_scores(scores)
-    if num_strata is None and edges is None:
-        num_strata = 4
-    strata = assign_strata(values, num_strata, edges)
-    count = num_strata if num_strata is not None else len(edges) + 1  # type: ignore[arg-type]
+    count, checked = resolve_num_strata(num_strata, edges, proportions)
+    strata = assign_strata(values, None if checked is not None else count, checked)
     groups = _Strata(strata, count)
     return strata, groups, resolve_proportions(proportions, groups.sizes)
 
@@ -151,20 +120,21 @@ class QualityStratifiedSampler(QualitySampler[int]):
 
     Args:
         scores: quality scores :math:`(N,)` (array, tensor, sequence or complete ``ScoreTable``).
-        num_strata: number of equal-size quantile strata (default 4 when ``edges`` is not given).
-        edges: instead, ``K - 1`` strictly increasing score boundaries.
-        proportions: ``"uniform"`` (default), ``"natural"`` or ``K`` non-negative floats summing to 1,
-            in stratum order (stratum 0: lowest scores).
+        num_strata: number of equal-size quantile strata ``K`` (default: ``len(edges) + 1``, the
+            length of a list of ``proportions``, else 4).
+        edges: instead, ``K - 1`` strictly increasing score boundaries; stratum ``k`` holds
+            ``edges[k - 1] <= score < edges[k]``.
+        proportions: ``"uniform"`` (default), ``"natural"`` (the strata's sizes) or ``K``
+            non-negative floats summing to 1, in stratum order (stratum 0: lowest scores).
         num_samples: indices per epoch over all replicas (default ``N``).
         seed: base seed; epoch ``e`` uses ``seed + e``.
         num_replicas, rank, drop_last: distributed sharding, as in ``DistributedSampler``.
 
     Example:
-        >>> sampler = QualityStratifiedSampler(torch.rand(1000), num_strata=4, seed=0)
-        >>> loader = DataLoader(dataset, batch_size=32, sampler=sampler)
-        >>> for epoch in range(3):
-        ...     sampler.set_epoch(epoch)
-        ...     for batch in loader: ...
+        >>> scores = torch.cat([torch.zeros(900), torch.ones(100)])  # 10% high-quality samples
+        >>> sampler = QualityStratifiedSampler(scores, edges=[0.5], proportions=[0.5, 0.5], seed=0)
+        >>> float((scores[list(sampler)] == 1).float().mean())   # half of every epoch
+        0.5
     """
 
     def __init__(
@@ -219,8 +189,9 @@ class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
         num_batches: batches per epoch over all replicas (default ``max(1, N // batch_size)``).
 
     Example:
-        >>> batches = QualityStratifiedBatchSampler(scores, batch_size=32, num_strata=4)
-        >>> loader = DataLoader(dataset, batch_sampler=batches)
+        >>> batches = QualityStratifiedBatchSampler(torch.arange(100.0), batch_size=8, num_strata=4)
+        >>> sorted(index // 25 for index in next(iter(batches)))   # two from each quartile
+        [0, 0, 1, 1, 2, 2, 3, 3]
     """
 
     def __init__(

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 
 from qualoader._validation import check_choice, check_type
+from qualoader.data.store import ScoreTable
+from qualoader.policies import FAVOUR, check_temperature
 from qualoader.samplers._base import (
     QualitySampler,
     as_scores,
@@ -25,10 +27,6 @@ from qualoader.samplers._base import (
 )
 
 __all__ = ["FAVOUR", "QualityWeightedSampler", "draw_weighted", "softmax_weights"]
-
-#: ``"easy"``: favour high-quality (easy) samples; ``"hard"``: favour low-quality ones (hard mining).
-FAVOUR = frozenset({"easy", "hard"})
-
 
 def standardized_ranks(scores: Tensor) -> Tensor:
     """Ranks of ``scores`` :math:`(N,)` (ties share their mean rank), shifted and scaled to zero mean and unit variance."""
@@ -44,18 +42,34 @@ def softmax_weights(
     temperature: float,
     *,
     favour: str = "easy",
-    higher_is_better: bool = True,
+    higher_is_better: bool,
 ) -> Tensor:
     """Weights :math:`(N,)` ``exp(±z / T)`` of standardised score ranks ``z``, normalised to sum to 1.
 
     Ranks make the weights independent of the metric's scale and skew (a few extreme scores do not
     take all the weight); standardised, they span about ``±1.73``, so at ``T = 1`` the easiest
     sample is ``e**3.46 ~ 32`` times as likely as the hardest (``favour="easy"``), and
-    ``T -> inf`` tends to uniform sampling.
+    ``T -> inf`` tends to uniform sampling. ``T = 0`` is the hard limit: all weight, shared
+    equally, on the easiest (or hardest) score.
+
+    Args:
+        scores: quality scores :math:`(N,)`.
+        temperature: ``T >= 0``.
+        favour: ``"easy"`` or ``"hard"``.
+        higher_is_better: score direction.
+
+    Example:
+        >>> softmax_weights(torch.tensor([0.0, 1.0, 2.0]), 0.0, higher_is_better=False).tolist()
+        [1.0, 0.0, 0.0]
     """
     check_choice(favour, "favour", FAVOUR)
+    temperature = check_temperature(temperature)
     z = standardized_ranks(easiness(scores, higher_is_better))
-    return torch.softmax((z if favour == "easy" else -z) / temperature, 0)
+    z = z if favour == "easy" else -z
+    if temperature == 0:
+        top = (z == z.max()).double()
+        return top / top.sum()
+    return torch.softmax(z / temperature, 0)
 
 
 def check_weights(weights: Any, length: int, name: str = "weights") -> Tensor:
@@ -99,17 +113,21 @@ class QualityWeightedSampler(QualitySampler[int]):
 
     Args:
         scores: quality scores :math:`(N,)` (array, tensor, sequence or complete ``ScoreTable``).
-        temperature: softmax temperature on standardised score ranks (see :func:`softmax_weights`) (default 1.0); ignored with ``weight_fn``.
+        temperature: softmax temperature ``>= 0`` on standardised score ranks (see
+            :func:`softmax_weights`) (default 1.0); ignored with ``weight_fn``.
         weight_fn: instead, a function from scores (float64 :math:`(N,)`) to non-negative weights :math:`(N,)`.
         favour: ``"easy"`` (default) or ``"hard"``, for the temperature weights.
-        higher_is_better: score orientation (default: the ``ScoreTable``'s metric, else ``True``).
+        higher_is_better: score direction; required for the temperature weights when ``scores`` is
+            a plain array, tensor or sequence (a ``ScoreTable`` carries its metric's direction).
         replacement: draw with replacement (default) or without.
         num_samples: indices per epoch over all replicas (default ``N``).
         seed, num_replicas, rank, drop_last: as in :class:`~qualoader.samplers.QualityStratifiedSampler`.
 
     Example:
-        >>> sampler = QualityWeightedSampler(store_table, temperature=0.5, favour="hard", seed=0)
-        >>> loader = DataLoader(dataset, batch_size=64, sampler=sampler)
+        >>> scores = torch.arange(10.0)   # e.g. bn-shift: lower is better, so 9 is the hardest
+        >>> sampler = QualityWeightedSampler(scores, higher_is_better=False, temperature=0.25, favour="hard", seed=0)
+        >>> sorted(set(sampler))   # the 10 draws of epoch 0 all come from the two hardest
+        [8, 9]
     """
 
     def __init__(
@@ -129,11 +147,14 @@ class QualityWeightedSampler(QualitySampler[int]):
     ) -> None:
         super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.scores = as_scores(scores)
-        self.higher_is_better = resolve_higher_is_better(scores, higher_is_better)
+        # Custom weights see raw scores, so only the temperature weights need a direction.
+        if weight_fn is None or higher_is_better is not None or isinstance(scores, ScoreTable):
+            self.higher_is_better: bool | None = resolve_higher_is_better(scores, higher_is_better)
+        else:
+            self.higher_is_better = None
         check_type(replacement, "replacement", bool, "a bool")
         check_choice(favour, "favour", FAVOUR)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature should be a positive float, but got temperature={temperature!r}")
+        temperature = check_temperature(temperature)
         if weight_fn is not None and not callable(weight_fn):
             raise TypeError(f"weight_fn should be callable or None, but got weight_fn of type {type(weight_fn).__name__}")
         self.temperature = float(temperature)
@@ -146,7 +167,7 @@ class QualityWeightedSampler(QualitySampler[int]):
                 self.scores,
                 self.temperature,
                 favour=favour,
-                higher_is_better=self.higher_is_better,
+                higher_is_better=bool(self.higher_is_better),
             )
         else:
             weights = weight_fn(self.scores.clone())

@@ -33,7 +33,7 @@ def test_named_pacings_rise_from_the_start_fraction_to_one(pacing):
 
 @pytest.mark.parametrize("pacing", sorted(PACINGS))
 def test_each_epoch_is_one_pass_over_exactly_the_easiest_k(scores, pacing):
-    sampler = CurriculumSampler(scores, pacing=pacing, start_fraction=0.1, full_at=5, seed=0)
+    sampler = CurriculumSampler(scores, higher_is_better=True, pacing=pacing, start_fraction=0.1, full_at=5, seed=0)
     easiest_first = torch.argsort(-scores, stable=True)
     sizes = []
     for epoch in range(7):
@@ -48,7 +48,7 @@ def test_each_epoch_is_one_pass_over_exactly_the_easiest_k(scores, pacing):
 
 
 def test_hard_to_easy_and_lower_is_better_orders(scores):
-    anti = CurriculumSampler(scores, order="hard-to-easy", start_fraction=0.3, seed=0)
+    anti = CurriculumSampler(scores, higher_is_better=True, order="hard-to-easy", start_fraction=0.3, seed=0)
     assert sorted(anti) == sorted(torch.argsort(scores, stable=True)[:300].tolist())
     lower_better = CurriculumSampler(scores, higher_is_better=False, start_fraction=0.3, seed=0)
     assert sorted(lower_better) == sorted(anti)
@@ -57,6 +57,7 @@ def test_hard_to_easy_and_lower_is_better_orders(scores):
 def test_pace_by_sample_admits_only_the_easiest_k_at_each_draw(scores):
     sampler = CurriculumSampler(
         scores,
+        higher_is_better=True,
         pace_by="sample",
         pacing="linear",
         start_fraction=0.05,
@@ -76,16 +77,16 @@ def test_pace_by_sample_admits_only_the_easiest_k_at_each_draw(scores):
 
 
 def test_fixed_num_samples_cycles_the_pool(scores):
-    sampler = CurriculumSampler(scores, start_fraction=0.1, num_samples=250, seed=0)
+    sampler = CurriculumSampler(scores, higher_is_better=True, start_fraction=0.1, num_samples=250, seed=0)
     drawn = torch.tensor(list(sampler))
     assert drawn.numel() == 250 and bool(torch.bincount(drawn).max() <= 3)
     assert set(drawn.tolist()) == set(sampler.admitted().tolist())
 
 
 def test_callable_pacing_is_used_and_forced_to_one_at_full_at(scores):
-    sampler = CurriculumSampler(scores, pacing=lambda t: 0.5 + 0.25 * t, full_at=4)
+    sampler = CurriculumSampler(scores, higher_is_better=True, pacing=lambda t: 0.5 + 0.25 * t, full_at=4)
     assert [sampler.pool_size(e / 4) for e in range(5)] == [500, 563, 625, 688, 1000]
-    broken = CurriculumSampler(scores, pacing=lambda t: 2.0)
+    broken = CurriculumSampler(scores, higher_is_better=True, pacing=lambda t: 2.0)
     with pytest.raises(
         ValueError,
         match="pacing should return fractions in \\(0, 1\\], but got values in \\[2, 2\\]",
@@ -100,6 +101,7 @@ def test_curriculum_follows_the_distributed_sampler_contract(scores, pace_by, nu
     make = functools.partial(
         CurriculumSampler,
         scores,
+        higher_is_better=True,
         pace_by=pace_by,
         start_fraction=0.333,
         full_at=3000,
@@ -110,7 +112,7 @@ def test_curriculum_follows_the_distributed_sampler_contract(scores, pace_by, nu
 
 @pytest.mark.parametrize("pace_by", ["epoch", "sample"])
 def test_determinism_and_resume(scores, pace_by):
-    make = functools.partial(CurriculumSampler, scores, pace_by=pace_by, full_at=5, seed=9)
+    make = functools.partial(CurriculumSampler, scores, higher_is_better=True, pace_by=pace_by, full_at=5, seed=9)
     assert_deterministic(make)
     assert_resumes(make, epoch=2, stop_after=77)
 
@@ -152,7 +154,7 @@ def test_determinism_and_resume(scores, pace_by):
 )
 def test_bad_arguments_are_refused(scores, kwargs, error, match):
     with pytest.raises(error, match=match):
-        CurriculumSampler(scores, **kwargs)
+        CurriculumSampler(scores, higher_is_better=True, **kwargs)
 
 
 def test_nan_scores_are_refused():
@@ -160,4 +162,4 @@ def test_nan_scores_are_refused():
         ValueError,
         match="scores should be finite, but got scores with 1 NaN/Inf values \\(first at index 2\\)",
     ):
-        CurriculumSampler([0.3, 0.1, float("inf")])
+        CurriculumSampler([0.3, 0.1, float("inf")], higher_is_better=True)

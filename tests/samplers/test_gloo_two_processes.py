@@ -22,8 +22,8 @@ def _samplers(scores: torch.Tensor) -> dict[str, torch.utils.data.Sampler]:
     """Samplers built without num_replicas/rank: they must read them from torch.distributed."""
     return {
         "stratified": QualityStratifiedSampler(scores, 4, proportions="natural", seed=1),
-        "weighted": QualityWeightedSampler(scores, replacement=False, seed=1),
-        "curriculum": CurriculumSampler(scores, start_fraction=0.5, full_at=2, seed=1),
+        "weighted": QualityWeightedSampler(scores, higher_is_better=True, replacement=False, seed=1),
+        "curriculum": CurriculumSampler(scores, higher_is_better=True, start_fraction=0.5, full_at=2, seed=1),
     }
 
 

@@ -147,7 +147,7 @@ def test_different_seeds_give_different_orders(scores):
         (
             {"proportions": [0.5, 0.5]},
             ValueError,
-            "proportions should have one entry per stratum \\(4\\), but got 2 entries",
+            "proportions should have one entry per stratum \\(4\\), but got proportions=\\[0.5, 0.5\\]",
         ),
         (
             {"proportions": [1.5, -0.5, 0, 0]},
@@ -195,6 +195,14 @@ def test_empty_strata_with_a_positive_target_are_refused(scores):
         QualityStratifiedSampler(scores, edges=[0.5, 0.5])
     sampler = QualityStratifiedSampler(scores, edges=[0.5, 2.0], proportions=[0.5, 0.5, 0.0])
     assert len(list(sampler)) == 1000
+
+
+def test_a_list_of_proportions_fixes_the_number_of_strata(scores):
+    sampler = QualityStratifiedSampler(scores, proportions=[0.6, 0.3, 0.1], seed=0)
+    assert sampler.num_strata == 3
+    drawn = torch.tensor(list(sampler))
+    counts = torch.bincount(sampler.strata[drawn], minlength=3)
+    assert counts.tolist() == [600, 300, 100]
 
 
 def test_nan_and_empty_scores_are_refused():

@@ -46,35 +46,35 @@ def test_draws_without_replacement_are_distinct_and_first_draws_follow_the_weigh
 
 def test_temperature_weights_favour_easy_or_hard_samples():
     scores = torch.linspace(0, 1, 101, dtype=torch.float64)
-    easy = softmax_weights(scores, 0.5)
-    hard = softmax_weights(scores, 0.5, favour="hard")
+    easy = softmax_weights(scores, 0.5, higher_is_better=True)
+    hard = softmax_weights(scores, 0.5, favour="hard", higher_is_better=True)
     assert bool((easy.diff() > 0).all()) and bool((hard.diff() < 0).all())
     torch.testing.assert_close(hard, softmax_weights(scores, 0.5, higher_is_better=False))
     z_one_std = (scores - scores.mean()) / scores.std()
     torch.testing.assert_close(easy, torch.softmax(z_one_std / 0.5, 0))
-    hot = softmax_weights(scores, 1e6)
+    hot = softmax_weights(scores, 1e6, higher_is_better=True)
     torch.testing.assert_close(hot, torch.full_like(hot, 1 / 101), rtol=1e-4, atol=0)
-    constant = softmax_weights(torch.ones(4, dtype=torch.float64), 1.0)
+    constant = softmax_weights(torch.ones(4, dtype=torch.float64), 1.0, higher_is_better=True)
     torch.testing.assert_close(constant, torch.full((4,), 0.25, dtype=torch.float64))
 
 
 def test_temperature_weights_use_ranks_so_outliers_and_ties_do_not_dominate():
     skewed = torch.tensor([0.01, 0.02, 0.02, 0.03, 0.04, 100.0], dtype=torch.float64)
-    weights = softmax_weights(skewed, 1.0, favour="easy")
-    torch.testing.assert_close(weights, softmax_weights(torch.tensor([1, 2, 2, 4, 5, 6], dtype=torch.float64), 1.0))
+    weights = softmax_weights(skewed, 1.0, favour="easy", higher_is_better=True)
+    torch.testing.assert_close(weights, softmax_weights(torch.tensor([1, 2, 2, 4, 5, 6], dtype=torch.float64), 1.0, higher_is_better=True))
     assert weights[1] == weights[2], "tied scores share their weight"
     ranks = torch.tensor([0.0, 1.5, 1.5, 3.0, 4.0, 5.0], dtype=torch.float64)
     torch.testing.assert_close(weights, torch.softmax((ranks - ranks.mean()) / ranks.std(), 0))
 
 
 def test_drawn_quality_moves_with_the_favoured_side(scores):
-    easy = torch.tensor(list(QualityWeightedSampler(scores, temperature=0.5)))
-    hard = torch.tensor(list(QualityWeightedSampler(scores, temperature=0.5, favour="hard")))
+    easy = torch.tensor(list(QualityWeightedSampler(scores, higher_is_better=True, temperature=0.5)))
+    hard = torch.tensor(list(QualityWeightedSampler(scores, higher_is_better=True, temperature=0.5, favour="hard")))
     assert scores[easy].mean() > scores.mean() + 0.1 > scores[hard].mean() + 0.2
 
 
 def test_set_weights_takes_effect_from_the_next_epoch(scores):
-    sampler = QualityWeightedSampler(scores, num_samples=200)
+    sampler = QualityWeightedSampler(scores, higher_is_better=True, num_samples=200)
     only_last = torch.zeros(len(scores))
     only_last[-1] = 1.0
     sampler.set_weights(only_last)
@@ -97,17 +97,18 @@ def test_draws_beyond_torch_multinomial_limit():
 @pytest.mark.parametrize("num_replicas", [2, 3])
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_weighted_follows_the_distributed_sampler_contract(scores, replacement, num_replicas, drop_last):
-    make = functools.partial(QualityWeightedSampler, scores, replacement=replacement, num_samples=997, seed=2)
+    make = functools.partial(QualityWeightedSampler, scores, higher_is_better=True, replacement=replacement, num_samples=997, seed=2)
     assert_distributed_contract(make, num_replicas, drop_last)
 
 
 def test_determinism_and_resume(scores):
-    make = functools.partial(QualityWeightedSampler, scores, temperature=2.0, seed=11)
+    make = functools.partial(QualityWeightedSampler, scores, higher_is_better=True, temperature=2.0, seed=11)
     assert_deterministic(make)
     assert_resumes(make, epoch=4, stop_after=500)
     without = functools.partial(
         QualityWeightedSampler,
         scores,
+        higher_is_better=True,
         replacement=False,
         num_samples=300,
         seed=11,
@@ -142,10 +143,11 @@ def test_determinism_and_resume(scores):
         ),
         ({"weight_fn": 3}, TypeError, "weight_fn should be callable or None"),
         (
-            {"temperature": 0},
+            {"temperature": -0.5},
             ValueError,
-            "temperature should be a positive float, but got temperature=0",
+            "temperature should be a finite float >= 0, but got temperature=-0.5",
         ),
+        ({"temperature": "hot"}, TypeError, "temperature should be a real number, but got temperature of type str"),
         (
             {"favour": "medium"},
             ValueError,
@@ -165,4 +167,18 @@ def test_determinism_and_resume(scores):
 )
 def test_bad_arguments_are_refused(scores, kwargs, error, match):
     with pytest.raises(error, match=match):
-        QualityWeightedSampler(scores, **kwargs)
+        QualityWeightedSampler(scores, **{"higher_is_better": True, **kwargs})
+
+
+def test_plain_scores_need_a_direction_for_temperature_weights_only(scores):
+    with pytest.raises(TypeError, match="higher_is_better should be given \\(True or False\\) when scores is a plain array"):
+        QualityWeightedSampler(scores, temperature=0.5)
+    custom = QualityWeightedSampler(scores, weight_fn=lambda s: s, seed=0)  # raw scores: no direction to assume
+    assert custom.higher_is_better is None
+    torch.testing.assert_close(custom.weights, scores / scores.sum())
+
+
+@pytest.mark.parametrize(("favour", "higher_is_better", "expected"), [("easy", True, 9), ("hard", True, 0), ("easy", False, 0)])
+def test_zero_temperature_draws_only_the_extreme_score(favour, higher_is_better, expected):
+    sampler = QualityWeightedSampler(torch.arange(10.0), temperature=0, favour=favour, higher_is_better=higher_is_better, seed=0)
+    assert set(sampler) == {expected}

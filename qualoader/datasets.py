@@ -1,12 +1,19 @@
-"""Local, offline sources of real images: Fashion-MNIST (Debian package) and scikit-image photos.
+"""Local, offline sources of real images: Fashion-MNIST and scikit-image photos.
 
-Nothing here downloads. When the files are missing, the error says what to install.
+Nothing here downloads. Fashion-MNIST comes from a full local copy of the idx files (the Debian
+package ``dataset-fashion-mnist``, or ``$QUALOADER_FASHION_MNIST``) or, when there is none, from
+the sample bundled inside the package: the first 3000 TEST and the first 2000 TRAIN images with
+their labels (``qualoader/assets/fashion_mnist_sample.npz``, 1.9 MB). Fashion-MNIST is by Han Xiao,
+Kashif Rasul and Roland Vollgraf, Zalando Research (2017), under the MIT licence
+(https://github.com/zalandoresearch/fashion-mnist); ``qualoader/assets/fashion_mnist_sample.txt``
+says so beside the file, and ``tools/build_fashion_mnist_sample.py`` rebuilds it.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +25,13 @@ from qualoader._validation import check_choice, check_positive_int
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_SAMPLE",
+    "FASHION_MNIST_SIZES",
+    "FASHION_MNIST_SOURCES",
     "PHOTO_NAMES",
+    "FashionMNISTSampleWarning",
     "fashion_mnist_root",
+    "fashion_mnist_source",
     "load_fashion_mnist",
     "load_photos",
 ]
@@ -27,6 +39,12 @@ __all__ = [
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+#: Images per split of the full dataset.
+FASHION_MNIST_SIZES: dict[str, int] = {"train": 60000, "test": 10000}
+#: The bundled sample: a prefix of each split, so ``images[:k]`` agrees with the full copy.
+FASHION_MNIST_SAMPLE: Path = Path(__file__).resolve().parent / "assets" / "fashion_mnist_sample.npz"
+#: ``source=`` of :func:`load_fashion_mnist`: the full copy when found else the sample, only the full copy, only the sample.
+FASHION_MNIST_SOURCES: frozenset[str] = frozenset({"auto", "full", "sample"})
 #: Natural photos that ship inside scikit-image itself (no pooch download needed).
 PHOTO_NAMES: tuple[str, ...] = (
     "astronaut", "camera", "cat", "chelsea", "coffee", "coins", "rocket", "hubble_deep_field",
@@ -37,10 +55,16 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+# One warning per process and split: a training script that reloads the data every epoch should not repeat it.
+_WARNED: set[str] = set()
+
+
+class FashionMNISTSampleWarning(UserWarning):
+    """``load_fashion_mnist(source="auto")`` found no full copy and returned the bundled sample."""
 
 
 def fashion_mnist_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """Folder holding the Fashion-MNIST idx files: ``root``, ``$QUALOADER_FASHION_MNIST``, or the Debian path.
+    """Folder holding the full Fashion-MNIST idx files: ``root``, ``$QUALOADER_FASHION_MNIST``, or the Debian path.
 
     Raises:
         FileNotFoundError: the files are not there; the message says how to install them.
@@ -57,6 +81,35 @@ def fashion_mnist_root(root: str | os.PathLike[str] | None = None) -> Path:
     return folder
 
 
+def fashion_mnist_source(source: str = "auto", root: str | os.PathLike[str] | None = None) -> str:
+    """Which copy :func:`load_fashion_mnist` reads with these arguments: ``"full"`` or ``"sample"``.
+
+    ``"auto"`` is ``"full"`` when :func:`fashion_mnist_root` finds the idx files and ``"sample"``
+    otherwise; an explicit ``root`` always means the full copy in that folder.
+
+    Raises:
+        ValueError: ``source`` is not in :data:`FASHION_MNIST_SOURCES`, or ``root`` is given with ``source="sample"``.
+        FileNotFoundError: ``source="full"`` (or ``root`` given) and the files are missing.
+
+    Example:
+        >>> fashion_mnist_source("sample")
+        'sample'
+    """
+    check_choice(source, "source", FASHION_MNIST_SOURCES)
+    if source == "sample":
+        if root is not None:
+            raise ValueError(f"root should be None with source='sample' (the sample is bundled), but got root={str(root)!r}")
+        return "sample"
+    if source == "full" or root is not None:
+        fashion_mnist_root(root)
+        return "full"
+    try:
+        fashion_mnist_root()
+    except FileNotFoundError:
+        return "sample"
+    return "full"
+
+
 def _read_idx(path: Path) -> np.ndarray:
     gz = Path(f"{path}.gz")
     opener = gzip.open if gz.exists() else open
@@ -70,22 +123,50 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def load_fashion_mnist(split: str = "test", root: str | os.PathLike[str] | None = None) -> tuple[Tensor, Tensor]:
-    """Load the real Fashion-MNIST split as tensors.
+def _load_sample(split: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(FASHION_MNIST_SAMPLE, allow_pickle=False) as archive:
+        return archive[f"{split}_images"], archive[f"{split}_labels"]
+
+
+def load_fashion_mnist(
+    split: str = "test", root: str | os.PathLike[str] | None = None, source: str = "auto"
+) -> tuple[Tensor, Tensor]:
+    """Load real Fashion-MNIST as tensors: the full split, or the bundled sample when there is no full copy.
+
+    With ``source="auto"`` (the default) and no full copy found (see :func:`fashion_mnist_source`),
+    the bundled sample is returned and a :class:`FashionMNISTSampleWarning` says so, once per
+    process and split. The sample holds the first 3000 test and the first 2000 train images
+    (Zalando Research, MIT licence; see the module docstring).
 
     Args:
-        split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
-        root: folder with the idx files (see :func:`fashion_mnist_root`).
+        split: ``"train"`` (60,000 images; 2000 in the sample) or ``"test"`` (10,000; 3000 in the sample).
+        root: folder with the full idx files (see :func:`fashion_mnist_root`); implies the full copy.
+        source: ``"auto"``, ``"full"`` (only the full copy: ``FileNotFoundError`` without it) or
+            ``"sample"`` (only the bundled sample, no warning).
 
     Returns:
         ``(images, labels)``: images :math:`(N, 1, 28, 28)` ``uint8``, labels :math:`(N,)` ``int64``.
 
     Example:
-        >>> images, labels = load_fashion_mnist("test")
-        >>> images.shape
-        torch.Size([10000, 1, 28, 28])
+        >>> images, labels = load_fashion_mnist("test", source="sample")
+        >>> images.shape, labels.shape
+        (torch.Size([3000, 1, 28, 28]), torch.Size([3000]))
     """
     check_choice(split, "split", _FILES)
+    if fashion_mnist_source(source, root) == "sample":
+        image_array, label_array = _load_sample(split)
+        if source == "auto" and split not in _WARNED:
+            _WARNED.add(split)
+            warnings.warn(
+                f"no full Fashion-MNIST copy found (QUALOADER_FASHION_MNIST or {_DEFAULT_ROOT}), so load_fashion_mnist({split!r}) "
+                f"returns the bundled sample: the first {len(label_array)} of the {FASHION_MNIST_SIZES[split]} {split} images. "
+                "Install the full dataset with 'sudo apt-get install dataset-fashion-mnist' or set QUALOADER_FASHION_MNIST; "
+                "pass source='sample' to choose the sample without this warning.",
+                FashionMNISTSampleWarning,
+                stacklevel=2,
+            )
+        images = torch.from_numpy(image_array.copy()).unsqueeze(1)
+        return images, torch.from_numpy(label_array.astype(np.int64))
     folder = fashion_mnist_root(root)
     image_file, label_file = _FILES[split]
     images = torch.from_numpy(_read_idx(folder / image_file).copy()).unsqueeze(1)

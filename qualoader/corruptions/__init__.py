@@ -52,7 +52,7 @@ from qualoader.corruptions.noise import (
 )
 from qualoader.corruptions.weather import fog, spatter
 
-__all__ = ["CORRUPTIONS", "CORRUPTION_FAMILIES", "corrupt", "list_corruptions"]
+__all__ = ["CORRUPTIONS", "CORRUPTION_ALIASES", "CORRUPTION_FAMILIES", "corrupt", "list_corruptions", "resolve_corruption"]
 
 Corruption = Callable[[Tensor, int, "torch.Generator | None"], Tensor]
 
@@ -92,6 +92,28 @@ CORRUPTION_FAMILIES: dict[str, str] = {
 }
 
 
+#: ImageNet-C / CIFAR-10-C names that differ from ours; accepted wherever a corruption is named.
+CORRUPTION_ALIASES: dict[str, str] = {"elastic_transform": "elastic", "jpeg_compression": "jpeg"}
+
+
+def resolve_corruption(name: str) -> str:
+    """Our name of a corruption given by its name or by its ImageNet-C name (:data:`CORRUPTION_ALIASES`).
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: an unknown name; the message lists the valid names and aliases.
+
+    Example:
+        >>> resolve_corruption("jpeg_compression"), resolve_corruption("fog")
+        ('jpeg', 'fog')
+    """
+    check_type(name, "name", str, "a corruption name (str)")
+    if name in CORRUPTION_ALIASES:
+        return CORRUPTION_ALIASES[name]
+    check_choice(name, "name", {*CORRUPTIONS, *CORRUPTION_ALIASES})
+    return name
+
+
 def list_corruptions(family: str | None = None) -> list[str]:
     """Sorted names accepted by :func:`corrupt`; only those of ``family`` (see :data:`CORRUPTION_FAMILIES`) when given.
 
@@ -110,7 +132,7 @@ def corrupt(images: Tensor, name: str, severity: int, generator: torch.Generator
 
     Args:
         images: :math:`(B, C, H, W)`, float in [0, 1] or uint8, ``C`` in {1, 3}.
-        name: one of :func:`list_corruptions`.
+        name: one of :func:`list_corruptions`, or an ImageNet-C name of :data:`CORRUPTION_ALIASES`.
         severity: 1 (mild) to 5 (strong).
         generator: source of every random draw; ``None`` uses torch's global generator.
 
@@ -123,8 +145,7 @@ def corrupt(images: Tensor, name: str, severity: int, generator: torch.Generator
         torch.Size([2, 3, 32, 32])
     """
     images = check_images(images, "images")
-    check_type(name, "name", str, "a corruption name (str)")
-    check_choice(name, "name", CORRUPTIONS)
+    name = resolve_corruption(name)
     severity = check_severity(severity)
     if generator is not None:
         check_type(generator, "generator", torch.Generator, "a torch.Generator or None")

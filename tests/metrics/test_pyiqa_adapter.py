@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import pickle
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from qualoader.datasets import load_photos
 from qualoader.metrics import create_metric
 from qualoader.metrics.pyiqa_adapter import (
     PyiqaMetric,
+    UnsafeCheckpointError,
     create_pyiqa_metric,
     pyiqa_weight_requirement,
 )
@@ -28,14 +31,23 @@ def pair() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test at once if anything opens a connection or calls pyiqa's downloader."""
+def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test at once if anything opens a connection."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("a network connection was attempted")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def no_network(no_sockets: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`no_sockets`, and fail at once if pyiqa's downloader is called at all (even for a cached file)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"pyiqa's downloader was called with {args}")
+
     from pyiqa.utils import download_util
 
     monkeypatch.setattr(download_util, "load_file_from_url", refuse)
@@ -138,3 +150,88 @@ def test_missing_pyiqa_says_how_to_install(monkeypatch):
 def test_importing_qualoader_metrics_does_not_import_pyiqa():
     code = "import sys, qualoader.metrics; sys.exit(1 if 'pyiqa' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# -- no cached pickle ever runs (planted files) ----------------------------------------------------
+
+BRISQUE_FILE = "brisque_svm_weights.pth"
+
+
+class _Payload:
+    """Unpickling this runs ``exec`` on code that creates the marker file: what a planted checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('executed')",))
+
+
+def _plant(path: Path, marker: Path, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"sv_coef": _Payload(marker)}
+    if fmt == "zip":
+        torch.save(payload, path)
+    elif fmt == "legacy":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+
+
+@pytest.fixture
+def pyiqa_cache(tmp_path, monkeypatch) -> Path:
+    """An empty pyiqa weight cache in ``tmp_path`` (read by pyiqa and by the weight check at call time)."""
+    from pyiqa.utils import download_util
+
+    cache = tmp_path / "pyiqa"
+    monkeypatch.setattr(download_util, "DEFAULT_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle"])
+def test_planted_pickle_is_live_without_the_guard(fmt, tmp_path):
+    """The control: the planted file really runs its code when unpickled as pyiqa does (weights_only=False)."""
+    path, marker = tmp_path / BRISQUE_FILE, tmp_path / "marker"
+    _plant(path, marker, fmt)
+    try:
+        torch.load(path, weights_only=False)
+    except RuntimeError:
+        assert fmt == "pickle"  # a bare pickle runs while torch reads it as its header, then fails
+    assert marker.read_text() == "executed"
+
+
+@pytest.mark.parametrize("check_weights", [True, False])
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle"])
+def test_planted_pickle_never_runs(fmt, check_weights, pyiqa_cache, tmp_path, monkeypatch, no_network):
+    marker = tmp_path / "marker"
+    _plant(pyiqa_cache / BRISQUE_FILE, marker, fmt)
+    calls = []
+    monkeypatch.setattr(pyiqa, "create_metric", lambda *args, **kwargs: calls.append(args))
+    with pytest.raises(UnsafeCheckpointError) as error:
+        create_metric("pyiqa:brisque", check_weights=check_weights)
+    message = str(error.value)
+    assert str(pyiqa_cache / BRISQUE_FILE) in message
+    assert "weights_only=True" in message and "Delete the file" in message
+    assert isinstance(error.value, ValueError)  # a bad value: callers and the CLI treat it as a user error
+    assert not marker.exists()
+    assert calls == [], "pyiqa's loader must never see a refused file"
+
+
+def test_planted_pretrained_model_path_is_refused(tmp_path, pyiqa_cache, no_network):
+    marker, path = tmp_path / "marker", tmp_path / "elsewhere" / "weights.pth"
+    _plant(path, marker, "zip")
+    with pytest.raises(UnsafeCheckpointError, match=str(path)):
+        create_metric("pyiqa:brisque", pretrained_model_path=str(path))
+    assert not marker.exists()
+
+
+def test_safe_cached_weights_build_and_score(pyiqa_cache, no_sockets, pair):
+    """A tensors-only file passes the check and pyiqa builds and scores with it, offline."""
+    generator = torch.Generator().manual_seed(0)
+    pyiqa_cache.mkdir(parents=True)
+    torch.save((torch.randn(40, generator=generator), torch.randn(40, 36, generator=generator)), pyiqa_cache / BRISQUE_FILE)
+    metric = create_metric("pyiqa:brisque")
+    assert metric.requires_weights and not metric.requires_reference
+    scores = metric(pair[0])
+    assert scores.shape == (len(pair[0]),) and bool(torch.isfinite(scores).all())
+    assert torch.load is torch.serialization.load, "the weights-only guard is removed after construction"

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-__all__ = ["add_scoring_arguments", "check_positive", "fail", "run_reporting_errors"]
+__all__ = ["add_scoring_arguments", "check_positive", "fail", "print_skipped", "run_reporting_errors"]
+
+#: Most skipped samples printed one per line (the sidecars list them all).
+MAX_LISTED = 20
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,17 +40,52 @@ def check_positive(command: str, args: argparse.Namespace, names: Iterable[str])
     return None
 
 
-def run_reporting_errors(command: str, work: Callable[[], int]) -> int:
-    """Run ``work``; bad arguments exit 2 with their message, data and worker failures exit 1."""
-    from qualoader.webdataset import CorruptShardError, ImageDecodeError, MissingImageError
+def print_skipped(skipped: Sequence[Any]) -> None:
+    """Print skipped samples (``SkippedSample``): counts by error type, then each by shard and key."""
+    counts: dict[str, int] = {}
+    for entry in skipped:
+        counts[entry.error] = counts.get(entry.error, 0) + 1
+    for kind, count in sorted(counts.items()):
+        print(f"  skipped {count} x {kind}")
+    for entry in skipped[:MAX_LISTED]:
+        print(f"  skipped {entry}")
+    if len(skipped) > MAX_LISTED:
+        print(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in the sidecars (skipped_samples)")
 
+
+class _Terminated(BaseException):
+    """SIGTERM turned into an exception, so that clean-up code (staging folders) runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def run_reporting_errors(command: str, work: Callable[[], int], *, interruptible: bool = False) -> int:
+    """Run ``work``; bad arguments exit 2 with their message, data and worker failures exit 1.
+
+    With ``interruptible``, SIGTERM is handled like Ctrl-C while ``work`` runs: the error unwinds
+    through ``work``'s clean-up, and the command exits 143 (SIGTERM) or 130 (SIGINT) with one line.
+    """
+    from qualoader.webdataset import CorruptShardError, ImageDecodeError, MissingImageError, MissingTagError
+
+    previous = None
+    if interruptible and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return work()
-    except (ImageDecodeError, MissingImageError, CorruptShardError, OSError) as error:
+    except (KeyboardInterrupt, _Terminated) as error:
+        name, code = ("SIGTERM", 143) if isinstance(error, _Terminated) else ("SIGINT", 130)
+        print(f"qualoader {command}: interrupted by {name}; no partial file was left", file=sys.stderr)
+        return code
+    except (ImageDecodeError, MissingImageError, MissingTagError, CorruptShardError, OSError) as error:
         failure: Exception = error
     except (KeyError, ValueError, TypeError) as error:
         return fail(command, str(error))
     except Exception as error:  # noqa: BLE001 - data or worker failures: report, exit 1
         failure = error
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"qualoader {command}: failed: {type(failure).__name__}: {failure}", file=sys.stderr)
     return 1

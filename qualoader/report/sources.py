@@ -9,7 +9,6 @@ their ``quality.json`` member when the shards were tagged (``qualoader tag``).
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
 from collections.abc import Sequence
@@ -22,6 +21,8 @@ import torch
 from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
+from qualoader.webdataset.tag_format import TAG_MEMBER
+from qualoader.webdataset.tag_format import tag_scores as parse_quality_tags  # the tag format's lenient reader, re-exported
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -54,37 +55,6 @@ def decode_image(data: bytes) -> Tensor:
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"data should be an encoded image, but got {len(data)} bytes PIL cannot decode ({error})") from error
     return torch.from_numpy(np.array(array, dtype=np.uint8, order="C"))
-
-
-def parse_quality_tags(data: bytes) -> dict[str, float]:
-    """Read a ``quality.json`` member into ``{metric name: score}``.
-
-    Accepted layouts: ``{"sharpness": 0.3}``, ``{"sharpness": {"score": 0.3, "fingerprint": ...}}``
-    (also ``"quality"`` or ``"value"`` instead of ``"score"``), either of these nested under a
-    ``"scores"``, ``"metrics"`` or ``"quality"`` key, and ``{"metric": "sharpness", "score": 0.3}``.
-    Entries that are not numbers are ignored.
-    """
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"data should be a JSON quality tag, but got undecodable bytes ({error})") from error
-    if not isinstance(document, dict):
-        raise ValueError(f"data should be a JSON object of metric scores, but got a JSON {type(document).__name__}")  # noqa: TRY004 - bad content, not a bad argument type
-    if isinstance(document.get("metric"), str):  # one metric: {"metric": name, "score": value, ...}
-        value = next((document[k] for k in ("score", "quality", "value") if k in document), None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return {document["metric"]: float(value)}
-    for container in ("scores", "metrics", "quality"):
-        if isinstance(document.get(container), dict):
-            document = document[container]
-            break
-    tags: dict[str, float] = {}
-    for name, value in document.items():
-        if isinstance(value, dict):
-            value = next((value[k] for k in ("score", "quality", "value") if k in value), None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            tags[str(name)] = float(value)
-    return tags
 
 
 @dataclass
@@ -185,8 +155,8 @@ def _read_shard(shard: Path, archive: tarfile.TarFile, samples: list[Sample], pr
         if len(samples) >= max_images:
             continue
         tags: dict[str, float] = {}
-        if "quality.json" in members:
-            handle = archive.extractfile(members["quality.json"])
+        if TAG_MEMBER in members:
+            handle = archive.extractfile(members[TAG_MEMBER])
             try:
                 tags = parse_quality_tags(handle.read() if handle else b"")
             except ValueError as error:

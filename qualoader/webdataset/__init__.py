@@ -2,7 +2,9 @@
 
 * Scoring: :func:`annotate_quality` (a picklable pipeline stage, batched scoring).
 * Tagging: :func:`tag_shards` writes shards with a ``quality.json`` member per sample and a
-  ``<shard>.quality.json`` sidecar index; :func:`score_shard` builds the sidecar alone.
+  ``<shard>.quality.json`` sidecar index, atomically and losing no member; :func:`score_shard`
+  builds the sidecar alone. The tag format (:func:`encode_tag`, :func:`parse_tag`,
+  :func:`merge_tag`, :class:`SidecarIndex`) lives in :mod:`qualoader.webdataset.tag_format`.
 * Reading tagged shards: :func:`filter_quality`, :func:`reweight`, :func:`stratify`,
   :func:`curriculum` (with :class:`TrainingProgress`), :func:`parse_quality_tags`.
 * Writing image tensors as shards: :func:`write_image_shards`.
@@ -23,10 +25,8 @@ Example:
 
 from qualoader.webdataset._common import (
     DEFAULT_IMAGE_KEYS,
-    TAG_MEMBER,
     ImageDecodeError,
     MissingImageError,
-    MissingTagError,
     SkipAndCount,
     decode_image,
 )
@@ -43,7 +43,7 @@ from qualoader.webdataset.filters import (
     reweight,
     stratify,
 )
-from qualoader.webdataset.reading import CorruptShardError, ReadShards, read_shards
+from qualoader.webdataset.reading import CorruptShardError, DuplicateKeyError, ReadShards, UnsupportedMemberError, read_shards
 from qualoader.webdataset.resume import (
     StreamPosition,
     TrackPosition,
@@ -56,15 +56,18 @@ from qualoader.webdataset.stages import (
     annotate_quality,
     parse_quality_tags,
 )
-from qualoader.webdataset.tagging import (
+from qualoader.webdataset.tag_format import (
+    TAG_MEMBER,
+    MissingTagError,
     SidecarIndex,
-    TagReport,
-    expand_shards,
+    SkippedSample,
+    encode_tag,
+    merge_tag,
+    parse_tag,
     read_sidecar,
-    score_shard,
     sidecar_path,
-    tag_shards,
 )
+from qualoader.webdataset.tagging import TagReport, expand_shards, score_shard, tag_shards
 from qualoader.webdataset.writing import encode_image, write_image_shards
 
 __all__ = [
@@ -73,6 +76,7 @@ __all__ = [
     "AnnotateQuality",
     "CorruptShardError",
     "Curriculum",
+    "DuplicateKeyError",
     "FilterQuality",
     "ImageDecodeError",
     "MissingImageError",
@@ -84,18 +88,23 @@ __all__ = [
     "Reweight",
     "SidecarIndex",
     "SkipAndCount",
+    "SkippedSample",
     "Stratify",
     "StreamPosition",
     "TagReport",
     "TrackPosition",
     "TrainingProgress",
+    "UnsupportedMemberError",
     "annotate_quality",
     "curriculum",
     "decode_image",
     "encode_image",
+    "encode_tag",
     "expand_shards",
     "filter_quality",
+    "merge_tag",
     "parse_quality_tags",
+    "parse_tag",
     "read_shards",
     "read_sidecar",
     "resumable_pipeline",

@@ -6,7 +6,6 @@ Nothing here is public on its own; :mod:`qualoader.webdataset` re-exports what u
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from qualoader._validation import check_choice, check_positive_int, check_type
+from qualoader.webdataset.tag_format import TAG_FORMAT, TAG_MEMBER, MissingTagError, parse_tag  # the tag format's one home
 
 __all__ = [
     "DEFAULT_IMAGE_KEYS",
@@ -43,10 +43,6 @@ __all__ = [
 
 #: Member extensions tried, in order, to find a sample's image.
 DEFAULT_IMAGE_KEYS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm")
-#: Name of the member the tag writer adds to every sample.
-TAG_MEMBER = "quality.json"
-#: Value of the ``"format"`` field of every ``quality.json`` member.
-TAG_FORMAT = "qualoader.quality/1"
 #: Accepted string spellings of an error handler.
 ERROR_POLICIES = frozenset({"raise", "skip"})
 _TAG_FIELDS = frozenset({"quality", "difficulty"})
@@ -58,10 +54,6 @@ class MissingImageError(KeyError):
 
 class ImageDecodeError(ValueError):
     """An image member holds bytes that do not decode to an image."""
-
-
-class MissingTagError(KeyError):
-    """A sample carries no quality tag (or not the metric asked for)."""
 
 
 def reraise(exn: Exception) -> bool:
@@ -185,14 +177,6 @@ def decode_image(data: bytes) -> Tensor:
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-
-
-def parse_tag(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
-    """Parse a ``quality.json`` member into ``{"quality": {...}, "difficulty": {...}, "fingerprints": {...}}``."""
-    tag = json.loads(data) if isinstance(data, (bytes, bytearray, str)) else dict(data)
-    if not isinstance(tag, dict) or not isinstance(tag.get("quality"), dict):
-        raise MissingTagError(f"quality.json should be a JSON object with a 'quality' mapping, but got {str(tag)[:80]!r}")
-    return {"quality": tag["quality"], "difficulty": tag.get("difficulty", {}), "fingerprints": tag.get("fingerprints", {})}
 
 
 def lookup_tag(sample: dict[str, Any], field: str, metric: str) -> float:

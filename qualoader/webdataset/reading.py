@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from webdataset.gopen import gopen
@@ -25,13 +26,30 @@ from webdataset.tariterators import base_plus_ext
 
 from qualoader.webdataset._common import Handler, resolve_handler
 
-__all__ = ["CorruptShardError", "ReadShards", "read_shards"]
+__all__ = [
+    "CorruptShardError",
+    "DuplicateKeyError",
+    "RawSample",
+    "ReadShards",
+    "UnsupportedMemberError",
+    "raw_samples",
+    "read_shards",
+    "split_member_name",
+]
 
 _META = re.compile(r"__[^/]*__($|/)")
 
 
 class CorruptShardError(tarfile.ReadError):
     """A shard is truncated or its tar structure is broken."""
+
+
+class DuplicateKeyError(CorruptShardError):
+    """A sample key (or one member name of a sample) appears twice where it must be unique."""
+
+
+class UnsupportedMemberError(CorruptShardError):
+    """A tar member cannot be carried faithfully (a device or fifo, or a hard link whose target is elsewhere)."""
 
 
 class _StrictTarInfo(tarfile.TarInfo):
@@ -46,34 +64,126 @@ class _StrictTarInfo(tarfile.TarInfo):
             raise tarfile.SubsequentHeaderError(f"truncated: the shard ends without an end-of-archive block ({error})") from error  # type: ignore[attr-defined]
 
 
-def _shard_samples(url: str) -> Iterator[dict[str, Any]]:
-    """Complete samples of one shard, in tar order; raises :class:`CorruptShardError` on damage."""
-    current: dict[str, Any] | None = None
+def _strict_members(url: str) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    """Every member of one shard with its full data (``b""`` for links and folders), in tar order.
+
+    Raises:
+        CorruptShardError: the shard is truncated (a member cut short, no end-of-archive block)
+            or not a tar.
+    """
     try:
         with gopen(url, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*", tarinfo=_StrictTarInfo) as archive:
             for info in archive:
-                if not info.isreg() or _META.match(info.name):
-                    continue
-                handle = archive.extractfile(info)
-                data = handle.read() if handle is not None else b""
-                if len(data) != info.size:
-                    raise CorruptShardError(f"truncated: member {info.name!r} should have {info.size} bytes, but got {len(data)}")
-                prefix, suffix = base_plus_ext(info.name)
-                if prefix is None:
-                    continue
-                suffix = suffix.lower()
-                if current is None or current["__key__"] != prefix:
-                    if current is not None:
-                        yield current
-                    current = {"__key__": prefix, "__url__": url}
-                if suffix in current:
-                    raise CorruptShardError(f"member {info.name!r} should appear once per sample, but got it twice")
-                current[suffix] = data
-                archive.members = []
+                data = b""
+                if info.isreg():
+                    handle = archive.extractfile(info)
+                    data = handle.read() if handle is not None else b""
+                    if len(data) != info.size:
+                        raise CorruptShardError(f"{url}: truncated: member {info.name!r} should have {info.size} bytes, but got {len(data)}")
+                yield info, data
+                archive.members = []  # stream mode: keep no member list (shards can be large)
     except CorruptShardError:
         raise
     except tarfile.ReadError as error:
         raise CorruptShardError(f"{url}: {error}") from error
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """``(key, extension)`` of a member name by webdataset's rule, extended to every name.
+
+    The key is the path up to the first dot of the base name, the extension the rest (case kept);
+    a base name without a dot is a key with the empty extension (webdataset ignores such members,
+    the tag writer carries them).
+
+    Example:
+        >>> split_member_name("dir.v1/img.b.PNG"), split_member_name("README")
+        (('dir.v1/img', 'b.PNG'), ('README', ''))
+    """
+    folder, slash, base = name.rpartition("/")
+    stem, _, extension = base.partition(".")
+    return folder + slash + stem, extension
+
+
+@dataclass
+class RawSample:
+    """One sample exactly as stored: every member's tar header and bytes, in tar order.
+
+    Attributes:
+        key: the sample key (see :func:`split_member_name`).
+        url: the shard it comes from.
+        members: ``(TarInfo, data)`` pairs; ``data`` is ``b""`` for links.
+        problem: why the sample cannot be carried faithfully (a member name twice, a device
+            member), else ``None``; raised as an error for the handler by the tag writer.
+    """
+
+    key: str
+    url: str
+    members: list[tuple[tarfile.TarInfo, bytes]] = field(default_factory=list)
+    problem: CorruptShardError | None = None
+
+    def as_webdataset(self) -> dict[str, Any]:
+        """The webdataset view: ``{"__key__", "__url__", <lower-cased extension>: bytes}`` of its regular files."""
+        sample: dict[str, Any] = {"__key__": self.key, "__url__": self.url}
+        for info, data in self.members:
+            _, extension = split_member_name(info.name)
+            if info.isreg() and extension:
+                sample[extension.lower()] = data
+        return sample
+
+
+def raw_samples(url: str) -> Iterator[RawSample]:
+    """The samples of one shard with every member kept (names, links, odd extensions), in tar order.
+
+    Members with the same key in a row form one sample; a key seen again later forms a new sample
+    with the same key (callers decide; the tag writer refuses it). Folder entries carry no bytes
+    and are left out.
+
+    Raises:
+        CorruptShardError: the shard is truncated or broken; ``error.sample_key`` is the key of
+            the sample in progress (its members are not yielded), or ``None``.
+    """
+    current: RawSample | None = None
+    lowered: set[str] = set()
+    try:
+        for info, data in _strict_members(url):
+            if info.isdir():
+                continue
+            key, extension = split_member_name(info.name)
+            if current is None or current.key != key:
+                if current is not None:
+                    yield current
+                current, lowered = RawSample(key, url), set()
+            # webdataset lower-cases extensions: "a.PNG" and "a.png" would be one member to every reader
+            if extension.lower() in lowered and current.problem is None:
+                current.problem = DuplicateKeyError(f"{url}: sample {key!r} should hold each member name once (case-insensitive), but got {info.name!r} twice")
+            if not (info.isreg() or info.issym() or info.islnk()) and current.problem is None:
+                current.problem = UnsupportedMemberError(f"{url}: sample {key!r} should hold files or links, but got member {info.name!r} of tar type {info.type!r}")
+            lowered.add(extension.lower())
+            current.members.append((info, data))
+    except CorruptShardError as error:
+        error.sample_key = current.key if current is not None else None  # type: ignore[attr-defined]
+        raise
+    if current is not None:
+        yield current
+
+
+def _shard_samples(url: str) -> Iterator[dict[str, Any]]:
+    """Complete samples of one shard as webdataset groups them; raises :class:`CorruptShardError` on damage."""
+    current: dict[str, Any] | None = None
+    for info, data in _strict_members(url):
+        if not info.isreg() or _META.match(info.name):
+            continue
+        prefix, suffix = base_plus_ext(info.name)
+        if prefix is None:
+            continue
+        suffix = suffix.lower()
+        if current is None or current["__key__"] != prefix:
+            if current is not None:
+                yield current
+            current = {"__key__": prefix, "__url__": url}
+        if suffix in current:
+            raise CorruptShardError(f"member {info.name!r} should appear once per sample, but got it twice")
+        current[suffix] = data
     if current is not None:
         yield current
 

@@ -13,7 +13,6 @@ call per distinct shape in the buffer, never a resize. Output order is input ord
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -24,16 +23,13 @@ from qualoader._validation import check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
 from qualoader.webdataset._common import (
     DEFAULT_IMAGE_KEYS,
-    TAG_FORMAT,
-    TAG_MEMBER,
     Handler,
-    MissingTagError,
     check_image_keys,
     decode_image,
     find_image,
-    parse_tag,
     resolve_handler,
 )
+from qualoader.webdataset.tag_format import TAG_MEMBER, MissingTagError, encode_tag, parse_tag  # encode_tag re-exported
 
 __all__ = ["AnnotateQuality", "ParseQualityTags", "annotate_quality", "encode_tag", "parse_quality_tags"]
 
@@ -57,12 +53,6 @@ def _resolve_metrics(metric: Any, device: torch.device) -> tuple[QualityMetric, 
     if len(set(names)) != len(names):
         raise ValueError(f"metric should hold distinct metric names, but got names {names}")
     return tuple(metrics)
-
-
-def encode_tag(quality: dict[str, float], difficulty: dict[str, float], fingerprints: dict[str, str]) -> bytes:
-    """The bytes of a ``quality.json`` member (UTF-8 JSON, keys sorted)."""
-    tag = {"format": TAG_FORMAT, "quality": quality, "difficulty": difficulty, "fingerprints": fingerprints}
-    return json.dumps(tag, sort_keys=True).encode("utf-8")
 
 
 class AnnotateQuality:

@@ -1,59 +1,76 @@
-"""Tag writing and the per-shard sidecar index.
+"""Tag writing (:func:`tag_shards`) and sidecar scoring (:func:`score_shard`).
 
-:func:`tag_shards` reads webdataset shards, scores every image with :func:`annotate_quality`
-and writes new shards with webdataset's own ``ShardWriter`` (so ``maxcount``/``maxsize`` decide
-the shard sizes). Each sample keeps every original member byte for byte under its original key
-and gains one ``quality.json`` member::
+:func:`tag_shards` reads shards member by member (:func:`~qualoader.webdataset.reading.raw_samples`),
+scores every sample's image with :func:`annotate_quality` and writes new shards in which every
+sample keeps every original member, byte for byte, under its original name (whatever the name:
+no extension, ``_`` extensions, several dots, upper case; symbolic links stay links, hard links
+stay links to a member of the same output shard or are refused) and gains one
+``<key>.quality.json`` member; each shard gets a ``<shard>.quality.json`` sidecar. The formats of
+both live in :mod:`qualoader.webdataset.tag_format`.
 
-    {"format": "qualoader.quality/1", "quality": {"sharpness": 0.0123},
-     "difficulty": {"sharpness": 0.31}, "fingerprints": {"sharpness": "9f2c..."}}
+What is guaranteed:
 
-(``difficulty`` only for calibrated metrics). Next to each written shard ``X.tar``, a sidecar
-``X.tar.quality.json`` holds the same numbers for the whole shard, in stream order, so samplers
-can plan without reading any image::
+* **Inputs are never written**: an output folder that holds an input shard (same resolved path
+  or same file, links included) is refused before anything is created.
+* **Atomic output**: shards and sidecars are written to a staging folder inside the output
+  folder, fsync-ed, and renamed to their final names only once the whole set is complete
+  (:class:`~qualoader.webdataset.writing.StagedShardSet`); an error or an interrupt removes the
+  staging folder, and a kill leaves no partial file under a final name. A non-empty output folder
+  is refused unless ``overwrite=True``, which replaces the previous set only once the new one is
+  complete (no stale shards of an earlier run stay mixed in).
+* **Exact accounting**: every sample that is not written (handler ``"skip"``) is listed by input
+  shard and key, with the error, in :attr:`TagReport.skipped_samples` and in a sidecar; a failed
+  batch lists each of its samples. Decode errors name the shard and the key.
+* **Keys are unique**: a key seen twice in an input shard (adjacent or not), a member name twice
+  in a sample, or a key already in the output shard goes to the handler before anything of that
+  sample is written.
 
-    {"format": "qualoader.sidecar/1", "shard": "X.tar", "count": 2,
-     "metrics": {"sharpness": {"fingerprint": "9f2c...", "higher_is_better": true}},
-     "quality": {"key0": {"sharpness": 0.01}, "key1": {"sharpness": 0.02}},
-     "difficulty": {}, "skipped": 0}
-
-:func:`score_shard` writes (well, returns) the same sidecar for an existing shard without
-rewriting it; ``qualoader score`` uses it, locally or on Ray. Inputs are read with the strict
-:func:`~qualoader.webdataset.read_shards` (a truncated shard is an error for the handler).
-
-Limitation: webdataset lower-cases member extensions when it groups a sample, so a member named
-``key.PNG`` is written back as ``key.png`` (same bytes).
+:func:`score_shard` builds the same sidecar for an existing shard without rewriting it
+(``qualoader score``, locally or on Ray), with the same reading, duplicate and skip rules.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import webdataset as wds
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
 from qualoader.webdataset._common import (
     DEFAULT_IMAGE_KEYS,
-    TAG_MEMBER,
     Handler,
-    SkipAndCount,
-    parse_tag,
+    ImageDecodeError,
+    MissingImageError,
     resolve_handler,
 )
-from qualoader.webdataset.reading import ReadShards
-from qualoader.webdataset.stages import AnnotateQuality, annotate_quality, encode_tag
+from qualoader.webdataset.reading import DuplicateKeyError, RawSample, UnsupportedMemberError, raw_samples, split_member_name
+from qualoader.webdataset.stages import AnnotateQuality, annotate_quality
+from qualoader.webdataset.tag_format import (
+    SIDECAR_FORMAT,
+    SIDECAR_SUFFIX,
+    MissingTagError,
+    SidecarIndex,
+    SkippedSample,
+    encode_tag,
+    is_tag_extension,
+    merge_tag,
+    read_sidecar,
+    sidecar_path,
+    tag_member_name,
+)
+from qualoader.webdataset.writing import StagedShardSet
 
 __all__ = [
     "SIDECAR_FORMAT",
     "SIDECAR_SUFFIX",
     "SidecarIndex",
+    "SkippedSample",
     "TagReport",
     "expand_shards",
     "read_sidecar",
@@ -62,83 +79,10 @@ __all__ = [
     "tag_shards",
 ]
 
-SIDECAR_FORMAT = "qualoader.sidecar/1"
-SIDECAR_SUFFIX = ".quality.json"
 _QUALITY = "__qualoader_quality__"
 _DIFFICULTY = "__qualoader_difficulty__"
-
-
-@dataclass
-class SidecarIndex:
-    """Scores of one shard, keyed by sample key (stream order).
-
-    Attributes:
-        shard: shard file name (base name) or url.
-        metrics: ``{name: {"fingerprint": str, "higher_is_better": bool}}``.
-        quality: ``{key: {metric: score}}``.
-        difficulty: ``{key: {metric: difficulty}}`` for calibrated metrics (else empty).
-        skipped: samples of the shard that could not be scored (skipped by the handler).
-    """
-
-    shard: str
-    metrics: dict[str, dict[str, Any]]
-    quality: dict[str, dict[str, float]] = field(default_factory=dict)
-    difficulty: dict[str, dict[str, float]] = field(default_factory=dict)
-    skipped: int = 0
-
-    @property
-    def keys(self) -> list[str]:
-        """Sample keys in stream order."""
-        return list(self.quality)
-
-    def scores(self, metric: str, field: str = "quality") -> torch.Tensor:
-        """Values of ``metric`` for every key, shape :math:`(N,)` ``float64`` (NaN where missing)."""
-        table = self.quality if field == "quality" else self.difficulty
-        if field not in ("quality", "difficulty") or metric not in self.metrics:
-            raise KeyError(f"metric should be one of {sorted(self.metrics)} and field 'quality' or 'difficulty', but got metric={metric!r}, field={field!r}")
-        return torch.tensor([table.get(key, {}).get(metric, float("nan")) for key in self.quality], dtype=torch.float64)
-
-    def to_json(self) -> str:
-        """The sidecar file content."""
-        return json.dumps(
-            {
-                "format": SIDECAR_FORMAT,
-                "shard": self.shard,
-                "count": len(self.quality),
-                "metrics": self.metrics,
-                "quality": self.quality,
-                "difficulty": self.difficulty,
-                "skipped": self.skipped,
-            },
-            sort_keys=False,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> SidecarIndex:
-        """Parse :meth:`to_json` output."""
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-            raise ValueError(f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got format={data.get('format') if isinstance(data, dict) else None!r}")
-        return cls(data["shard"], data["metrics"], data["quality"], data.get("difficulty", {}), int(data.get("skipped", 0)))
-
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the sidecar atomically (temporary file + rename); returns the path."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
-
-
-def sidecar_path(shard: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``<shard>.quality.json``, next to the shard or in ``out_dir`` (same base name)."""
-    shard = Path(shard)
-    return (shard.parent if out_dir is None else Path(out_dir)) / (shard.name + SIDECAR_SUFFIX)
-
-
-def read_sidecar(path: str | os.PathLike[str]) -> SidecarIndex:
-    """Load a sidecar index written by :func:`tag_shards` or ``qualoader score``."""
-    return SidecarIndex.from_json(Path(path).read_text(encoding="utf-8"))
+_SEQUENCE = "__qualoader_sequence__"
+_REMOTE = ("pipe:", "http:", "https:", "gs:", "s3:", "ais:")
 
 
 def expand_shards(urls: str | Sequence[str]) -> list[str]:
@@ -160,14 +104,91 @@ def _metric_info(stage: AnnotateQuality) -> dict[str, dict[str, Any]]:
     return {m.name: {"fingerprint": m.fingerprint(), "higher_is_better": m.higher_is_better, "calibrated": m.calibration is not None} for m in stage.metrics}
 
 
-def _check_new_key(index: SidecarIndex, key: str) -> None:
-    if key in index.quality:
-        raise ValueError(f"sample keys should be unique within a shard, but got key={key!r} twice in {index.shard!r}")
+@dataclass
+class _Scored:
+    sample: RawSample
+    quality: dict[str, float]
+    difficulty: dict[str, float]
 
 
-def _reader(urls: list[str], stage: AnnotateQuality, handler: Handler) -> wds.DataPipeline:
-    """Every shard (no node/worker split), read strictly (truncation is an error), then scored."""
-    return wds.DataPipeline(wds.SimpleShardList(urls), ReadShards(handler), stage)
+class _SkipLedger:
+    """The handler the scoring stage gets: it names shard and key in per-sample errors and
+    remembers them, so that every sample the stage drops is listed with its reason."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.sequence = -1  # the sample the stage pulled last: the one a decode error is about
+        self.sample: RawSample | None = None
+        self.sample_errors: dict[int, BaseException] = {}
+        self.batch_error: BaseException | None = None
+
+    def __call__(self, exn: Exception) -> bool:
+        # the stage decodes each sample as soon as it pulls it, so a decode error is the last one's;
+        # any other error comes from scoring a batch (which samples: the ones it then leaves out)
+        if isinstance(exn, (ImageDecodeError, MissingImageError)) and self.sample is not None:
+            if isinstance(exn, ImageDecodeError):
+                named = ImageDecodeError(f"{self.sample.url}: sample {self.sample.key!r}: {exn}")
+                named.__cause__ = exn
+                exn = named
+            self.sample_errors[self.sequence] = exn
+        else:
+            self.batch_error = exn
+        return self.handler(exn)
+
+
+def _not_scored(ledger: _SkipLedger, sequence: int, sample: RawSample) -> SkippedSample:
+    error = ledger.sample_errors.pop(sequence, None) or ledger.batch_error
+    if error is None:
+        error = RuntimeError("not scored: the error handler stopped the stream")
+    return SkippedSample.from_error(sample.url, sample.key, error)
+
+
+def _scored_samples(urls: list[str], stage: AnnotateQuality, ledger: _SkipLedger) -> Iterator[_Scored | SkippedSample]:
+    """Scored samples and skip records of every shard, in stream order (every sample exactly once)."""
+    handler = ledger.handler
+    # (sequence, sample or skip record) in stream order, until the stage has scored or dropped it
+    pending: deque[tuple[int, RawSample | SkippedSample]] = deque()
+    counter = iter(range(1 << 62))
+
+    def skip(url: str, key: str | None, error: Exception) -> bool:
+        pending.append((next(counter), SkippedSample.from_error(url, key, error)))
+        return handler(error)
+
+    def source() -> Iterator[dict[str, Any]]:
+        for url in urls:
+            seen: set[str] = set()
+            try:
+                for raw in raw_samples(url):
+                    error = raw.problem
+                    if error is None and raw.key in seen:
+                        error = DuplicateKeyError(f"{url}: sample key {raw.key!r} should appear once in a shard, but got it again after other samples")
+                    seen.add(raw.key)
+                    if error is not None:
+                        if not skip(url, raw.key, error):
+                            return
+                        continue
+                    sequence = next(counter)
+                    pending.append((sequence, raw))
+                    ledger.sequence, ledger.sample = sequence, raw
+                    yield {**raw.as_webdataset(), _SEQUENCE: sequence}
+            except Exception as exn:  # noqa: BLE001 - unreadable shard (corrupt, missing, ...): to the explicit handler
+                if not skip(url, getattr(exn, "sample_key", None), exn):
+                    return
+
+    for sample in stage(source()):
+        sequence = sample[_SEQUENCE]
+        while pending[0][0] < sequence:  # dropped by the stage (decode error, failed batch) or read errors
+            earlier, item = pending.popleft()
+            yield item if isinstance(item, SkippedSample) else _not_scored(ledger, earlier, item)
+        _, raw = pending.popleft()
+        yield _Scored(raw, sample[_QUALITY], sample.get(_DIFFICULTY, {}))  # type: ignore[arg-type]
+    while pending:
+        earlier, item = pending.popleft()
+        yield item if isinstance(item, SkippedSample) else _not_scored(ledger, earlier, item)
+
+
+def _scoring_stage(metric: Any, batch_size: int, device: Any, image_keys: Sequence[str], ledger: _SkipLedger) -> AnnotateQuality:
+    return annotate_quality(metric, batch_size, device, image_keys=image_keys, handler=ledger, quality_key=_QUALITY, difficulty_key=_DIFFICULTY)
 
 
 def score_shard(
@@ -188,23 +209,21 @@ def score_shard(
         device: scoring device.
         image_keys: member extensions tried to find the image.
         handler: ``"raise"``, ``"skip"`` or a webdataset handler (corrupt tar, missing or
-            undecodable image); skipped samples are counted in ``skipped`` when the handler is a
-            :class:`SkipAndCount` (``"skip"`` makes one).
+            undecodable image, duplicate key, failed batch); each skipped sample is listed in
+            ``skipped_samples`` and counted in ``skipped``.
 
     Returns:
         The index with ``shard`` set to the base name of ``url``.
     """
     check_type(url, "url", (str, os.PathLike), "a shard path or url (str)")
-    handler_fn = resolve_handler(handler)
-    stage = annotate_quality(metric, batch_size, device, image_keys=image_keys, handler=handler_fn, quality_key=_QUALITY, difficulty_key=_DIFFICULTY)
-    before = handler_fn.total if isinstance(handler_fn, SkipAndCount) else 0
+    ledger = _SkipLedger(resolve_handler(handler))
+    stage = _scoring_stage(metric, batch_size, device, image_keys, ledger)
     index = SidecarIndex(Path(os.fspath(url)).name, _metric_info(stage))
-    for sample in _reader([os.fspath(url)], stage, handler_fn):
-        _check_new_key(index, sample["__key__"])
-        index.quality[sample["__key__"]] = sample[_QUALITY]
-        if _DIFFICULTY in sample:
-            index.difficulty[sample["__key__"]] = sample[_DIFFICULTY]
-    index.skipped = (handler_fn.total - before) if isinstance(handler_fn, SkipAndCount) else 0
+    for event in _scored_samples([os.fspath(url)], stage, ledger):
+        if isinstance(event, SkippedSample):
+            index.skip(event)
+        else:
+            index.add(event.sample.key, event.quality, event.difficulty)
     return index
 
 
@@ -216,35 +235,82 @@ class TagReport:
         shards: written shard paths, in order.
         sidecars: their sidecar index paths.
         count: samples written.
-        skipped: errors skipped by the handler, by exception type (empty with ``"raise"``).
+        skipped: skipped samples by exception type (an unreadable rest of a shard counts once;
+            empty with ``"raise"``).
+        skipped_samples: every skipped sample, by input shard and key, in stream order.
     """
 
     shards: list[Path]
     sidecars: list[Path]
     count: int
     skipped: dict[str, int]
+    skipped_samples: list[SkippedSample] = field(default_factory=list)
 
 
-class _SidecarCollector:
-    """ShardWriter ``post`` hook: writes the sidecar of each shard when the writer closes it."""
+def _is_local(url: str) -> bool:
+    return "://" not in url and not url.startswith(_REMOTE)
 
-    def __init__(self, metrics: dict[str, dict[str, Any]]) -> None:
-        self.metrics = metrics
-        self.open: dict[str, SidecarIndex] = {}
-        self.shards: list[Path] = []
-        self.sidecars: list[Path] = []
 
-    def add(self, fname: str, key: str, quality: dict[str, float], difficulty: dict[str, float] | None) -> None:
-        index = self.open.setdefault(fname, SidecarIndex(Path(fname).name, self.metrics))
-        _check_new_key(index, key)
-        index.quality[key] = quality
-        if difficulty:
-            index.difficulty[key] = difficulty
+def _check_inputs_outside(out: Path, shards: list[str]) -> None:
+    """Refuse an output folder holding any input shard: by resolved path (symlinks) or by file identity (hard links)."""
+    inputs = [Path(url.removeprefix("file:")) for url in shards if _is_local(url)]
+    inputs = [path for path in inputs if path.exists()]
+    out_real = out.resolve()
+    identities: dict[tuple[int, int], Path] = {}
+    for path in inputs:
+        if path.resolve().is_relative_to(out_real):
+            raise ValueError(f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} holding input {str(path)!r}")
+        stat = path.stat()
+        identities[(stat.st_dev, stat.st_ino)] = path
+    if identities and out.is_dir():
+        for entry in out.iterdir():
+            try:
+                stat = entry.stat()
+            except OSError:
+                continue
+            if (stat.st_dev, stat.st_ino) in identities:
+                raise ValueError(
+                    f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} "
+                    f"holding {entry.name!r}, the same file as input {str(identities[(stat.st_dev, stat.st_ino)])!r}"
+                )
 
-    def __call__(self, fname: str) -> None:
-        index = self.open.pop(fname, None) or SidecarIndex(Path(fname).name, self.metrics)
-        self.shards.append(Path(fname))
-        self.sidecars.append(index.write(sidecar_path(fname)))
+
+def _tagged_members(scored: _Scored, fingerprints: dict[str, str], names_in_shard: set[str]) -> list[tuple[Any, bytes]]:
+    """The sample's members, unchanged, with its tag merged in place or appended.
+
+    Raises:
+        UnsupportedMemberError: a hard link whose target is not before it in the output shard.
+        MissingTagError: the sample carries a malformed tag (never silently replaced).
+    """
+    import copy
+    import tarfile
+
+    raw = scored.sample
+    names = set(names_in_shard)
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
+    tagged = False
+    for info, data in raw.members:
+        _, extension = split_member_name(info.name)
+        if info.islnk() and info.linkname not in names:
+            raise UnsupportedMemberError(
+                f"{raw.url}: sample {raw.key!r} should hold hard links to members written before them in the same output shard, "
+                f"but got {info.name!r} -> {info.linkname!r} (keep links in one sample or copy the file)"
+            )
+        if is_tag_extension(extension):
+            if not info.isreg():
+                raise UnsupportedMemberError(f"{raw.url}: sample {raw.key!r} should hold its tag as a file, but got {info.name!r} of tar type {info.type!r}")
+            data = merge_tag(data, scored.quality, scored.difficulty, fingerprints)
+            info = copy.copy(info)
+            info.size = len(data)
+            tagged = True
+        members.append((info, data))
+        names.add(info.name)
+    if not tagged:
+        data = encode_tag(scored.quality, scored.difficulty, fingerprints)
+        info = tarfile.TarInfo(tag_member_name(raw.key))
+        info.size, info.mode, info.mtime = len(data), 0o644, 0  # fixed time: re-runs write identical bytes
+        members.append((info, data))
+    return members
 
 
 def tag_shards(
@@ -259,6 +325,7 @@ def tag_shards(
     prefix: str = "tagged",
     image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
     handler: str | Handler = "raise",
+    overwrite: bool = False,
 ) -> TagReport:
     """Write tagged copies of shards: same members and keys, plus ``quality.json``; and sidecars.
 
@@ -267,19 +334,27 @@ def tag_shards(
 
     Args:
         urls: input shard paths/urls or brace patterns.
-        out_dir: output folder (created); shards are ``<prefix>-000000.tar``, ...
+        out_dir: output folder: new or empty (or, with ``overwrite``, holding only shards and
+            sidecars); shards are ``<prefix>-000000.tar``, ... Must not hold any input shard.
         metric: metric(s) as in :func:`annotate_quality`.
         batch_size: images per metric call.
         device: scoring device.
-        maxcount: most samples per output shard (``wds.ShardWriter``).
-        maxsize: most member bytes per output shard (``wds.ShardWriter``).
+        maxcount: most samples per output shard.
+        maxsize: most member bytes per output shard (a shard closes once it reaches this).
         prefix: output shard name prefix.
         image_keys: member extensions tried to find the image.
-        handler: ``"raise"``, ``"skip"`` or a webdataset handler for corrupt shards and missing
-            or undecodable images; skipped samples are not written.
+        handler: ``"raise"``, ``"skip"`` or a webdataset handler for corrupt shards, missing or
+            undecodable images, duplicate keys, failed batches and members that cannot be
+            carried; skipped samples are not written and are listed in the report and sidecars.
+        overwrite: replace the shards and sidecars of a previous run in ``out_dir`` (once the new
+            set is complete; old files the new set does not have are removed then).
 
     Returns:
         A :class:`TagReport`.
+
+    Raises:
+        ValueError: bad arguments, ``out_dir`` holds an input shard, is not empty (without
+            ``overwrite``), or is being written by another process.
 
     Example:
         >>> report = tag_shards("in/data-{000..003}.tar", "out", ["sharpness", "contrast"])  # doctest: +SKIP
@@ -289,31 +364,53 @@ def tag_shards(
     shards = expand_shards(urls)
     check_type(out_dir, "out_dir", (str, os.PathLike), "a folder path")
     if "%" in os.fspath(out_dir):
-        raise ValueError(f"out_dir should be a folder path without '%' (ShardWriter patterns), but got out_dir={os.fspath(out_dir)!r}")
+        raise ValueError(f"out_dir should be a folder path without '%', but got out_dir={os.fspath(out_dir)!r}")
     check_positive_int(maxcount, "maxcount")
     check_positive_int(maxsize, "maxsize")
-    if not isinstance(prefix, str) or not prefix or "/" in prefix or "%" in prefix:
-        raise ValueError(f"prefix should be a non-empty file name prefix without '/' or '%', but got prefix={prefix!r}")
-    handler_fn = resolve_handler(handler)
-    stage = annotate_quality(metric, batch_size, device, image_keys=image_keys, handler=handler_fn, quality_key=_QUALITY, difficulty_key=_DIFFICULTY)
-    fingerprints = stage.fingerprints
+    check_type(overwrite, "overwrite", bool, "a bool")
+    if not isinstance(prefix, str) or not prefix or "/" in prefix or "%" in prefix or prefix.startswith("."):
+        raise ValueError(f"prefix should be a non-empty file name prefix without '/' or '%', not starting with '.', but got prefix={prefix!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    collector = _SidecarCollector(_metric_info(stage))
+    _check_inputs_outside(out, shards)
+    ledger = _SkipLedger(resolve_handler(handler))
+    stage = _scoring_stage(metric, batch_size, device, image_keys, ledger)
+    fingerprints, metrics = stage.fingerprints, _metric_info(stage)
+    skipped: list[SkippedSample] = []
     count = 0
-    with wds.ShardWriter(str(out / f"{prefix}-%06d.tar"), maxcount=maxcount, maxsize=maxsize, post=collector, verbose=0, encoder=False, mtime=0.0) as writer:
-        for sample in _reader(shards, stage, handler_fn):
-            quality, difficulty = sample.pop(_QUALITY), sample.pop(_DIFFICULTY, {})
-            members = {key: value for key, value in sample.items() if not key.startswith("_")}
-            tag_quality, tag_difficulty, tag_fingerprints = quality, difficulty, fingerprints
-            if TAG_MEMBER in members:
-                old = parse_tag(members[TAG_MEMBER])
-                tag_quality = {**old["quality"], **quality}
-                tag_difficulty = {**{k: v for k, v in old["difficulty"].items() if k not in quality}, **difficulty}
-                tag_fingerprints = {**old["fingerprints"], **fingerprints}
-            members[TAG_MEMBER] = encode_tag(tag_quality, tag_difficulty, tag_fingerprints)
-            writer.write({"__key__": sample["__key__"], **members})
-            collector.add(writer.fname, sample["__key__"], quality, difficulty)
+    shard_set = StagedShardSet(
+        out, f"{prefix}-%06d.tar", maxcount=maxcount, maxsize=maxsize, overwrite=overwrite, new_index=lambda name: SidecarIndex(name, metrics)
+    )
+    with shard_set:
+        for event in _scored_samples(shards, stage, ledger):
+            if isinstance(event, SkippedSample):
+                shard_set.skip(event)
+                skipped.append(event)
+                continue
+            raw = event.sample
+            try:
+                if not shard_set.needs_new_shard() and shard_set.index is not None and raw.key in shard_set.index.quality:
+                    raise DuplicateKeyError(
+                        f"{raw.url}: sample key {raw.key!r} should be new in output shard {shard_set.staged[-1]!r}, but got it there already "
+                        f"from another input shard (use distinct keys, or --maxcount to cut the output between inputs)"
+                    )
+                members = _tagged_members(event, fingerprints, shard_set.names_before_next())
+            except (DuplicateKeyError, UnsupportedMemberError, MissingTagError) as exn:
+                entry = SkippedSample.from_error(raw.url, raw.key, exn)
+                go_on = ledger.handler(exn)
+                shard_set.skip(entry)
+                skipped.append(entry)
+                if not go_on:
+                    break
+                continue
+            shard_set.write_sample(members)
+            shard_set.index.add(raw.key, event.quality, event.difficulty)  # type: ignore[union-attr]
             count += 1
-    skipped = dict(handler_fn.counts) if isinstance(handler_fn, SkipAndCount) else {}
-    return TagReport(collector.shards, collector.sidecars, count, skipped)
+        shard_set.finish()
+    published = shard_set.published
+    return TagReport(
+        [shard for shard, _ in published],
+        [sidecar for _, sidecar in published],
+        count,
+        dict(Counter(entry.error for entry in skipped)),
+        skipped,
+    )

@@ -1,10 +1,26 @@
-"""Write image tensors as webdataset shards (PNG members), with webdataset's ``ShardWriter``."""
+"""Writing shards: image tensors as webdataset shards, and the staged shard sets of ``qualoader tag``.
+
+* :func:`write_image_shards` writes image tensors (PNG members) with webdataset's ``ShardWriter``.
+* :class:`StagedShardSet` writes a set of tar shards and their sidecar indexes so that no reader
+  ever sees a partial file or a partial set under a final name: every file is written into a
+  staging folder inside the output folder (same file system, so renames are atomic), fsync-ed,
+  and the set is published by renames only once it is complete. The output folder must be new or
+  empty; ``overwrite=True`` accepts a folder of shards and sidecars and replaces it as a whole (the
+  new files are renamed over the old ones, then the old files the new set does not have are
+  removed). An ``flock`` on the output folder keeps two writers out of each other's way, and a
+  staging folder left by a killed run is removed by the next run.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Sequence
+import shutil
+import signal
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +35,16 @@ from qualoader._validation import (
     check_type,
 )
 
-__all__ = ["encode_image", "write_image_shards"]
+from qualoader.webdataset.tag_format import SIDECAR_SUFFIX, SidecarIndex, SkippedSample
+
+__all__ = ["STAGING_PREFIX", "StagedShardSet", "encode_image", "write_image_shards"]
+
+#: Name prefix of the staging folder a shard set is written into, inside the output folder.
+STAGING_PREFIX = ".qualoader-staging-"
+# pax headers of the input that describe its own sparse layout; the copy is written dense
+_SPARSE_PAX = "GNU.sparse."
+_DERIVED_PAX = frozenset({"path", "linkpath", "size", "mtime", "uid", "gid", "uname", "gname"})
+_INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 _FORMATS = frozenset({"png", "jpg", "webp"})
 _PIL_FORMAT = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
@@ -91,3 +116,248 @@ def write_image_shards(
                 sample["cls"] = str(int(labels[i])).encode("ascii")
             writer.write(sample)
     return [Path(name) for name in written]
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while a publish or clean-up runs, so it is never left half done."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (a crash after return keeps them)."""
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a folder; the renames still happened
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+def _copy_member(info: tarfile.TarInfo, size: int) -> tarfile.TarInfo:
+    """A fresh header with the member's name, type, link, mode, owner and time, custom pax records, and ``size``."""
+    copy = tarfile.TarInfo(info.name)
+    for name in ("mode", "uid", "gid", "mtime", "linkname", "uname", "gname", "devmajor", "devminor"):
+        setattr(copy, name, getattr(info, name))
+    copy.size = size
+    # GNU sparse members are read back dense, so they are written as plain files
+    copy.type = tarfile.REGTYPE if info.isreg() else info.type
+    # pax records tarfile derives from the fields are dropped: tarfile gives an existing record
+    # priority, so a stale "size" would make the copy unreadable
+    copy.pax_headers = {k: v for k, v in info.pax_headers.items() if k not in _DERIVED_PAX and not k.startswith(_SPARSE_PAX)}
+    return copy
+
+
+class StagedShardSet:
+    """A set of tar shards and sidecar indexes written to a staging folder, then published at once.
+
+    Use it as a context manager: leaving the block normally publishes the set (:meth:`finish`),
+    an exception (``KeyboardInterrupt`` and ``SystemExit`` included) removes the staging folder
+    and leaves the output folder as it was.
+
+    Args:
+        out: output folder (created when missing).
+        name_pattern: shard file names with one ``%d`` field, e.g. ``"tagged-%06d.tar"``.
+        maxcount: most samples per shard.
+        maxsize: most member bytes per shard (a new shard starts once a shard reaches it).
+        overwrite: accept a folder holding a previous set (only ``*.tar`` files and their
+            ``*.tar.quality.json`` sidecars) and replace it once the new set is complete.
+        new_index: makes the (empty) sidecar index of a shard from its file name.
+
+    Raises:
+        ValueError: ``out`` is not a folder, is in use by another writer, is not empty (without
+            ``overwrite``) or holds other things than shards and sidecars (with ``overwrite``).
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        name_pattern: str,
+        *,
+        maxcount: int,
+        maxsize: int,
+        overwrite: bool,
+        new_index: Callable[[str], SidecarIndex],
+    ) -> None:
+        self.out = out
+        self.name_pattern = name_pattern
+        self.maxcount = maxcount
+        self.maxsize = maxsize
+        self.overwrite = overwrite
+        self.new_index = new_index
+        self.staged: list[str] = []  # shard file names, in order
+        self.published: list[tuple[Path, Path]] = []  # (shard, sidecar) final paths, once finished
+        self.index: SidecarIndex | None = None
+        self._pending: list[SkippedSample] = []
+        self._file: io.BufferedWriter | None = None
+        self._tar: tarfile.TarFile | None = None
+        self._names: set[str] = set()
+        self._count = self._size = 0
+        self._lock: int | None = None
+        self._created = False
+        self._old: list[Path] = []
+        self.staging: Path | None = None
+
+    def __enter__(self) -> StagedShardSet:
+        try:
+            self._open()
+        except BaseException:
+            self.abort()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: object) -> None:
+        if kind is None:
+            if self.staging is not None:
+                self.finish()
+        else:
+            self.abort()
+
+    def _open(self) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"out_dir should be a folder, but got out_dir={str(self.out)!r}, which is a file")
+        self._created = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock_folder()
+        for entry in self.out.iterdir():  # left by a killed run: we hold the lock, so no live writer owns it
+            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+        self._old = sorted(self.out.iterdir())
+        names = [entry.name for entry in self._old]
+        if self._old and not self.overwrite:
+            raise ValueError(
+                f"out_dir should be a new or empty folder (use --overwrite / overwrite=True to replace a previous output), "
+                f"but got out_dir={str(self.out)!r} holding {len(names)} entries: {names[:5]}"
+            )
+        foreign = [e.name for e in self._old if e.is_symlink() or not e.is_file() or not (e.name.endswith(".tar") or e.name.endswith(".tar" + SIDECAR_SUFFIX))]
+        if foreign:
+            raise ValueError(
+                f"out_dir should hold only shards (*.tar) and sidecars (*.tar{SIDECAR_SUFFIX}) to be overwritten, "
+                f"but got out_dir={str(self.out)!r} also holding {foreign[:5]}"
+            )
+        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
+
+    def _lock_folder(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return
+        self._lock = os.open(self.out, os.O_RDONLY)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            os.close(self._lock)
+            self._lock = None
+            raise ValueError(f"out_dir should not be in use by another writer, but got out_dir={str(self.out)!r}, which another process is writing into") from error
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def needs_new_shard(self) -> bool:
+        """Whether the next sample starts a new shard (none open, or ``maxcount``/``maxsize`` reached)."""
+        return self._tar is None or self._count >= self.maxcount or self._size >= self.maxsize
+
+    def names_before_next(self) -> set[str]:
+        """Member names the shard receiving the next sample already holds (hard links may point at them)."""
+        return set() if self.needs_new_shard() else self._names
+
+    def write_sample(self, members: Sequence[tuple[tarfile.TarInfo, bytes]]) -> str:
+        """Append one sample's members (headers copied, bytes unchanged); returns the shard file name."""
+        if self.needs_new_shard():
+            self._next_shard()
+        assert self._tar is not None  # noqa: S101 - internal invariant, set by _next_shard
+        for info, data in members:
+            regular = info.isreg()
+            self._tar.addfile(_copy_member(info, len(data) if regular else 0), io.BytesIO(data) if regular else None)
+            self._names.add(info.name)
+            self._size += len(data)
+        self._count += 1
+        return self.staged[-1]
+
+    def skip(self, entry: SkippedSample) -> None:
+        """List a skipped sample in the sidecar of the current shard (or the next one opened)."""
+        if self.index is None:
+            self._pending.append(entry)
+        else:
+            self.index.skip(entry)
+
+    def _next_shard(self) -> None:
+        self._close_shard()
+        assert self.staging is not None  # noqa: S101 - internal invariant, set by _open
+        name = self.name_pattern % len(self.staged)
+        self.staged.append(name)
+        self._file = open(self.staging / name, "wb")  # noqa: SIM115 - closed in _close_shard
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        self._names, self._count, self._size = set(), 0, 0
+        self.index = self.new_index(name)
+        for entry in self._pending:
+            self.index.skip(entry)
+        self._pending = []
+
+    def _close_shard(self) -> None:
+        if self._tar is None or self._file is None or self.index is None or self.staging is None:
+            return
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._tar = self._file = None
+        sidecar = self.staging / (self.staged[-1] + SIDECAR_SUFFIX)
+        with open(sidecar, "wb") as file:
+            file.write(self.index.to_json().encode("utf-8"))
+            file.flush()
+            os.fsync(file.fileno())
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def finish(self) -> list[tuple[Path, Path]]:
+        """Close the last shard and publish the set; returns ``(shard, sidecar)`` final paths."""
+        if self._pending and self._tar is None:  # nothing was written: one empty shard lists the skips
+            self._next_shard()
+        self._close_shard()
+        published = self.published
+        assert self.staging is not None  # noqa: S101 - internal invariant, set by _open
+        with _interrupts_deferred():
+            new_names = set()
+            for name in self.staged:
+                shard, sidecar = self.out / name, self.out / (name + SIDECAR_SUFFIX)
+                # an old sidecar must never describe a new shard, even for the instant between two renames
+                sidecar.unlink(missing_ok=True)
+                os.replace(self.staging / name, shard)
+                os.replace(self.staging / sidecar.name, sidecar)
+                new_names.update((shard.name, sidecar.name))
+                published.append((shard, sidecar))
+            for old in self._old:  # only once the new set is complete
+                if old.name not in new_names:
+                    old.unlink(missing_ok=True)
+            _fsync_folder(self.out)
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+            self._unlock()
+        return published
+
+    def abort(self) -> None:
+        """Drop everything staged; the output folder keeps what it held (and goes if it was created empty)."""
+        with _interrupts_deferred():
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+                self._tar = self._file = None
+            if self.staging is not None:
+                shutil.rmtree(self.staging, ignore_errors=True)
+                self.staging = None
+            if self._created:
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()  # only when still empty
+            self._unlock()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qualoader.cli._shard_commands import add_scoring_arguments, check_positive, fail, run_reporting_errors
+from qualoader.cli._shard_commands import add_scoring_arguments, check_positive, fail, print_skipped, run_reporting_errors
 
 __all__ = ["add_parser", "run"]
 
@@ -59,10 +59,11 @@ def _score(args: argparse.Namespace) -> int:
         )
     else:
         indexes = [score_shard(shard, args.metric, batch_size=args.batch_size, device=args.device, handler=args.on_error) for shard in shards]
-    total = skipped = 0
+    total, skipped = 0, []
     for shard, index in zip(shards, indexes, strict=True):
         index.write(sidecar_path(shard, out))
         total += len(index.quality)
-        skipped += index.skipped
-    print(f"scored {total} samples of {len(shards)} shards with {', '.join(args.metric)} ({args.engine}); {skipped} skipped; sidecars in {out}")
+        skipped.extend(index.skipped_samples)
+    print(f"scored {total} samples of {len(shards)} shards with {', '.join(args.metric)} ({args.engine}); {len(skipped)} skipped; sidecars in {out}")
+    print_skipped(skipped)
     return 0

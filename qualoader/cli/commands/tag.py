@@ -5,13 +5,20 @@ members byte for byte under the same key and gains a ``quality.json`` member wit
 each ``--metric`` (and its fingerprint; the difficulty too when ``--calibration`` is given). The
 output shards ``OUT_DIR/<prefix>-000000.tar``, ... are cut by webdataset's ``ShardWriter``
 (``--maxcount``, ``--maxsize``); each gets a ``<shard>.quality.json`` sidecar (key -> scores).
+
+OUT_DIR must be new or empty and must not hold any input shard. Everything is written to a
+staging folder inside OUT_DIR and renamed into place only once the whole set is complete, so an
+error, Ctrl-C, SIGTERM or kill -9 never leaves a partial shard or sidecar under a final name.
+``--overwrite`` accepts an OUT_DIR holding a previous output (only shards and sidecars) and
+replaces it once the new set is complete. With ``--on-error skip`` every skipped sample is
+listed, by input shard and key, in the summary and in a sidecar.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from qualoader.cli._shard_commands import add_scoring_arguments, check_positive, fail, run_reporting_errors
+from qualoader.cli._shard_commands import add_scoring_arguments, check_positive, fail, print_skipped, run_reporting_errors
 
 __all__ = ["add_parser", "run"]
 
@@ -28,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--maxcount", type=int, default=100_000, help="samples per output shard (default: 100000)")
     parser.add_argument("--maxsize", type=int, default=3_000_000_000, help="member bytes per output shard (default: 3e9)")
     parser.add_argument("--prefix", default="tagged", help="output shard name prefix (default: tagged)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the shards and sidecars of a previous run in OUT_DIR (once the new set is complete)")
     add_scoring_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -38,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     error = check_positive("tag", args, ("maxcount", "maxsize", "batch_size"))
     if error is not None:
         return error
-    return run_reporting_errors("tag", lambda: _tag(args))
+    return run_reporting_errors("tag", lambda: _tag(args), interruptible=True)
 
 
 def _tag(args: argparse.Namespace) -> int:
@@ -63,9 +71,8 @@ def _tag(args: argparse.Namespace) -> int:
         maxsize=args.maxsize,
         prefix=args.prefix,
         handler=args.on_error,
+        overwrite=args.overwrite,
     )
-    skipped = sum(report.skipped.values())
-    print(f"tagged {report.count} samples into {len(report.shards)} shards in {out_dir} ({skipped} skipped)")
-    for kind, count in sorted(report.skipped.items()):
-        print(f"  skipped {count} x {kind}")
+    print(f"tagged {report.count} samples into {len(report.shards)} shards in {out_dir} ({len(report.skipped_samples)} skipped)")
+    print_skipped(report.skipped_samples)
     return 0

@@ -2,7 +2,13 @@
 
 Each sub-command lives in its own module of :mod:`qualoader.cli.commands`, which exposes
 ``add_parser(subparsers)``; the parser's ``func`` default runs it. Heavy imports stay inside
-the commands' ``run`` functions so that ``qualoader --help`` is instant.
+the commands' ``run`` functions (and inside ``--help``'s name lists) so that ``qualoader --help``
+is instant.
+
+What every command shares is set up here, once: ``--debug`` and ``--no-progress`` options, the
+check of ``--device``, the lists of metric and corruption names in ``--help``, and the handling of
+user errors (:mod:`qualoader.cli._errors`): ``qualoader <command>: error: <message>`` on one line
+and exit code 2, or the traceback with ``--debug``.
 """
 
 from __future__ import annotations
@@ -11,34 +17,79 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from qualoader.cli import commands
+from qualoader.cli._errors import UserError, check_device, report_user_error
 
 __all__ = ["build_parser", "main"]
 
 
+def _wrap(title: str, names: Sequence[str]) -> str:
+    return textwrap.fill(", ".join(names), width=100, initial_indent="  ", subsequent_indent="  ").join((f"{title}:\n", "\n"))
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help ends with the valid metric / corruption names of its options."""
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        options = self._option_string_actions
+        if "--metric" in options:
+            from qualoader.metrics import list_metrics
+
+            text += "\n" + _wrap("no-reference metrics", list_metrics("NR"))
+            text += _wrap("full-reference metrics (need a clean reference image)", list_metrics("FR"))
+            text += "  and pyiqa's as pyiqa:<name> (listed by 'qualoader metrics --pyiqa')\n"
+        if "--corruptions" in options:
+            from qualoader.corruptions import CORRUPTION_ALIASES, list_corruptions
+
+            text += "\n" + _wrap("corruption names", list_corruptions())
+            text += _wrap("ImageNet-C names accepted as aliases", [f"{alias} = {name}" for alias, name in sorted(CORRUPTION_ALIASES.items())])
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per module in :mod:`qualoader.cli.commands`."""
-    parser = argparse.ArgumentParser(
+    parser = _CommandParser(
         prog="qualoader",
         description="DNN-aligned image quality for PyTorch data pipelines.",
+        epilog="Start with 'qualoader demo' (offline, under a minute).",
     )
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of one line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not module_info.name.startswith("_"):
             importlib.import_module(f"{commands.__name__}.{module_info.name}").add_parser(subparsers)
+    for subparser in subparsers.choices.values():
+        # SUPPRESS: an option not given after the command keeps the value given before it.
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+        if "--no-progress" not in subparser._option_string_actions:
+            subparser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the console script; returns the process exit code."""
+    """Run the console script; returns the process exit code.
+
+    A user error (:class:`~qualoader.cli._errors.UserError`, raised by a command or by the
+    ``--device`` check) prints ``qualoader <command>: error: <message>`` on stderr and returns 2;
+    with ``--debug`` it propagates with its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        if getattr(args, "device", None) is not None:
+            check_device(args.device)
+        return int(args.func(args) or 0)
+    except UserError as error:
+        if args.debug:
+            raise
+        return report_user_error(args.command, error)
 
 
 if __name__ == "__main__":  # pragma: no cover

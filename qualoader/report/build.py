@@ -131,6 +131,7 @@ def build_report(
     examples: int = 8,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> Path:
     """Write a static quality report of a dataset or of WebDataset shards.
 
@@ -146,6 +147,7 @@ def build_report(
         examples: lowest- and highest-quality thumbnails per metric.
         batch_size: images per metric call.
         device: where the metrics run.
+        progress: show a progress bar while scoring.
 
     Returns:
         Path of ``index.html``.
@@ -170,7 +172,7 @@ def build_report(
             raise ValueError(f"metrics should be distinct, but got {metric.name!r} twice")
         built[metric.name] = metric
     loaded = load_source(source, max_images=max_images)
-    table = score_source(loaded, built, batch_size=batch_size, device=device)
+    table = score_source(loaded, built, batch_size=batch_size, device=device, progress=progress)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarise(loaded, table, built, folder, examples)

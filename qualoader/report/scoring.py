@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from qualoader._validation import check_positive_int
 from qualoader.metrics.base import QualityMetric
@@ -54,6 +55,7 @@ def score_source(
     metrics: Mapping[str, QualityMetric],
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> ScoreTable:
     """Score a source: tags from ``quality.json`` are used when present, images are decoded otherwise.
 
@@ -64,6 +66,7 @@ def score_source(
         metrics: name -> no-reference metric (already on ``device``).
         batch_size: images per metric call.
         device: where images are sent for scoring.
+        progress: show a tqdm progress bar over the samples (on stderr).
 
     Returns:
         A :class:`ScoreTable` without the samples whose image could not be decoded.
@@ -86,7 +89,7 @@ def score_source(
     failed: set[int] = set()
     problems: list[str] = []
     pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor, list[str]]]] = {}
-    for index, sample in enumerate(source.samples):
+    for index, sample in enumerate(tqdm(source.samples, disable=not progress, unit="img", desc=f"report {', '.join(metrics)}")):
         needed = []
         for name in metrics:
             if name in sample.tags:

@@ -3,23 +3,30 @@
 * :class:`QualityDataset` wraps any map-style dataset (per-sample scoring, or deferred: index only).
 * :class:`QualityLoader` wraps a DataLoader and scores each batch on the training device.
 * :func:`precompute` fills a :class:`ScoreStore` in one resumable pass.
-* :func:`describe` summarises a store.
+* :func:`describe` summarises a store; :meth:`ScoreStore.to_pandas` / :meth:`ScoreStore.to_arrow` export it.
+* :func:`identify_dataset` builds the :class:`DatasetIdentity` a store checks its dataset against.
 """
 
+from qualoader.data._samples import SampleLoadError
 from qualoader.data.dataset import QualityDataset
 from qualoader.data.describe import MetricSummary, StoreSummary, describe
+from qualoader.data.identity import DatasetIdentity, identify_dataset
 from qualoader.data.loader import QualityLoader
-from qualoader.data.precompute import precompute
+from qualoader.data.precompute import SkippedSample, precompute
 from qualoader.data.store import ScoreStore, ScoreTable, StoreError
 
 __all__ = [
+    "DatasetIdentity",
     "MetricSummary",
     "QualityDataset",
     "QualityLoader",
+    "SampleLoadError",
     "ScoreStore",
     "ScoreTable",
+    "SkippedSample",
     "StoreError",
     "StoreSummary",
     "describe",
+    "identify_dataset",
     "precompute",
 ]

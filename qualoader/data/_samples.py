@@ -9,7 +9,9 @@ bare image. An *image* is a :class:`PIL.Image.Image`, a tensor :math:`(C, H, W)`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,14 +19,20 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from qualoader.decoding import pil_to_tensor
+
 __all__ = [
     "OUTPUTS",
+    "SampleLoadError",
     "add_fields",
     "batch_image",
+    "folder_files",
     "group_by_size",
     "image_to_tensor",
     "is_image",
+    "load_sample",
     "pop_index",
+    "sample_file",
     "sample_image",
 ]
 
@@ -39,6 +47,109 @@ _IMAGE_TYPES = (Tensor, np.ndarray, Image.Image)
 
 def _is_pil(value: Any) -> bool:
     return isinstance(value, Image.Image)
+
+
+class SampleLoadError(OSError):
+    """A sample of a dataset could not be read (an unreadable or truncated image file).
+
+    The message names the sample index and, for folder datasets, the file. ``index`` and ``path``
+    are also attributes (``None`` after the error crossed a DataLoader worker boundary, which
+    rebuilds exceptions from their message alone).
+    """
+
+    def __init__(self, message: str, index: int | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.index, self.path))
+
+
+def _unreadable_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "this file does not decode": PIL raises OSError (truncated, unidentified),
+    SyntaxError (broken PNG chunks) or EOFError; the project's decoder raises ImageDecodeError."""
+    types: list[type[BaseException]] = [OSError, SyntaxError, EOFError]
+    try:
+        from qualoader.decoding import ImageDecodeError
+    except ImportError:  # pragma: no cover - older trees without the shared decoder
+        pass
+    else:
+        types.append(ImageDecodeError)
+    return tuple(types)
+
+
+_UNREADABLE = _unreadable_types()
+
+
+def folder_files(dataset: Any) -> tuple[Path, list[str]] | None:
+    """The image files of a folder dataset, in dataset order, or ``None`` for other datasets.
+
+    A folder dataset is one with torchvision's ``DatasetFolder`` attributes (``root`` and a
+    ``samples`` list of ``(path, target)``), such as ``ImageFolder``, optionally inside (nested)
+    ``Subset`` s, whose indices select the files.
+
+    Returns:
+        ``(root, paths)``: the folder and one absolute path per sample.
+    """
+    from torch.utils.data import Subset
+
+    chain: list[Sequence[int]] = []
+    inner = dataset
+    while isinstance(inner, Subset):
+        chain.append(inner.indices)
+        inner = inner.dataset
+    samples = getattr(inner, "samples", None)
+    root = getattr(inner, "root", None)
+    if not isinstance(samples, list) or not isinstance(root, (str, os.PathLike)):
+        return None
+    if not all(isinstance(item, tuple) and item and isinstance(item[0], (str, os.PathLike)) for item in samples):
+        return None
+    paths = [os.path.abspath(os.fspath(item[0])) for item in samples]
+    for indices in reversed(chain):  # the outermost Subset indexes the result of the inner ones
+        paths = [paths[int(i)] for i in indices]
+    return Path(os.path.abspath(os.fspath(root))), paths
+
+
+def sample_file(dataset: Any, index: int) -> str | None:
+    """The file behind ``dataset[index]`` for folder datasets (see :func:`folder_files`), else ``None``."""
+    files = folder_files(dataset)
+    if files is None or not 0 <= index < len(files[1]):
+        return None
+    return files[1][index]
+
+
+def load_sample(dataset: Any, index: int, files: list[str] | None = None) -> Any:
+    """``dataset[index]``, with load errors that name the sample and its file.
+
+    An unreadable image (``OSError``, ``SyntaxError`` or ``EOFError`` from PIL, or
+    :class:`~qualoader.decoding.ImageDecodeError`) becomes a :class:`SampleLoadError` naming the index
+    and file, so that callers can skip exactly those samples. Any other error keeps its type and
+    gains a note naming the sample (a bug in a transform must not be mistaken for a bad file).
+
+    Args:
+        dataset: a map-style dataset.
+        index: the sample index.
+        files: ``folder_files(dataset)[1]`` when the caller already has it (avoids a lookup per sample).
+
+    Raises:
+        SampleLoadError: the image of the sample could not be read.
+    """
+    try:
+        return dataset[index]
+    except (IndexError, SampleLoadError):
+        raise  # IndexError ends the old iteration protocol; a SampleLoadError already names its sample
+    except _UNREADABLE as error:
+        path = files[index] if files is not None and 0 <= index < len(files) else sample_file(dataset, index)
+        where = f"dataset[{index}]" + (f" (file {path!r})" if path is not None else "")
+        raise SampleLoadError(f"{where} should be a readable sample, but got {type(error).__name__}: {error}", index, path) from error
+    except Exception as error:
+        path = files[index] if files is not None and 0 <= index < len(files) else sample_file(dataset, index)
+        error.add_note(f"while loading dataset[{index}]" + (f" from file {path!r}" if path is not None else ""))
+        raise
 
 
 def is_image(value: Any) -> bool:
@@ -76,8 +187,8 @@ def sample_image(sample: Any, image_key: int | str | None, name: str = "sample")
 def image_to_tensor(image: Any, name: str = "image") -> Tensor:
     """Convert one image to a tensor :math:`(C, H, W)`, ``uint8`` or floating, ``C`` in {1, 3}.
 
-    PIL images in mode ``"1"`` or ``"L"`` become one ``uint8`` channel; every other mode is
-    converted to ``"RGB"`` (PIL's own conversion). Numpy arrays are read as :math:`(H, W)` or
+    PIL images follow :func:`qualoader.decoding.pil_to_tensor` (grey stays one channel, 16-bit
+    grey becomes ``float32`` in [0, 1], everything else RGB ``uint8``). Numpy arrays are read as :math:`(H, W)` or
     :math:`(H, W, C)`; tensors as :math:`(C, H, W)` or :math:`(H, W)`. Values are not checked here
     (the metric validates them per batch).
 
@@ -86,9 +197,7 @@ def image_to_tensor(image: Any, name: str = "image") -> Tensor:
         ValueError: wrong rank or channel count.
     """
     if _is_pil(image):
-        mode = "L" if image.mode in ("1", "L") else "RGB"
-        tensor = torch.from_numpy(np.array(image if image.mode == mode else image.convert(mode)))
-        return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+        return pil_to_tensor(image)  # the one decoder's rules (16-bit, palette, EXIF, ...)
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[2] in (1, 3):
             return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)

@@ -10,28 +10,37 @@ import torch
 from torch.utils.data import Dataset
 
 from qualoader._validation import check_choice, check_type
-from qualoader.data._samples import OUTPUTS, add_fields, image_to_tensor, sample_image
+from qualoader.data._samples import OUTPUTS, add_fields, image_to_tensor, load_sample, sample_image
+from qualoader.data.identity import identify_dataset
 from qualoader.data.store import ScoreStore, ScoreTable
 from qualoader.metrics.base import QualityMetric
 
-__all__ = ["QualityDataset", "resolve_difficulty", "table_for"]
+__all__ = ["QualityDataset", "difficulty_of", "resolve_difficulty", "table_for"]
 
 
 def resolve_difficulty(metric: QualityMetric, difficulty: bool | None) -> bool:
-    """Whether to annotate difficulty: ``None`` = when ``metric`` is calibrated, ``True`` = required, ``False`` = never.
+    """Whether samples and batches carry a difficulty field: ``None`` (default) or ``True`` = always, ``False`` = never.
+
+    The layout never depends on whether ``metric`` has a calibration: an uncalibrated metric gives
+    NaN difficulties (see :func:`difficulty_of`), so ``for image, label, quality, difficulty in
+    loader`` works with every metric.
 
     Raises:
         TypeError: ``difficulty`` is not a bool or None.
-        ValueError: ``difficulty=True`` for a metric without calibration.
     """
     if difficulty is not None and not isinstance(difficulty, bool):
-        raise TypeError(f"difficulty should be a bool or None, but got difficulty of type {type(difficulty).__name__}")
-    if difficulty is True and metric.calibration is None:
-        raise ValueError(
-            f"difficulty should be False or None for the uncalibrated metric {metric.name!r}, but got difficulty=True; "
-            "attach a calibration (metric.calibration = DifficultyCalibration...) or use a calibrated metric"
+        raise TypeError(
+            "difficulty should be a bool or None (None/True: a difficulty field, NaN when the metric has no calibration; False: no field), "
+            f"but got difficulty of type {type(difficulty).__name__}"
         )
-    return metric.calibration is not None if difficulty is None else difficulty
+    return difficulty is not False
+
+
+def difficulty_of(metric: QualityMetric, quality: torch.Tensor) -> torch.Tensor:
+    """Expected error :math:`(B,)` float64 for scores :math:`(B,)`: ``metric.difficulty``, or NaN without calibration."""
+    if metric.calibration is None:
+        return torch.full(quality.shape, float("nan"), dtype=torch.float64)
+    return metric.difficulty(quality).to(torch.float64)
 
 
 def _check_image_key(image_key: Any) -> None:
@@ -39,24 +48,41 @@ def _check_image_key(image_key: Any) -> None:
         raise TypeError(f"image_key should be an int (tuple samples), a str (dict samples) or None, but got image_key of type {type(image_key).__name__}")
 
 
-def table_for(store: ScoreStore | ScoreTable | str | os.PathLike[str] | None, metric: QualityMetric, length: int) -> ScoreTable | None:
-    """The table of ``metric`` in ``store`` (created when missing), checked against ``length`` samples.
+def table_for(
+    store: ScoreStore | ScoreTable | str | os.PathLike[str] | None,
+    metric: QualityMetric,
+    dataset: Any,
+    *,
+    dataset_id: str | None = None,
+    image_key: int | str | None = None,
+) -> ScoreTable | None:
+    """The table of ``metric`` in ``store`` (created when missing), checked against ``dataset``.
 
     ``store`` may be a :class:`ScoreStore`, a :class:`ScoreTable`, a store folder (opened, or
-    created for ``length`` samples) or ``None`` (no store).
+    created for ``dataset``) or ``None`` (no store). The store's length is checked first, then the
+    dataset's identity (:func:`~qualoader.data.identity.identify_dataset` with ``dataset_id`` and
+    ``image_key``) is matched with the store's (:meth:`ScoreStore.match_dataset`): changed files are
+    rescored, another dataset is refused.
     """
     if store is None:
         return None
-    if isinstance(store, (str, os.PathLike)):
-        store = ScoreStore(store, length)
-    check_type(store, "store", (ScoreStore, ScoreTable), "a ScoreStore, a ScoreTable, a store folder or None")
-    if isinstance(store, ScoreStore):
+    length = len(dataset)
+    if not isinstance(store, (str, os.PathLike)):
+        check_type(store, "store", (ScoreStore, ScoreTable), "a ScoreStore, a ScoreTable, a store folder or None")
         if store.length != length:
-            raise ValueError(f"store should hold scores for len(dataset)={length} samples, but got store.length={store.length} (a store for another dataset)")
+            what = "store" if isinstance(store, ScoreStore) else "table"
+            raise ValueError(f"store should hold scores for len(dataset)={length} samples, but got store.length={store.length} (a {what} for another dataset)")
+        if isinstance(store, ScoreTable):
+            store.check_metric(metric)
+    if dataset_id is not None:
+        check_type(dataset_id, "dataset_id", str, "a str or None")
+    identity = identify_dataset(dataset, dataset_id=dataset_id, image_key=image_key)
+    if isinstance(store, (str, os.PathLike)):
+        return ScoreStore(store, identity=identity).table(metric, create=True)
+    if isinstance(store, ScoreStore):
+        store.match_dataset(identity)
         return store.table(metric, create=True)
-    if store.length != length:
-        raise ValueError(f"store should hold scores for len(dataset)={length} samples, but got store.length={store.length} (a table for another dataset)")
-    store.check_metric(metric)
+    ScoreStore(store.path.parent).match_dataset(identity)
     return store
 
 
@@ -73,12 +99,14 @@ class QualityDataset(Dataset[Any]):
       :class:`~qualoader.data.QualityLoader` adds quality per batch, in the main process, on the
       training device, reading and filling the store there.
 
-    Output: dict samples gain the keys ``"quality"`` and ``"difficulty"`` (and ``"index"``); tuple
-    and list samples gain trailing elements ``(*sample, quality, difficulty[, index])``; a bare
-    image becomes ``(image, quality, difficulty)``. ``output="dict"`` turns tuples into
-    ``{"image": sample[0], "target": sample[1:], ...}`` (the single target unwrapped) and bare
-    images into ``{"image": image, ...}``. ``quality`` is a Python float (collated to float64
-    ``(B,)``) and ``difficulty`` is omitted when it is not annotated (see ``difficulty``).
+    Output (one layout whatever the metric): dict samples gain the keys ``"quality"`` and
+    ``"difficulty"`` (and ``"index"``); tuple and list samples gain trailing elements
+    ``(*sample, quality, difficulty[, index])``; a bare image becomes ``(image, quality, difficulty)``.
+    ``output="dict"`` turns tuples into ``{"image": sample[0], "target": sample[1:], ...}`` (the
+    single target unwrapped) and bare images into ``{"image": image, ...}``. ``quality`` and
+    ``difficulty`` are Python floats (collated to float64 ``(B,)``); ``difficulty`` is the metric's
+    calibrated expected error, NaN when the metric has no calibration, and absent only with
+    ``difficulty=False``.
 
     Images are a :class:`PIL.Image.Image`, a tensor :math:`(C, H, W)` or :math:`(H, W)` (``uint8`` or
     float in [0, 1], not normalised), or a numpy array :math:`(H, W[, C])`, with ``C`` in {1, 3}.
@@ -94,19 +122,23 @@ class QualityDataset(Dataset[Any]):
         store: a :class:`ScoreStore` (its table for ``metric`` is created when missing), a
             :class:`ScoreTable` or a store folder; must hold ``len(dataset)`` samples. Read-only here.
         output: ``"auto"`` (keep the structure), ``"dict"`` or ``"tuple"``.
-        difficulty: ``None`` annotates ``metric.difficulty(quality)`` when the metric has a
-            calibration and omits it otherwise; ``True`` requires a calibration; ``False`` never.
+        difficulty: ``None`` or ``True`` (default): always a difficulty field (NaN without a
+            calibration); ``False``: no difficulty field.
+        dataset_id: identifies an in-memory dataset for the store instead of a sampled content
+            hash (see :func:`~qualoader.data.identity.identify_dataset`).
         return_index: also append the sample index (always carried in the deferred mode, where
             QualityLoader removes it unless this is ``True``).
 
     Raises:
         TypeError: wrong argument types; at ``__getitem__``, an unsupported sample structure.
-        ValueError: a store for another dataset length, ``difficulty=True`` without calibration,
-            an unknown ``output``; at ``__getitem__``, an image of the wrong shape.
+        ValueError: a store for another dataset length, an unknown ``output``; at ``__getitem__``,
+            an image of the wrong shape.
+        StoreError: a store of another dataset (see :meth:`~qualoader.data.ScoreStore.match_dataset`).
+        SampleLoadError: at ``__getitem__``, an unreadable image (the message names its file).
 
     Example:
         >>> data = QualityDataset(fashion_mnist, create_metric("sharpness"))
-        >>> image, label, quality = data[0]
+        >>> image, label, quality, difficulty = data[0]  # difficulty: NaN, sharpness has no calibration
     """
 
     def __init__(
@@ -119,6 +151,7 @@ class QualityDataset(Dataset[Any]):
         output: str = "auto",
         difficulty: bool | None = None,
         return_index: bool = False,
+        dataset_id: str | None = None,
     ) -> None:
         if not isinstance(dataset, Sized) or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"dataset should be a map-style Dataset with __getitem__ and __len__, but got dataset of type {type(dataset).__name__}")
@@ -136,14 +169,14 @@ class QualityDataset(Dataset[Any]):
         self.return_index = return_index
         self._length = len(dataset)
         if metric is None:
-            if store is not None or difficulty is not None:
-                raise ValueError("store and difficulty should be None when metric=None (deferred mode: give them to QualityLoader), "
-                                 f"but got store={store!r}, difficulty={difficulty!r}")
+            if store is not None or difficulty is not None or dataset_id is not None:
+                raise ValueError("store, difficulty and dataset_id should be None when metric=None (deferred mode: give them to QualityLoader), "
+                                 f"but got store={store!r}, difficulty={difficulty!r}, dataset_id={dataset_id!r}")
             self.table: ScoreTable | None = None
             self.difficulty = False
         else:
             self.difficulty = resolve_difficulty(metric, difficulty)
-            self.table = table_for(store, metric, self._length)
+            self.table = table_for(store, metric, dataset, dataset_id=dataset_id, image_key=image_key)
 
     @property
     def deferred(self) -> bool:
@@ -161,7 +194,10 @@ class QualityDataset(Dataset[Any]):
             stored = self.table.get(index)
             if stored is not None:
                 return stored
-        return self._score_image(sample_image(self.dataset[index], self.image_key, f"dataset[{index}]"), index)
+        return self._score_image(sample_image(self._load(index), self.image_key, f"dataset[{index}]"), index)
+
+    def _load(self, index: int) -> Any:
+        return load_sample(self.dataset, index)  # unreadable images raise SampleLoadError naming the file
 
     def _score_image(self, image: Any, index: int) -> float:
         assert self.metric is not None
@@ -170,7 +206,7 @@ class QualityDataset(Dataset[Any]):
             return float(self.metric(tensor.unsqueeze(0).to(self.metric.device))[0])
 
     def __getitem__(self, index: int) -> Any:
-        sample = self.dataset[index]
+        sample = self._load(index)
         image = sample_image(sample, self.image_key, f"dataset[{index}]")
         if self.metric is None:
             return add_fields(sample, [("index", index)], self.output, self.image_key)
@@ -179,7 +215,7 @@ class QualityDataset(Dataset[Any]):
             quality = self._score_image(image, index)
         fields: list[tuple[str, Any]] = [("quality", quality)]
         if self.difficulty:
-            fields.append(("difficulty", float(self.metric.difficulty(torch.tensor([quality], dtype=torch.float64))[0])))
+            fields.append(("difficulty", float(difficulty_of(self.metric, torch.tensor([quality], dtype=torch.float64))[0])))
         if self.return_index:
             fields.append(("index", index))
         return add_fields(sample, fields, self.output, self.image_key)

@@ -35,6 +35,7 @@ class MetricSummary:
         histogram: ``(counts, edges)``: ``bins`` counts and ``bins + 1`` edges over the score range.
         difficulty: ``{"[lo, hi)": fraction}`` of scored samples per difficulty bucket, or ``None``
             when the metric has no calibration.
+        skipped: samples skipped as unreadable (``precompute(on_error="skip")``), not in ``count``.
     """
 
     metric: str
@@ -45,9 +46,12 @@ class MetricSummary:
     quantiles: dict[float, float]
     histogram: tuple[tuple[int, ...], tuple[float, ...]]
     difficulty: dict[str, float] | None = field(default=None)
+    skipped: int = 0
 
     def __str__(self) -> str:
         lines = [f"{self.metric} [{self.fingerprint}] {self.config or ''}".rstrip(), f"  scored     {self.count}/{self.length} ({self.count / self.length:.1%})"]
+        if self.skipped:
+            lines.append(f"  skipped    {self.skipped} unreadable sample(s)")
         lines.append("  quantiles  " + "  ".join(f"q{q:g}={v:.4g}" for q, v in self.quantiles.items()))
         counts, edges = self.histogram
         if counts:
@@ -108,7 +112,7 @@ def summarize_table(
         counts_d, _ = np.histogram(prior, bins=edges_d)
         total = max(values.size, 1)
         difficulty = {f"[{lo:g}, {hi:g}{']' if k == len(edges_d) - 2 else ')'}": float(c) / total for k, (lo, hi, c) in enumerate(zip(edges_d[:-1], edges_d[1:], counts_d))}
-    return MetricSummary(table.metric_name, table.fingerprint, table.config, table.length, int(values.size), qs, histogram, difficulty)
+    return MetricSummary(table.metric_name, table.fingerprint, table.config, table.length, int(values.size), qs, histogram, difficulty, table.num_skipped)
 
 
 def describe(

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from qualoader._validation import check_type
 from qualoader.data._samples import batch_image, group_by_size, pop_index
-from qualoader.data.dataset import QualityDataset, resolve_difficulty, table_for
+from qualoader.data.dataset import QualityDataset, difficulty_of, resolve_difficulty, table_for
 from qualoader.data.store import ScoreStore, ScoreTable
 from qualoader.metrics.base import QualityMetric
 
@@ -68,11 +68,17 @@ class QualityLoader:
     For each batch, in the main process: stored scores are gathered from the store in one
     vectorised read; the images still missing are moved to ``device`` and scored in one metric call
     (one per image size when a custom ``collate_fn`` returns a list of variable-size images); the
-    new scores are written to the store right away. Epoch 2 therefore only reads. Difficulty, when
-    annotated, is computed per batch from the CPU scores. The batch keeps the layout the dataset
-    promised: ``(*fields, quality[, difficulty][, index])`` or a dict with those keys; ``quality``
-    and ``difficulty`` are float64 CPU tensors :math:`(B,)` like the rest of a collated batch (the
-    scores travel to the host once per batch that had missing scores, to be stored).
+    new scores are written to the store right away. Epoch 2 therefore only reads. Difficulty is
+    computed per batch from the CPU scores.
+
+    **Batch layout** (one layout, whatever the metric and whether it has a calibration): tuple
+    batches are ``(*fields, quality, difficulty[, index])`` and dict batches gain the keys
+    ``"quality"`` and ``"difficulty"`` (and ``"index"``), where ``fields`` is the collated sample
+    without its index and ``index`` is kept only with ``QualityDataset(..., return_index=True)``.
+    ``quality`` and ``difficulty`` are float64 CPU tensors :math:`(B,)` like the rest of a collated
+    batch (the scores travel to the host once per batch that had missing scores, to be stored);
+    ``difficulty`` is the calibrated expected error in [0, 1], or NaN when the metric has no
+    calibration. Only ``difficulty=False`` removes the field, explicitly.
 
     Images reach the metric as the loader collated them: tensors :math:`(B, C, H, W)` or
     :math:`(B, H, W)`, ``uint8`` or float in [0, 1] (apply normalisation after this loader, or
@@ -88,17 +94,20 @@ class QualityLoader:
         device: where to score; ``None`` keeps the metric's device.
         store: a :class:`ScoreStore`, a :class:`ScoreTable` or a store folder for the dataset
             under the ``QualityDataset`` (``len`` of it); ``None`` scores every batch every epoch.
-        difficulty: ``None`` (when calibrated), ``True`` (required) or ``False``; see
-            :func:`~qualoader.data.dataset.resolve_difficulty`.
+        difficulty: ``None`` or ``True`` (default): a difficulty field in every batch (NaN
+            without a calibration); ``False``: none. See :func:`~qualoader.data.dataset.resolve_difficulty`.
+        dataset_id: identifies an in-memory dataset for the store instead of a sampled content
+            hash (see :func:`~qualoader.data.identity.identify_dataset`).
 
     Raises:
         TypeError: wrong argument types, or a loader whose dataset carries no indices.
-        ValueError: a store of another length, a full-reference metric, ``difficulty=True`` without calibration.
+        ValueError: a store of another length, a full-reference metric.
+        StoreError: a store of another dataset (see :meth:`~qualoader.data.ScoreStore.match_dataset`).
 
     Example:
         >>> loader = DataLoader(QualityDataset(train), batch_size=64, num_workers=4, pin_memory=True)
-        >>> for images, labels, quality in QualityLoader(loader, create_metric("sharpness"), "cuda", store=store):
-        ...     ...
+        >>> for images, labels, quality, difficulty in QualityLoader(loader, create_metric("sharpness"), "cuda", store=store):
+        ...     ...  # difficulty is NaN: sharpness has no calibration
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class QualityLoader:
         *,
         store: ScoreStore | ScoreTable | str | os.PathLike[str] | None = None,
         difficulty: bool | None = None,
+        dataset_id: str | None = None,
     ) -> None:
         check_type(loader, "loader", DataLoader, "a torch.utils.data.DataLoader")
         check_type(metric, "metric", QualityMetric, "a QualityMetric")
@@ -126,7 +136,8 @@ class QualityLoader:
         self.device = torch.device(device) if device is not None else metric.device
         self.metric = metric.to(self.device).eval()
         self.difficulty = resolve_difficulty(metric, difficulty)
-        self.table = table_for(store, metric, len(self.quality_dataset))
+        inner = self.quality_dataset
+        self.table = table_for(store, metric, inner.dataset, dataset_id=dataset_id, image_key=inner.image_key)
         self.scored_batches = 0  #: how many batches needed the metric (diagnostics)
 
     @property
@@ -187,7 +198,7 @@ class QualityLoader:
         quality = self.quality_of(self._image_field(rest), index)
         fields: list[tuple[str, Tensor]] = [("quality", quality)]
         if self.difficulty:
-            fields.append(("difficulty", self.metric.difficulty(quality).to(torch.float64)))
+            fields.append(("difficulty", difficulty_of(self.metric, quality)))
         if self.quality_dataset.return_index:
             fields.append(("index", index))
         if isinstance(rest, Mapping):

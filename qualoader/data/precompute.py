@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,39 +11,69 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from qualoader._validation import check_positive_int, check_type
-from qualoader.data._samples import image_to_tensor, sample_image
+from qualoader._validation import check_choice, check_positive_int, check_type
+from qualoader.data._samples import SampleLoadError, image_to_tensor, load_sample, sample_image
 from qualoader.data.dataset import table_for
 from qualoader.data.loader import score_images
 from qualoader.data.store import ScoreStore, ScoreTable
 from qualoader.metrics.base import QualityMetric
 
-__all__ = ["collate_indexed_images", "precompute"]
+__all__ = ["ON_ERROR", "SkippedSample", "collate_indexed_images", "precompute"]
 
 
-class _IndexedImages(Dataset[tuple[int, Tensor]]):
-    """``(index, image (C, H, W))`` pairs of a dataset's samples (picklable for workers)."""
+#: ``on_error`` values: stop at the first unreadable sample, or record it as skipped and go on.
+ON_ERROR = frozenset({"raise", "skip"})
 
-    def __init__(self, dataset: Dataset[Any], image_key: int | str | None) -> None:
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """A sample that could not be read (``on_error="skip"``): its index and the message naming its file."""
+
+    index: int
+    reason: str
+
+
+class _IndexedImages(Dataset[tuple[int, Any]]):
+    """``(index, image (C, H, W))`` pairs of a dataset's samples, or ``(index, SkippedSample)`` (picklable for workers)."""
+
+    def __init__(self, dataset: Dataset[Any], image_key: int | str | None, skip: bool) -> None:
         self.dataset = dataset
         self.image_key = image_key
+        self.skip = skip
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[int, Tensor]:
-        image = sample_image(self.dataset[index], self.image_key, f"dataset[{index}]")
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        try:
+            sample = load_sample(self.dataset, index)
+        except SampleLoadError as error:
+            if not self.skip:
+                raise
+            # returned, not raised: a worker's exception would end the whole DataLoader
+            return index, SkippedSample(index, str(error))
+        image = sample_image(sample, self.image_key, f"dataset[{index}]")
         return index, image_to_tensor(image, f"dataset[{index}] image")
 
 
-def collate_indexed_images(items: list[tuple[int, Tensor]]) -> tuple[Tensor, Tensor | list[Tensor]]:
-    """Collate ``(index, image)`` pairs: indices :math:`(B,)` and a stack :math:`(B, C, H, W)`, or a list when sizes differ."""
-    index = torch.tensor([i for i, _ in items], dtype=torch.int64)
-    images = [image for _, image in items]
+def collate_indexed_images(items: list[tuple[int, Any]]) -> tuple[Tensor, Tensor | list[Tensor], list[SkippedSample]]:
+    """Collate ``(index, image)`` pairs into indices :math:`(B,)`, images and the skipped samples.
+
+    Returns:
+        ``(index, images, skipped)``: int64 indices :math:`(B,)` of the readable samples, their
+        images as a stack :math:`(B, C, H, W)` (a list of :math:`(C, H, W)` when sizes differ), and
+        the :class:`SkippedSample` s of the batch.
+    """
+    skipped = [item for _, item in items if isinstance(item, SkippedSample)]
+    kept = [(i, image) for i, image in items if not isinstance(image, SkippedSample)]
+    index = torch.tensor([i for i, _ in kept], dtype=torch.int64)
+    images = [image for _, image in kept]
+    if not images:
+        return index, [], skipped
     first = images[0]
     if all(image.shape == first.shape and image.dtype == first.dtype for image in images):
-        return index, torch.stack(images)
-    return index, images
+        return index, torch.stack(images), skipped
+    return index, images, skipped
 
 
 def precompute(
@@ -55,33 +86,45 @@ def precompute(
     device: str | torch.device | None = None,
     image_key: int | str | None = None,
     progress: bool = True,
+    on_error: str = "raise",
+    dataset_id: str | None = None,
 ) -> ScoreTable:
     """Score every sample of ``dataset`` that the store does not hold yet, batch by batch.
 
     Resumable: each batch is written (atomically, see :mod:`qualoader.data.store`) as soon as it is
-    scored, and a new run skips the indices already scored, so an interrupted pass resumes where
-    it stopped and ends with the same table as an uninterrupted one. Workers load and decode;
-    scoring runs in this process on ``device``, one metric call per batch (per image size when
-    sizes differ inside a batch).
+    scored, and a new run skips the indices already scored, so an interrupted pass (an exception,
+    Ctrl-C, SIGTERM, kill -9) resumes where it stopped and ends with the same table as an
+    uninterrupted one. The store is matched with the dataset first: files rewritten since the last
+    run are rescored, another dataset is refused (see :meth:`ScoreStore.match_dataset`). Workers
+    load and decode; scoring runs in this process on ``device``, one metric call per batch (per
+    image size when sizes differ inside a batch).
 
     Args:
         dataset: map-style dataset of :math:`N` samples (tuples, dicts or images, as for
             :class:`~qualoader.data.QualityDataset`).
         metric: a no-reference metric; moved to ``device``.
         store: a :class:`ScoreStore` (its table for ``metric`` is created when missing), a
-            :class:`ScoreTable`, or a folder path (a store of ``len(dataset)`` samples is opened or created).
+            :class:`ScoreTable`, or a folder path (a store for ``dataset`` is opened or created).
         batch_size: images per metric call.
         num_workers: DataLoader worker processes for loading.
         device: where to score; ``None`` keeps the metric's device.
         image_key: position (tuples) or key (dicts) of the image in a sample.
         progress: show a tqdm progress bar.
+        on_error: ``"raise"``: an unreadable image stops the pass with a
+            :class:`~qualoader.data.SampleLoadError` naming its file; ``"skip"``: it is recorded as
+            skipped (NaN score, listed by :meth:`ScoreTable.skipped` with the message naming its
+            file, counted by :func:`~qualoader.data.describe`) and the pass goes on.
+        dataset_id: identifies an in-memory dataset for the store instead of a sampled content
+            hash (see :func:`~qualoader.data.identity.identify_dataset`).
 
     Returns:
-        The filled :class:`ScoreTable` (``table.complete`` is ``True``).
+        The filled :class:`ScoreTable` (``table.complete`` is ``True``; skipped samples included).
 
     Raises:
         TypeError: wrong argument types, unsupported sample structure.
         ValueError: a store for another dataset length, images of the wrong shape or range.
+        StoreError: a store for another dataset.
+        SampleLoadError: an unreadable image with ``on_error="raise"``.
 
     Example:
         >>> table = precompute(train, create_metric("sharpness"), "runs/scores", batch_size=256, num_workers=4)
@@ -96,10 +139,11 @@ def precompute(
     check_positive_int(batch_size, "batch_size")
     check_positive_int(num_workers, "num_workers", allow_zero=True)
     check_type(progress, "progress", bool, "a bool")
+    check_choice(on_error, "on_error", ON_ERROR)
     length = len(dataset)  # type: ignore[arg-type]
     if store is None:
         raise TypeError("store should be a ScoreStore, a ScoreTable or a store folder, but got store=None (precompute fills a store)")
-    table = table_for(store, metric, length)
+    table = table_for(store, metric, dataset, dataset_id=dataset_id, image_key=image_key)
     assert table is not None
     target = torch.device(device) if device is not None else metric.device
     metric = metric.to(target).eval()
@@ -107,7 +151,7 @@ def precompute(
     if missing.size == 0:
         return table
     loader = DataLoader(
-        _IndexedImages(dataset, image_key),
+        _IndexedImages(dataset, image_key, on_error == "skip"),
         batch_size=batch_size,
         sampler=missing.tolist(),
         num_workers=num_workers,
@@ -115,7 +159,10 @@ def precompute(
         pin_memory=target.type == "cuda",
     )
     with tqdm(total=length, initial=length - missing.size, disable=not progress, unit="img", desc=f"precompute {metric.name}") as bar:
-        for index, images in loader:
-            table.write(index, score_images(metric, images, target))
-            bar.update(int(index.shape[0]))
+        for index, images, skipped in loader:
+            if skipped:
+                table.skip([s.index for s in skipped], [s.reason for s in skipped])
+            if index.numel():
+                table.write(index, score_images(metric, images, target))
+            bar.update(int(index.shape[0]) + len(skipped))
     return table

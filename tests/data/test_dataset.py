@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def test_scores_equal_direct_metric_tuple(fmnist_small: TensorDataset, sharpness
     images, labels = fmnist_small.tensors
     direct = sharpness(images[:12])
     for i in range(12):
-        image, label, quality = data[i]
+        image, label, quality, difficulty = data[i]
+        assert math.isnan(difficulty)  # sharpness has no calibration: same layout, NaN difficulty
         assert image is not None and int(label) == int(labels[i])
         assert quality == pytest.approx(float(direct[i]), rel=1e-5)
 
@@ -50,8 +52,8 @@ def test_scores_equal_direct_metric_pil_dict_and_bare(fmnist_small: TensorDatase
     as_grey_2d = QualityDataset(ListDataset([images[i, 0] for i in range(6)]), sharpness, output="dict")
     for i in range(6):
         sample = as_dicts[i]
-        assert sample.keys() == {"img", "label", "quality"} and sample["quality"] == pytest.approx(float(direct[i]), rel=1e-5)
-        image, quality = as_pil[i]
+        assert sample.keys() == {"img", "label", "quality", "difficulty"} and sample["quality"] == pytest.approx(float(direct[i]), rel=1e-5)
+        image, quality, _ = as_pil[i]
         assert isinstance(image, Image.Image) and quality == pytest.approx(float(direct[i]), rel=1e-5)
         assert as_grey_2d[i]["quality"] == pytest.approx(float(direct[i]), rel=1e-5)
 
@@ -91,9 +93,11 @@ def test_difficulty_modes(fmnist_small: TensorDataset, calibrated_brightness: Qu
     assert quality == float(score[0])
     assert difficulty == pytest.approx(float(calibrated_brightness.difficulty(score)[0]), abs=1e-12)
     assert len(QualityDataset(fmnist_small, calibrated_brightness, difficulty=False)[0]) == 3
-    assert len(QualityDataset(fmnist_small, sharpness)[0]) == 3
-    with pytest.raises(ValueError, match="difficulty should be False or None for the uncalibrated metric 'sharpness'"):
-        QualityDataset(fmnist_small, sharpness, difficulty=True)
+    # one layout whatever the calibration: an uncalibrated metric gives a NaN difficulty
+    for difficulty in (None, True):
+        uncalibrated = QualityDataset(fmnist_small, sharpness, difficulty=difficulty)[0]
+        assert len(uncalibrated) == 4 and math.isnan(uncalibrated[3])
+    assert len(QualityDataset(fmnist_small, sharpness, difficulty=False)[0]) == 3
     with pytest.raises(TypeError, match="difficulty should be a bool or None"):
         QualityDataset(fmnist_small, sharpness, difficulty=1)  # type: ignore[arg-type]
 
@@ -109,10 +113,10 @@ def test_subset_and_concat_indices(fmnist_small: TensorDataset, sharpness: Quali
     images = fmnist_small.tensors[0]
     direct = sharpness(images).double()
     subset = Subset(QualityDataset(fmnist_small, sharpness, return_index=True), [40, 3, 17])
-    assert [(s[-1], s[-2]) for s in subset] == [(i, float(direct[i])) for i in (40, 3, 17)]
+    assert [(s[-1], s[-3]) for s in subset] == [(i, float(direct[i])) for i in (40, 3, 17)]
     concat = QualityDataset(ConcatDataset([Subset(fmnist_small, range(10, 20)), Subset(fmnist_small, range(50, 60))]), sharpness)
     assert len(concat) == 20
-    assert [concat[i][-1] for i in (0, 9, 10, 19)] == [float(direct[i]) for i in (10, 19, 50, 59)]
+    assert [concat[i][-2] for i in (0, 9, 10, 19)] == [float(direct[i]) for i in (10, 19, 50, 59)]
 
 
 def test_bad_images(sharpness: QualityMetric) -> None:
@@ -145,7 +149,7 @@ def test_bad_arguments(tmp_path: Path, fmnist_small: TensorDataset, sharpness: Q
         QualityDataset(fmnist_small, sharpness, output="list")
     with pytest.raises(ValueError, match=r"store should hold scores for len\(dataset\)=96 samples, but got store.length=95"):
         QualityDataset(fmnist_small, sharpness, store=ScoreStore(tmp_path / "s", 95))
-    with pytest.raises(ValueError, match="store and difficulty should be None when metric=None"):
+    with pytest.raises(ValueError, match="store, difficulty and dataset_id should be None when metric=None"):
         QualityDataset(fmnist_small, store=ScoreStore(tmp_path / "t", 96))
     with pytest.raises(TypeError, match="store should be a ScoreStore"):
         QualityDataset(fmnist_small, sharpness, store=3)  # type: ignore[arg-type]
@@ -170,10 +174,10 @@ def test_worker_readers_see_main_process_writes(tmp_path: Path, fmnist_small: Te
     loader = torch.utils.data.DataLoader(
         QualityDataset(fmnist_small, sharpness, store=store, return_index=True), batch_size=16, num_workers=2, persistent_workers=True
     )
-    index, quality = zip(*[(b[-1], b[-2]) for b in loader])
+    index, quality = zip(*[(b[-1], b[-3]) for b in loader])
     index, quality = torch.cat(index), torch.cat(quality)
     assert torch.equal(index, torch.arange(96))
     # Scores of a batch of one and of a full batch agree to float32 rounding, not bit for bit.
     torch.testing.assert_close(quality, torch.cat([brightness[:48], sharp[48:]]), rtol=1e-5, atol=1e-7)
     table.write(torch.arange(48, 96), brightness[48:])
-    assert torch.equal(torch.cat([b[-2] for b in loader]), brightness)
+    assert torch.equal(torch.cat([b[-3] for b in loader]), brightness)

@@ -46,7 +46,7 @@ def _collect(loader: QualityLoader) -> tuple[torch.Tensor, torch.Tensor]:
     indices, qualities = [], []
     for batch in loader:
         indices.append(batch[-1])
-        qualities.append(batch[-2])
+        qualities.append(batch[-3])  # (..., quality, difficulty, index)
     return torch.cat(indices), torch.cat(qualities)
 
 
@@ -57,7 +57,8 @@ def test_scores_equal_direct_and_epoch_two_reads(tmp_path: Path, fmnist_small: T
     direct = sharpness(fmnist_small.tensors[0]).double()
     for epoch in range(2):
         batches = list(loader)
-        assert [len(b) for b in batches] == [3, 3, 3]  # (images, labels, quality): the index was removed
+        assert [len(b) for b in batches] == [4, 4, 4]  # (images, labels, quality, difficulty): the index was removed
+        assert all(torch.isnan(b[3]).all() for b in batches)  # sharpness has no calibration
         assert torch.equal(torch.cat([b[2] for b in batches]), direct)
         assert torch.equal(torch.cat([b[1] for b in batches]), fmnist_small.tensors[1])
         assert metric.scored == len(fmnist_small)  # epoch 2 scored nothing
@@ -126,7 +127,7 @@ def test_concat_dataset(tmp_path: Path, fmnist_small: TensorDataset, photos: tor
     store = ScoreStore(tmp_path / "s", len(concat))
     loader = QualityLoader(DataLoader(QualityDataset(concat, output="dict"), batch_size=4), metric, store=store)
     batches = list(loader)
-    assert set(batches[0]) == {"image", "target", "quality"}
+    assert set(batches[0]) == {"image", "target", "quality", "difficulty"}
     assert torch.equal(torch.cat([b["quality"] for b in batches]), metric(torch.cat([grey, resized])).double())
 
 
@@ -151,7 +152,7 @@ def test_variable_size_images_with_list_collate(photos: torch.Tensor, sharpness:
 
     metric = Counting(sharpness)
     loader = QualityLoader(DataLoader(QualityDataset(ListDataset(samples)), batch_size=5, collate_fn=keep_list), metric)
-    qualities = torch.cat([batch[2] for batch in loader])
+    qualities = torch.cat([batch[2] for batch in loader])  # (images, ids, quality, difficulty)
     expected = torch.cat([sharpness(image[None]) for image, _ in samples]).double()
     assert torch.allclose(qualities, expected, rtol=1e-5, atol=0)
     assert metric.scored == 9
@@ -171,8 +172,8 @@ def test_bad_input(tmp_path: Path, fmnist_small: TensorDataset, sharpness: Quali
         QualityLoader(deferred, sharpness, store=ScoreStore(tmp_path / "s", 10))
     with pytest.raises(ValueError, match="metric should be a no-reference metric"):
         QualityLoader(deferred, create_metric("ssim"))
-    with pytest.raises(ValueError, match="difficulty should be False or None"):
-        QualityLoader(deferred, sharpness, difficulty=True)
+    with pytest.raises(TypeError, match="difficulty should be a bool or None"):
+        QualityLoader(deferred, sharpness, difficulty=1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="device should be a str"):
         QualityLoader(deferred, sharpness, 0)  # type: ignore[arg-type]
 

@@ -128,7 +128,7 @@ def test_corrupt_table_header(table: ScoreTable, sharpness: QualityMetric) -> No
 def test_table_header_fields_checked(table: ScoreTable, sharpness: QualityMetric) -> None:
     header = json.loads((table.path / "header.json").read_text())
     (table.path / "header.json").write_text(json.dumps({**header, "length": 49}))
-    with pytest.raises(StoreError, match=r"scores.npy should hold float64 \(49,\) as its header says"):
+    with pytest.raises(StoreError, match=r"the table header's length should be the store's length=50, but got length=49"):
         ScoreTable(table.path)
     (table.path / "header.json").write_text(json.dumps({**header, "fingerprint": "0" * 16}))
     with pytest.raises(StoreError, match="the table folder name should match its header"):

@@ -1,18 +1,28 @@
 """``qualoader precompute``: score a dataset once into a score store (resumable), then summarise it.
 
-SOURCE is ``fashion-mnist`` (the local Debian copy, ``--split``) or a folder laid out for
-torchvision's ``ImageFolder`` (``root/<class>/<image>``). Images keep their size unless ``--size``
+SOURCE is ``fashion-mnist[:train|test]`` (the full local copy, else the bundled sample; or
+``--split``) or a folder laid out for torchvision's ``ImageFolder`` (``root/<class>/<image>``). Images keep their size unless ``--size``
 resizes them (variable sizes are scored per size group). The store (``--store``) is keyed by
-sample index and tagged with the source, split, limit and size, so a store built for other images
-is refused; re-running resumes an interrupted pass. Read the scores back with
-``qualoader.data.ScoreStore(STORE).table(metric).scores()``.
+sample index and records the dataset: for a folder, every file's relative path, size and
+modification time; for Fashion-MNIST, the split, limit and size. Re-running resumes an
+interrupted pass (Ctrl-C, SIGTERM or kill -9 lose at most the batch being scored); files rewritten
+since the last run are rescored; a store built for other images is refused. An unreadable image
+stops the pass with an error naming its file, or with ``--on-error skip`` is recorded as skipped
+(NaN score) and listed in the summary. Read the scores back with ``qualoader export`` or
+``qualoader.data.ScoreStore(STORE).to_pandas()``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
+
+from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+from qualoader.cli._sources import parse_source
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,77 +32,93 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", help="'fashion-mnist' or an ImageFolder directory")
+    parser.add_argument("source", metavar="SOURCE", help="fashion-mnist[:train|test] or an ImageFolder directory (root/<class>/<image>)")
     parser.add_argument("--store", required=True, type=Path, help="score store folder (created when missing)")
     parser.add_argument("--metric", required=True, help="registered no-reference metric, e.g. sharpness")
-    parser.add_argument("--split", choices=("train", "test"), default="test", help="Fashion-MNIST split (default: test)")
+    parser.add_argument("--split", choices=("train", "test"), default=None, help="Fashion-MNIST split (default: test, or the one in SOURCE)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N samples")
     parser.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE before scoring")
     parser.add_argument("--calibration", type=Path, default=None, help="DifficultyCalibration JSON to attach (difficulty buckets in the summary)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per metric call (default: 64)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for decoding (default: 0)")
     parser.add_argument("--device", default="cpu", help="device to score on (default: cpu)")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="unreadable image: stop with an error naming the file (raise, default) or record it as skipped (skip)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
 def _dataset(args: argparse.Namespace) -> tuple[object, str]:
-    """The dataset to score and its identifier for the store."""
+    """The dataset to score and its label for the store (what the store's identity cannot see)."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import Subset, TensorDataset
 
     from qualoader.datasets import load_fashion_mnist
 
-    if args.source == "fashion-mnist":
-        images, labels = load_fashion_mnist(args.split)
+    source = parse_source(args.source, kinds=("fashion-mnist", "folder"))
+    if source.kind == "fashion-mnist":
+        split = source.resolved_split(args.split)
+        images, labels = load_fashion_mnist(split)
         if args.limit is not None:
             images, labels = images[: args.limit], labels[: args.limit]
         if args.size is not None:
             images = F.interpolate(images.float(), size=(args.size, args.size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
-        return TensorDataset(images, labels), f"fashion-mnist:{args.split}:n={len(images)}:size={args.size}"
+        return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}"
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
-    root = Path(args.source)
-    if not root.is_dir():
-        raise FileNotFoundError(f"source should be 'fashion-mnist' or an ImageFolder directory, but got source={args.source!r}, which is neither")
     transform = transforms.Resize((args.size, args.size)) if args.size is not None else None
-    dataset = ImageFolder(str(root), transform=transform)
+    dataset = ImageFolder(str(source.folder), transform=transform)
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
-    return dataset, f"imagefolder:{root.resolve()}:n={len(dataset)}:size={args.size}"
+    # the files themselves are identified by the store's manifest (paths relative to the root, so the
+    # folder may move); the label records what the manifest cannot see: the resize
+    return dataset, f"imagefolder:size={args.size}"
 
 
 def run(args: argparse.Namespace) -> int:
-    from qualoader.data import ScoreStore, describe, precompute
-    from qualoader.metrics import create_metric
+    from qualoader._validation import check_positive_int
+    from qualoader.data import SampleLoadError, ScoreStore, describe, identify_dataset, precompute
 
-    for name in ("limit", "size", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            print(f"qualoader precompute: error: --{name.replace('_', '-')} should be a positive int, but got {value}", file=sys.stderr)
-            return 2
-    try:
+    with user_errors():
+        for name in ("limit", "size", "batch_size"):
+            if getattr(args, name) is not None:
+                check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
+        check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
+        metric = create_cli_metric(args.metric, device=args.device)
         dataset, dataset_id = _dataset(args)
-    except FileNotFoundError as error:
-        print(f"qualoader precompute: error: {error}", file=sys.stderr)
-        return 2
-    metric = create_metric(args.metric, device=args.device)
-    if args.calibration is not None:
-        from qualoader.calibration import DifficultyCalibration
+        if args.calibration is not None:
+            from qualoader.calibration import DifficultyCalibration
 
-        metric.calibration = DifficultyCalibration.load(args.calibration)
-    store = ScoreStore(args.store, len(dataset), dataset_id=dataset_id)  # type: ignore[arg-type]
-    table = precompute(
-        dataset,  # type: ignore[arg-type]
-        metric,
-        store,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        device=args.device,
-        progress=not args.no_progress,
-    )
-    print(f"scores: {table.path} ({table.num_scored}/{table.length})")
+            metric.calibration = DifficultyCalibration.load(args.calibration)
+    try:
+        with user_errors():  # a store of other data (StoreError is a ValueError) is the user's to fix
+            store = ScoreStore(args.store, dataset_id=dataset_id, identity=identify_dataset(dataset, dataset_id=dataset_id))
+        if store.rescored.size:
+            print(f"{store.rescored.size} sample(s) changed since the last run (file size or modification time): their scores were dropped and are rescored")
+        table = precompute(
+            dataset,  # type: ignore[arg-type]
+            metric,
+            store,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            progress=not args.no_progress,
+            on_error=args.on_error,
+            dataset_id=dataset_id,
+        )
+    except SampleLoadError as error:
+        # from a worker, the message is the worker's traceback: its last line is the error itself
+        message = str(error).strip().splitlines()[-1].removeprefix(f"{type(error).__module__}.{type(error).__name__}: ")
+        raise UserError(f"{message} (pass --on-error skip to record unreadable images as skipped)") from error
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise UserError(str(error)) from error
+    skipped = table.skipped()
+    print(f"scores: {table.path} ({table.num_scored}/{table.length} scored, {len(skipped)} skipped)")
+    for index, reason in skipped.items():
+        print(f"skipped {index}: {reason}")
     print(describe(table))
     return 0

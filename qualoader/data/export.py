@@ -1,0 +1,193 @@
+"""Export a score store as a table: one row per sample, to columns, pandas, Arrow, CSV, Parquet or JSON lines.
+
+Columns (in this order):
+
+* ``index``: the sample index (int64).
+* ``path`` for folder datasets (the file path relative to the dataset root) or ``key`` otherwise
+  (the user's keys; null when the store records none).
+* per metric configuration, ``<metric>`` (the score, float64, NaN/null where not scored or skipped)
+  and ``<metric>_difficulty`` (the calibrated expected error in [0, 1]; NaN/null when the table has
+  no calibration). ``<metric>`` is the registry name, or ``<name>-<fingerprint>`` when the store
+  holds several configurations of one metric.
+
+Files are written atomically: to a temporary file in the output's folder, fsynced, then renamed.
+
+Example:
+    >>> frame = ScoreStore("runs/scores").to_pandas()  # doctest: +SKIP
+    >>> frame.columns.tolist()  # doctest: +SKIP
+    ['index', 'path', 'sharpness', 'sharpness_difficulty']
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from qualoader._validation import check_choice
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+    import pyarrow
+
+    from qualoader.data.store import ScoreStore
+
+__all__ = ["EXPORT_FORMATS", "store_columns", "store_to_arrow", "store_to_pandas", "write_columns"]
+
+#: Output formats of :func:`write_columns` (and ``qualoader export --format``).
+EXPORT_FORMATS = frozenset({"csv", "jsonl", "parquet"})
+
+
+def _require(module: str) -> Any:
+    """Import an optional dependency, or say in one line how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"this export needs {module}, but got no {module} installed; pip install 'qualoader[export]' (or pip install {module})") from error
+
+
+def _difficulty(state: dict[str, Any] | None, scores: np.ndarray) -> np.ndarray:
+    out = np.full(scores.shape, np.nan)
+    if state is None:
+        return out
+    from qualoader.calibration import DifficultyCalibration
+
+    finite = np.isfinite(scores)
+    if finite.any():
+        calibration = DifficultyCalibration.from_state_dict(state)
+        out[finite] = calibration(torch.from_numpy(scores[finite])).double().numpy()
+    return out
+
+
+def store_columns(store: ScoreStore) -> dict[str, Any]:
+    """The store as ordered columns (see the module docs): numpy arrays, and a list of str/None for keys.
+
+    Args:
+        store: a :class:`~qualoader.data.ScoreStore`.
+
+    Returns:
+        ``{column: values}``, every column of length ``store.length``.
+    """
+    identity = store.identity
+    columns: dict[str, Any] = {"index": np.arange(store.length, dtype=np.int64)}
+    if identity is not None and identity.kind == "files":
+        columns["path"] = list(identity.keys or ())
+    else:
+        keys = identity.keys if identity is not None else None
+        columns["key"] = list(keys) if keys is not None else [None] * store.length
+    tables = store.tables()
+    names = [t.metric_name for t in tables]
+    for table in tables:
+        label = table.metric_name if names.count(table.metric_name) == 1 else f"{table.metric_name}-{table.fingerprint}"
+        scores = table.scores()
+        columns[label] = scores
+        columns[f"{label}_difficulty"] = _difficulty(table.calibration_state, scores)
+    return columns
+
+
+def store_to_pandas(store: ScoreStore) -> pandas.DataFrame:
+    """:func:`store_columns` as a pandas DataFrame (``key`` as an object column)."""
+    pd = _require("pandas")
+    return pd.DataFrame(store_columns(store))
+
+
+def store_to_arrow(store: ScoreStore) -> pyarrow.Table:
+    """:func:`store_columns` as a pyarrow Table (NaN scores become nulls)."""
+    pa = _require("pyarrow")
+    return _arrow_table(store_columns(store), pa)
+
+
+def _arrow_table(columns: Mapping[str, Any], pa: Any) -> Any:
+    arrays = {}
+    for name, values in columns.items():
+        if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+            arrays[name] = pa.array(values, mask=np.isnan(values))  # NaN means "no value": a null in Arrow
+        elif isinstance(values, np.ndarray):
+            arrays[name] = pa.array(values)
+        else:
+            arrays[name] = pa.array(values, type=pa.string())
+    return pa.table(arrays)
+
+
+def _cell(value: Any) -> Any:
+    """A JSON/CSV value: None for NaN, Python int/float/str otherwise."""
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _rows(columns: Mapping[str, Any]) -> Iterator[list[Any]]:
+    values = list(columns.values())
+    length = len(values[0]) if values else 0
+    for row in range(length):
+        yield [_cell(column[row]) for column in values]
+
+
+@contextmanager
+def _atomic_output(path: Path, mode: str) -> Iterator[IO[Any]]:
+    """A file object whose content appears at ``path`` only once complete (temp file, fsync, rename)."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, mode, **({"newline": ""} if "b" not in mode else {})) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_columns(columns: Mapping[str, Any], output: str | os.PathLike[str], output_format: str) -> Path:
+    """Write columns (equal lengths) to ``output`` as CSV, JSON lines or Parquet, atomically.
+
+    CSV writes empty cells and JSON lines ``null`` for missing values (NaN, None); floats are
+    written with Python's shortest round-trip repr, so reading them back gives the same float64.
+
+    Args:
+        columns: ``{name: values}``, as from :func:`store_columns`.
+        output: the file to write (its folder must exist); replaced atomically when it exists.
+        output_format: one of :data:`EXPORT_FORMATS`.
+
+    Returns:
+        ``output`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: an unknown format or columns of different lengths.
+        ImportError: ``parquet`` without pyarrow.
+    """
+    check_choice(output_format, "output_format", EXPORT_FORMATS)
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns should all have the same length, but got lengths {lengths}")
+    path = Path(output)
+    if output_format == "parquet":
+        pa, pq = _require("pyarrow"), _require("pyarrow.parquet")
+        table = _arrow_table(columns, pa)
+        with _atomic_output(path, "wb") as file:
+            pq.write_table(table, file)
+        return path
+    with _atomic_output(path, "w") as file:
+        if output_format == "csv":
+            writer = csv.writer(file)
+            writer.writerow(list(columns))
+            for row in _rows(columns):
+                writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in row])
+        else:
+            names = list(columns)
+            for row in _rows(columns):
+                file.write(json.dumps(dict(zip(names, row)), allow_nan=False) + "\n")
+    return path

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 __all__ = [
@@ -78,9 +79,11 @@ def plot_shards(scores: np.ndarray, shards: Sequence[str], name: str, path: Path
 
 
 def save_thumbnail(image: Tensor, path: Path, size: int = 96) -> None:
-    """Save ``uint8`` image :math:`(C, H, W)` as a PNG whose longer side is ``size`` pixels."""
+    """Save image :math:`(C, H, W)` (``uint8``, or float in [0, 1]) as a PNG whose longer side is ``size`` pixels."""
     from PIL import Image
 
+    if image.is_floating_point():  # 16-bit sources decode to float in [0, 1] (qualoader.decoding)
+        image = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
     array = image.detach().cpu().numpy()
     picture = Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
     scale = size / max(picture.size)

@@ -8,7 +8,6 @@ their ``quality.json`` member when the shards were tagged (``qualoader tag``).
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 from collections.abc import Sequence
@@ -16,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
+from qualoader.decoding import decode_image  # the one decoder, re-exported for the report API
 from qualoader.webdataset.tag_format import TAG_MEMBER
 from qualoader.webdataset.tag_format import tag_scores as parse_quality_tags  # the tag format's lenient reader, re-exported
 
@@ -37,26 +35,6 @@ IMAGE_EXTENSIONS = frozenset({"bmp", "gif", "jpeg", "jpg", "pgm", "png", "ppm", 
 _FASHION_PREFIX = "fashion-mnist:"
 
 
-def decode_image(data: bytes) -> Tensor:
-    """Decode encoded image bytes to ``uint8`` :math:`(C, H, W)`, ``C`` = 1 (grey) or 3 (RGB).
-
-    Raises:
-        ValueError: the bytes are not an image PIL can read.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.mode in ("1", "L", "I", "I;16", "F"):
-                array = np.asarray(image.convert("L"))[None]
-            else:
-                array = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"data should be an encoded image, but got {len(data)} bytes PIL cannot decode ({error})") from error
-    return torch.from_numpy(np.array(array, dtype=np.uint8, order="C"))
-
-
 @dataclass
 class Sample:
     """One image of a source: its key, its shard (``None`` outside shards), tags, and how to decode it."""
@@ -69,7 +47,7 @@ class Sample:
     image: Tensor | None = None  # (C, H, W) uint8, kept only for in-memory sources
 
     def decode(self) -> Tensor:
-        """The image as ``uint8`` :math:`(C, H, W)`."""
+        """The image :math:`(C, H, W)`: ``uint8``, or ``float32`` in [0, 1] for 16-bit sources (see :mod:`qualoader.decoding`)."""
         if self.image is not None:
             return self.image
         if isinstance(self.locator, Path):

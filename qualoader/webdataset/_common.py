@@ -1,21 +1,19 @@
-"""Shared pieces of the WebDataset stages: errors, handlers, image decoding, tags, seeding.
+"""Shared pieces of the WebDataset stages: errors, handlers, tags, seeding (decoding is :mod:`qualoader.decoding`).
 
 Nothing here is public on its own; :mod:`qualoader.webdataset` re-exports what users need.
 """
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from qualoader._validation import check_choice, check_positive_int, check_type
+from qualoader.decoding import ImageDecodeError, decode_image  # the one decoder, re-exported here
 from qualoader.webdataset.tag_format import TAG_FORMAT, TAG_MEMBER, MissingTagError, parse_tag  # the tag format's one home
 
 __all__ = [
@@ -50,10 +48,6 @@ _TAG_FIELDS = frozenset({"quality", "difficulty"})
 
 class MissingImageError(KeyError):
     """A sample has none of the image members looked for."""
-
-
-class ImageDecodeError(ValueError):
-    """An image member holds bytes that do not decode to an image."""
 
 
 def reraise(exn: Exception) -> bool:
@@ -143,68 +137,6 @@ def find_image(sample: Mapping[str, Any], image_keys: tuple[str, ...]) -> bytes:
             return value
     members = sorted(k for k in sample if not k.startswith("_"))
     raise MissingImageError(f"sample {sample.get('__key__')!r} of {sample.get('__url__')!r} should have one of the image members {list(image_keys)}, but got members {members}")
-
-
-def decode_image(data: bytes) -> Tensor:
-    """Decode encoded image bytes (PNG, JPEG, ... via Pillow) to a tensor.
-
-    Grey images keep one channel, colour ones get three (alpha and palettes are dropped or
-    expanded); 16-bit grey images (modes ``I;16``/``I``) become ``float32`` in [0, 1]
-    (value / 65535, clipped).
-
-    Args:
-        data: the encoded file content.
-
-    Returns:
-        ``uint8`` (or ``float32`` for 16-bit) tensor of shape :math:`(C, H, W)`, ``C`` in {1, 3}.
-
-    Raises:
-        ImageDecodeError: the bytes are not an image Pillow can read.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = (np.asarray(image, dtype=np.float32) / 65535.0).clip(0.0, 1.0)[None]
-                return torch.from_numpy(np.ascontiguousarray(array))
-            if image.mode not in ("L", "RGB"):
-                image = image.convert("L" if image.mode in ("1", "LA", "F") else "RGB")
-            array = np.array(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageDecodeError(f"image bytes should decode to an image, but got {len(data)} bytes that do not ({error})") from error
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-
-
-def lookup_tag(sample: dict[str, Any], field: str, metric: str) -> float:
-    """The ``field`` (``"quality"`` or ``"difficulty"``) value of ``metric`` carried by ``sample``.
-
-    Reads ``sample[field]`` (set by :func:`annotate_quality` or a previous lookup) or parses the
-    ``quality.json`` member once and caches the result in the sample.
-
-    Raises:
-        MissingTagError: the sample has no tag, or none for ``metric``.
-    """
-    values = sample.get(field)
-    if not isinstance(values, dict):
-        member = sample.get(TAG_MEMBER)
-        if member is None:
-            raise MissingTagError(f"sample {sample.get('__key__')!r} should carry a {TAG_MEMBER} member or a {field!r} entry, but got neither")
-        tag = parse_tag(member)
-        sample.setdefault("quality", tag["quality"])
-        sample.setdefault("difficulty", tag["difficulty"])
-        values = sample[field]
-    if metric not in values:
-        raise MissingTagError(f"sample {sample.get('__key__')!r} should have a {field} for metric {metric!r}, but got {field} for {sorted(values)}")
-    return float(values[metric])
-
-
-def check_field(field: Any) -> str:
-    check_choice(field, "field", _TAG_FIELDS)
-    return field
 
 
 def worker_identity() -> tuple[int, int]:

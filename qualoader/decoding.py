@@ -1,0 +1,153 @@
+"""The one image decoder: encoded bytes, files and PIL images to tensors, the same way on every path.
+
+Every path that turns an image file into pixels (the webdataset stages and ``tag``/``score``, the
+report, ``precompute``'s ImageFolder loader, PIL images inside datasets) calls this module, so a
+given file always gives the same tensor and therefore the same scores.
+
+Rules (PIL-based; torchvision's decode functions are deprecated):
+
+================================ ===========================================================
+source                           result
+================================ ===========================================================
+EXIF orientation tag             applied first (the pixels are turned upright)
+``1``, ``L``, ``LA``, ``La``     one channel, ``uint8`` (alpha dropped)
+``I;16*``, ``I`` (16-bit grey)   one channel, ``float32`` in [0, 1] (value / 65535, clipped)
+``F`` (32-bit float)             one channel, ``float32``, clipped to [0, 1]
+``P`` / ``PA`` (palette)         three channels, ``uint8`` (palette expanded, alpha dropped)
+``RGBA``, ``RGBX``, ``RGBa``     three channels, ``uint8`` (alpha dropped)
+``CMYK``, ``YCbCr``, ``LAB``,    three channels, ``uint8`` (PIL's conversion to RGB)
+``HSV``
+``RGB``                          three channels, ``uint8``
+================================ ===========================================================
+
+Alpha is dropped, never composited: the colour stored under a transparent pixel is kept, so a
+decoder never invents a background colour. 16-bit grey keeps its precision as ``float32``
+(dividing by 65535 maps it to the same [0, 1] scale as ``uint8 / 255``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+__all__ = ["ImageDecodeError", "decode_image", "load_image", "pil_to_tensor"]
+
+_GREY_8BIT = frozenset({"1", "L", "LA", "La"})
+_GREY_16BIT = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+_16BIT_MAX = 65535.0
+
+
+class ImageDecodeError(ValueError):
+    """Bytes or a file that do not decode to an image."""
+
+
+def pil_to_tensor(image: Image.Image) -> Tensor:
+    """Convert a PIL image to a tensor :math:`(C, H, W)` by the rules of this module.
+
+    The EXIF orientation is applied when the image still carries one (images opened by
+    :func:`decode_image` / :func:`load_image` already had it applied).
+
+    Args:
+        image: any PIL image.
+
+    Returns:
+        ``uint8`` :math:`(C, H, W)` for 8-bit sources, ``float32`` in [0, 1] for 16-bit and float
+        grey; ``C`` is 1 for grey sources and 3 for everything else.
+
+    Raises:
+        TypeError: ``image`` is not a PIL image.
+
+    Example:
+        >>> pil_to_tensor(Image.new("RGBA", (4, 2))).shape
+        torch.Size([3, 2, 4])
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image should be a PIL.Image.Image, but got image of type {type(image).__name__}")
+    image = _upright(image)
+    mode = image.mode
+    if mode in _GREY_16BIT:
+        array = (np.asarray(image, dtype=np.float32) / _16BIT_MAX).clip(0.0, 1.0)
+        return torch.from_numpy(np.ascontiguousarray(array)[None])
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float32).clip(0.0, 1.0)
+        return torch.from_numpy(np.ascontiguousarray(array)[None])
+    if mode in _GREY_8BIT:
+        if mode != "L":
+            image = image.convert("L")
+        return torch.from_numpy(np.array(image, dtype=np.uint8)[None])
+    if mode in ("P", "PA"):
+        # RGBA first: PIL warns (and ignores the transparency) on a direct P -> RGB conversion.
+        image = image.convert("RGBA")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    # numpy's single-threaded transpose: torch's parallel copy is slower for one small image
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)))
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag (a no-op copy-free return when there is none)."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
+        return image
+    if orientation in (None, 1):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def _open(source: Any, label: str) -> Tensor:
+    try:
+        with Image.open(source) as image:
+            image.load()
+            return pil_to_tensor(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageDecodeError(f"{label} should decode to an image, but got {error}") from error
+
+
+def decode_image(data: bytes | bytearray | memoryview) -> Tensor:
+    """Decode encoded image bytes (PNG, JPEG, WebP, TIFF, ... via Pillow) to a tensor.
+
+    Args:
+        data: the encoded file content.
+
+    Returns:
+        :math:`(C, H, W)`, ``C`` in {1, 3}: ``uint8``, or ``float32`` in [0, 1] for 16-bit and float
+        grey (see the module docstring for every mode).
+
+    Raises:
+        TypeError: ``data`` is not bytes.
+        ImageDecodeError: (a ``ValueError``) the bytes are not an image Pillow can read.
+
+    Example:
+        >>> buffer = io.BytesIO()
+        >>> Image.new("L", (3, 2), 128).save(buffer, format="PNG")
+        >>> decode_image(buffer.getvalue()).shape
+        torch.Size([1, 2, 3])
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data should be encoded image bytes, but got data of type {type(data).__name__}")
+    return _open(io.BytesIO(data), f"data ({len(data)} bytes)")
+
+
+def load_image(path: str | os.PathLike[str]) -> Tensor:
+    """Read and decode an image file; same result as ``decode_image(Path(path).read_bytes())``.
+
+    Usable as the ``loader`` of :class:`torchvision.datasets.ImageFolder` (it returns a tensor,
+    which torchvision's tensor transforms such as ``Resize`` accept).
+
+    Raises:
+        TypeError: ``path`` is not a path.
+        FileNotFoundError: the file does not exist.
+        ImageDecodeError: the file is not an image Pillow can read.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path should be a str or os.PathLike, but got path of type {type(path).__name__}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path should be an existing image file, but got path={str(path)!r}")
+    return _open(os.fspath(path), f"path={str(path)!r}")

@@ -20,8 +20,15 @@ name                measure                                      higher_is_bette
 ..  [*] descriptive: brighter is not always better; ``True`` by convention (see ``clipping``).
 
 The luma is BT.601 (0.299 R + 0.587 G + 0.114 B); single-channel images are used as they are.
+
+Every measure derives from :class:`ClassicalMetric` and reads the cached intermediates of a
+:class:`BatchFeatures`, so the scoring engine (:mod:`qualoader.engine`) computes the luma,
+gradients and histograms of a batch once for all of them; each function also accepts a
+``BatchFeatures`` in place of the images.
 """
 
+from qualoader.metrics.classical._common import ClassicalMetric
+from qualoader.metrics.classical._features import BatchFeatures
 from qualoader.metrics.classical.blockiness import Blockiness, blockiness
 from qualoader.metrics.classical.brightness import MeanBrightness, mean_brightness
 from qualoader.metrics.classical.clipping import ClippedFraction, clipped_fraction
@@ -37,7 +44,9 @@ from qualoader.metrics.classical.sharpness import (
 )
 
 __all__ = [
+    "BatchFeatures",
     "Blockiness",
+    "ClassicalMetric",
     "ClippedFraction",
     "Colorfulness",
     "GradientEnergy",

@@ -1,14 +1,16 @@
-"""Helpers shared by the classical measures: working dtype and luminance."""
+"""Helpers shared by the classical measures: working dtype, luminance, size check and their base class."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["LUMA_WEIGHTS", "check_min_size", "luminance", "working"]
+from qualoader.metrics.base import QualityMetric
+from qualoader.metrics.classical._features import LUMA_WEIGHTS, BatchFeatures
 
-#: ITU-R BT.601 luma weights (the Y of YIQ / unscaled YCbCr), as used by MATLAB and pyiqa.
-LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
+__all__ = ["LUMA_WEIGHTS", "ClassicalMetric", "check_min_size", "luminance", "working"]
 
 
 def working(images: Tensor) -> Tensor:
@@ -32,7 +34,27 @@ def luminance(images: Tensor) -> Tensor:
     return (LUMA_WEIGHTS[0] * red + LUMA_WEIGHTS[1] * green + LUMA_WEIGHTS[2] * blue).unsqueeze(1)
 
 
-def check_min_size(images: Tensor, size: int) -> None:
+def check_min_size(images: Tensor | BatchFeatures, size: int) -> None:
     """Raise ``ValueError`` unless both spatial sides of ``images`` are at least ``size``."""
-    if min(images.shape[-2:]) < size:
-        raise ValueError(f"images should be at least {size}x{size} pixels, but got images.shape={tuple(images.shape)}")
+    shape = images.images.shape if isinstance(images, BatchFeatures) else images.shape
+    if min(shape[-2:]) < size:
+        raise ValueError(f"images should be at least {size}x{size} pixels, but got images.shape={tuple(shape)}")
+
+
+class ClassicalMetric(QualityMetric):
+    """Base of the classical measures: scores come from a :class:`BatchFeatures` that can be shared.
+
+    :meth:`score_features` computes the scores from the cached intermediates of a batch; the
+    scoring engine (:mod:`qualoader.engine`) builds one ``BatchFeatures`` per batch and hands it to
+    every classical measure, so the luma, gradients and histograms are computed once.
+    """
+
+    #: smallest height and width the measure accepts.
+    min_size: ClassVar[int] = 1
+
+    def score_features(self, features: BatchFeatures) -> Tensor:
+        """Scores :math:`(B,)` from the intermediates of a validated batch."""
+        raise NotImplementedError
+
+    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        return self.score_features(BatchFeatures(images))

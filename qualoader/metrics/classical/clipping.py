@@ -7,8 +7,8 @@ from typing import Any
 from torch import Tensor
 
 from qualoader._validation import check_probability
-from qualoader.metrics.base import QualityMetric
-from qualoader.metrics.classical._common import working
+from qualoader.metrics.classical._common import ClassicalMetric
+from qualoader.metrics.classical._features import BatchFeatures, as_features
 from qualoader.metrics.registry import register_metric
 
 __all__ = ["ClippedFraction", "clipped_fraction"]
@@ -24,13 +24,13 @@ def _check_bounds(low: float, high: float) -> None:
         raise ValueError(f"low should be smaller than high={high}, but got low={low}")
 
 
-def clipped_fraction(images: Tensor, low: float = _LOW, high: float = _HIGH) -> Tensor:
+def clipped_fraction(images: Tensor | BatchFeatures, low: float = _LOW, high: float = _HIGH) -> Tensor:
     """Fraction of channel values at or below ``low`` or at or above ``high``.
 
     The defaults count values that round to 0 or 255 in 8 bits.
 
     Args:
-        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3}.
+        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3} (or its ``BatchFeatures``).
         low: values ``<= low`` count as clipped black.
         high: values ``>= high`` count as clipped white.
 
@@ -42,12 +42,12 @@ def clipped_fraction(images: Tensor, low: float = _LOW, high: float = _HIGH) -> 
         tensor([1., 1.])
     """
     _check_bounds(low, high)
-    values = working(images).flatten(1)
-    return ((values <= low) | (values >= high)).to(values.dtype).mean(dim=1)
+    features = as_features(images)
+    return features.clipped_count(low, high) / features.values_per_image
 
 
 @register_metric
-class ClippedFraction(QualityMetric):
+class ClippedFraction(ClassicalMetric):
     """Fraction of channel values clipped to black or white; lower is better.
 
     Args:
@@ -66,5 +66,5 @@ class ClippedFraction(QualityMetric):
     def get_config(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high}
 
-    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
-        return clipped_fraction(images, self.low, self.high)
+    def score_features(self, features: BatchFeatures) -> Tensor:
+        return clipped_fraction(features, self.low, self.high)

@@ -9,21 +9,22 @@ import torch
 from torch import Tensor
 
 from qualoader._validation import check_positive_int
-from qualoader.metrics.base import QualityMetric
-from qualoader.metrics.classical._common import luminance
+from qualoader.metrics.classical._common import ClassicalMetric
+from qualoader.metrics.classical._features import BatchFeatures, as_features
 from qualoader.metrics.registry import register_metric
 
 __all__ = ["HistogramEntropy", "histogram_entropy"]
 
 
-def histogram_entropy(images: Tensor, bins: int = 256) -> Tensor:
+def histogram_entropy(images: Tensor | BatchFeatures, bins: int = 256) -> Tensor:
     """Shannon entropy (bits) of the luma histogram with ``bins`` equal bins over [0, 1].
 
     The luma is quantised to ``round(y * (bins - 1))``, as MATLAB's ``entropy`` and pyiqa do for
-    8-bit images; the histogram of the whole batch is built at once with ``scatter_add_``.
+    8-bit images; the histogram of the whole batch is built at once with ``scatter_add_`` (and
+    shared with the other measures through :class:`BatchFeatures`).
 
     Args:
-        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3}.
+        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3} (or its ``BatchFeatures``).
         bins: number of grey levels (256 for 8-bit images).
 
     Returns:
@@ -35,16 +36,13 @@ def histogram_entropy(images: Tensor, bins: int = 256) -> Tensor:
         tensor([0., 0.])
     """
     check_positive_int(bins, "bins")
-    luma = luminance(images).flatten(1)
-    levels = (luma * (bins - 1)).round().clamp(0, bins - 1).long()
-    counts = torch.zeros(luma.shape[0], bins, dtype=luma.dtype, device=luma.device)
-    counts.scatter_add_(1, levels, torch.ones_like(luma))
-    probability = counts / luma.shape[1]
+    features = as_features(images)
+    probability = features.luma_histogram(bins) / (features.height * features.width)
     return -torch.special.xlogy(probability, probability).sum(dim=1) / math.log(2.0)
 
 
 @register_metric
-class HistogramEntropy(QualityMetric):
+class HistogramEntropy(ClassicalMetric):
     """Shannon entropy of the 8-bit luma histogram, in bits; higher is better.
 
     Args:
@@ -61,5 +59,5 @@ class HistogramEntropy(QualityMetric):
     def get_config(self) -> dict[str, Any]:
         return {"bins": self.bins}
 
-    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
-        return histogram_entropy(images, self.bins)
+    def score_features(self, features: BatchFeatures) -> Tensor:
+        return histogram_entropy(features, self.bins)

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from qualoader.metrics.base import QualityMetric
-from qualoader.metrics.classical._common import check_min_size, luminance
+from qualoader.metrics.classical._common import ClassicalMetric, check_min_size
+from qualoader.metrics.classical._features import BatchFeatures, as_features
 from qualoader.metrics.registry import register_metric
 
 __all__ = ["NoiseLevel", "noise_level"]
 
-# Difference of two Laplacians: cancels image structure up to second order, keeps the noise.
-_IMMERKAER = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
+# sqrt(pi / 2) / 6: turns the mean absolute response of the mask (whose squared weights sum to 36)
+# into a Gaussian standard deviation.
+_SCALE = math.sqrt(math.pi / 2.0) / 6.0
 
 
-def noise_level(images: Tensor) -> Tensor:
+def noise_level(images: Tensor | BatchFeatures) -> Tensor:
     """Immerkaer (1996) estimate of the noise standard deviation of the luma.
 
     :math:`\\sigma = \\sqrt{\\pi / 2} \\, \\frac{1}{6 (H - 2)(W - 2)} \\sum |I * M|` with the 3x3 mask
-    :math:`M` above, evaluated inside the image (no padding).
+    :math:`M = [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]` (a difference of two Laplacians: it cancels
+    image structure up to second order and keeps the noise), evaluated inside the image.
 
     Args:
-        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3}, ``H, W >= 3``.
+        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3}, ``H, W >= 3`` (or its
+            ``BatchFeatures``).
 
     Returns:
         Noise standard deviation :math:`(B,)` in intensity units of [0, 1]; lower is better.
@@ -35,18 +36,17 @@ def noise_level(images: Tensor) -> Tensor:
         torch.Size([2])
     """
     check_min_size(images, 3)
-    luma = luminance(images)
-    kernel = torch.tensor(_IMMERKAER, dtype=luma.dtype, device=luma.device).view(1, 1, 3, 3)
-    response = F.conv2d(luma, kernel).abs().flatten(1).mean(dim=1)
-    return response * (math.sqrt(math.pi / 2.0) / 6.0)
+    features = as_features(images)
+    return features.immerkaer_sum * (_SCALE / ((features.height - 2) * (features.width - 2)))
 
 
 @register_metric
-class NoiseLevel(QualityMetric):
+class NoiseLevel(ClassicalMetric):
     """Immerkaer noise standard deviation of the luma; lower is better (rises with added noise)."""
 
     name = "noise"
     higher_is_better = False
+    min_size = 3
 
-    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
-        return noise_level(images)
+    def score_features(self, features: BatchFeatures) -> Tensor:
+        return noise_level(features)

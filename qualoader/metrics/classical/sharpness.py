@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from kornia.filters import spatial_gradient
 from torch import Tensor
 
-from qualoader.metrics.base import QualityMetric
-from qualoader.metrics.classical._common import check_min_size, luminance
+from qualoader.metrics.classical._common import ClassicalMetric, check_min_size
+from qualoader.metrics.classical._features import BatchFeatures, as_features
 from qualoader.metrics.registry import register_metric
 
 __all__ = ["GradientEnergy", "LaplacianVariance", "gradient_energy", "laplacian_variance"]
 
-_LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
 
-
-def laplacian_variance(images: Tensor) -> Tensor:
+def laplacian_variance(images: Tensor | BatchFeatures) -> Tensor:
     """Variance of the 3x3 Laplacian response of the luma (inside the image, no padding).
 
     Blur removes high frequencies, so the score falls as blur rises: higher is sharper.
 
     Args:
-        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3}, ``H, W >= 3``.
+        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3}, ``H, W >= 3`` (or the
+            :class:`~qualoader.metrics.classical.BatchFeatures` of such a batch).
 
     Returns:
         Scores :math:`(B,)` >= 0 (in squared intensity units of [0, 1] images).
@@ -32,17 +28,17 @@ def laplacian_variance(images: Tensor) -> Tensor:
         torch.Size([2])
     """
     check_min_size(images, 3)
-    luma = luminance(images)
-    kernel = torch.tensor(_LAPLACIAN, dtype=luma.dtype, device=luma.device).view(1, 1, 3, 3)
-    response = F.conv2d(luma, kernel)
-    return response.flatten(1).var(dim=1, unbiased=False)
+    return as_features(images).laplacian_var
 
 
-def gradient_energy(images: Tensor) -> Tensor:
+def gradient_energy(images: Tensor | BatchFeatures) -> Tensor:
     """Mean squared Sobel gradient magnitude of the luma (Tenengrad energy).
 
+    The Sobel kernels are normalised (divided by 8) and the luma is replicate-padded, as in
+    ``kornia.filters.spatial_gradient(luma, "sobel", normalized=True)``.
+
     Args:
-        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3}.
+        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3} (or its ``BatchFeatures``).
 
     Returns:
         Scores :math:`(B,)` >= 0; higher is sharper.
@@ -52,27 +48,29 @@ def gradient_energy(images: Tensor) -> Tensor:
         torch.Size([2])
     """
     check_min_size(images, 3)
-    gradients = spatial_gradient(luminance(images), mode="sobel", order=1, normalized=True)  # (B, 1, 2, H, W)
-    return gradients.square().sum(dim=2).flatten(1).mean(dim=1)
+    features = as_features(images)
+    return features.sobel_energy / (features.height * features.width)
 
 
 @register_metric
-class LaplacianVariance(QualityMetric):
+class LaplacianVariance(ClassicalMetric):
     """Variance of the Laplacian of the luma; higher means sharper (falls with blur)."""
 
     name = "sharpness"
     higher_is_better = True
+    min_size = 3
 
-    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
-        return laplacian_variance(images)
+    def score_features(self, features: BatchFeatures) -> Tensor:
+        return laplacian_variance(features)
 
 
 @register_metric
-class GradientEnergy(QualityMetric):
+class GradientEnergy(ClassicalMetric):
     """Mean squared Sobel gradient magnitude of the luma; higher means sharper (falls with blur)."""
 
     name = "gradient-energy"
     higher_is_better = True
+    min_size = 3
 
-    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
-        return gradient_energy(images)
+    def score_features(self, features: BatchFeatures) -> Tensor:
+        return gradient_energy(features)

@@ -1,0 +1,221 @@
+"""``BatchFeatures``: the intermediates of the classical measures, computed once per batch and shared.
+
+The nine classical measures read a handful of per-image quantities: the luma and its moments,
+the opponent colour channels, second differences and Sobel gradients of the luma, absolute steps
+between neighbours, a luma histogram, and counts of clipped values. :class:`BatchFeatures`
+computes each of them lazily, the first time a measure asks, and caches it, so scoring a batch
+with all nine measures (see :mod:`qualoader.engine`) costs one pass per intermediate instead of
+one per measure.
+
+Why the kernels look the way they do (they run on single CPU cores in loader workers, where
+memory traffic dominates):
+
+* the three colour projections (luma, red-green, yellow-blue) are one 3x3 matrix product over the
+  channels, one pass over the image;
+* 3x3 filters are written as shifted slices (second differences are separable), several times
+  faster than ``conv2d`` with one input channel, and arranged so that a flat image gives exactly 0;
+* sums of squares are dot products, and variances are centred first (no float64, no cancellation),
+  because ``torch.var_mean`` is several times slower on CPU;
+* ``uint8`` input keeps its raw values, so clipped values are counted on bytes.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+__all__ = ["LUMA_WEIGHTS", "BatchFeatures", "as_features"]
+
+#: ITU-R BT.601 luma weights (the Y of YIQ / unscaled YCbCr), as used by MATLAB and pyiqa.
+LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
+# Rows: luma, red - green, (red + green) / 2 - blue (the opponent channels of Hasler-Suesstrunk).
+_COLOUR_MATRIX = ((*LUMA_WEIGHTS,), (1.0, -1.0, 0.0), (0.5, 0.5, -1.0))
+
+
+def _dot(values: Tensor) -> Tensor:
+    """Per-image sum of squares of ``values`` :math:`(B, ...)`, shape :math:`(B,)`."""
+    flat = values.reshape(values.shape[0], -1)
+    return torch.linalg.vecdot(flat, flat)
+
+
+def _mean_var(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image mean and population variance of ``values`` :math:`(B, ...)` (centred, so no cancellation)."""
+    flat = values.reshape(values.shape[0], -1)
+    mean = flat.mean(dim=1)
+    centred = flat - mean[:, None]
+    return mean, torch.linalg.vecdot(centred, centred) / flat.shape[1]
+
+
+class BatchFeatures:
+    """Lazily computed, cached intermediates of one batch of images.
+
+    Args:
+        images: :math:`(B, C, H, W)`, ``C`` in {1, 3}; ``uint8`` (scaled by 1/255, raw bytes kept
+            for clipping counts) or floating in [0, 1] (half precisions are computed in float32).
+            Not validated here: the engine or the metric's ``forward`` has done that.
+
+    Attributes are computed on first access; every one has a leading batch dimension ``B``.
+
+    Example:
+        >>> features = BatchFeatures(torch.rand(2, 3, 16, 16))
+        >>> features.luma.shape, features.luma_mean.shape
+        (torch.Size([2, 16, 16]), torch.Size([2]))
+    """
+
+    def __init__(self, images: Tensor) -> None:
+        self.raw: Tensor | None = images if images.dtype == torch.uint8 else None
+        if images.dtype == torch.uint8:
+            images = images.to(torch.float32).div_(255.0)
+        elif images.dtype in (torch.float16, torch.bfloat16):
+            images = images.float()
+        self.images = images
+        self.batch, self.channels, self.height, self.width = images.shape
+        self._histograms: dict[int, Tensor] = {}
+        self._clipped: dict[tuple[float, float], Tensor] = {}
+        self._steps: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+
+    # -- colour -----------------------------------------------------------------------------------
+    @cached_property
+    def _colour(self) -> Tensor:
+        """Luma, red-green and yellow-blue planes :math:`(B, 3, H \\cdot W)` (RGB input only)."""
+        matrix = torch.tensor(_COLOUR_MATRIX, dtype=self.images.dtype, device=self.images.device)
+        return torch.matmul(matrix, self.images.reshape(self.batch, 3, -1))
+
+    @cached_property
+    def luma(self) -> Tensor:
+        """BT.601 luma :math:`(B, H, W)` in [0, 1]; grey images are used as they are."""
+        if self.channels == 1:
+            return self.images[:, 0]
+        return self._colour[:, 0].view(self.batch, self.height, self.width)
+
+    @cached_property
+    def _luma_moments(self) -> tuple[Tensor, Tensor]:
+        return _mean_var(self.luma)
+
+    @property
+    def luma_mean(self) -> Tensor:
+        """Mean luma :math:`(B,)`."""
+        return self._luma_moments[0]
+
+    @property
+    def luma_var(self) -> Tensor:
+        """Population variance of the luma :math:`(B,)`."""
+        return self._luma_moments[1]
+
+    @cached_property
+    def opponent_moments(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Mean and population variance of red-green and of yellow-blue, four :math:`(B,)` (RGB only)."""
+        rg_mean, rg_var = _mean_var(self._colour[:, 1])
+        yb_mean, yb_var = _mean_var(self._colour[:, 2])
+        return rg_mean, rg_var, yb_mean, yb_var
+
+    # -- second differences and gradients of the luma ---------------------------------------------
+    @cached_property
+    def _second_difference_rows(self) -> Tensor:
+        """``L[i-1, j] + L[i+1, j] - 2 L[i, j]`` for the interior rows, :math:`(B, H-2, W)`."""
+        luma = self.luma
+        return luma[:, :-2] + luma[:, 2:] - 2.0 * luma[:, 1:-1]
+
+    @cached_property
+    def laplacian(self) -> Tensor:
+        """3x3 Laplacian (4-neighbour) of the luma inside the image, :math:`(B, H-2, W-2)`."""
+        luma = self.luma
+        columns = luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:] - 2.0 * luma[:, 1:-1, 1:-1]
+        return self._second_difference_rows[:, :, 1:-1] + columns
+
+    @cached_property
+    def laplacian_var(self) -> Tensor:
+        """Population variance of :attr:`laplacian`, :math:`(B,)`."""
+        return _mean_var(self.laplacian)[1]
+
+    @cached_property
+    def immerkaer_sum(self) -> Tensor:
+        """Sum of ``|L * M|`` over the interior, :math:`(B,)`, with Immerkaer's mask ``M`` = outer([1, -2, 1], [1, -2, 1])."""
+        rows = self._second_difference_rows
+        response = rows[:, :, :-2] + rows[:, :, 2:] - 2.0 * rows[:, :, 1:-1]
+        return response.abs_().reshape(self.batch, -1).sum(dim=1)
+
+    @cached_property
+    def sobel_energy(self) -> Tensor:
+        """Sum over pixels of the squared normalised Sobel gradient (replicate padding), :math:`(B,)`.
+
+        Equal to ``kornia.filters.spatial_gradient(luma, "sobel", normalized=True)`` squared and
+        summed over both directions and all pixels (the kernels are divided by 8).
+        """
+        padded = torch.nn.functional.pad(self.luma[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+        smooth_rows = torch.add(padded[:, :-2] + padded[:, 2:], padded[:, 1:-1], alpha=2.0)  # (B, H, W + 2)
+        along_x = smooth_rows[:, :, 2:] - smooth_rows[:, :, :-2]
+        smooth_columns = torch.add(padded[:, :, :-2] + padded[:, :, 2:], padded[:, :, 1:-1], alpha=2.0)  # (B, H + 2, W)
+        along_y = smooth_columns[:, 2:] - smooth_columns[:, :-2]
+        return (_dot(along_x) + _dot(along_y)) / 64.0
+
+    def steps(self, block: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Mean absolute luma step across and off the ``block`` grid, per direction.
+
+        Returns:
+            ``(boundary_x, inside_x, boundary_y, inside_y)``, each :math:`(B,)`: mean
+            ``|L[:, j + 1] - L[:, j]|`` over the column steps with ``(j + 1) % block == 0`` and over
+            the others; the same for row steps.
+        """
+        if block not in self._steps:
+            luma = self.luma
+            columns = (luma[:, :, 1:] - luma[:, :, :-1]).abs_()  # (B, H, W - 1)
+            rows = (luma[:, 1:] - luma[:, :-1]).abs_()  # (B, H - 1, W)
+            on_x = columns[:, :, block - 1 :: block].sum(dim=(1, 2))
+            on_y = rows[:, block - 1 :: block].sum(dim=(1, 2))
+            grid_x = (self.width - 1) // block  # step positions 1..W-1 that are multiples of block
+            grid_y = (self.height - 1) // block
+            total_x = columns.sum(dim=(1, 2))
+            total_y = rows.sum(dim=(1, 2))
+            self._steps[block] = (
+                on_x / (grid_x * self.height),
+                (total_x - on_x) / ((self.width - 1 - grid_x) * self.height),
+                on_y / (grid_y * self.width),
+                (total_y - on_y) / ((self.height - 1 - grid_y) * self.width),
+            )
+        return self._steps[block]
+
+    # -- histograms and counts --------------------------------------------------------------------
+    def luma_histogram(self, bins: int) -> Tensor:
+        """Counts :math:`(B, bins)` of the luma quantised to ``round(y * (bins - 1))`` (clamped)."""
+        if bins not in self._histograms:
+            luma = self.luma.reshape(self.batch, -1)
+            levels = (luma * (bins - 1)).round_().clamp_(0, bins - 1).to(torch.int64)
+            counts = torch.zeros(self.batch, bins, dtype=luma.dtype, device=luma.device)
+            self._histograms[bins] = counts.scatter_add_(1, levels, torch.ones_like(luma))
+        return self._histograms[bins]
+
+    def clipped_count(self, low: float, high: float) -> Tensor:
+        """Number of channel values ``<= low`` or ``>= high`` per image, :math:`(B,)` float.
+
+        On ``uint8`` input the thresholds are turned into byte values with the same float32
+        comparison the float path makes, so both paths count the same values.
+        """
+        key = (low, high)
+        if key not in self._clipped:
+            if self.raw is not None:
+                scale = torch.arange(256, dtype=torch.float32).div_(255.0)
+                darkest = int((scale <= low).sum()) - 1  # largest byte counted as black (-1: none)
+                brightest = 256 - int((scale >= high).sum())  # smallest byte counted as white (256: none)
+                # One wrapped byte comparison counts both ends: (v - brightest) mod 256 maps the
+                # white bytes to 0..255-brightest and the black ones right after them.
+                shifted = self.raw.reshape(self.batch, -1) - (brightest % 256)
+                flags = shifted <= (256 - brightest + darkest)
+                counts = flags.view(torch.uint8).sum(dim=1, dtype=torch.int32)
+                self._clipped[key] = counts.to(self.images.dtype)
+            else:
+                values = self.images.reshape(self.batch, -1)
+                self._clipped[key] = ((values <= low) | (values >= high)).sum(dim=1).to(values.dtype)
+        return self._clipped[key]
+
+    @property
+    def values_per_image(self) -> int:
+        """``C * H * W``."""
+        return self.channels * self.height * self.width
+
+
+def as_features(images: Tensor | BatchFeatures) -> BatchFeatures:
+    """``images`` wrapped in a :class:`BatchFeatures` (returned as it is when it already is one)."""
+    return images if isinstance(images, BatchFeatures) else BatchFeatures(images)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import numpy as np
@@ -135,7 +136,7 @@ def check_edges(edges: Any, name: str = "edges") -> tuple[float, ...]:
         (0.2, 0.5)
     """
     values = _as_float_sequence(edges, name)
-    if not all(math.isfinite(v) for v in values) or any(b <= a for a, b in zip(values, values[1:], strict=False)):
+    if not all(math.isfinite(v) for v in values) or any(b <= a for a, b in pairwise(values)):
         raise ValueError(f"{name} should be finite and strictly increasing, but got {name}={list(values)}")
     return values
 
@@ -216,7 +217,9 @@ def check_pacing(pacing: Any) -> Pacing:
     if callable(pacing):
         return pacing
     if not isinstance(pacing, str):
-        raise TypeError(f"pacing should be one of {sorted(PACINGS)} or a callable progress -> fraction, but got pacing of type {type(pacing).__name__}")
+        raise TypeError(
+            f"pacing should be one of {sorted(PACINGS)} or a callable progress -> fraction, but got pacing of type {type(pacing).__name__}"
+        )
     check_choice(pacing, "pacing", PACINGS)
     return pacing
 

@@ -28,6 +28,7 @@ from qualoader.samplers._base import (
 
 __all__ = ["FAVOUR", "QualityWeightedSampler", "draw_weighted", "softmax_weights"]
 
+
 def standardized_ranks(scores: Tensor) -> Tensor:
     """Ranks of ``scores`` :math:`(N,)` (ties share their mean rank), shifted and scaled to zero mean and unit variance."""
     _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)

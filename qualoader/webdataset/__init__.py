@@ -13,14 +13,21 @@
 * Errors: :class:`SkipAndCount` or ``"raise"``/``"skip"`` as ``handler``; corrupt inputs raise
   :class:`CorruptShardError`, :class:`MissingImageError`, :class:`ImageDecodeError`, :class:`MissingTagError`.
 
+Tags travel in the sample under ``__quality__`` / ``__difficulty__`` (:data:`QUALITY_KEY`,
+:data:`DIFFICULTY_KEY`), keys webdataset's decoder passes through, so the stages work before or
+after ``.decode(...)``, on raw or decoded images.
+
 Example:
     >>> import webdataset as wds
     >>> from qualoader.webdataset import annotate_quality, filter_quality
     >>> dataset = (
-    ...     wds.WebDataset("data-{000..009}.tar", shardshuffle=False, nodesplitter=wds.split_by_node)
+    ...     wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node)
     ...     .compose(annotate_quality("sharpness", batch_size=64), filter_quality("sharpness", low=0.002))
     ...     .decode("torchrgb")
     ... )  # doctest: +SKIP
+    >>> image, quality = next(iter(dataset.to_tuple("png", "__quality__")))  # doctest: +SKIP
+    >>> image.shape, quality["sharpness"] >= 0.002  # doctest: +SKIP
+    (torch.Size([3, 28, 28]), True)
 """
 
 from qualoader.webdataset._common import (
@@ -30,19 +37,10 @@ from qualoader.webdataset._common import (
     SkipAndCount,
     decode_image,
 )
-from qualoader.webdataset.filters import (
-    Curriculum,
-    FilterQuality,
-    QualityWeight,
-    QuantileSketch,
-    Reweight,
-    Stratify,
-    TrainingProgress,
-    curriculum,
-    filter_quality,
-    reweight,
-    stratify,
-)
+from qualoader.webdataset._stage import DIFFICULTY_KEY, FINGERPRINTS_KEY, QUALITY_KEY
+from qualoader.webdataset.filtering import FilterQuality, filter_quality
+from qualoader.webdataset.pacing import Curriculum, TrainingProgress, curriculum
+from qualoader.webdataset.quantile_sketch import QuantileSketch
 from qualoader.webdataset.reading import CorruptShardError, DuplicateKeyError, ReadShards, UnsupportedMemberError, read_shards
 from qualoader.webdataset.resume import (
     StreamPosition,
@@ -54,8 +52,11 @@ from qualoader.webdataset.stages import (
     AnnotateQuality,
     ParseQualityTags,
     annotate_quality,
+    image_tensor,
     parse_quality_tags,
 )
+from qualoader.webdataset.reweighting import QualityWeight, Reweight, reweight
+from qualoader.webdataset.stratification import Stratify, stratify
 from qualoader.webdataset.tag_format import (
     TAG_MEMBER,
     MissingTagError,
@@ -72,6 +73,9 @@ from qualoader.webdataset.writing import encode_image, write_image_shards
 
 __all__ = [
     "DEFAULT_IMAGE_KEYS",
+    "DIFFICULTY_KEY",
+    "FINGERPRINTS_KEY",
+    "QUALITY_KEY",
     "TAG_MEMBER",
     "AnnotateQuality",
     "CorruptShardError",
@@ -102,6 +106,7 @@ __all__ = [
     "encode_tag",
     "expand_shards",
     "filter_quality",
+    "image_tensor",
     "merge_tag",
     "parse_quality_tags",
     "parse_tag",

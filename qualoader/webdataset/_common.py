@@ -27,11 +27,9 @@ __all__ = [
     "MissingTagError",
     "SkipAndCount",
     "UniformStream",
-    "check_field",
     "check_image_keys",
     "decode_image",
     "find_image",
-    "lookup_tag",
     "make_rng",
     "parse_tag",
     "reraise",
@@ -43,7 +41,6 @@ __all__ = [
 DEFAULT_IMAGE_KEYS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm")
 #: Accepted string spellings of an error handler.
 ERROR_POLICIES = frozenset({"raise", "skip"})
-_TAG_FIELDS = frozenset({"quality", "difficulty"})
 
 
 class MissingImageError(KeyError):

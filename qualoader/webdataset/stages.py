@@ -1,10 +1,12 @@
-"""Scoring stage for webdataset pipelines: :func:`annotate_quality`.
+"""Scoring stage for webdataset pipelines (:func:`annotate_quality`) and tag parsing (:func:`parse_quality_tags`).
 
-The stage takes the raw samples of ``wds.WebDataset(...)`` (image members still encoded),
-decodes the image member, scores the images in batches with one or more
-:class:`~qualoader.metrics.QualityMetric` and adds ``sample["quality"] = {metric: score}`` (and
-``sample["difficulty"] = {metric: expected error}`` for calibrated metrics). Every original
-member is left untouched, so it can sit before ``.decode(...)`` or before a tag writer.
+The scoring stage takes the samples of ``wds.WebDataset(...)``, finds the image member (raw
+bytes, or already decoded by ``.decode(...)`` to a tensor, a numpy array or a PIL image), scores
+the images in batches with one or more :class:`~qualoader.metrics.QualityMetric` and adds
+``sample["__quality__"] = {metric: score}`` (and ``sample["__difficulty__"] = {metric: expected
+error}`` for calibrated metrics). Double-underscore keys are the ones webdataset's decoder
+passes through, so the stage can sit before or after ``.decode(...)``; every original member is
+left untouched, so it can also sit before a tag writer.
 
 Variable image sizes: samples are buffered ``batch_size`` at a time; inside a buffer, images
 of the same shape (and dtype) are stacked and scored together, so mixed sizes cost one metric
@@ -13,25 +15,73 @@ call per distinct shape in the buffer, never a resize. Output order is input ord
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+from webdataset.filters import FilterFunction, pipelinefilter
 
 from qualoader._validation import check_positive_int, check_type
+from qualoader.decoding import decode_image, pil_to_tensor
 from qualoader.metrics.base import QualityMetric
 from qualoader.webdataset._common import (
     DEFAULT_IMAGE_KEYS,
     Handler,
     check_image_keys,
-    decode_image,
     find_image,
     resolve_handler,
 )
+from qualoader.webdataset._stage import DIFFICULTY_KEY, FINGERPRINTS_KEY, QUALITY_KEY, read_values
 from qualoader.webdataset.tag_format import TAG_MEMBER, MissingTagError, encode_tag, parse_tag  # encode_tag re-exported
 
-__all__ = ["AnnotateQuality", "ParseQualityTags", "annotate_quality", "encode_tag", "parse_quality_tags"]
+__all__ = ["AnnotateQuality", "ParseQualityTags", "annotate_quality", "encode_tag", "image_tensor", "parse_quality_tags"]
+
+#: Type of the stage :func:`parse_quality_tags` returns (webdataset's picklable curried function).
+ParseQualityTags = FilterFunction
+
+
+def image_tensor(value: Any) -> Tensor:
+    """An image member, encoded or decoded by webdataset, as a tensor :math:`(C, H, W)`, ``C`` in {1, 3}.
+
+    Accepted: encoded bytes (decoded by :func:`qualoader.decoding.decode_image`); a PIL image; a
+    tensor :math:`(C, H, W)` or :math:`(H, W)` (webdataset's ``torch*`` decoders); a numpy array
+    :math:`(H, W, C)` or :math:`(H, W)` (its ``rgb8``/``l``/... decoders). Alpha is dropped, as
+    the decoder does; ``uint8`` and float (in [0, 1]) values are kept as they are.
+
+    Raises:
+        TypeError: another type, or a dtype other than uint8 or floating.
+        ValueError: a shape with no 1, 3 or 4 channels where they should be.
+
+    Example:
+        >>> image_tensor(np.zeros((4, 5, 3), dtype=np.uint8)).shape
+        torch.Size([3, 4, 5])
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return decode_image(value)
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return pil_to_tensor(value)
+    if isinstance(value, np.ndarray):
+        layout = "(H, W, C) or (H, W)"
+        tensor = torch.tensor(value)  # a copy: decoders may hand out read-only arrays torch would warn about
+        tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor
+    elif isinstance(value, Tensor):
+        layout = "(C, H, W) or (H, W)"
+        tensor = value[None] if value.ndim == 2 else value
+    else:
+        raise TypeError(
+            f"image should be encoded bytes, a tensor, a numpy array or a PIL image, but got image of type {type(value).__name__}"
+        )
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
+        raise ValueError(f"image should have shape {layout} with 1, 3 or 4 channels, but got image.shape={tuple(value.shape)}")
+    if tensor.dtype != torch.uint8 and not tensor.is_floating_point():
+        raise TypeError(f"image should have dtype uint8 or floating, but got image.dtype={tensor.dtype}")
+    return tensor[:3] if tensor.shape[0] == 4 else tensor
 
 
 def _resolve_metrics(metric: Any, device: torch.device) -> tuple[QualityMetric, ...]:
@@ -39,7 +89,9 @@ def _resolve_metrics(metric: Any, device: torch.device) -> tuple[QualityMetric, 
 
     items = [metric] if isinstance(metric, (str, QualityMetric)) else metric
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not items:
-        raise TypeError(f"metric should be a QualityMetric, a registered name or a non-empty sequence of them, but got metric of type {type(metric).__name__}")
+        raise TypeError(
+            f"metric should be a QualityMetric, a registered name or a non-empty sequence of them, but got metric of type {type(metric).__name__}"
+        )
     metrics = []
     for item in items:
         if isinstance(item, str):
@@ -55,48 +107,74 @@ def _resolve_metrics(metric: Any, device: torch.device) -> tuple[QualityMetric, 
     return tuple(metrics)
 
 
+@dataclass(eq=False)
 class AnnotateQuality:
-    """Picklable pipeline stage that scores images in batches; build it with :func:`annotate_quality`.
+    """Picklable webdataset stage adding quality scores to samples; :func:`annotate_quality` is the same class.
 
-    Calling it on an iterator of raw webdataset samples returns a generator of the same samples
-    with ``quality`` (and ``difficulty``) entries added. Samples whose image is missing or does
+    Calling it on an iterator of webdataset samples returns a generator of the same samples with
+    ``__quality__`` (and ``__difficulty__``) entries added. Samples whose image is missing or does
     not decode, and batches whose scoring fails, go to ``handler``: ``True`` skips them,
     ``False`` stops the stream, raising propagates.
+
+    Args:
+        metric: a no-reference :class:`~qualoader.metrics.QualityMetric`, a registered name, or a
+            sequence of them (distinct names). Metrics are moved to ``device`` and set to eval;
+            the resolved tuple is the ``metrics`` attribute.
+        batch_size: images per metric call (before grouping by shape).
+        device: where the images are scored.
+        image_keys: member extensions tried in order to find the image (``"png"``, ``"jpg"``, ...);
+            the member may hold bytes or an image decoded by ``.decode(...)`` (see :func:`image_tensor`).
+        handler: ``"raise"``, ``"skip"`` (a :class:`~qualoader.webdataset.SkipAndCount`) or a
+            webdataset-style handler ``(exception) -> bool`` for missing/undecodable images and
+            scoring errors.
+        quality_key: sample entry receiving ``{metric name: score}`` (default ``"__quality__"``,
+            where the filters look; keep a ``"__"`` prefix so ``.decode`` passes it through).
+        difficulty_key: sample entry receiving ``{metric name: difficulty}`` for the metrics with
+            a calibration (absent when none is calibrated).
+
+    Example:
+        >>> import webdataset as wds
+        >>> dataset = wds.WebDataset(urls, shardshuffle=False).compose(annotate_quality("sharpness"))  # doctest: +SKIP
+        >>> next(iter(dataset))["__quality__"]  # doctest: +SKIP
+        {'sharpness': ...}
     """
 
-    def __init__(
-        self,
-        metrics: tuple[QualityMetric, ...],
-        batch_size: int,
-        device: torch.device,
-        image_keys: tuple[str, ...],
-        handler: Handler,
-        quality_key: str,
-        difficulty_key: str,
-    ) -> None:
-        self.metrics = metrics
-        self.batch_size = batch_size
-        self.device = device
-        self.image_keys = image_keys
-        self.handler = handler
-        self.quality_key = quality_key
-        self.difficulty_key = difficulty_key
+    metric: QualityMetric | str | Sequence[QualityMetric | str]
+    batch_size: int = 32
+    device: str | torch.device = "cpu"
+    _: KW_ONLY
+    image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS
+    handler: str | Handler = "raise"
+    quality_key: str = QUALITY_KEY
+    difficulty_key: str = DIFFICULTY_KEY
+    metrics: tuple[QualityMetric, ...] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.batch_size, "batch_size")
+        check_type(self.device, "device", (str, torch.device), "a device name or torch.device")
+        self.device = torch.device(self.device)
+        for name, value in (("quality_key", self.quality_key), ("difficulty_key", self.difficulty_key)):
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{name} should be a non-empty str, but got {name}={value!r}")
+        if self.quality_key == self.difficulty_key:
+            raise ValueError(f"difficulty_key should differ from quality_key, but got difficulty_key={self.difficulty_key!r}")
+        self.image_keys = check_image_keys(self.image_keys)
+        self.handler = resolve_handler(self.handler)
+        self.metrics = _resolve_metrics(self.metric, self.device)
 
     @property
     def fingerprints(self) -> dict[str, str]:
         """``{metric name: metric.fingerprint()}`` of the metrics this stage applies."""
         return {metric.name: metric.fingerprint() for metric in self.metrics}
 
+    def _read_image(self, sample: dict[str, Any]) -> Tensor:
+        return image_tensor(find_image(sample, self.image_keys))  # type: ignore[arg-type]
+
     def __call__(self, source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         buffer: list[tuple[dict[str, Any], Tensor]] = []
-        for sample in source:
-            try:
-                image = decode_image(find_image(sample, self.image_keys))
-            except Exception as exn:  # noqa: BLE001 - every error goes to the explicit handler
-                if self.handler(exn):
-                    continue
-                break
-            buffer.append((sample, image))
+        # Each image is decoded as its sample is pulled, so a decode error concerns the last sample pulled.
+        for item in read_values(source, self._read_image, self.handler):  # type: ignore[arg-type]
+            buffer.append(item)
             if len(buffer) >= self.batch_size:
                 scored, go_on = self._score(buffer)
                 yield from scored
@@ -125,7 +203,7 @@ class AnnotateQuality:
                     if metric.calibration is not None:
                         difficulty[metric.name] = metric.difficulty(scores).float().cpu().tolist()
             except Exception as exn:  # noqa: BLE001 - every error goes to the explicit handler
-                if self.handler(exn):
+                if self.handler(exn):  # type: ignore[operator]
                     continue
                 go_on = False
                 break
@@ -137,95 +215,42 @@ class AnnotateQuality:
                 annotated[index] = sample
         return [annotated[index] for index in sorted(annotated)], go_on
 
-    def __repr__(self) -> str:
-        names = [metric.name for metric in self.metrics]
-        return f"AnnotateQuality(metrics={names}, batch_size={self.batch_size}, device={str(self.device)!r})"
+
+annotate_quality = AnnotateQuality
 
 
-def annotate_quality(
-    metric: QualityMetric | str | Sequence[QualityMetric | str],
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    *,
-    image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
-    handler: str | Handler = "raise",
-    quality_key: str = "quality",
-    difficulty_key: str = "difficulty",
-) -> AnnotateQuality:
-    """A picklable webdataset stage adding quality scores to raw samples.
-
-    Args:
-        metric: a no-reference :class:`~qualoader.metrics.QualityMetric`, a registered name, or a
-            sequence of them (distinct names). Metrics are moved to ``device`` and set to eval.
-        batch_size: images per metric call (before grouping by shape).
-        device: where the images are scored.
-        image_keys: member extensions tried in order to find the image (``"png"``, ``"jpg"``, ...).
-        handler: ``"raise"``, ``"skip"`` (a :class:`SkipAndCount`) or a webdataset-style handler
-            ``(exception) -> bool`` for missing/undecodable images and scoring errors.
-        quality_key: sample entry receiving ``{metric name: score}``.
-        difficulty_key: sample entry receiving ``{metric name: difficulty}`` for the metrics with
-            a calibration (absent when none is calibrated).
-
-    Returns:
-        The stage: ``stage(samples) -> samples``; use ``dataset.compose(stage)`` or put it in a
-        ``wds.DataPipeline``.
-
-    Example:
-        >>> import webdataset as wds
-        >>> dataset = wds.WebDataset(urls, shardshuffle=False).compose(annotate_quality("sharpness"))  # doctest: +SKIP
-        >>> next(iter(dataset))["quality"]  # doctest: +SKIP
-        {'sharpness': 0.0123}
-    """
-    check_positive_int(batch_size, "batch_size")
-    check_type(device, "device", (str, torch.device), "a device name or torch.device")
-    device = torch.device(device)
-    for name, value in (("quality_key", quality_key), ("difficulty_key", difficulty_key)):
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"{name} should be a non-empty str, but got {name}={value!r}")
-    if quality_key == difficulty_key:
-        raise ValueError(f"difficulty_key should differ from quality_key, but got difficulty_key={difficulty_key!r}")
-    return AnnotateQuality(
-        _resolve_metrics(metric, device),
-        batch_size,
-        device,
-        check_image_keys(image_keys),
-        resolve_handler(handler),
-        quality_key,
-        difficulty_key,
-    )
+def _read_tag(sample: dict[str, Any]) -> dict[str, Any]:
+    member = sample.get(TAG_MEMBER)
+    if member is None:
+        raise MissingTagError(
+            f"sample {sample.get('__key__')!r} should carry a {TAG_MEMBER} member, but got members {sorted(k for k in sample if not k.startswith('_'))}"
+        )
+    return parse_tag(member)
 
 
-class ParseQualityTags:
-    """Picklable stage parsing each sample's ``quality.json`` into ``quality``/``difficulty``/``fingerprints`` entries."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-
-    def __call__(self, source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for sample in source:
-            try:
-                member = sample.get(TAG_MEMBER)
-                if member is None:
-                    raise MissingTagError(f"sample {sample.get('__key__')!r} should carry a {TAG_MEMBER} member, but got members {sorted(k for k in sample if not k.startswith('_'))}")
-                sample.update(parse_tag(member))
-            except Exception as exn:  # noqa: BLE001 - every error goes to the explicit handler
-                if self.handler(exn):
-                    continue
-                break
-            yield sample
-
-    def __repr__(self) -> str:
-        return "ParseQualityTags()"
+def _parse_quality_tags(source: Iterable[dict[str, Any]], handler: Handler) -> Iterator[dict[str, Any]]:
+    for sample, tag in read_values(source, _read_tag, handler):
+        sample[QUALITY_KEY], sample[DIFFICULTY_KEY], sample[FINGERPRINTS_KEY] = tag["quality"], tag["difficulty"], tag["fingerprints"]
+        yield sample
 
 
-def parse_quality_tags(handler: str | Handler = "raise") -> ParseQualityTags:
-    """A stage turning the ``quality.json`` member of tagged samples into dict entries.
+_parse_stage = pipelinefilter(_parse_quality_tags)
 
-    Adds ``sample["quality"]``, ``sample["difficulty"]`` (``{metric: value}``) and
-    ``sample["fingerprints"]``; the ``quality.json`` bytes stay in the sample. The filters of
-    :mod:`qualoader.webdataset.filters` parse tags on their own, so this stage is optional.
+
+def parse_quality_tags(handler: str | Handler = "raise") -> FilterFunction:
+    """A stage turning the ``quality.json`` member of tagged samples into ``__quality__``-style entries.
+
+    Adds ``sample["__quality__"]``, ``sample["__difficulty__"]`` (``{metric: value}``) and
+    ``sample["__fingerprints__"]``; the ``quality.json`` member stays in the sample. It works before
+    or after ``.decode(...)`` (which turns the member into a dict). The filters parse tags on their
+    own, so this stage is optional.
 
     Args:
         handler: ``"raise"``, ``"skip"`` or a handler for untagged or malformed samples.
+
+    Example:
+        >>> tagged = {"__key__": "a", "quality.json": b'{"quality": {"sharpness": 0.5}}'}
+        >>> next(parse_quality_tags()([tagged]))["__quality__"]
+        {'sharpness': 0.5}
     """
-    return ParseQualityTags(resolve_handler(handler))
+    return _parse_stage(resolve_handler(handler))

@@ -64,7 +64,9 @@ def test_samplers_read_a_complete_score_table_and_its_orientation(tmp_path):
     )
     assert bool((sampler.weights.diff() < 0).all()), "favouring easy samples, lower bn-shift weighs more"
     assert QualityWeightedSampler(table, higher_is_better=False).higher_is_better is False, "agreeing with the table is fine"
-    with pytest.raises(ValueError, match="higher_is_better should match the direction its ScoreTable carries \\(False\\), but got higher_is_better=True"):
+    with pytest.raises(
+        ValueError, match="higher_is_better should match the direction its ScoreTable carries \\(False\\), but got higher_is_better=True"
+    ):
         QualityWeightedSampler(table, higher_is_better=True)
 
 

@@ -21,6 +21,7 @@ from qualoader.webdataset import (
     SkipAndCount,
     annotate_quality,
     decode_image,
+    image_tensor,
     parse_quality_tags,
 )
 
@@ -43,9 +44,9 @@ def test_scores_equal_direct_metric(fm_shards: list[str], fashion_mnist_test: tu
     images = fashion_mnist_test[0][:240]
     assert [s["__key__"] for s in samples] == [f"{i:08d}" for i in range(240)]
     expected = create_metric("sharpness")(images)
-    got = torch.tensor([s["quality"]["sharpness"] for s in samples])
+    got = torch.tensor([s["__quality__"]["sharpness"] for s in samples])
     torch.testing.assert_close(got, expected)
-    assert all(set(s["quality"]) == {"sharpness"} and "difficulty" not in s for s in samples)
+    assert all(set(s["__quality__"]) == {"sharpness"} and "__difficulty__" not in s for s in samples)
 
 
 def test_original_members_untouched(fm_shards: list[str]) -> None:
@@ -54,7 +55,7 @@ def test_original_members_untouched(fm_shards: list[str]) -> None:
     assert len(plain) == len(annotated) == 240
     for before, after in zip(plain, annotated, strict=True):
         assert after["png"] == before["png"] and after["cls"] == before["cls"]
-        assert set(after["quality"]) == {"sharpness", "contrast"}
+        assert set(after["__quality__"]) == {"sharpness", "contrast"}
 
 
 def test_variable_sizes_match_per_image_scoring(photo_shards: list[str]) -> None:
@@ -65,20 +66,20 @@ def test_variable_sizes_match_per_image_scoring(photo_shards: list[str]) -> None
     assert sizes == {48, 64, 80}
     for sample in samples:
         single = metric(decode_image(sample["png"])[None])[0]
-        assert sample["quality"]["contrast"] == pytest.approx(float(single), rel=1e-5, abs=1e-7)
+        assert sample["__quality__"]["contrast"] == pytest.approx(float(single), rel=1e-5, abs=1e-7)
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 def test_batch_size_does_not_change_scores(photo_shards: list[str], batch_size: int) -> None:
-    reference = [s["quality"]["sharpness"] for s in _read(photo_shards, annotate_quality("sharpness", batch_size=45))]
-    got = [s["quality"]["sharpness"] for s in _read(photo_shards, annotate_quality("sharpness", batch_size=batch_size))]
+    reference = [s["__quality__"]["sharpness"] for s in _read(photo_shards, annotate_quality("sharpness", batch_size=45))]
+    got = [s["__quality__"]["sharpness"] for s in _read(photo_shards, annotate_quality("sharpness", batch_size=batch_size))]
     assert got == pytest.approx(reference, rel=1e-5, abs=1e-7)
 
 
 def test_difficulty_when_calibrated(fm_shards: list[str], calibrated_sharpness: QualityMetric) -> None:
     samples = _read(fm_shards[:1], annotate_quality(calibrated_sharpness, batch_size=40))
-    scores = torch.tensor([s["quality"]["sharpness"] for s in samples])
-    difficulty = torch.tensor([s["difficulty"]["sharpness"] for s in samples])
+    scores = torch.tensor([s["__quality__"]["sharpness"] for s in samples])
+    difficulty = torch.tensor([s["__difficulty__"]["sharpness"] for s in samples])
     torch.testing.assert_close(difficulty, calibrated_sharpness.difficulty(scores))
     assert 0 <= difficulty.min() and difficulty.max() <= 1 and difficulty.std() > 0
 
@@ -136,7 +137,7 @@ def test_skip_and_count_limit() -> None:
 def test_parse_quality_tags() -> None:
     tagged = {"__key__": "k", "quality.json": b'{"quality": {"m": 0.5}, "difficulty": {"m": 0.1}, "fingerprints": {"m": "ab"}}'}
     (out,) = list(parse_quality_tags()([tagged]))
-    assert out["quality"] == {"m": 0.5} and out["difficulty"] == {"m": 0.1} and out["fingerprints"] == {"m": "ab"}
+    assert out["__quality__"] == {"m": 0.5} and out["__difficulty__"] == {"m": 0.1} and out["__fingerprints__"] == {"m": "ab"}
     with pytest.raises(MissingTagError):
         list(parse_quality_tags()([{"__key__": "u", "png": b""}]))
     with pytest.warns(RuntimeWarning, match="MissingTagError"):
@@ -164,6 +165,42 @@ def test_parse_quality_tags() -> None:
 def test_bad_arguments(kwargs: dict, error: type[Exception]) -> None:
     with pytest.raises(error, match="should"):
         annotate_quality(**kwargs)
+
+
+@pytest.mark.parametrize("spec", ["l8", "torchl8", "pill"])
+def test_scoring_after_decode_equals_scoring_bytes(fm_shards: list[str], spec: str) -> None:
+    """Grey images decoded by webdataset to numpy, tensors or PIL score exactly as their PNG bytes."""
+    reference = [s["__quality__"]["sharpness"] for s in _read(fm_shards[:1], annotate_quality("sharpness"))]
+    decoded = wds.WebDataset(fm_shards[:1], shardshuffle=False, empty_check=False).decode(spec).compose(annotate_quality("sharpness"))
+    assert [s["__quality__"]["sharpness"] for s in decoded] == reference
+
+
+def test_scoring_float_rgb_after_decode(fm_shards: list[str]) -> None:
+    metric = create_metric("brightness")
+    samples = list(
+        wds.WebDataset(fm_shards[:1], shardshuffle=False, empty_check=False).decode("torchrgb").compose(annotate_quality(metric))
+    )
+    images = torch.stack([s["png"] for s in samples])
+    assert images.shape == (80, 3, 28, 28) and images.dtype == torch.float32
+    torch.testing.assert_close(torch.tensor([s["__quality__"]["brightness"] for s in samples]), metric(images))
+
+
+def test_image_tensor_layouts_and_errors() -> None:
+    import numpy as np
+    from PIL import Image
+
+    hwc = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)  # RGBA from webdataset's rgba8 decoder
+    assert torch.equal(image_tensor(hwc), torch.from_numpy(hwc[:, :, :3]).permute(2, 0, 1))
+    assert image_tensor(torch.zeros(5, 6)).shape == (1, 5, 6)
+    assert image_tensor(Image.new("RGB", (4, 2))).shape == (3, 2, 4)
+    with pytest.raises(
+        ValueError, match="image should have shape \\(C, H, W\\) or \\(H, W\\) with 1, 3 or 4 channels, but got image.shape=\\(5, 6, 3\\)"
+    ):
+        image_tensor(torch.zeros(5, 6, 3))
+    with pytest.raises(TypeError, match="image should have dtype uint8 or floating, but got image.dtype=torch.int64"):
+        image_tensor(torch.zeros(1, 2, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="image should be encoded bytes, a tensor, a numpy array or a PIL image, but got image of type str"):
+        image_tensor("a.png")
 
 
 def test_decode_image_modes() -> None:

@@ -49,6 +49,9 @@ def test_score_skips_broken_image(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert main(["score", str(shard), "--metric", "brightness", "--out", str(tmp_path / "o"), "--on-error", "skip"]) == 0
     index = read_sidecar(tmp_path / "o" / "mixed.tar.quality.json")
     assert index.keys == ["a"] and index.skipped == 2 and index.quality["a"]["brightness"] == 0.0
+    out = capsys.readouterr().out
+    assert "2 skipped" in out and "sample 'b': ImageDecodeError" in out and "sample 'c': MissingImageError" in out
+    assert [(e.key, e.error) for e in index.skipped_samples] == [("b", "ImageDecodeError"), ("c", "MissingImageError")]
 
 
 @pytest.mark.parametrize(

@@ -96,3 +96,52 @@ def test_tag_needs_out_dir(shards: list[str], capsys: pytest.CaptureFixture[str]
     assert "at least one input shard and the output folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["tag", shards[0], "out"])  # --metric is required
+
+
+def test_tag_refuses_its_own_input_folder(shards: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    shard = folder / "tagged-000000.tar"
+    shard.write_bytes(Path(shards[0]).read_bytes())
+    before = shard.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert main(["tag", str(shard), str(folder), "--metric", "contrast", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("qualoader tag: error: out_dir should not hold any input shard") and err.count("\n") == 1
+    assert shard.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["tagged-000000.tar"]
+
+
+def test_tag_overwrite_replaces_the_old_set(shards: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["tag", *shards, str(out), "--metric", "contrast", "--maxcount", "10"]) == 0
+    assert len(list(out.glob("*.tar"))) == 6
+    assert main(["tag", *shards, str(out), "--metric", "contrast", "--maxcount", "40"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["tag", *shards, str(out), "--metric", "contrast", "--maxcount", "40", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.glob("*.tar")) == ["tagged-000000.tar", "tagged-000001.tar"]
+    assert len(_samples(sorted(out.glob("*.tar")))) == 60  # no stale shard counted twice
+
+
+def test_tag_lists_skipped_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import tarfile
+
+    shard = tmp_path / "in.tar"
+    png = write_image_shards(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), str(tmp_path / "g-%d.tar"))[0]
+    with tarfile.open(png) as archive:
+        good = archive.extractfile("00000000.png").read()
+    with tarfile.open(shard, "w") as tar:
+        for name, data in (("a.png", good), ("b.png", b"broken"), ("c.png", good)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert main(["tag", str(shard), str(tmp_path / "x"), "--metric", "contrast"]) == 1
+    err = capsys.readouterr().err
+    assert "ImageDecodeError" in err and "in.tar: sample 'b'" in err and not (tmp_path / "x").exists()
+    with pytest.warns(RuntimeWarning):
+        assert main(["tag", str(shard), str(tmp_path / "y"), "--metric", "contrast", "--on-error", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "tagged 2 samples into 1 shards" in out and "(1 skipped)" in out
+    assert f"skipped {shard} sample 'b': ImageDecodeError" in out
+    index = read_sidecar(tmp_path / "y" / "tagged-000000.tar.quality.json")
+    assert index.keys == ["a", "c"] and [(e.shard, e.key) for e in index.skipped_samples] == [(str(shard), "b")]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from qualoader.webdataset import CorruptShardError, SkipAndCount, read_shards
+from qualoader.webdataset import CorruptShardError, DuplicateKeyError, SkipAndCount, read_shards
+from qualoader.webdataset.reading import raw_samples, split_member_name
 
 
 def _samples(shards: list[str]) -> list[dict]:
@@ -64,3 +65,57 @@ def test_picklable_and_bad_handler() -> None:
     assert pickle.loads(pickle.dumps(read_shards("skip"))).handler.total == 0
     with pytest.raises(ValueError, match="handler should be one of"):
         read_shards("ignore")
+
+
+def _tar_of(path: Path, names: list[str], tar_format: int = tarfile.PAX_FORMAT) -> Path:
+    with tarfile.open(path, "w", format=tar_format) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            data = name.encode()
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.png", ("a", "png")),
+        ("README", ("README", "")),
+        ("a._meta", ("a", "_meta")),
+        ("a.b.c.PNG", ("a", "b.c.PNG")),
+        ("dir.v1/img.jpg", ("dir.v1/img", "jpg")),
+        ("dir/.hidden", ("dir/", "hidden")),
+    ],
+)
+def test_split_member_name(name: str, expected: tuple[str, str]) -> None:
+    assert split_member_name(name) == expected
+
+
+def test_raw_samples_keep_every_member(tmp_path: Path) -> None:
+    names = ["a.png", "a", "a._meta", "a.x.y", "README", "b.PNG", "b.cls", "a.cls"]
+    shard = _tar_of(tmp_path / "raw.tar", names, tarfile.GNU_FORMAT)
+    samples = list(raw_samples(str(shard)))
+    assert [(s.key, [i.name for i, _ in s.members]) for s in samples] == [
+        ("a", ["a.png", "a", "a._meta", "a.x.y"]),
+        ("README", ["README"]),
+        ("b", ["b.PNG", "b.cls"]),
+        ("a", ["a.cls"]),  # a key seen again later is a new sample: the tag writer refuses it
+    ]
+    assert all(data == info.name.encode() for s in samples for info, data in s.members)
+    assert samples[2].as_webdataset() == {"__key__": "b", "__url__": str(shard), "png": b"b.PNG", "cls": b"b.cls"}
+    assert all(s.problem is None for s in samples)
+
+
+def test_raw_samples_flag_problems_and_truncation(tmp_path: Path, fm_shards: list[str]) -> None:
+    shard = _tar_of(tmp_path / "dup.tar", ["a.png", "a.PNG", "b.png"])
+    first, second = raw_samples(str(shard))
+    assert isinstance(first.problem, DuplicateKeyError) and "'a.PNG' twice" in str(first.problem) and second.problem is None
+    data = Path(fm_shards[0]).read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[: len(data) // 2 + 700])  # inside a member
+    seen = []
+    with pytest.raises(CorruptShardError, match="truncated") as caught:
+        seen.extend(sample.key for sample in raw_samples(str(cut)))
+    assert caught.value.sample_key is not None and caught.value.sample_key not in seen  # the partial sample is named, not yielded
+    assert seen == [f"{i:08d}" for i in range(len(seen))] and 0 < len(seen) < 80

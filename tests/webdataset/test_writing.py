@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 import webdataset as wds
 
-from qualoader.webdataset import decode_image, encode_image, write_image_shards
+from qualoader.webdataset import SidecarIndex, decode_image, encode_image, write_image_shards
+from qualoader.webdataset.writing import StagedShardSet
 
 
 def test_round_trip(tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], photos: torch.Tensor) -> None:
@@ -46,3 +48,61 @@ def test_bad_arguments(tmp_path: Path) -> None:
         encode_image(torch.zeros(2, 4, 4))
     with pytest.raises(TypeError, match="image should be"):
         encode_image([[0]])  # type: ignore[arg-type]
+
+
+def _staged(out: Path, **kwargs: object) -> StagedShardSet:
+    options = {"maxcount": 2, "maxsize": 10**9, "overwrite": False, "new_index": lambda name: SidecarIndex(name, {})}
+    return StagedShardSet(out, "s-%03d.tar", **{**options, **kwargs})  # type: ignore[arg-type]
+
+
+def _member(name: str, data: bytes, **fields: object) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def test_staged_set_publishes_only_when_complete(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with _staged(out) as staged:
+        for i in range(5):
+            staged.write_sample([_member(f"k{i}.bin", bytes([i]) * (i * 300))])
+            staged.index.add(f"k{i}", {})  # type: ignore[union-attr]
+        assert [p.name for p in out.iterdir()] == [staged.staging.name]  # type: ignore[union-attr]
+    assert sorted(p.name for p in out.iterdir()) == [f"s-{i:03d}.tar{ext}" for i in range(3) for ext in ("", ".quality.json")]
+    with tarfile.open(out / "s-001.tar") as tar:
+        assert [(m.name, tar.extractfile(m).read()) for m in tar] == [("k2.bin", b"\x02" * 600), ("k3.bin", b"\x03" * 900)]
+    assert [p.name for p, _ in staged.published] == ["s-000.tar", "s-001.tar", "s-002.tar"]
+
+
+def test_staged_set_abort_and_refusals(tmp_path: Path) -> None:
+    out = tmp_path / "new"
+    with pytest.raises(RuntimeError, match="boom"), _staged(out) as staged:
+        staged.write_sample([_member("a.bin", b"x")])
+        raise RuntimeError("boom")
+    assert not out.exists()  # created by the set, removed again
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="which is a file"):
+        _staged(tmp_path / "file").__enter__()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "old.tar").write_bytes(b"old")
+    with pytest.raises(ValueError, match="new or empty"):
+        _staged(kept).__enter__()
+    with pytest.raises(KeyboardInterrupt), _staged(kept, overwrite=True) as staged:
+        staged.write_sample([_member("a.bin", b"x")])
+        raise KeyboardInterrupt
+    assert [p.name for p in kept.iterdir()] == ["old.tar"] and (kept / "old.tar").read_bytes() == b"old"
+
+
+def test_copied_headers_drop_stale_pax_records(tmp_path: Path) -> None:
+    # an input pax "size" record for a member whose data changes (a re-tag) must not survive, or the copy is unreadable
+    info, _ = _member("a.quality.json", b"12345678", mtime=1.5, pax_headers={"size": "8", "comment": "kept", "GNU.sparse.size": "8"})
+    out = tmp_path / "out"
+    with _staged(out) as staged:
+        staged.write_sample([(info, b"new and longer bytes")])
+    with tarfile.open(out / "s-000.tar") as tar:
+        (member,) = tar.getmembers()
+        assert tar.extractfile(member).read() == b"new and longer bytes"
+        assert member.pax_headers.get("comment") == "kept" and "GNU.sparse.size" not in member.pax_headers and member.mtime == 1.5

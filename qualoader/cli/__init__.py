@@ -19,9 +19,10 @@ import pkgutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import NoReturn
 
 from qualoader.cli import commands
-from qualoader.cli._errors import UserError, check_device, report_user_error
+from qualoader.cli._errors import UserError, check_device, error_line, report_user_error
 
 __all__ = ["build_parser", "main"]
 
@@ -31,7 +32,11 @@ def _wrap(title: str, names: Sequence[str]) -> str:
 
 
 class _CommandParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose help ends with the valid metric / corruption names of its options."""
+    """An ``ArgumentParser`` whose errors take one line and whose help ends with the valid metric / corruption names."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("qualoader").strip() or None
+        self.exit(2, error_line(command, f"{message} (see '{self.prog} --help')") + "\n")
 
     def format_help(self) -> str:
         text = super().format_help()

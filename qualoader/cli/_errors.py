@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["UserError", "check_device", "create_cli_metric", "error_line", "report_user_error", "user_errors"]
+__all__ = ["UserError", "as_option", "check_device", "create_cli_metric", "error_line", "report_user_error", "user_errors"]
 
 #: The library raises these for bad arguments (the style guide's TypeError / ValueError, the registry's
 #: KeyError, a missing file or weights); inside :func:`user_errors` they are the user's to fix.
@@ -45,6 +45,16 @@ def report_user_error(command: str | None, error: BaseException) -> int:
     """Print ``error`` as one line on stderr; returns the exit code 2."""
     print(error_line(command, _message(error)), file=sys.stderr)
     return 2
+
+
+def as_option(error: BaseException, argument: str, option: str) -> UserError:
+    """``error`` as a :class:`UserError` whose message names the command-line ``option`` instead of
+    the library's ``argument`` (``"name should be ..., but got name='x'"`` -> ``"--metric should be ..."``).
+    """
+    message = _message(error)
+    if message.startswith(f"{argument} should"):
+        message = option + message[len(argument) :].replace(f"{argument}=", f"{option}=")
+    return UserError(message)
 
 
 @contextmanager
@@ -93,11 +103,7 @@ def create_cli_metric(name: str, device: str | None = None, *, no_reference: boo
     except UserError:
         raise
     except _ARGUMENT_ERRORS as error:
-        # The registry names its argument "name"; on a command line it is --metric.
-        message = _message(error)
-        if message.startswith("name should"):
-            message = "--metric should" + message[len("name should") :].replace("name=", "--metric=")
-        raise UserError(message) from error
+        raise as_option(error, "name", "--metric") from error
     if no_reference and metric.requires_reference:
         raise refuse()
     return metric

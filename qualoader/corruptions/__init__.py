@@ -15,6 +15,7 @@ is future work).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
 import torch
@@ -101,7 +102,7 @@ def resolve_corruption(name: str) -> str:
 
     Raises:
         TypeError: ``name`` is not a string.
-        ValueError: an unknown name; the message lists the valid names and aliases.
+        ValueError: an unknown name; the message lists the valid names and aliases, and close matches.
 
     Example:
         >>> resolve_corruption("jpeg_compression"), resolve_corruption("fog")
@@ -110,7 +111,13 @@ def resolve_corruption(name: str) -> str:
     check_type(name, "name", str, "a corruption name (str)")
     if name in CORRUPTION_ALIASES:
         return CORRUPTION_ALIASES[name]
-    check_choice(name, "name", {*CORRUPTIONS, *CORRUPTION_ALIASES})
+    if name not in CORRUPTIONS:
+        close = difflib.get_close_matches(name, [*CORRUPTIONS, *CORRUPTION_ALIASES], n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"name should be one of {{{', '.join(map(repr, sorted(CORRUPTIONS)))}}} or an ImageNet-C alias "
+            f"{{{', '.join(map(repr, sorted(CORRUPTION_ALIASES)))}}}, but got name={name!r}{hint}"
+        )
     return name
 
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from qualoader.cli import main
+from qualoader.corruptions import list_corruptions
 from qualoader.metrics import list_metrics
 
 
@@ -42,12 +43,21 @@ def test_pyiqa_listing_reports_weights(capsys):
 
 def test_pyiqa_listing_without_pyiqa_fails_cleanly(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pyiqa", None)
-    assert main(["metrics", "--pyiqa"]) == 1
-    assert "pip install 'qualoader[iqa]'" in capsys.readouterr().err
+    assert main(["metrics", "--pyiqa"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qualoader metrics: error: --pyiqa needs pyiqa") and "pip install 'qualoader[iqa]'" in err and err.count("\n") == 1
 
 
 def test_bad_mode_exits_with_usage_error(capsys):
     with pytest.raises(SystemExit) as error:
         main(["metrics", "--mode", "XR"])
     assert error.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("qualoader metrics: error: argument --mode: invalid choice: 'XR'")
+
+
+def test_help_lists_metric_and_corruption_names():
+    result = subprocess.run([sys.executable, "-m", "qualoader", "calibrate", "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout[result.stdout.index("no-reference metrics:") :]
+    assert all(name in listed for name in list_metrics())
+    assert all(name in listed for name in list_corruptions()) and "jpeg_compression = jpeg" in listed

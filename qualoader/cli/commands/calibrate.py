@@ -4,7 +4,9 @@ For ``--metric task-guided`` it trains a head against the reference network and 
 (``--out``, loadable with ``create_metric("task-guided", checkpoint=...)``) plus its ``.json`` recipe.
 For any other metric it writes a :class:`~qualoader.calibration.DifficultyCalibration` JSON
 (load it with ``DifficultyCalibration.load`` and attach it with ``metric.calibration = ...``).
-The images are a seeded random subset of real Fashion-MNIST (TRAIN split by default).
+The images are a seeded random subset of real Fashion-MNIST (SOURCE, default fashion-mnist:train;
+the full local copy, else the sample bundled with qualoader). Corruptions may be named by their
+ImageNet-C names too (jpeg_compression, elastic_transform).
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qualoader.cli._errors import UserError, as_option, create_cli_metric, user_errors
+from qualoader.cli._sources import parse_source
+
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,18 +30,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("source", nargs="?", default=None, metavar="SOURCE", help="fashion-mnist[:train|test] (default: fashion-mnist:train)")
     parser.add_argument("--metric", required=True, help="registered metric name, e.g. task-guided, bn-shift, sharpness")
     parser.add_argument("--reference", default="default", help="reference network: 'default', a torchvision model name, or a weights file (default: default)")
     parser.add_argument("--weights", default=None, help="local weights file for a torchvision --reference")
     parser.add_argument("--out", required=True, type=Path, help="output: head checkpoint (.pt) for task-guided, calibration JSON otherwise")
-    parser.add_argument("--severities", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5], help="severities of the sweep, 0 = clean (default: 0 1 2 3 4 5)")
-    parser.add_argument("--corruptions", nargs="+", default=None, help="corruption names (default: all)")
+    parser.add_argument(
+        "--severities", type=int, nargs="+", choices=range(6), metavar="0..5", default=[0, 1, 2, 3, 4, 5], help="severities of the sweep, 0 = clean (default: 0 1 2 3 4 5)"
+    )
+    parser.add_argument("--corruptions", nargs="+", default=None, help="corruption names, ours or ImageNet-C's (default: all; listed below)")
     parser.add_argument("--max-images", type=int, default=1000, help="number of Fashion-MNIST images in the sweep (default: 1000)")
-    parser.add_argument("--split", choices=("train", "test"), default="train", help="Fashion-MNIST split (default: train)")
+    parser.add_argument("--split", choices=("train", "test"), default=None, help="Fashion-MNIST split, as in SOURCE (default: train)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the image subset, corruptions and training (default: 0)")
     parser.add_argument("--method", choices=("isotonic", "logistic"), default="isotonic", help="calibration fit (default: isotonic)")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps of the task-guided head (default: 3000)")
     parser.set_defaults(func=run)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Check the command line before any data is loaded; resolves ``args.split`` and ImageNet-C corruption names."""
+    from qualoader._validation import check_positive_int
+    from qualoader.corruptions import resolve_corruption
+
+    with user_errors():
+        check_positive_int(args.max_images, "--max-images")
+        check_positive_int(args.seed, "--seed", allow_zero=True)
+        check_positive_int(args.steps, "--steps")
+        args.split = parse_source(args.source or "fashion-mnist", kinds={"fashion-mnist"}).resolved_split(args.split, default="train")
+    if args.corruptions is not None:
+        try:
+            args.corruptions = list(dict.fromkeys(resolve_corruption(name) for name in args.corruptions))
+        except ValueError as error:
+            raise as_option(error, "name", "--corruptions") from error
+    if not args.out.parent.exists():
+        raise UserError(f"--out should be in an existing folder, but got --out={str(args.out)!r} whose folder does not exist")
+    # Fails on an unknown name or missing weights now, not after the data is loaded.
+    create_cli_metric(args.metric, no_reference=False)
 
 
 def _load_reference(source: str, weights: str | None) -> Any:
@@ -59,20 +90,19 @@ def _build_metric(name: str, reference: Any, custom_reference: bool) -> Any:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from qualoader._validation import check_positive_int
     from qualoader.calibration import calibrate_metric
     from qualoader.datasets import load_fashion_mnist
 
-    check_positive_int(args.max_images, "--max-images")
-    check_positive_int(args.seed, "--seed", allow_zero=True)
-    if args.out.parent and not args.out.parent.exists():
-        raise FileNotFoundError(f"--out should be in an existing folder, but got --out={str(args.out)!r} whose folder does not exist")
+    _check_arguments(args)
     images, labels = load_fashion_mnist(args.split)
     chosen = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(args.seed))[: args.max_images]
     images, labels = images[chosen], labels[chosen]
-    reference = _load_reference(args.reference, args.weights)
+    try:
+        reference = _load_reference(args.reference, args.weights)
+    except (KeyError, ValueError, TypeError, FileNotFoundError) as error:  # an unknown reference name or a missing weights file
+        raise as_option(error, "source", "--reference") from error
     if args.metric == "task-guided":
-        from qualoader._train_task_guided import save_trained, train_task_guided
+        from qualoader.metrics.aligned.task_guided_training import save_trained, train_task_guided
 
         trained = train_task_guided(reference, images, labels, args.corruptions, tuple(args.severities), seed=args.seed, steps=args.steps)
         trained.recipe.update({"split": args.split, "reference_source": args.reference, "max_images": args.max_images})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from qualoader.cli._errors import UserError
 
 __all__ = ["add_parser", "run"]
 
@@ -64,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             rows = _pyiqa_rows(args.mode)
         except ImportError as error:
-            print(f"qualoader metrics: {error}", file=sys.stderr)
-            return 1
+            raise UserError(f"--pyiqa needs pyiqa: {error}") from error
     else:
         rows = _registered_rows(args.mode)
     if args.json:

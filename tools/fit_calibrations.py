@@ -1,9 +1,10 @@
 """Fit the shipped difficulty calibrations of the aligned metrics against the embedded default reference.
 
-Run ``python -m qualoader._fit_calibrations`` to regenerate ``qualoader/assets/calibration_<metric>.json``
-for ``feature-distance`` and ``bn-shift`` from a seeded corruption sweep of the Fashion-MNIST TRAIN
-split (the ``task-guided`` calibration is written with its head by ``python -m qualoader._train_task_guided``).
-Load them with :func:`qualoader.calibration.default_calibration`.
+Run ``python tools/fit_calibrations.py`` from the repository root to regenerate the shipped
+calibrations of ``feature-distance`` and ``bn-shift`` (their files in
+:data:`qualoader.calibration.SHIPPED_DEFAULTS`) from a seeded corruption sweep of the Fashion-MNIST
+TRAIN split (the ``task-guided`` calibration is written with its head by ``python tools/train_task_guided.py``).
+This script rebuilds shipped assets and is never imported by the package.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from qualoader.metrics import create_metric
     from qualoader.reference import default_reference
 
-    parser = argparse.ArgumentParser(prog="python -m qualoader._fit_calibrations", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python tools/fit_calibrations.py", description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_CALIBRATED))
     parser.add_argument("--max-images", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -39,7 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {}
     for name in args.metrics:
         metric = create_metric(name)
-        metric.calibration = None  # fit from scratch, whatever the metric loads by default
         calibration = calibrate_metric(metric, images[chosen], labels[chosen], reference, generator=torch.Generator().manual_seed(args.seed))
         calibration.info.update({"split": "train", "seed": args.seed, "subset": f"torch.randperm(60000, generator=manual_seed({args.seed}))[:{args.max_images}]"})
         calibration.save(default_calibration_path(name))

@@ -1,6 +1,7 @@
 """Train the embedded default reference network on the real Fashion-MNIST train split.
 
-Run ``python -m qualoader._train_default`` (about 6 minutes on two CPU cores). The recipe is fixed
+Run ``python tools/train_default.py`` from the repository root (about 6 minutes on two CPU cores);
+this script rebuilds a shipped asset and is never imported by the package. The recipe is fixed
 and seeded: :class:`~qualoader.reference.architectures.FashionCNN`, AdamW with a one-cycle learning
 rate, random horizontal flips as the only augmentation (never corruptions: the aligned metrics
 must not be trained on what they measure). It writes ``qualoader/assets/default_reference.pt``
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from qualoader._atomic import write_bytes_atomic, write_json_atomic
 from qualoader.datasets import load_fashion_mnist
 from qualoader.reference.architectures import (
     FASHION_MNIST_MEAN,
@@ -30,7 +33,7 @@ from qualoader.reference.architectures import (
 
 __all__ = ["evaluate", "main", "train_default"]
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "qualoader" / "assets"
 RECIPE: dict[str, Any] = {
     "architecture": "qualoader.reference.architectures.FashionCNN(num_classes=10, width=32, hidden=128)",
     "data": "Fashion-MNIST train split (60,000 images) from qualoader.datasets.load_fashion_mnist",
@@ -104,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     model, log = train_default(epochs=args.epochs, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / "default_reference.pt"
-    torch.save({key: value.detach().float().contiguous() for key, value in model.state_dict().items()}, weights)
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    buffer = io.BytesIO()
+    torch.save({key: value.detach().float().contiguous() for key, value in model.state_dict().items()}, buffer)
+    write_bytes_atomic(weights, buffer.getvalue())
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
     record = {
         "name": "fashion-mnist-cnn",
         "recipe": RECIPE,
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch_version": torch.__version__,
         "sha256": digest,
     }
-    (args.out / "default_reference.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(args.out / "default_reference.json", record, indent=2)
     print(f"wrote {weights} ({weights.stat().st_size} bytes), test accuracy {log['test_accuracy']:.4f}")
 
 

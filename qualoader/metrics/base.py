@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from qualoader._validation import check_images, check_same_shape
+
+if TYPE_CHECKING:  # the calibration package runs metrics in its sweeps, so it is imported lazily
+    from qualoader.calibration import Calibration
 
 __all__ = ["QualityMetric", "metric_fingerprint"]
 
@@ -30,8 +33,10 @@ class QualityMetric(nn.Module):
         requires_weights: ``True`` when the metric needs network weights (local files only).
 
     Instance attribute:
-        calibration: optional callable mapping scores :math:`(B,)` to expected error in [0, 1]
-            (see :meth:`difficulty`); ``None`` until a calibration is attached.
+        calibration: a :class:`~qualoader.calibration.Calibration` mapping scores :math:`(B,)` to
+            expected error in [0, 1] (see :meth:`difficulty`), or ``None``. It is not part of the
+            score's identity (:meth:`fingerprint`): attaching another calibration changes the
+            difficulty read from stored scores, never the scores.
 
     Args:
         check_values: validate that float input is finite and in [0, 1] (one host sync per call).
@@ -45,7 +50,7 @@ class QualityMetric(nn.Module):
     def __init__(self, *, check_values: bool = True) -> None:
         super().__init__()
         self.check_values = check_values
-        self.calibration: Any = None
+        self.calibration: Calibration | None = None
 
     # -- to implement -------------------------------------------------------------------------
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
@@ -97,7 +102,7 @@ class QualityMetric(nn.Module):
         return torch.device("cpu")
 
     def fingerprint(self) -> str:
-        """A short hash of name, config, weights and calibration: equal fingerprints give equal scores."""
+        """A short hash of name, config and weights (not the calibration): equal fingerprints give equal scores."""
         return metric_fingerprint(self)
 
     def extra_repr(self) -> str:
@@ -105,13 +110,14 @@ class QualityMetric(nn.Module):
 
 
 def metric_fingerprint(metric: QualityMetric) -> str:
-    """Hash ``metric.name``, ``metric.get_config()`` and every parameter and buffer (16 hex digits)."""
+    """Hash ``metric.name``, ``metric.get_config()`` and every parameter and buffer (16 hex digits).
+
+    The calibration is left out on purpose: it maps scores to difficulty at read time, so a store
+    keyed by this fingerprint stays valid when a metric is re-calibrated.
+    """
     digest = hashlib.sha256()
     digest.update(json.dumps({"name": metric.name, "config": metric.get_config()}, sort_keys=True, default=str).encode())
     for key, tensor in sorted(metric.state_dict().items()):
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-d buffers too
-    calibration = metric.calibration
-    if calibration is not None and hasattr(calibration, "state_dict"):
-        digest.update(json.dumps(calibration.state_dict(), sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]

@@ -74,14 +74,14 @@ def _default_checkpoint() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise FileNotFoundError(
             f"the embedded default reference should ship as {DEFAULT_CHECKPOINT} and {DEFAULT_RECORD}, "
             "but got a qualoader install without them; reinstall qualoader or regenerate them with "
-            "'python -m qualoader._train_default'"
+            "'python tools/train_default.py' (in the qualoader repository)"
         )
     record = json.loads(DEFAULT_RECORD.read_text())
     digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()
     if digest != record["sha256"]:
         raise RuntimeError(
             f"{DEFAULT_CHECKPOINT} should have sha256 {record['sha256']} (from {DEFAULT_RECORD.name}), but got sha256 {digest}; "
-            "the checkpoint is corrupt or out of date: regenerate it with 'python -m qualoader._train_default'"
+            "the checkpoint is corrupt or out of date: regenerate it with 'python tools/train_default.py' (in the qualoader repository)"
         )
     return record, load_state_dict_file(DEFAULT_CHECKPOINT)
 

@@ -98,7 +98,7 @@ def test_corrupt_or_missing_default_checkpoint(tmp_path, monkeypatch):
             default_reference()
         monkeypatch.setattr(loading, "DEFAULT_CHECKPOINT", tmp_path / "absent.pt")
         loading._default_checkpoint.cache_clear()
-        with pytest.raises(FileNotFoundError, match="python -m qualoader._train_default"):
+        with pytest.raises(FileNotFoundError, match="python tools/train_default.py"):
             default_reference()
     finally:
         monkeypatch.undo()

@@ -35,14 +35,17 @@ class ReferenceMetric(QualityMetric):
         **convention: Any,
     ) -> None:
         super().__init__(check_values=check_values)
-        self.uses_default_reference = reference is None or (isinstance(reference, str) and reference == "default")
         self.network: ReferenceNetwork = load_reference("default" if reference is None else reference, weights=weights, **convention)
 
-    def attach_default_calibration(self) -> None:
-        """Attach the shipped difficulty calibration (fitted against the embedded default), if any."""
-        from qualoader.calibration import default_calibration
+    def attach_shipped_calibration(self) -> None:
+        """Attach the shipped calibration fitted for this exact configuration, if the package has one.
 
-        self.calibration = default_calibration(self.name)
+        Subclasses call it last in ``__init__``, once ``get_config()`` is complete; which
+        configurations have one is declared in :data:`qualoader.calibration.SHIPPED_DEFAULTS`.
+        """
+        from qualoader.calibration.defaults import shipped_calibration
+
+        self.calibration = shipped_calibration(self)
 
     def get_config(self) -> dict[str, Any]:
         return {"reference": self.network.get_config()}

@@ -140,7 +140,8 @@ class BNShift(ReferenceMetric):
     Raises:
         ValueError: the network has no ``BatchNorm2d`` layer with running statistics.
 
-    With the default reference and options, the shipped difficulty calibration is attached.
+    With the embedded reference and the options of its entry in :data:`qualoader.calibration.SHIPPED_DEFAULTS`,
+    the shipped difficulty calibration is attached.
 
     Example:
         >>> import torch
@@ -173,8 +174,7 @@ class BNShift(ReferenceMetric):
         self.layers = None if layers is None else tuple(selected)
         self.divergence = divergence
         self.variance_floor = floor
-        if self.uses_default_reference and divergence == "kl" and floor == 0.01 and layers is None:
-            self.attach_default_calibration()
+        self.attach_shipped_calibration()
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Shifts :math:`(B,)` of validated images :math:`(B, C, H, W)`."""

@@ -137,7 +137,8 @@ class FeatureDistance(ReferenceMetric):
         check_values: validate that float input is finite and in [0, 1].
         **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
 
-    With the default reference and options, the shipped difficulty calibration is attached.
+    With the embedded reference and the options of its entry in :data:`qualoader.calibration.SHIPPED_DEFAULTS`,
+    the shipped difficulty calibration is attached.
 
     Example:
         >>> import torch
@@ -171,8 +172,7 @@ class FeatureDistance(ReferenceMetric):
         if layers is not None:
             for layer in layers:
                 self.network.submodule(layer)
-        if self.uses_default_reference and layers is None and distance == "cosine":
-            self.attach_default_calibration()
+        self.attach_shipped_calibration()
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Distances :math:`(B,)` between features of ``images`` and of the clean ``reference`` :math:`(B, C, H, W)`."""

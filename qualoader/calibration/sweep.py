@@ -1,0 +1,139 @@
+"""Corruption sweeps: score corrupted copies of images and record whether a reference network still gets them right."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from qualoader._validation import check_choice, check_images, check_positive_int, check_type
+from qualoader.metrics.base import QualityMetric
+
+__all__ = ["Sweep", "corruption_sweep", "iterate_sweep", "reference_errors"]
+
+
+class Sweep(NamedTuple):
+    """Scores and reference-network errors of a corruption sweep, all shape :math:`(N,)`.
+
+    ``corruption`` indexes ``names`` (-1 for the clean images, which appear once); ``severity``
+    is 0 for clean images.
+    """
+
+    scores: Tensor
+    errors: Tensor
+    corruption: Tensor
+    severity: Tensor
+    names: tuple[str, ...]
+
+
+@torch.no_grad()
+def reference_errors(reference: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
+    """``1 - correct`` of ``reference`` on images :math:`(B, C, H, W)` with labels :math:`(B,)`, float32 :math:`(B,)`."""
+    logits = reference(images)
+    return (logits.argmax(dim=1) != labels).to(torch.float32)
+
+
+def iterate_sweep(
+    images: Tensor,
+    labels: Tensor,
+    reference: nn.Module,
+    corruptions: Sequence[str] | None,
+    severities: Sequence[int],
+    generator: torch.Generator | None,
+    batch_size: int,
+) -> tuple[tuple[str, ...], Iterator[tuple[Tensor, Tensor, Tensor, int, int]]]:
+    """Validate a corruption sweep and return ``(names, batches)``.
+
+    ``batches`` yields ``(clean, corrupted, labels, corruption_index, severity)`` per batch of
+    ``batch_size`` images and condition (index ``-1`` and severity 0 for the clean images), with
+    ``reference`` in eval mode while it runs (its mode is restored afterwards). Arguments as in
+    :func:`corruption_sweep`. Validation happens here, eagerly, so a bad argument fails before
+    the first (slow) batch.
+    """
+    from qualoader.corruptions import list_corruptions
+
+    images = check_images(images)
+    check_type(labels, "labels", Tensor, "a torch.Tensor of class indices (N,)")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels should have shape ({images.shape[0]},), but got labels.shape={tuple(labels.shape)}")
+    check_type(reference, "reference", nn.Module, "an nn.Module returning logits (N, K)")
+    check_positive_int(batch_size, "batch_size")
+    names = tuple(list_corruptions() if corruptions is None else corruptions)
+    if not names:
+        raise ValueError("corruptions should name at least one corruption, but got corruptions=()")
+    for name in names:
+        check_choice(name, "corruptions[i]", set(list_corruptions()))
+    levels = sorted(set(severities))
+    if any(isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5 for level in levels):
+        raise ValueError(f"severities should be ints in 0..5, but got severities={tuple(severities)!r}")
+    conditions = ([(-1, 0)] if 0 in levels else []) + [(k, s) for k in range(len(names)) for s in levels if s > 0]
+    return names, _sweep_batches(images, labels.to(images.device), reference, names, conditions, generator, batch_size)
+
+
+def _sweep_batches(
+    images: Tensor,
+    labels: Tensor,
+    reference: nn.Module,
+    names: tuple[str, ...],
+    conditions: list[tuple[int, int]],
+    generator: torch.Generator | None,
+    batch_size: int,
+) -> Iterator[tuple[Tensor, Tensor, Tensor, int, int]]:
+    from qualoader.corruptions import corrupt
+
+    was_training = reference.training
+    reference.eval()
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            clean, label = images[start : start + batch_size], labels[start : start + batch_size]
+            # conditions are the inner loop so every condition of a batch shares its clean images (and their features)
+            for index, level in conditions:
+                batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator).clamp(0.0, 1.0)
+                yield clean, batch, label, index, level
+    finally:
+        reference.train(was_training)
+
+
+@torch.no_grad()
+def corruption_sweep(
+    metric: QualityMetric,
+    images: Tensor,
+    labels: Tensor,
+    reference: nn.Module,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (0, 1, 2, 3, 4, 5),
+    generator: torch.Generator | None = None,
+    batch_size: int = 500,
+) -> Sweep:
+    """Score corrupted copies of ``images`` and record whether ``reference`` still classifies them.
+
+    Args:
+        metric: a :class:`~qualoader.metrics.QualityMetric`; full-reference metrics get the clean
+            images as their ``reference``.
+        images: clean images :math:`(N, C, H, W)`, uint8 or float in [0, 1].
+        labels: class indices :math:`(N,)` for ``reference``.
+        reference: the reference network: ``reference(images) -> logits (N, K)``.
+        corruptions: names from :func:`qualoader.corruptions.list_corruptions` (default: all).
+        severities: severities in 0..5; 0 means the clean images (included once).
+        generator: seeds the random corruptions.
+        batch_size: images per forward pass.
+
+    Returns:
+        A :class:`Sweep` whose ``errors`` are ``1 - correct`` of ``reference`` per image.
+
+    Raises:
+        TypeError: ``metric`` is not a ``QualityMetric`` or ``reference`` not an ``nn.Module``.
+    """
+    check_type(metric, "metric", QualityMetric, "a QualityMetric (see qualoader.metrics.create_metric)")
+    parts: dict[str, list[Tensor]] = {"scores": [], "errors": [], "corruption": [], "severity": []}
+    names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size)
+    for clean, batch, label, index, level in batches:
+        scores = metric(batch, clean) if metric.requires_reference else metric(batch)
+        parts["scores"].append(scores.float())
+        parts["errors"].append(reference_errors(reference, batch, label))
+        parts["corruption"].append(torch.full_like(label, index))
+        parts["severity"].append(torch.full_like(label, level))
+    merged = {key: torch.cat(value) for key, value in parts.items()}
+    return Sweep(merged["scores"], merged["errors"], merged["corruption"], merged["severity"], names)

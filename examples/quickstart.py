@@ -9,7 +9,8 @@ from qualoader.data import QualityDataset, QualityLoader, ScoreStore, describe
 from qualoader.datasets import load_fashion_mnist
 from qualoader.samplers import CurriculumSampler, QualityStratifiedSampler, QualityWeightedSampler
 
-images, labels = load_fashion_mnist("test")  # (10000, 1, 28, 28) uint8, from the Debian package
+# (10000, 1, 28, 28) uint8 from a full local copy, else (3000, 1, 28, 28) from the sample bundled with qualoader
+images, labels = load_fashion_mnist("test")
 dataset = QualityDataset(TensorDataset(images[:2000], labels[:2000]))  # samples carry their index
 
 metric = create_metric("bn-shift")  # DNN-aligned, no reference, embedded default network

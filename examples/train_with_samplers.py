@@ -5,11 +5,15 @@ the scores then drive a stratified, a stratified-batch, two weighted (easy / har
 curriculum sampler, next to a plain ``RandomSampler`` baseline. Each run starts from the same
 seeded network and prints: sampler, epochs, samples seen, test accuracy and seconds.
 
-Run it from the repository root (needs the Debian package ``dataset-fashion-mnist``)::
+Run it from the repository root::
 
     python examples/train_with_samplers.py --quick          # 4000 train / 1000 test images, 2 epochs
     python examples/train_with_samplers.py                  # all 60000 / 10000 images, 3 epochs
     python examples/train_with_samplers.py --epochs 5 --train-images 20000 --seed 1
+
+Without a full local copy of Fashion-MNIST (the Debian package ``dataset-fashion-mnist`` or
+``$QUALOADER_FASHION_MNIST``), the images come from the sample bundled with qualoader: 2000 train
+and 3000 test images, so ``--quick`` trains on 2000 and the full run on 2000 / 3000.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler, TensorDataset
 
 from qualoader import QualityMetric, create_metric
-from qualoader.datasets import load_fashion_mnist
+from qualoader.datasets import fashion_mnist_source, load_fashion_mnist
 from qualoader.samplers import (
     CurriculumSampler,
     QualitySampler,
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metric = create_metric("bn-shift")  # DNN-aligned; lower is better
     start = time.perf_counter()
     scores = score_images(metric, train_images)
+    print(f"data: {len(train_images)} train / {len(test_images)} test images ({fashion_mnist_source()} copy of Fashion-MNIST)")
     print(
         f"scored {len(scores)} training images with bn-shift in {time.perf_counter() - start:.1f}s "
         f"(median {float(scores.median()):.4f}, higher_is_better={metric.higher_is_better})"

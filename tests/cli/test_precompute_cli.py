@@ -58,3 +58,24 @@ def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     err = capsys.readouterr().err
     assert "--metric should be a registered metric" in err and "sharpness" in err
     assert not (tmp_path / "s").exists()  # nothing was created for a command that was refused
+
+
+def test_unreadable_image_named_or_skipped(tmp_path: Path, photos: torch.Tensor, capsys: pytest.CaptureFixture[str]) -> None:
+    for k in range(5):
+        array = (photos[k, :, :32, :32].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        (tmp_path / "images" / "c").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(tmp_path / "images" / "c" / f"{k}.jpg")
+    bad = tmp_path / "images" / "c" / "2.jpg"
+    bad.write_bytes(bad.read_bytes()[:400])
+    argv = ["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress", "--batch-size", "2"]
+    assert main([*argv, "--num-workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"dataset[2] (file '{bad}') should be a readable sample" in err and "--on-error skip" in err
+    assert main([*argv, "--num-workers", "2", "--on-error", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "4/5 scored, 1 skipped" in out and f"skipped 2: dataset[2] (file '{bad}')" in out and "skipped    1 unreadable" in out
+    for k in (0, 4):  # rewritten in place: the next run rescores exactly these
+        Image.open(tmp_path / "images" / "c" / f"{k}.jpg").rotate(90).save(tmp_path / "images" / "c" / f"{k}.jpg")
+    assert main([*argv, "--on-error", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "2 sample(s) changed since the last run" in out and "4/5 scored, 1 skipped" in out

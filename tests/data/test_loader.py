@@ -185,3 +185,27 @@ def test_bad_images_in_batch(sharpness: QualityMetric) -> None:
     normalised = QualityLoader(DataLoader(QualityDataset(ListDataset([(torch.full((3, 8, 8), -1.0),)] * 2)), batch_size=2), sharpness)
     with pytest.raises(ValueError, match=r"images should have float values in \[0, 1\]"):
         next(iter(normalised))
+
+
+@pytest.mark.parametrize("output", ["auto", "dict"])
+def test_one_batch_layout_with_and_without_calibration(fmnist_small: TensorDataset, sharpness: QualityMetric,
+                                                      calibrated_brightness: QualityMetric, output: str) -> None:
+    """The README loop ``for image, label, quality, difficulty in loader`` works with every metric."""
+    layouts = []
+    for metric in (calibrated_brightness, sharpness):
+        loader = QualityLoader(DataLoader(QualityDataset(fmnist_small, output=output), batch_size=16), metric)
+        batch = next(iter(loader))
+        layouts.append(len(batch) if output == "auto" else sorted(batch))
+        difficulty = batch[3] if output == "auto" else batch["difficulty"]
+        quality = batch[2] if output == "auto" else batch["quality"]
+        assert difficulty.dtype == torch.float64 and difficulty.shape == (16,)
+        if metric.calibration is None:
+            assert torch.isnan(difficulty).all()
+        else:
+            assert torch.equal(difficulty, metric.difficulty(quality).double()) and not torch.isnan(difficulty).any()
+        if output == "auto":
+            for image, label, quality, difficulty in loader:  # the README's loop
+                assert image.shape[0] == label.shape[0] == quality.shape[0] == difficulty.shape[0]
+    assert layouts[0] == layouts[1] == (4 if output == "auto" else ["difficulty", "image", "quality", "target"])
+    explicit = QualityLoader(DataLoader(QualityDataset(fmnist_small), batch_size=16), sharpness, difficulty=False)
+    assert len(next(iter(explicit))) == 3  # only an explicit difficulty=False removes the field

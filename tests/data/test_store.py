@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from qualoader.data import ScoreStore, ScoreTable, StoreError
+from torch.utils.data import TensorDataset
+from torchvision.datasets import ImageFolder
+
+from qualoader.data import ScoreStore, ScoreTable, StoreError, identify_dataset
+from qualoader.data.store import store_lock
 from qualoader.metrics import QualityMetric, create_metric
 
 
@@ -185,3 +191,119 @@ def test_scores_survive_process_restart(tmp_path: Path, fashion_mnist_test: tupl
     assert torch.equal(read_back, expected)
     other = _run(_READER, root, "64")
     assert other.startswith("LOOKUP") and "config {'bins': 256}" in other and "config {'bins': 64}" in other
+
+
+def test_deleted_store_json_is_never_readopted(tmp_path: Path, sharpness: QualityMetric) -> None:
+    store = ScoreStore(tmp_path / "s", 10)
+    store.table(sharpness, create=True).write([0], [0.5])
+    (tmp_path / "s" / "store.json").unlink()
+    with pytest.raises(StoreError, match=r"root should be an empty folder or a score store, but got .* holding \['sharpness-"):
+        ScoreStore(tmp_path / "s", 10)
+    with pytest.raises(StoreError, match="the store header should exist"):
+        ScoreTable(tmp_path / "s" / f"sharpness-{sharpness.fingerprint()}")
+
+
+def test_table_of_another_store_is_refused(tmp_path: Path, sharpness: QualityMetric) -> None:
+    ScoreStore(tmp_path / "a", 10).table(sharpness, create=True)
+    ScoreStore(tmp_path / "b", 10)
+    name = f"sharpness-{sharpness.fingerprint()}"
+    shutil.copytree(tmp_path / "a" / name, tmp_path / "b" / name)
+    with pytest.raises(StoreError, match=r"the table header's store_uid should be the store's uid="):
+        ScoreStore(tmp_path / "b").table(sharpness)
+    with pytest.raises(StoreError, match="store_uid"):
+        ScoreStore(tmp_path / "b").tables()
+
+
+def test_store_header_checked(tmp_path: Path) -> None:
+    ScoreStore(tmp_path / "s", 10)
+    meta = json.loads((tmp_path / "s" / "store.json").read_text())
+    (tmp_path / "s" / "store.json").write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(StoreError, match="the store header should be a qualoader.score_store version 2 header"):
+        ScoreStore(tmp_path / "s")
+
+
+def test_identity_recorded_matched_and_rescored(tmp_path: Path, image_folder: Path, sharpness: QualityMetric) -> None:
+    identity = identify_dataset(ImageFolder(str(image_folder)))
+    store = ScoreStore(tmp_path / "s", identity=identity)
+    assert store.length == 12 and store.identity == identity and store.keys() == identity.keys
+    table = store.table(sharpness, create=True)
+    table.write(range(12), np.arange(12, dtype=np.float64))
+    assert ScoreStore(tmp_path / "s", identity=identity).rescored.tolist() == []
+    for k in (2, 7):  # rewrite two files in place (new mtime)
+        path = image_folder / identity.keys[k]
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    changed = identify_dataset(ImageFolder(str(image_folder)))
+    reopened = ScoreStore(tmp_path / "s", identity=changed)
+    assert reopened.rescored.tolist() == [2, 7]
+    assert table.missing().tolist() == [2, 7] and table.scores()[3] == 3.0  # exactly those were dropped
+    assert reopened.identity == changed and len(list((tmp_path / "s").glob("samples-*.json"))) == 1
+    (image_folder / "b" / "new.png").write_bytes((image_folder / identity.keys[0]).read_bytes())
+    grown = identify_dataset(ImageFolder(str(image_folder)))
+    with pytest.raises(StoreError, match="length should be the store's dataset length 12, but got length=13"):
+        ScoreStore(tmp_path / "s", identity=grown)
+    with pytest.raises(StoreError, match="the dataset should have the store's 12 samples, but got 13"):
+        reopened.match_dataset(grown)
+    (image_folder / identity.keys[0]).unlink()
+    renamed = identify_dataset(ImageFolder(str(image_folder)))
+    with pytest.raises(StoreError, match=r"1 file\(s\) added, e.g. 'b/new.png', 1 file\(s\) removed"):
+        ScoreStore(tmp_path / "s", identity=renamed)
+    assert table.missing().tolist() == [2, 7]  # a refused dataset changes nothing
+
+
+def test_other_in_memory_dataset_refused(tmp_path: Path, fmnist_small: TensorDataset) -> None:
+    ScoreStore(tmp_path / "s", identity=identify_dataset(fmnist_small))
+    other = TensorDataset(fmnist_small.tensors[0].flip(0), fmnist_small.tensors[1])
+    with pytest.raises(StoreError, match=r"the dataset should be the store's \(a sampled content hash of 96 samples"):
+        ScoreStore(tmp_path / "s", identity=identify_dataset(other))
+    with pytest.raises(StoreError, match="identified by id, the store by content"):
+        ScoreStore(tmp_path / "s", identity=identify_dataset(fmnist_small, dataset_id="v1"))
+
+
+def test_store_without_identity_adopts_the_first_dataset(tmp_path: Path, fmnist_small: TensorDataset) -> None:
+    store = ScoreStore(tmp_path / "s", 96)
+    assert store.identity is None and store.keys() is None
+    identity = identify_dataset(fmnist_small, dataset_id="fm", keys=[f"k{i}" for i in range(96)])
+    assert store.match_dataset(identity).size == 0
+    assert ScoreStore(tmp_path / "s").keys()[:2] == ("k0", "k1")
+    with pytest.raises(StoreError):
+        store.match_dataset(identify_dataset(fmnist_small, dataset_id="other"))
+
+
+def test_corrupt_manifest(tmp_path: Path, image_folder: Path) -> None:
+    ScoreStore(tmp_path / "s", identity=identify_dataset(ImageFolder(str(image_folder))))
+    (manifest,) = (tmp_path / "s").glob("samples-*.json")
+    payload = json.loads(manifest.read_text())
+    payload["keys"][0] = "a/other.png"
+    manifest.write_text(json.dumps(payload))
+    with pytest.raises(StoreError, match="the sample manifest .* should match store.json"):
+        ScoreStore(tmp_path / "s").identity
+
+
+def test_skip_and_invalidate(table: ScoreTable) -> None:
+    table.write([0, 1, 2], [0.5, 0.25, 0.75])
+    table.skip([3, 4], ["dataset[3] (file 'x.png') is truncated", "dataset[4] is unreadable"])
+    assert table.num_scored == 3 and table.num_skipped == 2
+    assert table.skipped() == {3: "dataset[3] (file 'x.png') is truncated", 4: "dataset[4] is unreadable"}
+    assert 3 not in table.missing() and np.isnan(table.scores()[3]) and table.get(3) is None
+    assert table.read([2, 3])[1].tolist() == [True, False]
+    table.invalidate([1, 4])
+    assert table.missing().tolist()[:2] == [1, 4] and table.skipped() == {3: "dataset[3] (file 'x.png') is truncated"}
+    table.write(range(50), np.ones(50))
+    assert table.complete and table.skipped() == {}
+    with pytest.raises(ValueError, match="reasons should have one message per index"):
+        table.skip([1], [])
+
+
+def test_tables_are_preallocated_not_sparse(table: ScoreTable) -> None:
+    """Real writes, not a truncate: a full disk fails at creation, not as a SIGBUS later."""
+    for name in ("scores.npy", "scored.npy"):
+        status = (table.path / name).stat()
+        assert status.st_blocks * 512 >= status.st_size
+
+
+def test_lock_is_reentrant(tmp_path: Path, sharpness: QualityMetric) -> None:
+    store = ScoreStore(tmp_path / "s", 10)
+    with store_lock(store.root):
+        with store_lock(store.root):
+            store.table(sharpness, create=True).write([1], [2.0])  # takes the lock again inside
+    assert store.table(sharpness).get(1) == 2.0 and (tmp_path / "s" / ".lock").exists()

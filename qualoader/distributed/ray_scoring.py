@@ -63,7 +63,8 @@ def score_shards_ray(
 
     Args:
         urls: shard paths/urls or brace patterns.
-        metrics: registered no-reference metric name(s) (created inside each worker).
+        metrics: registered no-reference metric name(s), ``"a,b,c"`` or a suite such as
+            ``"classical"`` (see :func:`qualoader.engine.parse_metric_spec`); created inside each worker.
         address: Ray cluster address (``"auto"``, ``"ray://host:10001"``, ...); ``None`` starts a
             local instance.
         num_cpus: CPUs of the local instance (``None``: all); ignored with ``address``.
@@ -81,14 +82,10 @@ def score_shards_ray(
         torch.Size([1000])
     """
     shards = [os.path.abspath(u) if os.path.exists(u) else u for u in expand_shards(urls)]
-    names = [metrics] if isinstance(metrics, str) else list(metrics)
-    if not names or not all(isinstance(name, str) and name for name in names):
-        raise TypeError(f"metrics should be a registered metric name or a non-empty list of names, but got metrics={metrics!r}")
-    from qualoader.metrics import create_metric
+    from qualoader.engine import parse_metric_spec, resolve_metrics
 
-    for name in names:  # fail fast, in the driver, on unknown or full-reference names
-        if create_metric(name).requires_reference:
-            raise ValueError(f"metrics should be no-reference metrics, but got metrics containing {name!r}, which needs a reference image")
+    names = parse_metric_spec(metrics)  # "a,b,c", suites such as "classical", or a list
+    resolve_metrics(names)  # fail fast, in the driver, on unknown or full-reference names (the engine's one check)
     if address is not None:
         check_type(address, "address", str, "a Ray address (str)")
     if num_cpus is not None:

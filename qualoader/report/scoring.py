@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qualoader._validation import check_positive_int
+from qualoader.engine import ScoringEngine
 from qualoader.metrics.base import QualityMetric
 from qualoader.report.sources import Sample, Source
 
@@ -36,18 +37,17 @@ class ScoreTable:
 
 
 def _flush(
-    batch: list[tuple[int, torch.Tensor, list[str]]],
-    metrics: Mapping[str, QualityMetric],
+    batch: list[tuple[int, torch.Tensor]],
+    needed: tuple[str, ...],
+    engine: ScoringEngine,
+    keys: dict[str, str],
     scores: dict[str, np.ndarray],
-    device: torch.device,
 ) -> None:
-    images = torch.stack([image for _, image, _ in batch]).to(device)
-    for name, metric in metrics.items():
-        rows = [k for k, (_, _, needed) in enumerate(batch) if name in needed]
-        if rows:
-            with torch.no_grad():
-                values = metric(images[rows]).detach().to("cpu", torch.float64).numpy()
-            scores[name][[batch[k][0] for k in rows]] = values
+    """Score one batch of images (any sizes) that all need the metrics ``needed`` (engine names)."""
+    result = engine.score([image for _, image in batch], names=list(needed), difficulty=False)
+    rows = [index for index, _ in batch]
+    for name, values in result.scores.items():
+        scores[keys[name]][rows] = values.numpy()
 
 
 def score_source(
@@ -59,7 +59,8 @@ def score_source(
 ) -> ScoreTable:
     """Score a source: tags from ``quality.json`` are used when present, images are decoded otherwise.
 
-    Images of equal shape are scored together in batches of up to ``batch_size``.
+    Images are scored by one :class:`~qualoader.engine.ScoringEngine` for all metrics, in batches
+    of up to ``batch_size`` (the engine groups sizes and shares work between metrics).
 
     Args:
         source: from :func:`~qualoader.report.sources.load_source`.
@@ -77,26 +78,28 @@ def score_source(
     check_positive_int(batch_size, "batch_size")
     if not metrics:
         raise ValueError("metrics should name at least one metric, but got metrics={}")
-    for name, metric in metrics.items():
+    for key, metric in metrics.items():
         if not isinstance(metric, QualityMetric):
-            raise TypeError(f"metrics[{name!r}] should be a QualityMetric, but got metrics[{name!r}] of type {type(metric).__name__}")
-        if metric.requires_reference:
-            raise ValueError(f"metrics should be no-reference metrics (a report has no clean reference), but got the full-reference metric {name!r}")
-    device = torch.device(device)
+            raise TypeError(f"metrics[{key!r}] should be a QualityMetric, but got metrics[{key!r}] of type {type(metric).__name__}")
+    # The engine checks once that every metric is no-reference (a report has no clean reference).
+    engine = ScoringEngine(list(metrics.values()), device)
+    keys = {metric.name: key for key, metric in metrics.items()}  # engine name -> caller's key
     count = len(source.samples)
-    scores = {name: np.full(count, np.nan) for name in metrics}
+    scores = {key: np.full(count, np.nan) for key in metrics}
     from_tags = dict.fromkeys(metrics, 0)
     failed: set[int] = set()
     problems: list[str] = []
-    pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor, list[str]]]] = {}
+    # Samples are batched by the set of metrics they still need (all of them unless tagged);
+    # the engine groups each batch by image size itself.
+    pending: dict[tuple[str, ...], list[tuple[int, torch.Tensor]]] = {}
     for index, sample in enumerate(tqdm(source.samples, disable=not progress, unit="img", desc=f"report {', '.join(metrics)}")):
         needed = []
-        for name in metrics:
-            if name in sample.tags:
-                scores[name][index] = sample.tags[name]
-                from_tags[name] += 1
+        for key, metric in metrics.items():
+            if key in sample.tags:
+                scores[key][index] = sample.tags[key]
+                from_tags[key] += 1
             else:
-                needed.append(name)
+                needed.append(metric.name)
         if not needed:
             continue
         try:
@@ -105,22 +108,22 @@ def score_source(
             failed.add(index)
             problems.append(f"{sample.shard + '/' if sample.shard else ''}{sample.key}: {error}")
             continue
-        group = pending.setdefault(tuple(image.shape), [])
-        group.append((index, image, needed))
+        group = pending.setdefault(tuple(needed), [])
+        group.append((index, image))
         if len(group) >= batch_size:
-            _flush(group, metrics, scores, device)
-            pending[tuple(image.shape)] = []
-    for group in pending.values():
+            _flush(group, tuple(needed), engine, keys, scores)
+            pending[tuple(needed)] = []
+    for needed_names, group in pending.items():
         if group:
-            _flush(group, metrics, scores, device)
+            _flush(group, needed_names, engine, keys, scores)
     keep = np.array([i for i in range(count) if i not in failed], dtype=np.int64)
     if keep.size == 0:
         raise ValueError(f"source should have at least one decodable image, but got none of {count}: {'; '.join(problems[:3])}")
     kept_scores = {name: values[keep] for name, values in scores.items()}
     difficulty = {}
-    for name, metric in metrics.items():
+    for key, metric in metrics.items():
         if metric.calibration is not None:
-            finite = np.nan_to_num(kept_scores[name], nan=0.0)
-            prior = metric.difficulty(torch.from_numpy(finite).to(device, torch.float32)).to("cpu", torch.float64).numpy()
-            difficulty[name] = np.where(np.isnan(kept_scores[name]), np.nan, prior)
+            finite = np.nan_to_num(kept_scores[key], nan=0.0)
+            prior = metric.difficulty(torch.from_numpy(finite)).to("cpu", torch.float64).numpy()
+            difficulty[key] = np.where(np.isnan(kept_scores[key]), np.nan, prior)
     return ScoreTable([source.samples[i] for i in keep], kept_scores, difficulty, from_tags, problems)

@@ -37,7 +37,9 @@ def test_ray_scores_equal_local_scores(shards: list[str], tmp_path: Path, capsys
     ("kwargs", "error"),
     [
         ({"metrics": "no-such-metric"}, KeyError),
-        ({"metrics": []}, TypeError),
+        ({"metrics": []}, ValueError),
+        ({"metrics": "sharpness,psnr"}, ValueError),
+        ({"metrics": 3}, TypeError),
         ({"metrics": "psnr"}, ValueError),
         ({"metrics": "sharpness", "num_cpus": 0}, ValueError),
         ({"metrics": "sharpness", "batch_size": 0}, ValueError),

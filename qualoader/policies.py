@@ -17,11 +17,14 @@ argument             default             accepted values
                                          ``progress -> fraction in (0, 1]`` (forced to 1 at progress 1)
 ``start_fraction``   0.2                 a float in (0, 1]: the admitted fraction at progress 0
 ``num_steps``        4                   a positive int: steps of the ``"step"`` pacing
-``temperature``      per policy          a finite float >= 0; 0 means a hard rule (see each policy)
+``temperature``      per policy          a finite float >= 0 (0: a hard rule). Rank-softmax weights: 1.0 in
+                                         the weighted sampler; ``reweight`` uses them when given one (> 0,
+                                         a stream has no known extreme). Curriculum stage: 0.05, the
+                                         softness of its rejection in difficulty units
 ``favour``           ``"easy"``          one of :data:`FAVOUR`
 ``order``            ``"easy-to-hard"``  one of :data:`ORDERS`
-``higher_is_better`` required for plain  a bool; a :class:`~qualoader.data.ScoreTable` carries its own
-                     scores
+``higher_is_better`` required for plain  a bool; a :class:`~qualoader.data.ScoreTable` carries its own,
+                     scores              a difficulty is always lower-is-better
 ==================== =================== ==================================================================
 
 Proportions must sum to 1 rather than being normalised because a list such as ``[0.3, 0.3, 0.3]``
@@ -293,7 +296,13 @@ def check_temperature(temperature: Any) -> float:
     return value
 
 
-def resolve_direction(higher_is_better: Any, carried: bool | None, name: str = "scores") -> bool:
+def resolve_direction(
+    higher_is_better: Any,
+    carried: bool | None,
+    name: str = "scores",
+    carrier: str = "its ScoreTable",
+    plain: str = "a plain array, tensor or sequence",
+) -> bool:
     """The score direction: as given, or as carried by the scores' source (a ``ScoreTable``'s metric).
 
     Plain arrays carry no direction, and guessing one would silently run a curriculum backwards
@@ -303,6 +312,8 @@ def resolve_direction(higher_is_better: Any, carried: bool | None, name: str = "
         higher_is_better: ``True``, ``False`` or ``None`` (take the carried direction).
         carried: the direction the scores carry, or ``None`` for plain values.
         name: the argument holding the scores, for error messages.
+        carrier: what carries the direction, for error messages.
+        plain: what ``name`` is when it carries none, for error messages.
 
     Raises:
         TypeError: ``higher_is_better`` is not a bool or ``None``, or is ``None`` for plain values.
@@ -317,13 +328,13 @@ def resolve_direction(higher_is_better: Any, carried: bool | None, name: str = "
     if carried is None:
         if higher_is_better is None:
             raise TypeError(
-                f"higher_is_better should be given (True or False) when {name} is a plain array, tensor or sequence, "
-                f"but got higher_is_better=None; pass it, or pass a ScoreTable, which knows its metric's direction"
+                f"higher_is_better should be given (True or False) when {name} is {plain}, "
+                "but got higher_is_better=None; pass it (a ScoreTable, or a difficulty, carries its own direction)"
             )
         return higher_is_better
     if higher_is_better is not None and higher_is_better != carried:
         raise ValueError(
-            f"higher_is_better should match the direction its ScoreTable carries ({carried}), but got higher_is_better={higher_is_better}; "
+            f"higher_is_better should match the direction {carrier} carries ({carried}), but got higher_is_better={higher_is_better}; "
             f"use favour= or order= to reverse a policy"
         )
     return carried

@@ -6,9 +6,11 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 from tag_streams import _keys, _Samples, _stream
 
+from qualoader.samplers import QualityWeightedSampler
 from qualoader.webdataset import SkipAndCount, reweight
 
 
@@ -61,3 +63,48 @@ def test_reweight_bad_weights() -> None:
 
 def _nan_weight(sample: dict) -> float:
     return float("nan")
+
+
+@pytest.mark.parametrize(("favour", "higher_is_better"), [("easy", True), ("hard", True), ("easy", False)])
+def test_temperature_weights_match_the_weighted_sampler(favour: str, higher_is_better: bool) -> None:
+    """Per score decile, the stream's copies match the sampler's expected draws per epoch of N."""
+    values = np.random.default_rng(4).random(20_000)
+    stage = reweight("m", field="quality", temperature=1.0, favour=favour, higher_is_better=higher_is_better, max_repeats=64, seed=0)
+    out = np.array([s["__quality__"]["m"] for s in stage(_stream(values))])
+    sampler = QualityWeightedSampler(torch.from_numpy(values), temperature=1.0, favour=favour, higher_is_better=higher_is_better)
+    expected = sampler.weights.numpy() * len(values)
+    deciles = np.quantile(values, np.linspace(0, 1, 11)[1:-1])
+    got = np.bincount(np.searchsorted(deciles, out), minlength=10)
+    want = np.bincount(np.searchsorted(deciles, values), weights=expected, minlength=10)
+    np.testing.assert_allclose(got / want, 1.0, atol=0.12)
+    assert abs(len(out) / len(values) - 1.0) < 0.03  # weights average 1
+
+
+def test_temperature_weights_of_a_difficulty_favour_low_difficulty() -> None:
+    difficulty = np.random.default_rng(5).random(5000)
+    stage = reweight("m", temperature=0.5, seed=0)  # field="difficulty": lower is easier, no direction needed
+    kept = np.array([s["__difficulty__"]["m"] for s in stage(_stream(np.zeros(5000), difficulty=difficulty))])
+    assert np.mean(kept < 0.5) > 0.8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"field": "quality"},
+            TypeError,
+            "higher_is_better should be given \\(True or False\\) when field='quality' is a raw metric score",
+        ),
+        ({"higher_is_better": True}, ValueError, "higher_is_better should match the direction a difficulty carries \\(False\\)"),
+        ({"temperature": 0}, ValueError, "temperature should be > 0 for a stream"),
+        ({"temperature": -1.0}, ValueError, "temperature should be a finite float >= 0"),
+        ({"exponent": 2.0}, ValueError, "exponent should be left at 1.0 with temperature weights"),
+        ({"favour": "medium"}, ValueError, "favour should be one of \\{'easy', 'hard'\\}"),
+        ({"warmup": 10, "sketch_size": 5}, ValueError, "warmup should be <= sketch_size"),
+    ],
+)
+def test_temperature_weights_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        reweight("m", **{"temperature": 0.5, **kwargs})
+    with pytest.raises(TypeError, match="weight should be a metric name with temperature=0.5"):
+        reweight(_nan_weight, temperature=0.5)

@@ -27,10 +27,12 @@ def calibrate_metric(
     generator: torch.Generator | None = None,
     method: str = "isotonic",
     batch_size: int = 500,
+    progress: bool = False,
 ) -> DifficultyCalibration:
     """Fit a metric's difficulty prior on a corruption sweep (see :func:`~qualoader.calibration.corruption_sweep`).
 
     The target is the reference network's error ``1 - correct`` on every corrupted image.
+    ``progress`` shows a progress bar over the sweep's batches.
 
     Returns:
         The fitted calibration (attach it with ``metric.calibration = cal``); its ``info`` records
@@ -40,7 +42,7 @@ def calibrate_metric(
         >>> cal = calibrate_metric(metric, images, labels, default_reference())  # doctest: +SKIP
     """
     check_choice(method, "method", CALIBRATION_METHODS)
-    sweep = corruption_sweep(metric, images, labels, reference, corruptions, severities, generator, batch_size)
+    sweep = corruption_sweep(metric, images, labels, reference, corruptions, severities, generator, batch_size, progress)
     info = {
         "metric": metric.name,
         "reference": str(getattr(reference, "weights_hash", type(reference).__name__)),

@@ -43,6 +43,7 @@ def iterate_sweep(
     severities: Sequence[int],
     generator: torch.Generator | None,
     batch_size: int,
+    progress: bool = False,
 ) -> tuple[tuple[str, ...], Iterator[tuple[Tensor, Tensor, Tensor, int, int]]]:
     """Validate a corruption sweep and return ``(names, batches)``.
 
@@ -50,7 +51,7 @@ def iterate_sweep(
     ``batch_size`` images and condition (index ``-1`` and severity 0 for the clean images), with
     ``reference`` in eval mode while it runs (its mode is restored afterwards). Arguments as in
     :func:`corruption_sweep`. Validation happens here, eagerly, so a bad argument fails before
-    the first (slow) batch.
+    the first (slow) batch. ``progress`` shows a tqdm bar over the batches (on stderr).
     """
     from qualoader.corruptions import list_corruptions
 
@@ -69,7 +70,13 @@ def iterate_sweep(
     if any(isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5 for level in levels):
         raise ValueError(f"severities should be ints in 0..5, but got severities={tuple(severities)!r}")
     conditions = ([(-1, 0)] if 0 in levels else []) + [(k, s) for k in range(len(names)) for s in levels if s > 0]
-    return names, _sweep_batches(images, labels.to(images.device), reference, names, conditions, generator, batch_size)
+    batches = _sweep_batches(images, labels.to(images.device), reference, names, conditions, generator, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = -(-images.shape[0] // batch_size) * len(conditions)
+        batches = iter(tqdm(batches, total=total, unit="batch", desc=f"sweep {len(names)} corruptions x {len(levels)} severities"))
+    return names, batches
 
 
 def _sweep_batches(
@@ -106,6 +113,7 @@ def corruption_sweep(
     severities: Sequence[int] = (0, 1, 2, 3, 4, 5),
     generator: torch.Generator | None = None,
     batch_size: int = 500,
+    progress: bool = False,
 ) -> Sweep:
     """Score corrupted copies of ``images`` and record whether ``reference`` still classifies them.
 
@@ -119,6 +127,7 @@ def corruption_sweep(
         severities: severities in 0..5; 0 means the clean images (included once).
         generator: seeds the random corruptions.
         batch_size: images per forward pass.
+        progress: show a progress bar over the batches.
 
     Returns:
         A :class:`Sweep` whose ``errors`` are ``1 - correct`` of ``reference`` per image.
@@ -128,7 +137,7 @@ def corruption_sweep(
     """
     check_type(metric, "metric", QualityMetric, "a QualityMetric (see qualoader.metrics.create_metric)")
     parts: dict[str, list[Tensor]] = {"scores": [], "errors": [], "corruption": [], "severity": []}
-    names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size)
+    names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size, progress)
     for clean, batch, label, index, level in batches:
         scores = metric(batch, clean) if metric.requires_reference else metric(batch)
         parts["scores"].append(scores.float())

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         metric = _build_metric(args.metric, reference, args.reference != "default" or args.weights is not None)
         generator = torch.Generator().manual_seed(args.seed)
-        calibration = calibrate_metric(metric, images, labels, reference, args.corruptions, tuple(args.severities), generator, args.method)
+        calibration = calibrate_metric(
+            metric, images, labels, reference, args.corruptions, tuple(args.severities), generator, args.method, progress=not args.no_progress
+        )
         calibration.info.update({"split": args.split, "seed": args.seed, "reference_source": args.reference})
         calibration.save(args.out)
         summary = {"calibration": str(args.out), "fit": calibration.info["fit"]}

@@ -1,0 +1,39 @@
+"""Long-running commands show a tqdm progress bar on stderr, and ``--no-progress`` hides it on every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qualoader.cli import build_parser, main
+
+# command -> (argv with the scratch folder, what the bar's description starts with)
+_LONG_COMMANDS = {
+    "report": (lambda tmp: ["report", "fashion-mnist:test", "--metric", "brightness", "--max-images", "40", "--out", str(tmp / "r")], "report brightness"),
+    "calibrate": (
+        lambda tmp: ["calibrate", "--metric", "brightness", "--out", str(tmp / "c.json"), "--max-images", "6", "--corruptions", "fog", "--severities", "0", "3"],
+        "sweep 1 corruptions",
+    ),
+    "precompute": (lambda tmp: ["precompute", "fashion-mnist:test", "--metric", "brightness", "--limit", "40", "--store", str(tmp / "s")], "precompute brightness"),
+    "demo": (lambda tmp: ["demo", "--metric", "brightness", "--max-images", "40", "--output", str(tmp / "d")], "demo: brightness"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(_LONG_COMMANDS))
+def test_progress_bar_on_stderr_unless_no_progress(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv, description = _LONG_COMMANDS[command]
+    for run in ("shown", "hidden"):
+        (tmp_path / run).mkdir()
+    assert main(argv(tmp_path / "shown")) == 0
+    assert description in capsys.readouterr().err
+    assert main([*argv(tmp_path / "hidden"), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert description not in captured.err and "it/s" not in captured.err and "%|" not in captured.err
+
+
+def test_every_command_accepts_no_progress() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # the sub-parsers, by command name
+    for name, subparser in commands.items():
+        assert "--no-progress" in subparser._option_string_actions, name

@@ -8,7 +8,11 @@
 
 All take scores as an array, a tensor or a complete :class:`~qualoader.data.ScoreTable`; draw
 from ``torch.Generator(seed + epoch)``; shard per rank like ``DistributedSampler``; and save and
-restore their position mid-epoch with ``state_dict`` / ``load_state_dict``.
+restore their position mid-epoch with ``state_dict`` / ``load_state_dict``. Samplers that prefer
+easy or hard samples (weighted, curriculum) need ``higher_is_better=`` with a plain array (a
+``ScoreTable`` knows its metric's direction). Their arguments (``edges``, ``proportions``,
+``pacing``, ``start_fraction``, ``temperature``, ``favour``, ...) are the vocabulary of
+:mod:`qualoader.policies`, shared with the webdataset stream stages.
 """
 
 from qualoader.samplers._base import QualitySampler

@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from qualoader._validation import check_positive_int
+from qualoader._validation import check_choice, check_positive_int
 from qualoader.policies import (
     DEFAULT_PACING,
     DEFAULT_START_FRACTION,
+    ORDERS,
     Pacing,
     check_pacing,
     check_real,
@@ -85,6 +86,8 @@ class Curriculum(SeededStage):
         num_steps: steps of the ``"step"`` pacing (default 4).
         temperature: softness of the rejection of too-hard samples, in difficulty units (>= 0;
             default 0.05: a sample 0.05 harder than the competence is kept with probability 1/e).
+        order: ``"easy-to-hard"`` (default) or ``"hard-to-easy"`` (anti-curriculum: the competence
+            bounds ``1 - d`` instead, so the hardest samples come first).
         seed: base seed; draws depend on ``(seed, epoch, rank, worker)`` only.
         handler: ``"raise"``, ``"skip"`` or a handler for samples without difficulty.
 
@@ -101,6 +104,7 @@ class Curriculum(SeededStage):
     start_fraction: float = DEFAULT_START_FRACTION
     num_steps: int = 4
     temperature: float = 0.05
+    order: str = "easy-to-hard"
     seed: int = 0
     handler: str | Handler = "raise"
     epoch: int = dataclasses.field(default=0, init=False)
@@ -113,6 +117,7 @@ class Curriculum(SeededStage):
         self.start_fraction = check_start_fraction(self.start_fraction)
         check_positive_int(self.num_steps, "num_steps")
         self.temperature = check_temperature(self.temperature)
+        check_choice(self.order, "order", ORDERS)
         check_positive_int(self.seed, "seed", allow_zero=True)
         self.handler = resolve_handler(self.handler)
 
@@ -127,7 +132,9 @@ class Curriculum(SeededStage):
 
     def acceptance(self, difficulty: float, progress: float | None = None) -> float:
         """Probability of keeping a sample of ``difficulty`` at ``progress``."""
-        excess = difficulty - self.competence(progress)
+        # hard-to-easy admits by easiness (1 - difficulty), mirroring CurriculumSampler's reversed ranking
+        rank = difficulty if self.order == "easy-to-hard" else 1.0 - difficulty
+        excess = rank - self.competence(progress)
         if excess <= 0:
             return 1.0
         return 0.0 if self.temperature == 0 else math.exp(-excess / self.temperature)

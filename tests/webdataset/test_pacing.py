@@ -85,3 +85,12 @@ def test_custom_pacing_and_the_samplers_competence() -> None:
 def test_default_pacing_is_the_samplers() -> None:
     stage = curriculum("m")
     assert stage.pacing == "linear" and stage.start_fraction == 0.2
+
+
+def test_hard_to_easy_admits_the_hardest_first() -> None:
+    difficulty = np.linspace(0.0, 1.0, 101)
+    stage = curriculum("m", start_fraction=0.3, temperature=0.0, order="hard-to-easy")
+    kept = [s["__difficulty__"]["m"] for s in stage(_stream(np.zeros(101), difficulty=difficulty))]
+    assert min(kept) == pytest.approx(0.7) and len(kept) == 31
+    with pytest.raises(ValueError, match="order should be one of \\{'easy-to-hard', 'hard-to-easy'\\}"):
+        curriculum("m", order="random")

@@ -54,6 +54,7 @@ def score_shards_ray(
     device: str = "cpu",
     image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
     on_error: str = "raise",
+    progress: bool = True,
 ) -> list[SidecarIndex]:
     """Score every shard with Ray Data and return one :class:`SidecarIndex` per shard (input order).
 
@@ -72,6 +73,7 @@ def score_shards_ray(
         device: scoring device inside the workers.
         image_keys: member extensions tried to find the image.
         on_error: ``"raise"`` or ``"skip"`` (corrupt shard, missing/undecodable image).
+        progress: show Ray Data's progress bars (on stderr).
 
     Returns:
         The sidecar indexes, in the order of the expanded ``urls``.
@@ -106,7 +108,7 @@ def score_shards_ray(
         with warnings.catch_warnings():  # Ray's own deprecation notices about its context fields
             warnings.simplefilter("ignore", DeprecationWarning)
             context = ray.data.DataContext.get_current()
-            context.enable_progress_bars = False
+            context.enable_progress_bars = bool(progress)
         items = [{"order": i, "url": url} for i, url in enumerate(shards)]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map(
             _score_row,

@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+#: Sizes of a last dimension that suggest channels-last input (grey, RGB, RGBA).
+_LAST_DIM_CHANNELS = frozenset({1, 3, 4})
 
 
 def _short(value: Any) -> str:
@@ -74,7 +76,24 @@ def check_severity(severity: Any, name: str = "severity") -> int:
     return severity
 
 
-def check_images(images: Any, name: str = "images", *, check_values: bool = True) -> Tensor:
+def _layout_hint(shape: tuple[int, ...], name: str) -> str:
+    """A fix for a tensor that looks channels-last: last dim 1, 3 or 4 and the would-be channel dim not."""
+    if shape[-1] not in _LAST_DIM_CHANNELS or shape[-3] in _LAST_DIM_CHANNELS:
+        return ""
+    alpha = "[..., :3]" if shape[-1] == 4 else ""  # drop alpha: metrics take grey or RGB
+    if len(shape) == 4:
+        return f"; it looks channels-last (B, H, W, C): pass {name}{alpha}.permute(0, 3, 1, 2)"
+    return f"; it looks like one channels-last image (H, W, C): pass {name}{alpha}.permute(2, 0, 1).unsqueeze(0)"
+
+
+def check_images(
+    images: Any,
+    name: str = "images",
+    *,
+    check_values: bool = True,
+    min_size: int = 1,
+    owner: str = "",
+) -> Tensor:
     """Validate a batch of images and return it as a floating tensor in [0, 1].
 
     Args:
@@ -83,27 +102,42 @@ def check_images(images: Any, name: str = "images", *, check_values: bool = True
         name: argument name used in error messages.
         check_values: also check that float values are finite and inside [0, 1]. This costs one
             device-to-host synchronisation; pass ``False`` on hot paths whose input is trusted.
+        min_size: smallest ``H`` and ``W`` accepted (a metric's window or kernel size).
+        owner: who needs ``min_size``, for the message (e.g. ``"metric 'ssim'"``).
 
     Returns:
         The images, shape :math:`(B, C, H, W)`, floating dtype, on the input's device.
 
     Raises:
         TypeError: not a tensor, or a dtype other than uint8 / float16 / bfloat16 / float32 / float64.
-        ValueError: wrong rank, channel count, empty batch or spatial size, NaN/Inf, out of [0, 1].
+        ValueError: wrong rank or channel count (a channels-last layout is named, with the
+            ``permute`` that fixes it), empty batch or spatial size, ``H`` or ``W`` below
+            ``min_size``, NaN/Inf, out of [0, 1].
 
     Example:
         >>> check_images(torch.zeros(2, 3, 8, 8, dtype=torch.uint8)).dtype
         torch.float32
+        >>> check_images(torch.zeros(2, 8, 8, 3))
+        Traceback (most recent call last):
+        ...
+        ValueError: images should have C in {1, 3} channels, but got images.shape=(2, 8, 8, 3); it looks channels-last (B, H, W, C): pass images.permute(0, 3, 1, 2)
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} should be a torch.Tensor of shape (B, C, H, W), but got {name} of type {type(images).__name__}")
+    shape = tuple(images.shape)
     if images.ndim != 4:
-        raise ValueError(f"{name} should have shape (B, C, H, W), but got {name}.shape={tuple(images.shape)}")
-    batch, channels, height, width = images.shape
+        hint = _layout_hint(shape, name) if images.ndim == 3 else ""
+        if images.ndim == 3 and not hint and shape[0] in (1, 3):
+            hint = f"; for one image (C, H, W) pass {name}.unsqueeze(0)"
+        raise ValueError(f"{name} should have shape (B, C, H, W), but got {name}.shape={shape}{hint}")
+    batch, channels, height, width = shape
     if channels not in (1, 3):
-        raise ValueError(f"{name} should have C in {{1, 3}} channels, but got {name}.shape={tuple(images.shape)}")
+        raise ValueError(f"{name} should have C in {{1, 3}} channels, but got {name}.shape={shape}{_layout_hint(shape, name)}")
     if batch == 0 or height == 0 or width == 0:
-        raise ValueError(f"{name} should be non-empty in B, H and W, but got {name}.shape={tuple(images.shape)}")
+        raise ValueError(f"{name} should be non-empty in B, H and W, but got {name}.shape={shape}")
+    if min(height, width) < min_size:
+        needed = f" for {owner}" if owner else ""
+        raise ValueError(f"{name} should be at least {min_size}x{min_size} pixels (H, W >= {min_size}){needed}, but got {name}.shape={shape}")
     if images.dtype == torch.uint8:
         return images.float().div_(255.0)
     if images.dtype not in _FLOAT_DTYPES:

@@ -20,7 +20,7 @@ from qualoader._validation import check_images, check_same_shape
 if TYPE_CHECKING:  # the calibration package runs metrics in its sweeps, so it is imported lazily
     from qualoader.calibration import Calibration
 
-__all__ = ["QualityMetric", "metric_fingerprint"]
+__all__ = ["QualityMetric", "metric_fingerprint", "score_dtype"]
 
 
 class QualityMetric(nn.Module):
@@ -31,6 +31,13 @@ class QualityMetric(nn.Module):
         higher_is_better: ``True`` when a larger score means a better image.
         requires_reference: ``True`` for full-reference metrics (``forward(images, reference)``).
         requires_weights: ``True`` when the metric needs network weights (local files only).
+        min_size: smallest image height and width the metric accepts (its window or kernel);
+            smaller input raises a ``ValueError`` naming it. A metric whose minimum depends on
+            its options sets it per instance.
+
+    Scores follow one policy for every metric: shape :math:`(B,)`, ``float64`` for ``float64``
+    input and ``float32`` for any other input (``uint8``, half precisions, ``float32``), computed
+    under ``torch.no_grad()`` so they never carry an autograd graph.
 
     Instance attribute:
         calibration: a :class:`~qualoader.calibration.Calibration` mapping scores :math:`(B,)` to
@@ -46,6 +53,7 @@ class QualityMetric(nn.Module):
     higher_is_better: ClassVar[bool] = True
     requires_reference: ClassVar[bool] = False
     requires_weights: ClassVar[bool] = False
+    min_size: int = 1
 
     def __init__(self, *, check_values: bool = True) -> None:
         super().__init__()
@@ -66,20 +74,26 @@ class QualityMetric(nn.Module):
         """Score a batch.
 
         Args:
-            images: :math:`(B, C, H, W)`, float in [0, 1] or uint8, ``C`` in {1, 3}.
+            images: :math:`(B, C, H, W)`, float in [0, 1] or uint8, ``C`` in {1, 3},
+                ``H, W >= min_size``.
             reference: clean images of the same shape, for full-reference metrics only.
 
         Returns:
-            Scores of shape :math:`(B,)`, on the images' device.
+            Scores of shape :math:`(B,)`, on the images' device, ``float64`` for ``float64``
+            input and ``float32`` otherwise, without autograd graph.
         """
-        images = check_images(images, "images", check_values=self.check_values)
+        images = check_images(images, "images", check_values=self.check_values, min_size=self.min_size, owner=f"metric {self.name!r}")
         if self.requires_reference:
             if reference is None:
                 raise ValueError(f"reference should be a tensor of clean images for the full-reference metric {self.name!r}, but got reference=None")
             reference = check_same_shape(reference, images, "reference", check_values=self.check_values)
         elif reference is not None:
             raise ValueError(f"reference should be None for the no-reference metric {self.name!r}, but got reference of type {type(reference).__name__}")
-        return self.score(images, reference)
+        with torch.no_grad():  # scores are data for sampling and stores, never a loss to differentiate
+            scores = self.score(images, reference)
+        if scores.shape != images.shape[:1]:
+            raise RuntimeError(f"{type(self).__name__}.score should return shape ({images.shape[0]},), but got shape {tuple(scores.shape)}")
+        return scores.to(score_dtype(images.dtype))
 
     def difficulty(self, scores: Tensor) -> Tensor:
         """Map scores :math:`(B,)` to a difficulty prior (expected error in [0, 1]), shape :math:`(B,)`.
@@ -107,6 +121,19 @@ class QualityMetric(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+
+
+def score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of a metric's scores for input of ``dtype``: ``float64`` stays, all else is ``float32``.
+
+    Half precisions are widened because a score of 80 dB or a variance of 1e-5 needs more than
+    their 11-bit mantissa, and one dtype per batch keeps stores and comparisons exact.
+
+    Example:
+        >>> score_dtype(torch.uint8), score_dtype(torch.float16), score_dtype(torch.float64)
+        (torch.float32, torch.float32, torch.float64)
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def metric_fingerprint(metric: QualityMetric) -> str:

@@ -293,6 +293,7 @@ class _SSIMBase(QualityMetric):
         check_type(downsample, "downsample", bool, "a bool")
         check_type(nonnegative_cs, "nonnegative_cs", bool, "a bool")
         _check_window(window_size, sigma)
+        self.min_size = self.window_min_size(window_size)
         self.options: dict[str, Any] = {
             "window_size": window_size,
             "sigma": float(sigma),
@@ -302,6 +303,11 @@ class _SSIMBase(QualityMetric):
             "downsample": downsample,
             "nonnegative_cs": nonnegative_cs,
         }
+
+    @staticmethod
+    def window_min_size(window_size: int) -> int:
+        """Smallest side that holds one window (SSIM filters with ``valid`` windows)."""
+        return window_size
 
     def get_config(self) -> dict[str, Any]:
         return dict(self.options)
@@ -366,6 +372,11 @@ class MSSSIM(_SSIMBase):
     """
 
     name = "ms-ssim"
+
+    @staticmethod
+    def window_min_size(window_size: int) -> int:
+        """Smallest side whose fifth scale (four 2x poolings) still holds one window: ``16 * (window_size - 1) + 1``."""
+        return 16 * (window_size - 1) + 1
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         reference = _required(reference)

@@ -177,3 +177,32 @@ def test_register_rejects_duplicates_and_non_metrics():
 def test_unknown_constructor_argument_raises():
     with pytest.raises(TypeError):
         create_metric("sharpness", window=3)
+
+
+class _MeanMetric(QualityMetric):
+    """A differentiable toy metric (unregistered) to check what forward() adds around score()."""
+
+    name = "toy-mean"
+    min_size = 4
+
+    def score(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        return images.mean(dim=(1, 2, 3)).to(torch.float16)  # a sloppy dtype, on purpose
+
+
+def test_forward_applies_the_score_policy_to_any_subclass():
+    images = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    scores = _MeanMetric()(images)
+    assert scores.dtype == torch.float32 and scores.shape == (3,)
+    assert not scores.requires_grad, "score() ran under no_grad"
+    assert _MeanMetric()(images.detach().double()).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"at least 4x4 pixels \(H, W >= 4\) for metric 'toy-mean'"):
+        _MeanMetric()(images[:, :, :3])
+
+
+def test_forward_refuses_a_score_of_the_wrong_shape():
+    class Broken(_MeanMetric):
+        def score(self, images, reference=None):
+            return images.mean(dim=(2, 3))  # (B, C): forgot the channel mean
+
+    with pytest.raises(RuntimeError, match=r"Broken.score should return shape \(2,\), but got shape \(2, 3\)"):
+        Broken()(torch.rand(2, 3, 4, 4))

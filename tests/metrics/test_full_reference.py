@@ -96,8 +96,18 @@ def test_ms_ssim_rejects_small_images():
     images = torch.rand(1, 3, 128, 128)
     with pytest.raises(ValueError, match="at least 161 px"):
         ms_ssim(images, images)
-    with pytest.raises(ValueError, match="large enough"):
+    with pytest.raises(ValueError, match=r"at least 161x161 pixels .* for metric 'ms-ssim'"):
         create_metric("ms-ssim")(images, images)
+
+
+@pytest.mark.parametrize(("name", "window_size", "minimum"), [("ssim", 7, 7), ("ms-ssim", 7, 97), ("ms-ssim", 3, 33)])
+def test_min_size_follows_the_window(name, window_size, minimum):
+    metric = create_metric(name, window_size=window_size)
+    assert metric.min_size == minimum
+    images = torch.rand(1, 3, minimum, minimum, generator=torch.Generator().manual_seed(0))
+    assert metric(images, images).shape == (1,)
+    with pytest.raises(ValueError, match=f"at least {minimum}x{minimum} pixels"):
+        metric(images[..., 1:, :], images[..., 1:, :])
 
 
 def test_ssim_rejects_images_smaller_than_the_window():

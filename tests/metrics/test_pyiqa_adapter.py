@@ -108,6 +108,17 @@ def test_wraps_metric_with_direction_and_mode(name, higher_is_better, requires_r
     torch.testing.assert_close(scores, expected.reshape(-1).to(scores.dtype))
 
 
+@pytest.mark.parametrize("name", ["psnr", "fsim", "entropy"])
+def test_scores_follow_the_metric_dtype_policy(name, pair):
+    metric = create_metric(f"pyiqa:{name}")
+    images, reference = pair
+    for dtype, expected in ((torch.float16, torch.float32), (torch.float32, torch.float32), (torch.float64, torch.float64)):
+        x, y = images.to(dtype).requires_grad_(True), reference.to(dtype)
+        scores = metric(x, y) if metric.requires_reference else metric(x)
+        assert scores.dtype == expected and scores.shape == (len(images),)
+        assert not scores.requires_grad
+
+
 def test_adapted_psnr_matches_ours(pair):
     images, reference = pair
     torch.testing.assert_close(create_metric("pyiqa:psnr")(images, reference), create_metric("psnr")(images, reference))

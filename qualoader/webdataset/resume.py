@@ -20,6 +20,7 @@ assignment.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import webdataset as wds
@@ -102,11 +103,29 @@ def _as_position(position: StreamPosition | Mapping[str, Any] | None) -> StreamP
     raise TypeError(f"position should be a StreamPosition, its state_dict() or None, but got position of type {type(position).__name__}")
 
 
+@dataclass(eq=False)
 class TrackPosition:
-    """Picklable stage numbering samples per shard and skipping consumed ones; see :func:`track_position`."""
+    """Stage adding ``__index__`` (offset in its shard) and ``__last__`` to each raw sample.
 
-    def __init__(self, resume: StreamPosition | None) -> None:
-        self.resume = resume
+    Place it directly after the tar reader (``wds.WebDataset(...).compose(track_position())``),
+    before any filter, so offsets count every sample of the shard. :func:`track_position` is the
+    same class.
+
+    Args:
+        resume: a position (or its ``state_dict()``) to resume from: samples of complete shards
+            and the first ``offsets[url]`` samples of each shard are skipped, on the first pass
+            only (later passes of ``with_epoch``/``repeat`` start over).
+
+    Example:
+        >>> samples = [{"__url__": "a.tar"}, {"__url__": "a.tar"}, {"__url__": "b.tar"}]
+        >>> [(s["__index__"], s["__last__"]) for s in track_position()(samples)]
+        [(0, False), (1, True), (0, True)]
+    """
+
+    resume: StreamPosition | Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.resume = _as_position(self.resume)
 
     def __call__(self, source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         resume, self.resume = self.resume, None  # only the first pass after a restore skips
@@ -116,11 +135,12 @@ class TrackPosition:
             url = sample.get("__url__", "")
             index = counters.get(url, 0)
             counters[url] = index + 1
-            if resume is not None and (url in resume.complete or index < resume.consumed(url)):
+            if resume is not None and (url in resume.complete or index < resume.consumed(url)):  # type: ignore[union-attr]
                 continue
             sample["__index__"] = index
             sample["__last__"] = False
             if held is not None:
+                # the previous sample was its shard's last when this one comes from another shard
                 held["__last__"] = held.get("__url__", "") != url
                 yield held
             held = sample
@@ -128,22 +148,8 @@ class TrackPosition:
             held["__last__"] = True
             yield held
 
-    def __repr__(self) -> str:
-        return f"TrackPosition(resume={self.resume!r})"
 
-
-def track_position(resume: StreamPosition | Mapping[str, Any] | None = None) -> TrackPosition:
-    """Stage adding ``__index__`` (offset in its shard) and ``__last__`` to each raw sample.
-
-    Place it directly after the tar reader (``wds.WebDataset(...).compose(track_position())``),
-    before any filter, so offsets count every sample of the shard.
-
-    Args:
-        resume: a position (or its ``state_dict()``) to resume from: samples of complete shards
-            and the first ``offsets[url]`` samples of each shard are skipped, on the first pass
-            only (later passes of ``with_epoch``/``repeat`` start over).
-    """
-    return TrackPosition(_as_position(resume))
+track_position = TrackPosition
 
 
 class _SkipShards:

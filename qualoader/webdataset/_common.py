@@ -1,4 +1,5 @@
-"""Shared pieces of the WebDataset stages: errors, handlers, tags, seeding (decoding is :mod:`qualoader.decoding`).
+"""Shared pieces of the WebDataset stages: errors, handlers, image lookup, seeding (decoding is :mod:`qualoader.decoding`,
+the tag format :mod:`qualoader.webdataset.tag_format`, tag reading :mod:`qualoader.webdataset._stage`).
 
 Nothing here is public on its own; :mod:`qualoader.webdataset` re-exports what users need.
 """

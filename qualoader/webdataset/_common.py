@@ -123,8 +123,8 @@ def check_image_keys(image_keys: Any) -> tuple[str, ...]:
     return keys
 
 
-def find_image(sample: Mapping[str, Any], image_keys: tuple[str, ...]) -> bytes:
-    """Bytes of the first member of ``sample`` whose extension is in ``image_keys``.
+def find_image(sample: Mapping[str, Any], image_keys: tuple[str, ...]) -> Any:
+    """The first member of ``sample`` whose extension is in ``image_keys``: bytes, or an image ``.decode`` made.
 
     Raises:
         MissingImageError: none of them is there.

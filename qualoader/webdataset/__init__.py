@@ -48,6 +48,7 @@ from qualoader.webdataset.resume import (
     resumable_pipeline,
     track_position,
 )
+from qualoader.webdataset.reweighting import QualityWeight, Reweight, reweight
 from qualoader.webdataset.stages import (
     AnnotateQuality,
     ParseQualityTags,
@@ -55,7 +56,6 @@ from qualoader.webdataset.stages import (
     image_tensor,
     parse_quality_tags,
 )
-from qualoader.webdataset.reweighting import QualityWeight, Reweight, reweight
 from qualoader.webdataset.stratification import Stratify, stratify
 from qualoader.webdataset.tag_format import (
     TAG_MEMBER,

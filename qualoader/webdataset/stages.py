@@ -168,7 +168,7 @@ class AnnotateQuality:
         return {metric.name: metric.fingerprint() for metric in self.metrics}
 
     def _read_image(self, sample: dict[str, Any]) -> Tensor:
-        return image_tensor(find_image(sample, self.image_keys))  # type: ignore[arg-type]
+        return image_tensor(find_image(sample, self.image_keys))
 
     def __call__(self, source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         buffer: list[tuple[dict[str, Any], Tensor]] = []

@@ -46,6 +46,7 @@ def make_photo_folder(folder: Path, count: int, size: int | tuple[int, int] = 22
         The file paths, sorted.
     """
     rng = np.random.default_rng(seed)
+    sizes = np.random.default_rng([seed, 1])  # separate stream: the same seed gives the same crops at any size
     arrays = photo_arrays()
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -58,7 +59,7 @@ def make_photo_folder(folder: Path, count: int, size: int | tuple[int, int] = 22
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         if isinstance(size, tuple):
-            out_h, out_w = int(rng.integers(size[0], size[1] + 1)), int(rng.integers(size[0], size[1] + 1))
+            out_h, out_w = int(sizes.integers(size[0], size[1] + 1)), int(sizes.integers(size[0], size[1] + 1))
         else:
             out_h = out_w = size
         image = Image.fromarray(np.ascontiguousarray(crop)).resize((out_w, out_h), Image.Resampling.BILINEAR)

@@ -10,12 +10,13 @@ one per measure.
 Why the kernels look the way they do (they run on single CPU cores in loader workers, where
 memory traffic dominates):
 
-* the three colour projections (luma, red-green, yellow-blue) are one 3x3 matrix product over the
-  channels, one pass over the image;
+* colour projections (luma; red-green and yellow-blue) are matrix products over the channels,
+  one pass over the image each, and ``uint8`` is converted in one pass;
 * 3x3 filters are written as shifted slices (second differences are separable), several times
   faster than ``conv2d`` with one input channel, and arranged so that a flat image gives exactly 0;
 * sums of squares are dot products, and variances are centred first (no float64, no cancellation),
-  because ``torch.var_mean`` is several times slower on CPU;
+  because ``torch.var_mean`` is several times slower on CPU; the moments of the luma and of the
+  opponent channels all come from one per-image 3x3 channel covariance;
 * ``uint8`` input keeps its raw values, so clipped values are counted on bytes.
 """
 
@@ -30,8 +31,8 @@ __all__ = ["LUMA_WEIGHTS", "BatchFeatures", "as_features"]
 
 #: ITU-R BT.601 luma weights (the Y of YIQ / unscaled YCbCr), as used by MATLAB and pyiqa.
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
-# Rows: luma, red - green, (red + green) / 2 - blue (the opponent channels of Hasler-Suesstrunk).
-_COLOUR_MATRIX = ((*LUMA_WEIGHTS,), (1.0, -1.0, 0.0), (0.5, 0.5, -1.0))
+# Rows: red - green, (red + green) / 2 - blue (the opponent channels of Hasler-Suesstrunk).
+_OPPONENT_MATRIX = ((1.0, -1.0, 0.0), (0.5, 0.5, -1.0))
 
 
 def _dot(values: Tensor) -> Tensor:
@@ -67,7 +68,7 @@ class BatchFeatures:
     def __init__(self, images: Tensor) -> None:
         self.raw: Tensor | None = images if images.dtype == torch.uint8 else None
         if images.dtype == torch.uint8:
-            images = images.to(torch.float32).div_(255.0)
+            images = torch.div(images, 255.0)  # one pass, bit-identical to .float().div_(255.0)
         elif images.dtype in (torch.float16, torch.bfloat16):
             images = images.float()
         self.images = images
@@ -77,10 +78,9 @@ class BatchFeatures:
         self._steps: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
 
     # -- colour -----------------------------------------------------------------------------------
-    @cached_property
-    def _colour(self) -> Tensor:
-        """Luma, red-green and yellow-blue planes :math:`(B, 3, H \\cdot W)` (RGB input only)."""
-        matrix = torch.tensor(_COLOUR_MATRIX, dtype=self.images.dtype, device=self.images.device)
+    def _project(self, rows: tuple[tuple[float, float, float], ...]) -> Tensor:
+        """Channel combinations ``rows`` (k x 3) of RGB images, :math:`(B, k, H W)`, in one matrix product."""
+        matrix = torch.tensor(rows, dtype=self.images.dtype, device=self.images.device)
         return torch.matmul(matrix, self.images.reshape(self.batch, 3, -1))
 
     @cached_property
@@ -88,11 +88,34 @@ class BatchFeatures:
         """BT.601 luma :math:`(B, H, W)` in [0, 1]; grey images are used as they are."""
         if self.channels == 1:
             return self.images[:, 0]
-        return self._colour[:, 0].view(self.batch, self.height, self.width)
+        return self._project((LUMA_WEIGHTS,)).view(self.batch, self.height, self.width)
+
+    @cached_property
+    def _channel_moments(self) -> tuple[Tensor, Tensor]:
+        """Per-image channel means :math:`(B, 3)` and covariance :math:`(B, 3, 3)` (RGB only).
+
+        The moments of every channel combination (luma, red-green, yellow-blue) follow from these
+        (``w . mean`` and ``w^T cov w``), so one centred pass and one batched product replace a
+        mean-and-variance pass per combination.
+        """
+        flat = self.images.reshape(self.batch, 3, -1)
+        mean = flat.mean(dim=2)
+        centred = flat - mean[:, :, None]
+        return mean, torch.bmm(centred, centred.transpose(1, 2)) / flat.shape[2]
+
+    def _combination_moments(self, rows: tuple[tuple[float, float, float], ...]) -> tuple[Tensor, Tensor]:
+        """Means and population variances :math:`(B, k)` of the channel combinations ``rows`` (k x 3)."""
+        mean, covariance = self._channel_moments
+        weights = torch.tensor(rows, dtype=mean.dtype, device=mean.device)  # (k, 3)
+        variance = torch.einsum("ki,bij,kj->bk", weights, covariance, weights).clamp_(min=0.0)
+        return mean @ weights.T, variance
 
     @cached_property
     def _luma_moments(self) -> tuple[Tensor, Tensor]:
-        return _mean_var(self.luma)
+        if self.channels == 1:
+            return _mean_var(self.luma)
+        mean, variance = self._combination_moments((LUMA_WEIGHTS,))
+        return mean[:, 0], variance[:, 0]
 
     @property
     def luma_mean(self) -> Tensor:
@@ -107,9 +130,8 @@ class BatchFeatures:
     @cached_property
     def opponent_moments(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Mean and population variance of red-green and of yellow-blue, four :math:`(B,)` (RGB only)."""
-        rg_mean, rg_var = _mean_var(self._colour[:, 1])
-        yb_mean, yb_var = _mean_var(self._colour[:, 2])
-        return rg_mean, rg_var, yb_mean, yb_var
+        mean, variance = self._combination_moments(_OPPONENT_MATRIX)
+        return mean[:, 0], variance[:, 0], mean[:, 1], variance[:, 1]
 
     # -- second differences and gradients of the luma ---------------------------------------------
     @cached_property

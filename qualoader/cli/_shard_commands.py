@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from qualoader.cli._errors import UserError, error_line, report_user_error
+
 __all__ = ["add_scoring_arguments", "check_positive", "fail", "print_skipped", "run_reporting_errors"]
 
 #: Most skipped samples printed one per line (the sidecars list them all).
@@ -26,8 +28,8 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fail(command: str, message: str) -> int:
-    """Report a usage error of ``qualoader <command>``; exit code 2."""
-    print(f"qualoader {command}: error: {message}", file=sys.stderr)
+    """Report a usage error of ``qualoader <command>`` on one line; exit code 2."""
+    print(error_line(command, message), file=sys.stderr)
     return 2
 
 
@@ -78,10 +80,12 @@ def run_reporting_errors(command: str, work: Callable[[], int], *, interruptible
         name, code = ("SIGTERM", 143) if isinstance(error, _Terminated) else ("SIGINT", 130)
         print(f"qualoader {command}: interrupted by {name}; no partial file was left", file=sys.stderr)
         return code
+    except UserError:
+        raise  # qualoader.cli.main prints it (or its traceback with --debug)
     except (ImageDecodeError, MissingImageError, MissingTagError, CorruptShardError, OSError) as error:
         failure: Exception = error
-    except (KeyError, ValueError, TypeError) as error:
-        return fail(command, str(error))
+    except (KeyError, ValueError, TypeError) as error:  # the library's argument checks (out_dir, prefix, ...)
+        return report_user_error(command, error)
     except Exception as error:  # noqa: BLE001 - data or worker failures: report, exit 1
         failure = error
     finally:

@@ -43,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from qualoader.cli._errors import create_cli_metric
     from qualoader.webdataset import expand_shards, score_shard, sidecar_path
 
+    metrics = [create_cli_metric(name, device=args.device) for name in args.metric]  # bad names fail before any file is written
     shards = expand_shards(args.shards)
     names = [Path(shard).name for shard in shards]
     if len(set(names)) != len(names):
@@ -58,7 +60,7 @@ def _score(args: argparse.Namespace) -> int:
             shards, args.metric, address=args.address, num_cpus=args.num_cpus, batch_size=args.batch_size, device=args.device, on_error=args.on_error
         )
     else:
-        indexes = [score_shard(shard, args.metric, batch_size=args.batch_size, device=args.device, handler=args.on_error) for shard in shards]
+        indexes = [score_shard(shard, metrics, batch_size=args.batch_size, device=args.device, handler=args.on_error) for shard in shards]
     total, skipped = 0, []
     for shard, index in zip(shards, indexes, strict=True):
         index.write(sidecar_path(shard, out))

@@ -1,0 +1,103 @@
+"""A disk that fills while a score store is made (simulated with ``RLIMIT_FSIZE`` in a subprocess):
+a clear error, never SIGBUS, and nothing half-made that reads as a valid store or table."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import ImageFolder
+
+from qualoader.data import ScoreStore, identify_dataset
+from qualoader.metrics import create_metric
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # runs in the child before exec
+        # ignored, a write past the limit fails with EFBIG (like ENOSPC) instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def _run(code: str, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: PLW1509 - preexec_fn only sets a signal disposition and a limit
+        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=180, check=False, preexec_fn=_limit_file_size(limit)
+    )
+
+
+_CREATE_TABLE = """
+import sys
+from qualoader.data import ScoreStore
+from qualoader.metrics import create_metric
+store = ScoreStore(sys.argv[1], 200_000, dataset_id="big")   # store.json fits under the limit
+try:
+    store.table(create_metric("sharpness"), create=True)     # 1.6 MB of scores does not
+except OSError as error:
+    print(f"OSError {error.errno}: {error}")
+    sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_while_creating_a_table(tmp_path: Path) -> None:
+    result = _run(_CREATE_TABLE, 64 * 1024, str(tmp_path / "s"))
+    assert result.returncode == 3, (result.returncode, result.stderr)  # an error, not a SIGBUS/SIGXFSZ death
+    assert "OSError 27" in result.stdout and "could not be written (File too large); free some disk space" in result.stdout
+    store = ScoreStore(tmp_path / "s")  # the store itself is intact
+    assert store.length == 200_000 and store.tables() == []
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [".lock", "store.json"]  # no half-made table
+    with pytest.raises(LookupError, match="store should hold scores for metric 'sharpness'"):
+        store.table(create_metric("sharpness"))
+    assert store.table(create_metric("sharpness"), create=True).num_scored == 0  # with space, it just works
+
+
+_CREATE_STORE = """
+import sys
+from torchvision.datasets import ImageFolder
+from qualoader.data import ScoreStore, identify_dataset
+try:
+    ScoreStore(sys.argv[1], identity=identify_dataset(ImageFolder(sys.argv[2])))  # the manifest does not fit
+except OSError as error:
+    print(f"OSError {error.errno}: {error}")
+    sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_while_creating_a_store(tmp_path: Path, photos: torch.Tensor) -> None:
+    for k in range(40):
+        (tmp_path / "images" / "c").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((photos[k % 15, :, :8, k : k + 8].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"image-{k:04d}.png")
+    result = _run(_CREATE_STORE, 512, str(tmp_path / "s"), str(tmp_path / "images"))
+    assert result.returncode == 3, (result.returncode, result.stderr)
+    assert "could not be written (File too large)" in result.stdout
+    assert not (tmp_path / "s" / "store.json").exists()  # written last: never there without its manifest
+    with pytest.raises(ValueError, match="length should be given to create a new store"):
+        ScoreStore(tmp_path / "s")  # the folder does not read as a store
+    identity = identify_dataset(ImageFolder(str(tmp_path / "images")))
+    assert ScoreStore(tmp_path / "s", identity=identity).identity == identity  # retried with space: created
+
+
+@pytest.mark.slow
+def test_full_disk_in_precompute_cli(tmp_path: Path, photos: torch.Tensor) -> None:
+    (tmp_path / "images" / "c").mkdir(parents=True)
+    for k in range(4):
+        Image.fromarray((photos[k, :, :16, :16].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"{k}.png")
+    result = subprocess.run(  # noqa: PLW1509
+        [sys.executable, "-m", "qualoader", "precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"],
+        capture_output=True, text=True, timeout=180, check=False, preexec_fn=_limit_file_size(100),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("qualoader precompute: error: ") and "File too large" in result.stderr
+    assert result.stderr.count("\n") == 1  # one line, no traceback
+    assert not (tmp_path / "s" / "store.json").exists()

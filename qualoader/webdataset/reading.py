@@ -11,6 +11,10 @@ Use it in a ``wds.DataPipeline`` where ``wds.tarfile_to_samples()`` would go::
 
     wds.DataPipeline(wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker,
                      read_shards(handler="skip"), annotate_quality("sharpness"))
+
+:func:`raw_samples` reads the same strict way but keeps every member as stored (tar header and
+bytes, any name, links included) and flags what cannot be carried faithfully; the tag writer
+copies shards with it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Writing shards: image tensors as webdataset shards, and the staged shard sets of ``qualoader tag``.
 
-* :func:`write_image_shards` writes image tensors (PNG members) with webdataset's ``ShardWriter``.
+* :func:`write_image_shards` writes image tensors (PNG members) with webdataset's ``ShardWriter``,
+  each shard under a temporary name until it is complete.
 * :class:`StagedShardSet` writes a set of tar shards and their sidecar indexes so that no reader
   ever sees a partial file or a partial set under a final name: every file is written into a
   staging folder inside the output folder (same file system, so renames are atomic), fsync-ed,
@@ -108,14 +109,51 @@ def write_image_shards(
         raise ValueError(f"labels should have one entry per image ({count}), but got len(labels)={len(labels)}")
     if keys is not None and (len(keys) != count or len(set(keys)) != count or any("." in k or not k for k in keys)):
         raise ValueError(f"keys should be {count} distinct non-empty keys without '.', but got keys={list(keys)[:5]!r}...")
-    written: list[str] = []
-    with wds.ShardWriter(pattern, maxcount=maxcount, verbose=0, post=written.append) as writer:
+    files = _AtomicFiles()
+    writer = wds.ShardWriter(pattern, maxcount=maxcount, verbose=0, opener=files.open, post=files.publish)
+    try:
         for i in range(count):
             sample = {"__key__": keys[i] if keys is not None else f"{i:08d}", image_format: encode_image(images[i], image_format)}
             if labels is not None:
                 sample["cls"] = str(int(labels[i])).encode("ascii")
             writer.write(sample)
-    return [Path(name) for name in written]
+    except BaseException:
+        writer.post = None  # close the tar stream of the shard in progress without publishing it
+        writer.close()
+        files.discard()
+        raise
+    writer.close()
+    return files.published
+
+
+class _AtomicFiles:
+    """``ShardWriter`` opener and post hook: each shard goes to a temporary name beside its final
+    one and is renamed (after fsync) only when the writer closes it complete."""
+
+    def __init__(self) -> None:
+        self.open_files: dict[str, tuple[io.BufferedWriter, str]] = {}
+        self.published: list[Path] = []
+
+    def open(self, name: str) -> io.BufferedWriter:
+        final = Path(name)
+        handle, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        file = os.fdopen(handle, "wb")
+        self.open_files[name] = (file, temp)
+        return file
+
+    def publish(self, name: str) -> None:
+        file, temp = self.open_files.pop(name)
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
+        os.replace(temp, name)
+        self.published.append(Path(name))
+
+    def discard(self) -> None:
+        for file, temp in self.open_files.values():
+            file.close()
+            Path(temp).unlink(missing_ok=True)
+        self.open_files.clear()
 
 
 @contextlib.contextmanager

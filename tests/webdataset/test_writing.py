@@ -106,3 +106,11 @@ def test_copied_headers_drop_stale_pax_records(tmp_path: Path) -> None:
         (member,) = tar.getmembers()
         assert tar.extractfile(member).read() == b"new and longer bytes"
         assert member.pax_headers.get("comment") == "kept" and "GNU.sparse.size" not in member.pax_headers and member.mtime == 1.5
+
+
+def test_write_image_shards_never_leaves_a_partial_shard(tmp_path: Path) -> None:
+    images = [torch.zeros(1, 4, 4, dtype=torch.uint8)] * 3 + [torch.zeros(2, 4, 4)]  # the 4th image is refused
+    with pytest.raises(ValueError, match="should have C in"):
+        write_image_shards(images, tmp_path / "x-%d.tar", maxcount=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-0.tar"]  # the first shard was complete; no temp file left
+    assert [s["__key__"] for s in wds.WebDataset(str(tmp_path / "x-0.tar"), shardshuffle=False)] == ["00000000", "00000001"]

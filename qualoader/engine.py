@@ -278,6 +278,9 @@ class ScoringEngine:
         self.device = target
         self.check_values = check_values
         self.chunk_size = chunk_size
+        # How each metric consumes a batch, decided once: shared classical features, the images
+        # as they are, or the images resized to a reference network's input.
+        self._targets = {name: None if isinstance(metric, ClassicalMetric) else resize_target(metric) for name, metric in self.metrics.items()}
 
     @property
     def names(self) -> list[str]:
@@ -318,10 +321,10 @@ class ScoringEngine:
         count, groups = _as_groups(images)
         out = torch.empty(len(active), count, dtype=torch.float64, device=self.device)
         classical = [(i, m) for i, m in enumerate(active) if isinstance(m, ClassicalMetric)]
-        native = [(i, m) for i, m in enumerate(active) if not isinstance(m, ClassicalMetric) and resize_target(m) is None]
+        native = [(i, m) for i, m in enumerate(active) if not isinstance(m, ClassicalMetric) and self._targets[m.name] is None]
         resized: dict[tuple[int, int], list[tuple[int, QualityMetric]]] = {}
         for i, metric in enumerate(active):
-            if not isinstance(metric, ClassicalMetric) and (size := resize_target(metric)) is not None:
+            if (size := self._targets[metric.name]) is not None:
                 resized.setdefault(size, []).append((i, metric))
         pending: dict[tuple[int, int], list[tuple[Tensor | None, Tensor]]] = {size: [] for size in resized}
         flags: list[Tensor] = []

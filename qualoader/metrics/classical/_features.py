@@ -60,6 +60,7 @@ class BatchFeatures:
     Attributes are computed on first access; every one has a leading batch dimension ``B``.
 
     Example:
+        >>> import torch
         >>> features = BatchFeatures(torch.rand(2, 3, 16, 16))
         >>> features.luma.shape, features.luma_mean.shape
         (torch.Size([2, 16, 16]), torch.Size([2]))

@@ -40,6 +40,7 @@ def blockiness(images: Tensor | BatchFeatures, block: int = 8, eps: float = 1e-6
         ValueError: ``block < 2``, or the image is not larger than one block in both directions.
 
     Example:
+        >>> import torch
         >>> blockiness(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2])
     """

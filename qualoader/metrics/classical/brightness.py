@@ -21,6 +21,7 @@ def mean_brightness(images: Tensor | BatchFeatures) -> Tensor:
         Scores :math:`(B,)` in [0, 1]; rises with brightness.
 
     Example:
+        >>> import torch
         >>> mean_brightness(torch.ones(2, 3, 8, 8))
         tensor([1., 1.])
     """

@@ -38,6 +38,7 @@ def clipped_fraction(images: Tensor | BatchFeatures, low: float = _LOW, high: fl
         Scores :math:`(B,)` in [0, 1]; lower is better (rises with over- and under-exposure).
 
     Example:
+        >>> import torch
         >>> clipped_fraction(torch.ones(2, 3, 4, 4))
         tensor([1., 1.])
     """

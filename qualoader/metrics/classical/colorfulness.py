@@ -25,6 +25,7 @@ def colorfulness(images: Tensor | BatchFeatures) -> Tensor:
         Scores :math:`(B,)` >= 0; higher is more colourful (falls with desaturation).
 
     Example:
+        >>> import torch
         >>> colorfulness(torch.rand(2, 1, 8, 8))
         tensor([0., 0.])
     """

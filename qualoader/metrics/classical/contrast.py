@@ -21,6 +21,7 @@ def rms_contrast(images: Tensor | BatchFeatures) -> Tensor:
         Scores :math:`(B,)` in [0, 0.5]; higher is better (falls as contrast is reduced).
 
     Example:
+        >>> import torch
         >>> rms_contrast(torch.zeros(2, 3, 8, 8))
         tensor([0., 0.])
     """

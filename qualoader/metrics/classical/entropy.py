@@ -32,13 +32,15 @@ def histogram_entropy(images: Tensor | BatchFeatures, bins: int = 256) -> Tensor
         quantisation).
 
     Example:
+        >>> import torch
         >>> histogram_entropy(torch.zeros(2, 1, 8, 8))
         tensor([0., 0.])
     """
     check_positive_int(bins, "bins")
     features = as_features(images)
     probability = features.luma_histogram(bins) / (features.height * features.width)
-    return -torch.special.xlogy(probability, probability).sum(dim=1) / math.log(2.0)
+    # p log(1/p) rather than -p log(p): a one-level histogram then gives +0, not -0
+    return torch.special.xlogy(probability, probability.reciprocal()).sum(dim=1) / math.log(2.0)
 
 
 @register_metric

@@ -32,6 +32,7 @@ def noise_level(images: Tensor | BatchFeatures) -> Tensor:
         Noise standard deviation :math:`(B,)` in intensity units of [0, 1]; lower is better.
 
     Example:
+        >>> import torch
         >>> noise_level(torch.rand(2, 1, 32, 32)).shape
         torch.Size([2])
     """

@@ -24,6 +24,7 @@ def laplacian_variance(images: Tensor | BatchFeatures) -> Tensor:
         Scores :math:`(B,)` >= 0 (in squared intensity units of [0, 1] images).
 
     Example:
+        >>> import torch
         >>> laplacian_variance(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2])
     """
@@ -44,6 +45,7 @@ def gradient_energy(images: Tensor | BatchFeatures) -> Tensor:
         Scores :math:`(B,)` >= 0; higher is sharper.
 
     Example:
+        >>> import torch
         >>> gradient_energy(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2])
     """

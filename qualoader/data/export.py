@@ -1,6 +1,7 @@
-"""Export a score store as a table: one row per sample, to columns, pandas, Arrow, CSV, Parquet or JSON lines.
+"""Export scores as a table: one row per sample, to columns, pandas, Arrow, CSV, Parquet or JSON lines.
 
-Columns (in this order):
+Two sources: a score store (:func:`store_columns`) and tagged webdataset shards, read from their
+sidecar indexes (:func:`shard_columns`). Store columns (in this order):
 
 * ``index``: the sample index (int64).
 * ``path`` for folder datasets (the file path relative to the dataset root) or ``key`` otherwise
@@ -9,6 +10,9 @@ Columns (in this order):
   and ``<metric>_difficulty`` (the calibrated expected error in [0, 1]; NaN/null when the table has
   no calibration). ``<metric>`` is the registry name, or ``<name>-<fingerprint>`` when the store
   holds several configurations of one metric.
+
+Shard columns: ``index`` (running over the shards in order), ``shard`` (the shard path as given),
+``key``, then the same per-metric score and difficulty columns (NaN/null where a sample has none).
 
 Files are written atomically: to a temporary file in the output's folder, fsynced, then renamed.
 
@@ -25,7 +29,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -41,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from qualoader.data.store import ScoreStore
 
-__all__ = ["EXPORT_FORMATS", "store_columns", "store_to_arrow", "store_to_pandas", "write_columns"]
+__all__ = ["EXPORT_FORMATS", "columns_to_arrow", "columns_to_pandas", "shard_columns", "store_columns", "store_to_arrow", "store_to_pandas", "write_columns"]
 
 #: Output formats of :func:`write_columns` (and ``qualoader export --format``).
 EXPORT_FORMATS = frozenset({"csv", "jsonl", "parquet"})
@@ -96,16 +100,63 @@ def store_columns(store: ScoreStore) -> dict[str, Any]:
     return columns
 
 
-def store_to_pandas(store: ScoreStore) -> pandas.DataFrame:
-    """:func:`store_columns` as a pandas DataFrame (``key`` as an object column)."""
+def shard_columns(shards: str | Sequence[str]) -> dict[str, Any]:
+    """Columns of tagged shards, read from their sidecar indexes (no image is read).
+
+    Args:
+        shards: shard paths or brace patterns (``"data-{000..009}.tar"``), each with the
+            ``<shard>.quality.json`` sidecar that ``qualoader tag`` / ``qualoader score`` write.
+
+    Returns:
+        ``{column: values}``: ``index``, ``shard``, ``key``, then ``<metric>`` and ``<metric>_difficulty`` per metric.
+
+    Raises:
+        FileNotFoundError: a shard has no sidecar (tag or score it first).
+        ValueError: a damaged sidecar.
+    """
+    from qualoader.webdataset import expand_shards, read_sidecar, sidecar_path
+
+    indexes = []
+    for shard in expand_shards(shards):
+        path = sidecar_path(shard)
+        if not path.exists():
+            raise FileNotFoundError(f"shards should have their sidecar index, but got {shard!r} without {str(path)!r}; run qualoader tag or qualoader score on it first")
+        indexes.append((shard, read_sidecar(path)))
+    metrics = sorted({name for _, index in indexes for name in index.metrics})
+    shard_names: list[str] = []
+    keys: list[str] = []
+    values: dict[str, list[float]] = {column: [] for name in metrics for column in (name, f"{name}_difficulty")}
+    for shard, index in indexes:
+        shard_names.extend([shard] * len(index.keys))
+        keys.extend(index.keys)
+        for name in metrics:
+            for field, column in (("quality", name), ("difficulty", f"{name}_difficulty")):
+                table = index.quality if field == "quality" else index.difficulty
+                values[column].extend(float(table.get(key, {}).get(name, math.nan)) for key in index.keys)
+    columns: dict[str, Any] = {"index": np.arange(len(keys), dtype=np.int64), "shard": shard_names, "key": keys}
+    columns.update({column: np.asarray(column_values, dtype=np.float64) for column, column_values in values.items()})
+    return columns
+
+
+def columns_to_pandas(columns: Mapping[str, Any]) -> pandas.DataFrame:
+    """Columns (as from :func:`store_columns` / :func:`shard_columns`) as a pandas DataFrame."""
     pd = _require("pandas")
-    return pd.DataFrame(store_columns(store))
+    return pd.DataFrame(dict(columns))
+
+
+def columns_to_arrow(columns: Mapping[str, Any]) -> pyarrow.Table:
+    """Columns as a pyarrow Table (NaN scores become nulls)."""
+    return _arrow_table(columns, _require("pyarrow"))
+
+
+def store_to_pandas(store: ScoreStore) -> pandas.DataFrame:
+    """:func:`store_columns` as a pandas DataFrame (``path``/``key`` as an object column, NaN where not scored)."""
+    return columns_to_pandas(store_columns(store))
 
 
 def store_to_arrow(store: ScoreStore) -> pyarrow.Table:
     """:func:`store_columns` as a pyarrow Table (NaN scores become nulls)."""
-    pa = _require("pyarrow")
-    return _arrow_table(store_columns(store), pa)
+    return columns_to_arrow(store_columns(store))
 
 
 def _arrow_table(columns: Mapping[str, Any], pa: Any) -> Any:

@@ -1,0 +1,82 @@
+"""``qualoader export``: a store or tagged shards to CSV / Parquet / JSON lines, one-line user errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from qualoader.cli import main
+from qualoader.data import ScoreStore
+from qualoader.metrics import create_metric
+from qualoader.webdataset import score_shard, sidecar_path, write_image_shards
+
+
+@pytest.fixture
+def store(tmp_path: Path, photos: torch.Tensor) -> Path:
+    """``qualoader precompute`` of a 6-image folder, one of them unreadable (skipped)."""
+    for k in range(6):
+        (tmp_path / "images" / "c").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((photos[k, :, :24, :24].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"{k}.png")
+    broken = tmp_path / "images" / "c" / "3.png"
+    broken.write_bytes(broken.read_bytes()[:200])
+    argv = ["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress", "--on-error", "skip"]
+    assert main(argv) == 0
+    return tmp_path / "s"
+
+
+def test_store_to_csv_and_jsonl(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["export", str(store), "--output", str(tmp_path / "scores.csv")]) == 0
+    assert "exported 6 rows of score store" in capsys.readouterr().out
+    scores = ScoreStore(store).table(create_metric("sharpness")).scores()
+    with (tmp_path / "scores.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["path"] for row in rows] == [f"c/{k}.png" for k in range(6)]
+    assert [row["sharpness"] for row in rows][3] == ""  # the skipped, unreadable image
+    assert [float(row["sharpness"]) for k, row in enumerate(rows) if k != 3] == scores[[0, 1, 2, 4, 5]].tolist()
+    assert main(["export", str(store), "--format", "jsonl", "-o", str(tmp_path / "scores.txt")]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "scores.txt").read_text().splitlines()]
+    assert lines[3] == {"index": 3, "path": "c/3.png", "sharpness": None, "sharpness_difficulty": None}
+
+
+def test_store_to_parquet(store: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    assert main(["export", str(store), "--output", str(tmp_path / "scores.parquet")]) == 0
+    frame = pd.read_parquet(tmp_path / "scores.parquet")
+    expected = ScoreStore(store).to_pandas()
+    assert frame.columns.tolist() == expected.columns.tolist() == ["index", "path", "sharpness", "sharpness_difficulty"]
+    assert np.array_equal(frame["sharpness"].to_numpy(), expected["sharpness"].to_numpy(), equal_nan=True)
+
+
+def test_tagged_shards(tmp_path: Path, photos: torch.Tensor) -> None:
+    images = (photos[:8, :, :32, :32] * 255).round().to(torch.uint8)  # PNG is lossless for uint8
+    shards = write_image_shards(images, str(tmp_path / "d-%06d.tar"), maxcount=5)
+    for shard in shards:
+        score_shard(str(shard), "contrast").write(sidecar_path(shard))
+    assert main(["export", str(tmp_path / "d-{000000..000001}.tar"), "-o", str(tmp_path / "out.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["shard"] for r in rows] == [str(shards[0])] * 5 + [str(shards[1])] * 3
+    expected = create_metric("contrast")(images).double()
+    assert torch.allclose(torch.tensor([r["contrast"] for r in rows], dtype=torch.float64), expected, rtol=1e-5)
+
+
+def test_user_errors_are_one_line(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    cases = [
+        (["export", str(store), "-o", str(tmp_path / "scores.xlsx")], "--format should be given (csv, jsonl or parquet)"),
+        (["export", str(store), "-o", str(tmp_path / "missing" / "a.csv")], "--output should be in an existing folder"),
+        (["export", str(tmp_path / "images"), "-o", str(tmp_path / "a.csv")], "SOURCE should be webdataset shards for this command"),
+        (["export", str(tmp_path / "none.tar"), "-o", str(tmp_path / "a.csv")], "without"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("qualoader export: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "a.csv").exists()

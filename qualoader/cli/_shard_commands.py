@@ -23,7 +23,10 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per metric call (default: 64)")
     parser.add_argument("--device", default="cpu", help="scoring device (default: cpu)")
     parser.add_argument(
-        "--on-error", choices=("raise", "skip"), default="raise", help="corrupt shard / missing or undecodable image: stop (raise) or skip and count"
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="corrupt shard / missing or undecodable image: stop (raise) or skip and count",
     )
 
 

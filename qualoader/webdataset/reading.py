@@ -83,7 +83,9 @@ def _strict_members(url: str) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
                     handle = archive.extractfile(info)
                     data = handle.read() if handle is not None else b""
                     if len(data) != info.size:
-                        raise CorruptShardError(f"{url}: truncated: member {info.name!r} should have {info.size} bytes, but got {len(data)}")
+                        raise CorruptShardError(
+                            f"{url}: truncated: member {info.name!r} should have {info.size} bytes, but got {len(data)}"
+                        )
                 yield info, data
                 archive.members = []  # stream mode: keep no member list (shards can be large)
     except CorruptShardError:
@@ -159,9 +161,13 @@ def raw_samples(url: str) -> Iterator[RawSample]:
                 current, lowered = RawSample(key, url), set()
             # webdataset lower-cases extensions: "a.PNG" and "a.png" would be one member to every reader
             if extension.lower() in lowered and current.problem is None:
-                current.problem = DuplicateKeyError(f"{url}: sample {key!r} should hold each member name once (case-insensitive), but got {info.name!r} twice")
+                current.problem = DuplicateKeyError(
+                    f"{url}: sample {key!r} should hold each member name once (case-insensitive), but got {info.name!r} twice"
+                )
             if not (info.isreg() or info.issym() or info.islnk()) and current.problem is None:
-                current.problem = UnsupportedMemberError(f"{url}: sample {key!r} should hold files or links, but got member {info.name!r} of tar type {info.type!r}")
+                current.problem = UnsupportedMemberError(
+                    f"{url}: sample {key!r} should hold files or links, but got member {info.name!r} of tar type {info.type!r}"
+                )
             lowered.add(extension.lower())
             current.members.append((info, data))
     except CorruptShardError as error:

@@ -100,7 +100,9 @@ def parse_tag(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     try:
         tag = json.loads(data) if isinstance(data, (bytes, bytearray, str)) else dict(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MissingTagError(f"quality.json should be a JSON object with a 'quality' mapping, but got bytes that are not JSON ({error})") from error
+        raise MissingTagError(
+            f"quality.json should be a JSON object with a 'quality' mapping, but got bytes that are not JSON ({error})"
+        ) from error
     if not isinstance(tag, dict) or not isinstance(tag.get("quality"), dict):
         raise MissingTagError(f"quality.json should be a JSON object with a 'quality' mapping, but got {str(tag)[:80]!r}")
     difficulty, fingerprints = tag.get("difficulty", {}), tag.get("fingerprints", {})
@@ -237,7 +239,9 @@ class SidecarIndex:
         """Values of ``metric`` for every key, shape :math:`(N,)` ``float64`` (NaN where missing)."""
         table = self.quality if field == "quality" else self.difficulty
         if field not in ("quality", "difficulty") or metric not in self.metrics:
-            raise KeyError(f"metric should be one of {sorted(self.metrics)} and field 'quality' or 'difficulty', but got metric={metric!r}, field={field!r}")
+            raise KeyError(
+                f"metric should be one of {sorted(self.metrics)} and field 'quality' or 'difficulty', but got metric={metric!r}, field={field!r}"
+            )
         return torch.tensor([table.get(key, {}).get(metric, float("nan")) for key in self.quality], dtype=torch.float64)
 
     def to_json(self) -> str:
@@ -266,13 +270,19 @@ class SidecarIndex:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got text that is not JSON ({error})") from error
+            raise ValueError(
+                f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got text that is not JSON ({error})"
+            ) from error
         if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-            raise ValueError(f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got format={data.get('format') if isinstance(data, dict) else None!r}")
+            raise ValueError(
+                f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got format={data.get('format') if isinstance(data, dict) else None!r}"
+            )
         quality, difficulty, metrics = data.get("quality"), data.get("difficulty", {}), data.get("metrics")
         tables_ok = all(isinstance(t, dict) and all(isinstance(v, dict) for v in t.values()) for t in (quality, difficulty))
         if not isinstance(data.get("shard"), str) or not isinstance(metrics, dict) or not tables_ok:
-            raise ValueError(f"text should be a sidecar index with 'shard', 'metrics' and per-key 'quality'/'difficulty' tables, but got keys {sorted(data)}")
+            raise ValueError(
+                f"text should be a sidecar index with 'shard', 'metrics' and per-key 'quality'/'difficulty' tables, but got keys {sorted(data)}"
+            )
         if data.get("count", len(quality)) != len(quality):
             raise ValueError(f"sidecar count should equal its number of keys ({len(quality)}), but got count={data.get('count')!r}")
         skipped_samples = [SkippedSample(e["shard"], e["key"], e["error"], e["message"]) for e in data.get("skipped_samples", [])]
@@ -297,4 +307,3 @@ def sidecar_path(shard: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
 def read_sidecar(path: str | os.PathLike[str]) -> SidecarIndex:
     """Load a sidecar index written by :func:`~qualoader.webdataset.tag_shards` or ``qualoader score``."""
     return SidecarIndex.from_json(Path(path).read_text(encoding="utf-8"))
-

@@ -31,7 +31,10 @@ What is guaranteed:
 
 from __future__ import annotations
 
+import copy
+import itertools
 import os
+import tarfile
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -101,7 +104,10 @@ def expand_shards(urls: str | Sequence[str]) -> list[str]:
 
 
 def _metric_info(stage: AnnotateQuality) -> dict[str, dict[str, Any]]:
-    return {m.name: {"fingerprint": m.fingerprint(), "higher_is_better": m.higher_is_better, "calibrated": m.calibration is not None} for m in stage.metrics}
+    return {
+        m.name: {"fingerprint": m.fingerprint(), "higher_is_better": m.higher_is_better, "calibrated": m.calibration is not None}
+        for m in stage.metrics
+    }
 
 
 @dataclass
@@ -148,7 +154,7 @@ def _scored_samples(urls: list[str], stage: AnnotateQuality, ledger: _SkipLedger
     handler = ledger.handler
     # (sequence, sample or skip record) in stream order, until the stage has scored or dropped it
     pending: deque[tuple[int, RawSample | SkippedSample]] = deque()
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
 
     def skip(url: str, key: str | None, error: Exception) -> bool:
         pending.append((next(counter), SkippedSample.from_error(url, key, error)))
@@ -161,7 +167,9 @@ def _scored_samples(urls: list[str], stage: AnnotateQuality, ledger: _SkipLedger
                 for raw in raw_samples(url):
                     error = raw.problem
                     if error is None and raw.key in seen:
-                        error = DuplicateKeyError(f"{url}: sample key {raw.key!r} should appear once in a shard, but got it again after other samples")
+                        error = DuplicateKeyError(
+                            f"{url}: sample key {raw.key!r} should appear once in a shard, but got it again after other samples"
+                        )
                     seen.add(raw.key)
                     if error is not None:
                         if not skip(url, raw.key, error):
@@ -188,7 +196,9 @@ def _scored_samples(urls: list[str], stage: AnnotateQuality, ledger: _SkipLedger
 
 
 def _scoring_stage(metric: Any, batch_size: int, device: Any, image_keys: Sequence[str], ledger: _SkipLedger) -> AnnotateQuality:
-    return annotate_quality(metric, batch_size, device, image_keys=image_keys, handler=ledger, quality_key=_QUALITY, difficulty_key=_DIFFICULTY)
+    return annotate_quality(
+        metric, batch_size, device, image_keys=image_keys, handler=ledger, quality_key=_QUALITY, difficulty_key=_DIFFICULTY
+    )
 
 
 def score_shard(
@@ -259,7 +269,9 @@ def _check_inputs_outside(out: Path, shards: list[str]) -> None:
     identities: dict[tuple[int, int], Path] = {}
     for path in inputs:
         if path.resolve().is_relative_to(out_real):
-            raise ValueError(f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} holding input {str(path)!r}")
+            raise ValueError(
+                f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} holding input {str(path)!r}"
+            )
         stat = path.stat()
         identities[(stat.st_dev, stat.st_ino)] = path
     if identities and out.is_dir():
@@ -275,16 +287,13 @@ def _check_inputs_outside(out: Path, shards: list[str]) -> None:
                 )
 
 
-def _tagged_members(scored: _Scored, fingerprints: dict[str, str], names_in_shard: set[str]) -> list[tuple[Any, bytes]]:
+def _tagged_members(scored: _Scored, fingerprints: dict[str, str], names_in_shard: set[str]) -> list[tuple[tarfile.TarInfo, bytes]]:
     """The sample's members, unchanged, with its tag merged in place or appended.
 
     Raises:
         UnsupportedMemberError: a hard link whose target is not before it in the output shard.
         MissingTagError: the sample carries a malformed tag (never silently replaced).
     """
-    import copy
-    import tarfile
-
     raw = scored.sample
     names = set(names_in_shard)
     members: list[tuple[tarfile.TarInfo, bytes]] = []
@@ -298,7 +307,9 @@ def _tagged_members(scored: _Scored, fingerprints: dict[str, str], names_in_shar
             )
         if is_tag_extension(extension):
             if not info.isreg():
-                raise UnsupportedMemberError(f"{raw.url}: sample {raw.key!r} should hold its tag as a file, but got {info.name!r} of tar type {info.type!r}")
+                raise UnsupportedMemberError(
+                    f"{raw.url}: sample {raw.key!r} should hold its tag as a file, but got {info.name!r} of tar type {info.type!r}"
+                )
             data = merge_tag(data, scored.quality, scored.difficulty, fingerprints)
             info = copy.copy(info)
             info.size = len(data)
@@ -369,7 +380,9 @@ def tag_shards(
     check_positive_int(maxsize, "maxsize")
     check_type(overwrite, "overwrite", bool, "a bool")
     if not isinstance(prefix, str) or not prefix or "/" in prefix or "%" in prefix or prefix.startswith("."):
-        raise ValueError(f"prefix should be a non-empty file name prefix without '/' or '%', not starting with '.', but got prefix={prefix!r}")
+        raise ValueError(
+            f"prefix should be a non-empty file name prefix without '/' or '%', not starting with '.', but got prefix={prefix!r}"
+        )
     out = Path(out_dir)
     _check_inputs_outside(out, shards)
     ledger = _SkipLedger(resolve_handler(handler))
@@ -378,7 +391,12 @@ def tag_shards(
     skipped: list[SkippedSample] = []
     count = 0
     shard_set = StagedShardSet(
-        out, f"{prefix}-%06d.tar", maxcount=maxcount, maxsize=maxsize, overwrite=overwrite, new_index=lambda name: SidecarIndex(name, metrics)
+        out,
+        f"{prefix}-%06d.tar",
+        maxcount=maxcount,
+        maxsize=maxsize,
+        overwrite=overwrite,
+        new_index=lambda name: SidecarIndex(name, metrics),
     )
     with shard_set:
         for event in _scored_samples(shards, stage, ledger):

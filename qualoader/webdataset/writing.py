@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
@@ -35,7 +36,6 @@ from qualoader._validation import (
     check_positive_int,
     check_type,
 )
-
 from qualoader.webdataset.tag_format import SIDECAR_SUFFIX, SidecarIndex, SkippedSample
 
 __all__ = ["STAGING_PREFIX", "StagedShardSet", "encode_image", "write_image_shards"]
@@ -243,7 +243,7 @@ class StagedShardSet:
         self._old: list[Path] = []
         self.staging: Path | None = None
 
-    def __enter__(self) -> StagedShardSet:
+    def __enter__(self) -> Self:
         try:
             self._open()
         except BaseException:
@@ -274,7 +274,11 @@ class StagedShardSet:
                 f"out_dir should be a new or empty folder (use --overwrite / overwrite=True to replace a previous output), "
                 f"but got out_dir={str(self.out)!r} holding {len(names)} entries: {names[:5]}"
             )
-        foreign = [e.name for e in self._old if e.is_symlink() or not e.is_file() or not (e.name.endswith(".tar") or e.name.endswith(".tar" + SIDECAR_SUFFIX))]
+        foreign = [
+            e.name
+            for e in self._old
+            if e.is_symlink() or not e.is_file() or not (e.name.endswith(".tar") or e.name.endswith(".tar" + SIDECAR_SUFFIX))
+        ]
         if foreign:
             raise ValueError(
                 f"out_dir should hold only shards (*.tar) and sidecars (*.tar{SIDECAR_SUFFIX}) to be overwritten, "
@@ -293,7 +297,9 @@ class StagedShardSet:
         except BlockingIOError as error:
             os.close(self._lock)
             self._lock = None
-            raise ValueError(f"out_dir should not be in use by another writer, but got out_dir={str(self.out)!r}, which another process is writing into") from error
+            raise ValueError(
+                f"out_dir should not be in use by another writer, but got out_dir={str(self.out)!r}, which another process is writing into"
+            ) from error
 
     def _unlock(self) -> None:
         if self._lock is not None:
@@ -312,12 +318,10 @@ class StagedShardSet:
 
     def write_sample(self, members: Sequence[tuple[tarfile.TarInfo, bytes]]) -> str:
         """Append one sample's members (headers copied, bytes unchanged); returns the shard file name."""
-        if self.needs_new_shard():
-            self._next_shard()
-        assert self._tar is not None  # noqa: S101 - internal invariant, set by _next_shard
+        tar = self._next_shard() if self._tar is None or self.needs_new_shard() else self._tar
         for info, data in members:
             regular = info.isreg()
-            self._tar.addfile(_copy_member(info, len(data) if regular else 0), io.BytesIO(data) if regular else None)
+            tar.addfile(_copy_member(info, len(data) if regular else 0), io.BytesIO(data) if regular else None)
             self._names.add(info.name)
             self._size += len(data)
         self._count += 1
@@ -330,18 +334,23 @@ class StagedShardSet:
         else:
             self.index.skip(entry)
 
-    def _next_shard(self) -> None:
+    def _staging_folder(self) -> Path:
+        if self.staging is None:
+            raise RuntimeError("the shard set should be open (used as a context manager), but got one that is closed")
+        return self.staging
+
+    def _next_shard(self) -> tarfile.TarFile:
         self._close_shard()
-        assert self.staging is not None  # noqa: S101 - internal invariant, set by _open
         name = self.name_pattern % len(self.staged)
+        self._file = open(self._staging_folder() / name, "wb")  # noqa: SIM115 - closed in _close_shard
         self.staged.append(name)
-        self._file = open(self.staging / name, "wb")  # noqa: SIM115 - closed in _close_shard
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed in _close_shard
         self._names, self._count, self._size = set(), 0, 0
         self.index = self.new_index(name)
         for entry in self._pending:
             self.index.skip(entry)
         self._pending = []
+        return self._tar
 
     def _close_shard(self) -> None:
         if self._tar is None or self._file is None or self.index is None or self.staging is None:
@@ -364,23 +373,22 @@ class StagedShardSet:
         if self._pending and self._tar is None:  # nothing was written: one empty shard lists the skips
             self._next_shard()
         self._close_shard()
-        published = self.published
-        assert self.staging is not None  # noqa: S101 - internal invariant, set by _open
+        published, staging = self.published, self._staging_folder()
         with _interrupts_deferred():
             new_names = set()
             for name in self.staged:
                 shard, sidecar = self.out / name, self.out / (name + SIDECAR_SUFFIX)
                 # an old sidecar must never describe a new shard, even for the instant between two renames
                 sidecar.unlink(missing_ok=True)
-                os.replace(self.staging / name, shard)
-                os.replace(self.staging / sidecar.name, sidecar)
+                os.replace(staging / name, shard)
+                os.replace(staging / sidecar.name, sidecar)
                 new_names.update((shard.name, sidecar.name))
                 published.append((shard, sidecar))
             for old in self._old:  # only once the new set is complete
                 if old.name not in new_names:
                     old.unlink(missing_ok=True)
             _fsync_folder(self.out)
-            shutil.rmtree(self.staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             self.staging = None
             self._unlock()
         return published

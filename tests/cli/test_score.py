@@ -19,7 +19,9 @@ def shards(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test: tuple[t
     return [str(p) for p in write_image_shards(images[:50], str(folder / "s-%06d.tar"), labels=labels[:50], maxcount=20)]
 
 
-def test_score_local_writes_sidecars(shards: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_score_local_writes_sidecars(
+    shards: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     assert main(["score", *shards, "--metric", "contrast", "--metric", "noise", "--out", str(tmp_path)]) == 0
     assert "scored 50 samples of 3 shards" in capsys.readouterr().out
     indexes = [read_sidecar(tmp_path / (Path(s).name + ".quality.json")) for s in shards]

@@ -56,7 +56,9 @@ def test_tag_with_calibration(shards: list[str], tmp_path: Path) -> None:
 def test_tag_console_script(shards: list[str], tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "qualoader", "tag", shards[1], str(tmp_path), "--metric", "brightness", "--prefix", "b"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     listing = subprocess.run(["tar", "-tf", str(tmp_path / "b-000000.tar")], capture_output=True, text=True, check=True).stdout.split()

@@ -96,8 +96,13 @@ def start_tag(fault_shards: list[str]) -> Iterator[Callable[..., subprocess.Pope
     started: list[subprocess.Popen[str]] = []
 
     def start(out: Path, *extra: str, preexec_fn: Callable[[], None] = default_interrupts) -> subprocess.Popen[str]:
-        process = subprocess.Popen(  # noqa: PLW1509 - preexec_fn only sets signal dispositions and limits
-            tag_command(fault_shards, out, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn
+        # preexec_fn only sets signal dispositions and limits, which is safe between fork and exec
+        process = subprocess.Popen(
+            tag_command(fault_shards, out, *extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec_fn,  # noqa: PLW1509
         )
         started.append(process)
         return process

@@ -21,7 +21,9 @@ def _files_at_most(limit: int) -> Callable[[], None]:
 
 
 @pytest.mark.slow
-def test_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path: Path, start_tag: Callable[..., subprocess.Popen[str]], tag_output: type) -> None:
+def test_full_disk_gives_a_clear_error_and_no_partial_file(
+    tmp_path: Path, start_tag: Callable[..., subprocess.Popen[str]], tag_output: type
+) -> None:
     out = tmp_path / "out"
     process = start_tag(out, preexec_fn=_files_at_most(64_000))  # an output shard of 50 samples is about 150 kB
     _, stderr = process.communicate(timeout=300)

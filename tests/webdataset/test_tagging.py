@@ -286,7 +286,12 @@ def test_non_empty_folder_and_overwrite(tmp_path: Path, fm_shards: list[str]) ->
     (out / "notes.txt").unlink()
     second = tag_shards(fm_shards, out, "contrast", maxcount=200, overwrite=True)
     # no stale shard of the first run stays mixed in
-    assert _final_files(out) == ["tagged-000000.tar", "tagged-000000.tar.quality.json", "tagged-000001.tar", "tagged-000001.tar.quality.json"]
+    assert _final_files(out) == [
+        "tagged-000000.tar",
+        "tagged-000000.tar.quality.json",
+        "tagged-000001.tar",
+        "tagged-000001.tar.quality.json",
+    ]
     assert second.count == 240 and sum(len(read_sidecar(s).quality) for s in second.sidecars) == 240
     assert [s["__key__"] for s in _samples(second.shards)] == [f"{i:08d}" for i in range(240)]
 
@@ -354,7 +359,11 @@ def test_duplicate_keys_are_caught_before_writing(tmp_path: Path, members: list[
     handler = SkipAndCount(warn=False)
     report = tag_shards(str(shard), tmp_path / "skip", "contrast", handler=handler)
     index = read_sidecar(report.sidecars[0])
-    assert [(e.key, e.error) for e in report.skipped_samples] == [("a", "DuplicateKeyError")] == [(e.key, e.error) for e in index.skipped_samples]
+    assert (
+        [(e.key, e.error) for e in report.skipped_samples]
+        == [("a", "DuplicateKeyError")]
+        == [(e.key, e.error) for e in index.skipped_samples]
+    )
     names = [name for name, _, _ in _listing(report.shards[0])]
     assert len(names) == len(set(names))  # nothing of the duplicate was written
     assert handler.counts == {"DuplicateKeyError": 1}

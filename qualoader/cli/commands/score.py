@@ -57,7 +57,13 @@ def _score(args: argparse.Namespace) -> int:
         from qualoader.distributed import score_shards_ray
 
         indexes = score_shards_ray(
-            shards, args.metric, address=args.address, num_cpus=args.num_cpus, batch_size=args.batch_size, device=args.device, on_error=args.on_error
+            shards,
+            args.metric,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            batch_size=args.batch_size,
+            device=args.device,
+            on_error=args.on_error,
         )
     else:
         indexes = [score_shard(shard, metrics, batch_size=args.batch_size, device=args.device, handler=args.on_error) for shard in shards]
@@ -66,6 +72,8 @@ def _score(args: argparse.Namespace) -> int:
         index.write(sidecar_path(shard, out))
         total += len(index.quality)
         skipped.extend(index.skipped_samples)
-    print(f"scored {total} samples of {len(shards)} shards with {', '.join(args.metric)} ({args.engine}); {len(skipped)} skipped; sidecars in {out}")
+    print(
+        f"scored {total} samples of {len(shards)} shards with {', '.join(args.metric)} ({args.engine}); {len(skipped)} skipped; sidecars in {out}"
+    )
     print_skipped(skipped)
     return 0

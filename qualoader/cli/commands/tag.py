@@ -30,19 +30,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="IN_SHARDS... OUT_DIR", help="input shards (paths or brace patterns), then the output folder")
-    parser.add_argument("--calibration", action="append", default=[], metavar="NAME=PATH", help="attach a DifficultyCalibration JSON to metric NAME (adds its difficulty)")
+    parser.add_argument(
+        "paths", nargs="+", metavar="IN_SHARDS... OUT_DIR", help="input shards (paths or brace patterns), then the output folder"
+    )
+    parser.add_argument(
+        "--calibration",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="attach a DifficultyCalibration JSON to metric NAME (adds its difficulty)",
+    )
     parser.add_argument("--maxcount", type=int, default=100_000, help="samples per output shard (default: 100000)")
     parser.add_argument("--maxsize", type=int, default=3_000_000_000, help="member bytes per output shard (default: 3e9)")
     parser.add_argument("--prefix", default="tagged", help="output shard name prefix (default: tagged)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the shards and sidecars of a previous run in OUT_DIR (once the new set is complete)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the shards and sidecars of a previous run in OUT_DIR (once the new set is complete)",
+    )
     add_scoring_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
-        return fail("tag", "IN_SHARDS... OUT_DIR should name at least one input shard and the output folder, but got only " + repr(args.paths))
+        return fail(
+            "tag", "IN_SHARDS... OUT_DIR should name at least one input shard and the output folder, but got only " + repr(args.paths)
+        )
     error = check_positive("tag", args, ("maxcount", "maxsize", "batch_size"))
     if error is not None:
         return error

@@ -39,6 +39,8 @@ from typing import Any
 
 import torch
 
+from qualoader._atomic import write_bytes_atomic
+
 __all__ = [
     "SIDECAR_FORMAT",
     "SIDECAR_SUFFIX",
@@ -293,8 +295,6 @@ class SidecarIndex:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the sidecar atomically (temporary file in the same folder, fsync, rename); returns the path."""
-        from qualoader._atomic import write_bytes_atomic
-
         return write_bytes_atomic(path, self.to_json().encode("utf-8"))
 
 

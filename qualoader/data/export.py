@@ -25,18 +25,18 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from qualoader._atomic import write_bytes_atomic
 from qualoader._validation import check_choice
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,21 +187,6 @@ def _rows(columns: Mapping[str, Any]) -> Iterator[list[Any]]:
         yield [_cell(column[row]) for column in values]
 
 
-@contextmanager
-def _atomic_output(path: Path, mode: str) -> Iterator[IO[Any]]:
-    """A file object whose content appears at ``path`` only once complete (temp file, fsync, rename)."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, mode, **({"newline": ""} if "b" not in mode else {})) as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_columns(columns: Mapping[str, Any], output: str | os.PathLike[str], output_format: str) -> Path:
     """Write columns (equal lengths) to ``output`` as CSV, JSON lines or Parquet, atomically.
 
@@ -224,21 +209,20 @@ def write_columns(columns: Mapping[str, Any], output: str | os.PathLike[str], ou
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"columns should all have the same length, but got lengths {lengths}")
-    path = Path(output)
+    # built in memory, then written by the project's one atomic writer: a reader never sees half a table
     if output_format == "parquet":
         pa, pq = _require("pyarrow"), _require("pyarrow.parquet")
-        table = _arrow_table(columns, pa)
-        with _atomic_output(path, "wb") as file:
-            pq.write_table(table, file)
-        return path
-    with _atomic_output(path, "w") as file:
-        if output_format == "csv":
-            writer = csv.writer(file)
-            writer.writerow(list(columns))
-            for row in _rows(columns):
-                writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in row])
-        else:
-            names = list(columns)
-            for row in _rows(columns):
-                file.write(json.dumps(dict(zip(names, row)), allow_nan=False) + "\n")
-    return path
+        buffer = io.BytesIO()
+        pq.write_table(_arrow_table(columns, pa), buffer)
+        return write_bytes_atomic(output, buffer.getvalue())
+    text = io.StringIO(newline="")
+    if output_format == "csv":
+        writer = csv.writer(text)
+        writer.writerow(list(columns))
+        for row in _rows(columns):
+            writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in row])
+    else:
+        names = list(columns)
+        for row in _rows(columns):
+            text.write(json.dumps(dict(zip(names, row)), allow_nan=False) + "\n")
+    return write_bytes_atomic(output, text.getvalue().encode())

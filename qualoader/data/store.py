@@ -58,7 +58,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -69,6 +68,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import Tensor
 
+from qualoader._atomic import write_bytes_atomic
 from qualoader._validation import check_positive_int, check_type
 from qualoader.data.identity import DatasetIdentity
 from qualoader.metrics.base import QualityMetric
@@ -113,25 +113,13 @@ def _disk_error(error: OSError, what: str) -> OSError:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` through a temporary file in the same folder, fsync, ``os.replace``."""
+    """Write ``payload`` to ``path`` atomically (the project's temp + fsync + rename), then persist the rename."""
+    text = json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n"
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise _disk_error(error, str(path)) from error
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(payload, file, indent=1, sort_keys=True, default=str)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
+        write_bytes_atomic(path, text.encode())
         _fsync_dir(path.parent)
     except OSError as error:
-        Path(temp).unlink(missing_ok=True)
         raise _disk_error(error, str(path)) from error
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

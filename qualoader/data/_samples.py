@@ -30,6 +30,7 @@ __all__ = [
     "group_by_size",
     "image_to_tensor",
     "is_image",
+    "load_image_tensor",
     "load_sample",
     "pop_index",
     "sample_file",
@@ -150,6 +151,25 @@ def load_sample(dataset: Any, index: int, files: list[str] | None = None) -> Any
         path = files[index] if files is not None and 0 <= index < len(files) else sample_file(dataset, index)
         error.add_note(f"while loading dataset[{index}]" + (f" from file {path!r}" if path is not None else ""))
         raise
+
+
+def load_image_tensor(dataset: Any, index: int, image_key: int | str | None) -> Tensor:
+    """The image of ``dataset[index]`` as a tensor :math:`(C, H, W)` (:func:`load_sample`, :func:`sample_image`, :func:`image_to_tensor`).
+
+    A PIL image that a dataset returns still undecoded (``Image.open`` without ``load``) fails only
+    when its pixels are read here: that failure is a :class:`SampleLoadError` naming the file too.
+
+    Raises:
+        SampleLoadError: the image could not be read.
+        TypeError, ValueError: an unsupported sample structure or image shape.
+    """
+    image = sample_image(load_sample(dataset, index), image_key, f"dataset[{index}]")
+    try:
+        return image_to_tensor(image, f"dataset[{index}] image")
+    except _UNREADABLE as error:
+        path = sample_file(dataset, index) or getattr(image, "filename", None) or None
+        where = f"dataset[{index}]" + (f" (file {path!r})" if path else "")
+        raise SampleLoadError(f"{where} should be a readable sample, but got {type(error).__name__}: {error}", index, path) from error
 
 
 def is_image(value: Any) -> bool:

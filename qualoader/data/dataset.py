@@ -137,8 +137,14 @@ class QualityDataset(Dataset[Any]):
         SampleLoadError: at ``__getitem__``, an unreadable image (the message names its file).
 
     Example:
-        >>> data = QualityDataset(fashion_mnist, create_metric("sharpness"))
-        >>> image, label, quality, difficulty = data[0]  # difficulty: NaN, sharpness has no calibration
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from qualoader.metrics import create_metric
+        >>> images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+        >>> data = QualityDataset(TensorDataset(images, torch.arange(4)), create_metric("brightness"))
+        >>> image, label, quality, difficulty = data[0]  # difficulty: NaN, brightness has no calibration
+        >>> quality, difficulty
+        (0.0, nan)
     """
 
     def __init__(

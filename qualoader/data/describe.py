@@ -144,9 +144,13 @@ def describe(
         StoreError: a corrupt store.
 
     Example:
-        >>> print(describe("runs/scores"))
-        score store 'runs/scores': 10000 samples, 1 metric configuration(s)
-        ...
+        >>> import tempfile
+        >>> from qualoader.data import ScoreStore
+        >>> from qualoader.metrics import create_metric
+        >>> root = tempfile.mkdtemp()
+        >>> ScoreStore(root, length=4).table(create_metric("brightness"), create=True).write([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])
+        >>> print(describe(root).metrics[0].count)
+        4
     """
     check_positive_int(bins, "bins")
     q = np.asarray(quantiles, dtype=np.float64)

@@ -17,9 +17,15 @@ Shard columns: ``index`` (running over the shards in order), ``shard`` (the shar
 Files are written atomically: to a temporary file in the output's folder, fsynced, then renamed.
 
 Example:
-    >>> frame = ScoreStore("runs/scores").to_pandas()  # doctest: +SKIP
-    >>> frame.columns.tolist()  # doctest: +SKIP
-    ['index', 'path', 'sharpness', 'sharpness_difficulty']
+    >>> import tempfile
+    >>> from qualoader.data import ScoreStore
+    >>> from qualoader.metrics import create_metric
+    >>> store = ScoreStore(tempfile.mkdtemp(), length=3)
+    >>> store.table(create_metric("brightness"), create=True).write([0, 2], [0.25, 0.5])
+    >>> list(store_columns(store))
+    ['index', 'key', 'brightness', 'brightness_difficulty']
+    >>> store_columns(store)["brightness"]
+    array([0.25,  nan, 0.5 ])
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ A :class:`DatasetIdentity` is built from content, never from a folder name or a 
   augmentations give the same hash on every run.
 
 Example:
+    >>> from torch.utils.data import TensorDataset
     >>> identity = identify_dataset(TensorDataset(torch.zeros(4, 1, 8, 8)))
     >>> identity.kind, identity.length
     ('content', 4)
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from qualoader._validation import check_positive_int, check_type
-from qualoader.data._samples import folder_files, image_to_tensor, load_sample, sample_image
+from qualoader.data._samples import folder_files, load_image_tensor
 
 __all__ = ["IDENTITY_KINDS", "DatasetIdentity", "identify_dataset"]
 
@@ -156,7 +157,7 @@ def _content_digest(dataset: Any, length: int, image_key: int | str | None, num_
                 torch.manual_seed(seed + index)
                 random.seed(seed + index)
                 np.random.seed((seed + index) % 2**32)
-                image = image_to_tensor(sample_image(load_sample(dataset, index), image_key, f"dataset[{index}]"), f"dataset[{index}] image")
+                image = load_image_tensor(dataset, index, image_key)
                 array = image.detach().cpu().contiguous().numpy()
                 parts.append(f"{index}\0{array.dtype.str}\0{array.shape}".encode())
                 parts.append(array.tobytes())
@@ -197,6 +198,7 @@ def identify_dataset(
         SampleLoadError: a sampled item could not be loaded (content hash only).
 
     Example:
+        >>> from torch.utils.data import TensorDataset
         >>> identify_dataset(TensorDataset(torch.zeros(3, 1, 4, 4)), dataset_id="zeros-v1").kind
         'id'
     """

@@ -105,9 +105,14 @@ class QualityLoader:
         StoreError: a store of another dataset (see :meth:`~qualoader.data.ScoreStore.match_dataset`).
 
     Example:
-        >>> loader = DataLoader(QualityDataset(train), batch_size=64, num_workers=4, pin_memory=True)
-        >>> for images, labels, quality, difficulty in QualityLoader(loader, create_metric("sharpness"), "cuda", store=store):
-        ...     ...  # difficulty is NaN: sharpness has no calibration
+        >>> from torch.utils.data import TensorDataset
+        >>> from qualoader.metrics import create_metric
+        >>> train = TensorDataset(torch.rand(8, 1, 16, 16), torch.arange(8))
+        >>> loader = DataLoader(QualityDataset(train), batch_size=4)  # num_workers=4, pin_memory=True work too
+        >>> for images, labels, quality, difficulty in QualityLoader(loader, create_metric("sharpness"), "cpu"):
+        ...     pass  # train on (images, labels)
+        >>> quality.shape, difficulty.isnan().all().item()  # NaN: sharpness has no calibration
+        (torch.Size([4]), True)
     """
 
     def __init__(

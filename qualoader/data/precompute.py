@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from qualoader._validation import check_choice, check_positive_int, check_type
-from qualoader.data._samples import SampleLoadError, image_to_tensor, load_sample, sample_image
+from qualoader.data._samples import SampleLoadError, load_image_tensor
 from qualoader.data.dataset import table_for
 from qualoader.data.loader import score_images
 from qualoader.data.store import ScoreStore, ScoreTable
@@ -46,14 +46,12 @@ class _IndexedImages(Dataset[tuple[int, Any]]):
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
         try:
-            sample = load_sample(self.dataset, index)
+            return index, load_image_tensor(self.dataset, index, self.image_key)
         except SampleLoadError as error:
             if not self.skip:
                 raise
             # returned, not raised: a worker's exception would end the whole DataLoader
             return index, SkippedSample(index, str(error))
-        image = sample_image(sample, self.image_key, f"dataset[{index}]")
-        return index, image_to_tensor(image, f"dataset[{index}] image")
 
 
 def collate_indexed_images(items: list[tuple[int, Any]]) -> tuple[Tensor, Tensor | list[Tensor], list[SkippedSample]]:
@@ -127,9 +125,13 @@ def precompute(
         SampleLoadError: an unreadable image with ``on_error="raise"``.
 
     Example:
-        >>> table = precompute(train, create_metric("sharpness"), "runs/scores", batch_size=256, num_workers=4)
-        >>> table.scores().shape
-        (60000,)
+        >>> import tempfile
+        >>> from torch.utils.data import TensorDataset
+        >>> from qualoader.metrics import create_metric
+        >>> train = TensorDataset(torch.rand(100, 1, 16, 16))
+        >>> table = precompute(train, create_metric("sharpness"), tempfile.mkdtemp(), batch_size=32, progress=False)
+        >>> table.scores().shape, table.complete
+        ((100,), True)
     """
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         raise TypeError(f"dataset should be a map-style Dataset with __getitem__ and __len__, but got dataset of type {type(dataset).__name__}")

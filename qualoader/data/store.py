@@ -233,7 +233,9 @@ class ScoreTable:
             or one that does not match its store's ``store.json``.
 
     Example:
-        >>> table = ScoreStore("scores", length=100).table(metric, create=True)
+        >>> import tempfile
+        >>> from qualoader.metrics import create_metric
+        >>> table = ScoreStore(tempfile.mkdtemp(), length=3).table(create_metric("sharpness"), create=True)
         >>> table.write([0, 1], [0.5, 0.75])
         >>> table.read([0, 1, 2])
         (array([0.5 , 0.75,  nan]), array([ True,  True, False]))
@@ -520,10 +522,14 @@ class ScoreStore:
         OSError: the disk is full (nothing that reads as a store is left behind).
 
     Example:
-        >>> store = ScoreStore("runs/scores", identity=identify_dataset(dataset))
-        >>> table = store.table(create_metric("sharpness"), create=True)
-        >>> store.tables()
-        [ScoreTable('runs/scores/sharpness-...', metric='sharpness', ...)]
+        >>> import tempfile, torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from qualoader.data import identify_dataset
+        >>> from qualoader.metrics import create_metric
+        >>> dataset = TensorDataset(torch.zeros(10, 1, 8, 8), torch.arange(10))
+        >>> store = ScoreStore(tempfile.mkdtemp(), identity=identify_dataset(dataset, dataset_id="zeros-v1"))
+        >>> store.length, store.table(create_metric("sharpness"), create=True).num_scored
+        (10, 0)
     """
 
     def __init__(

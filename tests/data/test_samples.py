@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from qualoader.data._samples import (
+    SampleLoadError,
     add_fields,
     batch_image,
     group_by_size,
     image_to_tensor,
+    load_image_tensor,
+    load_sample,
     pop_index,
     sample_image,
 )
@@ -137,3 +145,34 @@ def test_pop_index() -> None:
         pop_index(torch.zeros(2, 1, 3, 3))
     with pytest.raises(TypeError, match="as an int64 tensor"):
         pop_index((torch.zeros(2, 1, 3, 3), torch.tensor([0.5, 1.5])))
+
+
+def test_lazy_pil_images_that_fail_to_decode_name_their_file(tmp_path: Path) -> None:
+    """A dataset returning an undecoded ``Image.open`` fails only on conversion: still a SampleLoadError naming the file."""
+    path = tmp_path / "cut.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(path)
+    path.write_bytes(path.read_bytes()[:-40])
+
+    class Lazy(Dataset[Any]):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> Any:
+            return Image.open(path), 0  # not loaded: PIL decodes on first pixel access
+
+    with pytest.raises(SampleLoadError, match=rf"dataset\[0\] \(file '{re.escape(str(path))}'\) should be a readable sample, but got OSError"):
+        load_image_tensor(Lazy(), 0, None)
+    assert load_sample(Lazy(), 0)[1] == 0  # loading the sample itself succeeds
+
+
+def test_other_errors_keep_their_type_and_gain_a_note() -> None:
+    class Buggy(Dataset[Any]):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> Any:
+            raise KeyError("label")
+
+    with pytest.raises(KeyError) as raised:
+        load_sample(Buggy(), 0)
+    assert raised.value.__notes__ == ["while loading dataset[0]"]

@@ -60,7 +60,8 @@ class DatasetIdentity:
     Attributes:
         kind: one of :data:`IDENTITY_KINDS`.
         length: number of samples.
-        digest: sha256 hex digest over everything below.
+        digest: sha256 hex digest of the content (the manifest for ``files``; the id or the sampled
+            bytes otherwise: user keys are labels, recorded but not part of it).
         keys: one key per sample (the relative file path for ``files``; user keys or ``None`` otherwise).
         sizes: file sizes in bytes (``files`` only; ``-1`` for a missing file).
         mtimes_ns: file modification times in nanoseconds (``files`` only; ``-1`` for a missing file).
@@ -84,10 +85,9 @@ class DatasetIdentity:
 
     @staticmethod
     def from_id(dataset_id: str, length: int, keys: Sequence[str] | None = None) -> DatasetIdentity:
-        """The ``id`` identity: a user-given dataset id (and optional per-sample keys)."""
+        """The ``id`` identity: a user-given dataset id (and optional per-sample keys, labels only)."""
         key_tuple = None if keys is None else tuple(map(str, keys))
-        parts = [dataset_id.encode(), *(k.encode() for k in key_tuple or ())]
-        return DatasetIdentity("id", length, _digest("id", length, parts), key_tuple)
+        return DatasetIdentity("id", length, _digest("id", length, [dataset_id.encode()]), key_tuple)
 
     def manifest(self) -> dict[str, Any]:
         """A JSON-ready dict that :meth:`from_manifest` reads back (checked against ``digest``)."""
@@ -144,11 +144,11 @@ def _stat(path: str) -> tuple[int, int]:
     return int(status.st_size), int(status.st_mtime_ns)
 
 
-def _content_digest(dataset: Any, length: int, image_key: int | str | None, num_samples: int, seed: int, keys: tuple[str, ...] | None) -> str:
+def _content_digest(dataset: Any, length: int, image_key: int | str | None, num_samples: int, seed: int) -> str:
     generator = torch.Generator().manual_seed(seed)
     drawn = torch.randint(0, length, (num_samples,), generator=generator).tolist()
     indices = sorted({0, length - 1, *drawn})
-    parts: list[bytes] = [k.encode() for k in keys or ()]
+    parts: list[bytes] = []
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         with torch.random.fork_rng(devices=[]):
@@ -184,7 +184,7 @@ def identify_dataset(
             (folder datasets always get their file manifest; give the store a ``dataset_id`` as well
             to tell apart two transforms of one folder).
         keys: for in-memory datasets, one key per sample (recorded in the store, exported with
-            the scores); folder datasets use their relative file paths.
+            the scores; labels, not part of the digest); folder datasets use their relative file paths.
         image_key: position or key of the image in a sample (content hash only).
         num_samples: random samples hashed besides the first and the last (content hash only).
         seed: seed of the sample draw and of the random generators while loading it.
@@ -228,5 +228,5 @@ def identify_dataset(
         return DatasetIdentity.from_files(relative, [s for s, _ in stats], [m for _, m in stats])
     if dataset_id is not None:
         return DatasetIdentity.from_id(dataset_id, length, key_tuple)
-    digest = _content_digest(dataset, length, image_key, num_samples, seed, key_tuple)
+    digest = _content_digest(dataset, length, image_key, num_samples, seed)
     return DatasetIdentity("content", length, digest, key_tuple)

@@ -552,7 +552,6 @@ class ScoreStore:
             length = identity.length
         self.root = Path(root)
         self.rescored: np.ndarray = np.empty(0, dtype=np.int64)  #: indices dropped by the last match_dataset (changed files)
-        self._identity: DatasetIdentity | None = None
         if not (self.root / "store.json").exists():
             if length is None:
                 raise ValueError(f"length should be given to create a new store, but got length=None and no store at {str(self.root)!r}")
@@ -617,11 +616,7 @@ class ScoreStore:
     def identity(self) -> DatasetIdentity | None:
         """The recorded :class:`~qualoader.data.identity.DatasetIdentity` (read from the manifest), or ``None``."""
         record = _read_store_meta(self.root)["identity"]
-        if record is None:
-            return None
-        if self._identity is None or self._identity.digest != record["digest"]:
-            self._identity = self._read_manifest(record)
-        return self._identity
+        return None if record is None else self._read_manifest(record)  # read each time: another process may record keys
 
     def keys(self) -> tuple[str, ...] | None:
         """Per-sample keys: relative file paths for folder datasets, user keys, or ``None`` when not recorded."""
@@ -654,13 +649,24 @@ class ScoreStore:
         with store_lock(self.root):
             meta = _read_store_meta(self.root)
             record = meta["identity"]
+            self.rescored = np.empty(0, dtype=np.int64)
             if record is not None and record["digest"] == identity.digest and record["kind"] == identity.kind:
-                self.rescored = np.empty(0, dtype=np.int64)
-                return self.rescored
+                if identity.kind == "files" or identity.keys is None:
+                    return self.rescored
+                stored = self._read_manifest(record)  # user keys are labels outside the digest: compare them
+                if stored.keys == identity.keys:
+                    return self.rescored
+                if stored.keys is not None:
+                    first = next(i for i, (a, b) in enumerate(zip(stored.keys, identity.keys)) if a != b)
+                    raise StoreError(
+                        f"keys should be the store's recorded sample keys, but got keys[{first}]={identity.keys[first]!r} "
+                        f"where the store at {str(self.root)!r} has {stored.keys[first]!r}"
+                    )
+                # same data, keys given for the first time: recorded below (same manifest name, replaced atomically)
             tables = self.tables()
-            if record is None:
-                # made by ScoreStore(root, length): any scores in it were written directly by the caller,
-                # whose claim is that they belong to the first dataset used with it
+            if record is None or record["digest"] == identity.digest:
+                # no identity yet (made by ScoreStore(root, length): any scores in it were written directly
+                # by the caller, whose claim is that they belong to the first dataset used with it), or new keys
                 changed = np.empty(0, dtype=np.int64)
             else:
                 stored = self._read_manifest(record)
@@ -678,7 +684,6 @@ class ScoreStore:
             _write_json_atomic(self.root / "store.json", meta)
             if record is not None and record["manifest"] != meta["identity"]["manifest"]:
                 (self.root / record["manifest"]).unlink(missing_ok=True)
-            self._identity = identity
             self.rescored = changed
             return changed
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets import ImageFolder
 
-from qualoader.data import ScoreStore, ScoreTable, StoreError, identify_dataset
+from qualoader.data import ScoreStore, ScoreTable, StoreError, identify_dataset, precompute
 from qualoader.data.store import store_lock
 from qualoader.metrics import QualityMetric, create_metric
 
@@ -267,6 +267,19 @@ def test_store_without_identity_adopts_the_first_dataset(tmp_path: Path, fmnist_
     assert ScoreStore(tmp_path / "s").keys()[:2] == ("k0", "k1")
     with pytest.raises(StoreError):
         store.match_dataset(identify_dataset(fmnist_small, dataset_id="other"))
+
+
+def test_keys_are_recorded_and_checked(tmp_path: Path, fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:
+    keys = [f"img-{i:03d}" for i in range(96)]
+    store = ScoreStore(tmp_path / "s", identity=identify_dataset(fmnist_small, keys=keys))
+    precompute(fmnist_small, sharpness, store, progress=False)  # precompute's own identity has no keys: same data, accepted
+    assert store.keys() == tuple(keys) and store.table(sharpness).complete
+    with pytest.raises(StoreError, match=r"keys should be the store's recorded sample keys, but got keys\[3\]='other'"):
+        store.match_dataset(identify_dataset(fmnist_small, keys=[*keys[:3], "other", *keys[4:]]))
+    plain = ScoreStore(tmp_path / "t", identity=identify_dataset(fmnist_small))
+    assert plain.keys() is None
+    plain.match_dataset(identify_dataset(fmnist_small, keys=keys))  # keys given later are recorded
+    assert ScoreStore(tmp_path / "t").keys() == tuple(keys)
 
 
 def test_corrupt_manifest(tmp_path: Path, image_folder: Path) -> None:

@@ -41,6 +41,7 @@ from torch import Tensor
 from qualoader._validation import check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
 from qualoader.metrics.classical import BatchFeatures, ClassicalMetric
+from qualoader.metrics.classical._common import check_batch_structure
 from qualoader.metrics.registry import create_metric, list_metrics
 
 __all__ = [
@@ -196,7 +197,7 @@ def _as_groups(images: Tensor | Sequence[Tensor]) -> tuple[int, list[tuple[list[
     if isinstance(images, Tensor):
         if images.ndim == 3:  # (B, H, W): grey images without a channel axis
             images = images.unsqueeze(1)
-        _check_structure(images, "images")
+        check_batch_structure(images, "images")
         return images.shape[0], [(None, images)]
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
         raise TypeError(f"images should be a tensor (B, C, H, W) or a sequence of tensors (C, H, W), but got images of type {type(images).__name__}")
@@ -214,21 +215,9 @@ def _as_groups(images: Tensor | Sequence[Tensor]) -> tuple[int, list[tuple[list[
     out = []
     for rows in groups.values():
         stack = torch.stack([images[r] if images[r].ndim == 3 else images[r].unsqueeze(0) for r in rows])
-        _check_structure(stack, f"images[{rows[0]}]")
+        check_batch_structure(stack, f"images[{rows[0]}]")
         out.append((rows if len(rows) < len(images) else None, stack))
     return len(images), out
-
-
-def _check_structure(images: Tensor, name: str) -> None:
-    """Shape and dtype checks of :func:`~qualoader._validation.check_images` (no device sync)."""
-    from qualoader._validation import check_images
-
-    if images.dtype != torch.uint8:
-        check_images(images, name, check_values=False)
-    else:  # check_images would convert the whole group to float here; the engine converts per chunk
-        check_images(images[:1, :, :1, :1], name, check_values=False)
-        if images.ndim != 4 or 0 in images.shape:
-            raise ValueError(f"{name} should be non-empty in B, H and W, but got {name}.shape={tuple(images.shape)}")
 
 
 def _out_of_range(images: Tensor) -> Tensor:

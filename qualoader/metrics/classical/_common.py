@@ -7,10 +7,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from qualoader._validation import check_images
 from qualoader.metrics.base import QualityMetric
 from qualoader.metrics.classical._features import LUMA_WEIGHTS, BatchFeatures
 
-__all__ = ["LUMA_WEIGHTS", "ClassicalMetric", "check_min_size", "luminance", "working"]
+__all__ = ["LUMA_WEIGHTS", "ClassicalMetric", "check_batch_structure", "check_min_size", "luminance", "working"]
 
 
 def working(images: Tensor) -> Tensor:
@@ -36,9 +37,21 @@ def luminance(images: Tensor) -> Tensor:
 
 def check_min_size(images: Tensor | BatchFeatures, size: int) -> None:
     """Raise ``ValueError`` unless both spatial sides of ``images`` are at least ``size``."""
-    shape = images.images.shape if isinstance(images, BatchFeatures) else images.shape
+    shape = images.shape
     if min(shape[-2:]) < size:
         raise ValueError(f"images should be at least {size}x{size} pixels, but got images.shape={tuple(shape)}")
+
+
+def check_batch_structure(images: object, name: str = "images") -> None:
+    """Shape and dtype checks of :func:`~qualoader._validation.check_images`, without converting ``uint8``.
+
+    A valid ``uint8`` batch passes untouched (``check_images`` would only convert it to float, a
+    pass over every pixel that the classical kernels fold into their weights); anything else goes
+    through ``check_images`` (no value check), which raises the usual messages.
+    """
+    if isinstance(images, Tensor) and images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] in (1, 3) and images.numel() > 0:
+        return
+    check_images(images, name, check_values=False)
 
 
 class ClassicalMetric(QualityMetric):
@@ -58,3 +71,18 @@ class ClassicalMetric(QualityMetric):
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         return self.score_features(BatchFeatures(images))
+
+    def forward(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Score a batch; ``uint8`` images are read as bytes, exactly as the scoring engine reads them.
+
+        Args:
+            images: :math:`(B, C, H, W)`, float in [0, 1] or uint8, ``C`` in {1, 3}.
+            reference: must be ``None`` (no-reference measure).
+
+        Returns:
+            Scores of shape :math:`(B,)`.
+        """
+        if isinstance(images, Tensor) and images.dtype == torch.uint8 and reference is None:
+            check_batch_structure(images)
+            return self.score(images)
+        return super().forward(images, reference)

@@ -68,21 +68,47 @@ class BatchFeatures:
 
     def __init__(self, images: Tensor) -> None:
         self.raw: Tensor | None = images if images.dtype == torch.uint8 else None
-        if images.dtype == torch.uint8:
-            images = torch.div(images, 255.0)  # one pass, bit-identical to .float().div_(255.0)
-        elif images.dtype in (torch.float16, torch.bfloat16):
-            images = images.float()
-        self.images = images
         self.batch, self.channels, self.height, self.width = images.shape
+        if images.dtype == torch.uint8:
+            # Byte values converted without dividing: the 1/255 goes into the (tiny) projection
+            # weights and moments instead, which saves a pass over every pixel of every channel.
+            self._pixels = images.to(torch.float32)
+            self._scale = 1.0 / 255.0
+        else:
+            self._pixels = images.float() if images.dtype in (torch.float16, torch.bfloat16) else images
+            self._scale = 1.0
         self._histograms: dict[int, Tensor] = {}
         self._clipped: dict[tuple[float, float], Tensor] = {}
         self._steps: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
 
+    @property
+    def shape(self) -> torch.Size:
+        """``(B, C, H, W)`` of the images."""
+        return self._pixels.shape
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the images."""
+        return self._pixels.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of every intermediate (float32 for ``uint8`` and half-precision input)."""
+        return self._pixels.dtype
+
+    @cached_property
+    def images(self) -> Tensor:
+        """The images as floats in [0, 1], :math:`(B, C, H, W)` (``uint8`` divided by 255 on first use)."""
+        if self.raw is not None:
+            return torch.div(self.raw, 255.0)  # one pass, bit-identical to .float().div_(255.0)
+        return self._pixels
+
     # -- colour -----------------------------------------------------------------------------------
     def _project(self, rows: tuple[tuple[float, float, float], ...]) -> Tensor:
         """Channel combinations ``rows`` (k x 3) of RGB images, :math:`(B, k, H W)`, in one matrix product."""
-        matrix = torch.tensor(rows, dtype=self.images.dtype, device=self.images.device)
-        return torch.matmul(matrix, self.images.reshape(self.batch, 3, -1))
+        scaled = [[weight * self._scale for weight in row] for row in rows]
+        matrix = torch.tensor(scaled, dtype=self._pixels.dtype, device=self._pixels.device)
+        return torch.matmul(matrix, self._pixels.reshape(self.batch, 3, -1))
 
     @cached_property
     def luma(self) -> Tensor:
@@ -99,10 +125,11 @@ class BatchFeatures:
         (``w . mean`` and ``w^T cov w``), so one centred pass and one batched product replace a
         mean-and-variance pass per combination.
         """
-        flat = self.images.reshape(self.batch, 3, -1)
+        flat = self._pixels.reshape(self.batch, 3, -1)
         mean = flat.mean(dim=2)
         centred = flat - mean[:, :, None]
-        return mean, torch.bmm(centred, centred.transpose(1, 2)) / flat.shape[2]
+        covariance = torch.bmm(centred, centred.transpose(1, 2)) * (self._scale**2 / flat.shape[2])
+        return mean * self._scale, covariance
 
     def _combination_moments(self, rows: tuple[tuple[float, float, float], ...]) -> tuple[Tensor, Tensor]:
         """Means and population variances :math:`(B, k)` of the channel combinations ``rows`` (k x 3)."""
@@ -146,8 +173,12 @@ class BatchFeatures:
     def laplacian(self) -> Tensor:
         """3x3 Laplacian (4-neighbour) of the luma inside the image, :math:`(B, H-2, W-2)`."""
         luma = self.luma
-        columns = torch.add(luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:], luma[:, 1:-1, 1:-1], alpha=-2.0)
-        return columns.add_(self._second_difference_rows[:, :, 1:-1])
+        if "_second_difference_rows" in self.__dict__:  # shared with the noise estimate: reuse it
+            columns = torch.add(luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:], luma[:, 1:-1, 1:-1], alpha=-2.0)
+            return columns.add_(self._second_difference_rows[:, :, 1:-1])
+        # Alone: (up + down) + (left + right) - 4 centre, one pass fewer; exactly 0 on flat images too.
+        neighbours = (luma[:, :-2, 1:-1] + luma[:, 2:, 1:-1]).add_(luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:])
+        return neighbours.add_(luma[:, 1:-1, 1:-1], alpha=-4.0)
 
     @cached_property
     def laplacian_var(self) -> Tensor:
@@ -234,7 +265,7 @@ class BatchFeatures:
                 shifted = self.raw.reshape(self.batch, -1) - (brightest % 256)
                 flags = shifted <= (256 - brightest + darkest)
                 counts = flags.view(torch.uint8).sum(dim=1, dtype=torch.int32)
-                self._clipped[key] = counts.to(self.images.dtype)
+                self._clipped[key] = counts.to(self.dtype)
             else:
                 values = self.images.reshape(self.batch, -1)
                 self._clipped[key] = ((values <= low) | (values >= high)).sum(dim=1).to(values.dtype)

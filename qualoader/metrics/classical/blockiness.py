@@ -47,7 +47,7 @@ def blockiness(images: Tensor | BatchFeatures, block: int = 8, eps: float = 1e-6
     _check_block(block)
     features = as_features(images)
     if min(features.height, features.width) <= block:
-        raise ValueError(f"images should be larger than block={block} in H and W, but got images.shape={tuple(features.images.shape)}")
+        raise ValueError(f"images should be larger than block={block} in H and W, but got images.shape={tuple(features.shape)}")
     boundary_x, inside_x, boundary_y, inside_y = features.steps(block)
     return (boundary_x + boundary_y + 2 * eps) / (inside_x + inside_y + 2 * eps)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from qualoader.metrics.classical._common import ClassicalMetric
@@ -31,7 +32,7 @@ def colorfulness(images: Tensor | BatchFeatures) -> Tensor:
     """
     features = as_features(images)
     if features.channels == 1:
-        return features.images.new_zeros(features.batch)
+        return torch.zeros(features.batch, dtype=features.dtype, device=features.device)
     rg_mean, rg_var, yb_mean, yb_var = features.opponent_moments
     return (rg_var + yb_var).sqrt() + 0.3 * (rg_mean.square() + yb_mean.square()).sqrt()
 

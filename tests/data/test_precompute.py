@@ -126,7 +126,7 @@ def test_blurred_in_place_files_are_rescored(tmp_path: Path, image_folder: Path,
     first = precompute(ImageFolder(str(image_folder)), sharpness, tmp_path / "s", batch_size=5, progress=False)
     before = first.scores()
     assert np.allclose(before, _folder_scores(image_folder, sharpness), rtol=1e-5, atol=0)
-    files = [image_folder / key for key in ScoreStore(tmp_path / "s").keys()]
+    files = [image_folder / key for key in ScoreStore(tmp_path / "s").keys() or ()]
     blurred = list(range(0, 12, 2))
     for k in blurred:
         Image.open(files[k]).filter(ImageFilter.GaussianBlur(2)).save(files[k])

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from torch.utils.data import TensorDataset
 from torchvision.datasets import ImageFolder
 
@@ -289,7 +288,7 @@ def test_corrupt_manifest(tmp_path: Path, image_folder: Path) -> None:
     payload["keys"][0] = "a/other.png"
     manifest.write_text(json.dumps(payload))
     with pytest.raises(StoreError, match="the sample manifest .* should match store.json"):
-        ScoreStore(tmp_path / "s").identity
+        _ = ScoreStore(tmp_path / "s").identity  # reading it checks the manifest
 
 
 def test_skip_and_invalidate(table: ScoreTable) -> None:
@@ -316,7 +315,6 @@ def test_tables_are_preallocated_not_sparse(table: ScoreTable) -> None:
 
 def test_lock_is_reentrant(tmp_path: Path, sharpness: QualityMetric) -> None:
     store = ScoreStore(tmp_path / "s", 10)
-    with store_lock(store.root):
-        with store_lock(store.root):
-            store.table(sharpness, create=True).write([1], [2.0])  # takes the lock again inside
+    with store_lock(store.root), store_lock(store.root):
+        store.table(sharpness, create=True).write([1], [2.0])  # takes the lock again inside
     assert store.table(sharpness).get(1) == 2.0 and (tmp_path / "s" / ".lock").exists()

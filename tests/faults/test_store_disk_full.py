@@ -30,7 +30,7 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 
 def _run(code: str, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: PLW1509 - preexec_fn only sets a signal disposition and a limit
+    return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=180, check=False, preexec_fn=_limit_file_size(limit)
     )
 
@@ -93,7 +93,7 @@ def test_full_disk_in_precompute_cli(tmp_path: Path, photos: torch.Tensor) -> No
     (tmp_path / "images" / "c").mkdir(parents=True)
     for k in range(4):
         Image.fromarray((photos[k, :, :16, :16].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"{k}.png")
-    result = subprocess.run(  # noqa: PLW1509
+    result = subprocess.run(
         [sys.executable, "-m", "qualoader", "precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"],
         capture_output=True, text=True, timeout=180, check=False, preexec_fn=_limit_file_size(100),
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import sys
 from pathlib import Path
 
 from qualoader.cli._errors import UserError, create_cli_metric, user_errors

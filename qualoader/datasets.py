@@ -158,7 +158,8 @@ def load_fashion_mnist(
         if source == "auto" and split not in _WARNED:
             _WARNED.add(split)
             warnings.warn(
-                f"no full Fashion-MNIST copy found (QUALOADER_FASHION_MNIST or {_DEFAULT_ROOT}), so load_fashion_mnist({split!r}) "
+                f"no full Fashion-MNIST copy in {os.environ.get('QUALOADER_FASHION_MNIST', str(_DEFAULT_ROOT))!r} "
+                f"($QUALOADER_FASHION_MNIST, else {_DEFAULT_ROOT}), so load_fashion_mnist({split!r}) "
                 f"returns the bundled sample: the first {len(label_array)} of the {FASHION_MNIST_SIZES[split]} {split} images. "
                 "Install the full dataset with 'sudo apt-get install dataset-fashion-mnist' or set QUALOADER_FASHION_MNIST; "
                 "pass source='sample' to choose the sample without this warning.",

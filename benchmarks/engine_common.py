@@ -121,6 +121,30 @@ def score_folder(
     return seconds, {name: torch.cat(parts) for name, parts in collected.items()}
 
 
+class FileImages(Dataset[Any]):
+    """Map-style dataset of decoded image files (``uint8`` or ``float32`` tensors :math:`(C, H, W)`)."""
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        self.files = [str(f) for f in files]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_image(self.files[index])
+
+
+def precompute_seconds(files: Sequence[Path], metric: str, store: Path, *, workers: int = 2, batch_size: int = 64, device: str = "cpu") -> float:
+    """Seconds of one :func:`qualoader.data.precompute` pass over ``files`` into a new store at ``store``."""
+    from qualoader.data import precompute
+    from qualoader.metrics import create_metric
+
+    built = create_metric(metric, device=device)
+    start = time.perf_counter()
+    precompute(FileImages(files), built, str(store), batch_size=batch_size, num_workers=workers, device=device, progress=False)
+    return time.perf_counter() - start
+
+
 def best_of(repeats: int, run: Callable[[], tuple[float, Any]]) -> tuple[float, Any]:
     """Fastest of ``repeats`` runs: ``(seconds, result of that run)``."""
     best: tuple[float, Any] | None = None

@@ -9,7 +9,8 @@ seed), decode included, ``--workers`` processes (default 2; on CPU each worker d
 * **mixed-size folder vs the same folder resized** for an aligned metric (``--aligned``, default
   ``bn-shift``): a folder whose images have random sides in [160, 288] px against the same crops
   written at 224 px. The engine resizes to the reference network's input before batching, so
-  mixed sizes make one network call per batch. Reported: time(mixed) / time(resized).
+  mixed sizes make one network call per batch. Reported: time(mixed) / time(resized), for the
+  engine alone and for a whole :func:`qualoader.data.precompute` pass into a score store.
 
 Figures are the best of ``--repeats``; all ratios come from this run. ``--device cuda`` scores on
 the GPU in the main process (workers decode). Run: ``python benchmarks/engine_speed.py``.
@@ -22,7 +23,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from engine_common import best_of, machine, make_photo_folder, score_folder
+from engine_common import best_of, machine, make_photo_folder, precompute_seconds, score_folder
 
 from qualoader.engine import METRIC_SUITES
 
@@ -54,7 +55,16 @@ def main() -> None:
         resized = make_photo_folder(Path(tmp) / "resized", args.count, 224, seed=1)  # same crops, one size
         mixed_s, resized_s = timed(mixed, args.aligned), timed(resized, args.aligned)
         report["mixed_vs_resized"] = {"metric": args.aligned, "mixed_s": mixed_s, "resized_s": resized_s, "ratio": mixed_s / resized_s}
-        print(f"  {args.aligned}: mixed sizes {args.count / mixed_s:6.0f} images/s, resized {args.count / resized_s:6.0f} images/s -> mixed/resized time {mixed_s / resized_s:.2f}")
+        print(f"  {args.aligned}, engine: mixed sizes {args.count / mixed_s:6.0f} images/s, resized {args.count / resized_s:6.0f} images/s -> mixed/resized time {mixed_s / resized_s:.2f}")
+        # The same through precompute (workers decode, the main process scores into a store).
+        runs = iter(range(10**6))
+
+        def stored(files: list[Path]) -> float:
+            return min(precompute_seconds(files, args.aligned, Path(tmp) / f"store{next(runs)}", workers=args.workers, device=args.device) for _ in range(args.repeats))
+
+        mixed_p, resized_p = stored(mixed), stored(resized)
+        report["precompute_mixed_vs_resized"] = {"metric": args.aligned, "mixed_s": mixed_p, "resized_s": resized_p, "ratio": mixed_p / resized_p}
+        print(f"  {args.aligned}, precompute: mixed sizes {args.count / mixed_p:6.0f} images/s, resized {args.count / resized_p:6.0f} images/s -> mixed/resized time {mixed_p / resized_p:.2f}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

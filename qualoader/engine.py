@@ -331,6 +331,8 @@ class ScoringEngine:
                     features = BatchFeatures(chunk)
                     for i, metric in classical:
                         _put(out[i], chunk_index, metric.score_features(features))  # type: ignore[attr-defined]
+            for _, metric in (*native, *(pair for pairs in resized.values() for pair in pairs)):
+                _check_domain(metric, images_on_device)
             if native or resized:
                 if as_float is None:
                     as_float = images_on_device.to(torch.float32).div_(255.0)
@@ -417,6 +419,17 @@ class ScoringEngine:
 
     def __repr__(self) -> str:
         return f"ScoringEngine(metrics={self.names}, device={str(self.device)!r})"
+
+
+def _check_domain(metric: QualityMetric, images: Tensor) -> None:
+    """Run a reference metric's input-domain guard on the images as given (before any resize).
+
+    ``ReferenceMetric.forward`` runs this guard; the engine calls ``score`` on resized batches, so
+    it runs the guard itself, on the original sizes (a shape test, no host sync, once warned).
+    """
+    guard = getattr(metric, "_domain_guard", None)
+    if guard is not None:
+        guard.check(images)
 
 
 def _rows(rows: Tensor | None, part: Tensor) -> Tensor:

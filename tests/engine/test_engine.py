@@ -175,3 +175,11 @@ def test_one_host_synchronisation_per_batch_on_cuda(photo_bytes: torch.Tensor) -
     cpu = ScoringEngine("classical,bn-shift", "cpu").score(images)
     for name in result.scores:
         torch.testing.assert_close(result.scores[name], cpu.scores[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_reference_metric_domain_guard_sees_the_original_sizes(photo_bytes: torch.Tensor) -> None:
+    from qualoader.profiles import DomainWarning
+
+    engine = ScoringEngine("bn-shift")
+    with pytest.warns(DomainWarning, match="far outside the input domain"):
+        engine.score(photo_bytes[:2])  # 128 px colour photos for a 28 px grey network, resized by the engine

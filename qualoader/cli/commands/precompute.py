@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
+import sys
+import threading
 from pathlib import Path
 
 from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+from qualoader.cli._shard_commands import _raise_terminated, _Terminated
 from qualoader.cli._sources import parse_source
 
 __all__ = ["add_parser", "run"]
@@ -91,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             from qualoader.calibration import DifficultyCalibration
 
             metric.calibration = DifficultyCalibration.load(args.calibration)
+    # SIGTERM unwinds like Ctrl-C: one line and exit 143/130 (every finished batch is already stored)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if threading.current_thread() is threading.main_thread() else None
     try:
         with user_errors():  # a store of other data (StoreError is a ValueError) is the user's to fix
             store = ScoreStore(args.store, dataset_id=dataset_id, identity=identify_dataset(dataset, dataset_id=dataset_id))
@@ -115,6 +121,14 @@ def run(args: argparse.Namespace) -> int:
         if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise
         raise UserError(str(error)) from error
+    except (KeyboardInterrupt, _Terminated) as error:
+        name, code = ("SIGTERM", 143) if isinstance(error, _Terminated) else ("SIGINT", 130)
+        print(f"qualoader precompute: interrupted by {name}; the scores of every finished batch are stored: run the same command again to resume",
+              file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     skipped = table.skipped()
     print(f"scores: {table.path} ({table.num_scored}/{table.length} scored, {len(skipped)} skipped)")
     for index, reason in skipped.items():

@@ -113,8 +113,8 @@ def test_cli_report(tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFi
     assert main(["report", str(image_folder), "--metric", "sharpness", "--metric", "entropy", "--out", str(out), "--examples", "2"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "index.html")
     _check_page(out / "index.html")
-    with pytest.raises(SystemExit):
-        main(["report", str(image_folder), "--out", str(out)])  # --metric is required
+    assert main(["report", str(image_folder), "--out", str(out)]) == 2  # no --metric (nor --profile): a one-line user error
+    assert "--metric or --profile should name at least one metric" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,9 @@ def table_for(
     created for ``dataset``) or ``None`` (no store). The store's length is checked first, then the
     dataset's identity (:func:`~qualoader.data.identity.identify_dataset` with ``dataset_id`` and
     ``image_key``) is matched with the store's (:meth:`ScoreStore.match_dataset`): changed files are
-    rescored, another dataset is refused.
+    rescored, another dataset is refused. Without ``dataset_id``, a store opened with one
+    (``ScoreStore(root, n, dataset_id=...)``) lends it, so every path that uses that store
+    identifies an in-memory dataset the same way.
     """
     if store is None:
         return None
@@ -76,6 +78,10 @@ def table_for(
             store.check_metric(metric)
     if dataset_id is not None:
         check_type(dataset_id, "dataset_id", str, "a str or None")
+    elif isinstance(store, ScoreStore):
+        dataset_id = store.dataset_id
+    elif isinstance(store, ScoreTable):
+        dataset_id = store.header["dataset_id"]
     identity = identify_dataset(dataset, dataset_id=dataset_id, image_key=image_key)
     if isinstance(store, (str, os.PathLike)):
         return ScoreStore(store, identity=identity).table(metric, create=True)

@@ -318,3 +318,18 @@ def test_lock_is_reentrant(tmp_path: Path, sharpness: QualityMetric) -> None:
     with store_lock(store.root), store_lock(store.root):
         store.table(sharpness, create=True).write([1], [2.0])  # takes the lock again inside
     assert store.table(sharpness).get(1) == 2.0 and (tmp_path / "s" / ".lock").exists()
+
+
+def test_store_label_identifies_in_memory_data_on_every_path(tmp_path: Path, fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:
+    """precompute without dataset_id and QualityLoader with the store's label agree on one identity."""
+    from torch.utils.data import DataLoader
+
+    from qualoader.data import QualityDataset, QualityLoader
+
+    store = ScoreStore(tmp_path / "s", 96, dataset_id="fm-96")
+    precompute(fmnist_small, sharpness, store, progress=False)
+    assert store.identity == identify_dataset(fmnist_small, dataset_id="fm-96")
+    loader = QualityLoader(DataLoader(QualityDataset(fmnist_small), batch_size=48), sharpness, store=store, dataset_id="fm-96")
+    assert len(list(loader)) == 2 and loader.scored_batches == 0  # everything read from the store
+    with pytest.raises(StoreError, match="the dataset should be the store's"):
+        QualityLoader(DataLoader(QualityDataset(fmnist_small), batch_size=48), sharpness, store=store, dataset_id="fm-v2")

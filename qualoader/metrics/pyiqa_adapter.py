@@ -50,6 +50,9 @@ __all__ = [
 _INSTALL_HINT = "pip install 'qualoader[iqa]'"
 #: Seconds any socket may block while a weight-based pyiqa network is built (a last-resort guard).
 _BUILD_SOCKET_TIMEOUT = 10.0
+#: Smallest side the weight-free pyiqa metrics accept with their default options (their largest
+#: unpadded window or pyramid; measured on pyiqa 0.1.16, each checked by a test). Others: 1.
+_PYIQA_MIN_SIZES = {"fsim": 2, "gmsd": 4, "mad": 16, "ms_ssim": 161, "piqe": 8, "ssim": 11, "vif": 33}
 
 
 def _import_pyiqa() -> Any:
@@ -140,6 +143,7 @@ class PyiqaMetric(QualityMetric):
         self.higher_is_better = not bool(getattr(network, "lower_better", False))  # type: ignore[misc]
         self.requires_reference = getattr(network, "metric_mode", "NR") == "FR"  # type: ignore[misc]
         self.requires_weights = needs_weights  # type: ignore[misc]
+        self.min_size = _PYIQA_MIN_SIZES.get(pyiqa_name, 1)
         self.options = dict(options)
         self.network = network
 

@@ -4,6 +4,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,27 @@ def test_scores_follow_the_metric_dtype_policy(name, pair):
         scores = metric(x, y) if metric.requires_reference else metric(x)
         assert scores.dtype == expected and scores.shape == (len(images),)
         assert not scores.requires_grad
+
+
+@pytest.mark.parametrize("name", WEIGHT_FREE)
+def test_declared_min_size_is_exact(name):
+    metric = create_metric(f"pyiqa:{name}")
+    size = metric.min_size
+    images = torch.rand(1, 3, size, size + 3, generator=torch.Generator().manual_seed(0))
+    scores = metric(images, images.flip(-1)) if metric.requires_reference else metric(images)
+    assert bool(torch.isfinite(scores).all()), f"pyiqa:{name} fails at its declared minimum {size}"
+    if size > 1:
+        smaller = images[..., 1:, :].contiguous()
+        with pytest.raises(ValueError, match=f"at least {size}x{size} pixels .* for metric 'pyiqa:{name}'"):
+            metric(smaller, smaller) if metric.requires_reference else metric(smaller)
+        square = images[..., 1:, 4:].contiguous()  # (size - 1) px square
+        try:  # not too strict either: pyiqa itself breaks on a square one pixel below the declared minimum
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # pyiqa's own complaints about the tiny input
+                raw = metric.network(square, square.flip(-1)) if metric.requires_reference else metric.network(square)
+        except (RuntimeError, ValueError, IndexError):
+            return
+        assert not bool(torch.isfinite(raw).all()), f"pyiqa:{name} still works at {size - 1} px"
 
 
 def test_adapted_psnr_matches_ours(pair):

@@ -20,6 +20,7 @@ from qualoader.calibration.defaults import (
     default_calibration,
     default_calibration_path,
     shipped_calibration,
+    shipped_profile,
 )
 from qualoader.calibration.fit import calibrate_metric, calibration_report
 from qualoader.calibration.mapping import CALIBRATION_METHODS, Calibration, DifficultyCalibration
@@ -40,4 +41,5 @@ __all__ = [
     "iterate_sweep",
     "reference_errors",
     "shipped_calibration",
+    "shipped_profile",
 ]

@@ -1,8 +1,9 @@
 """The calibrations the package ships, declared once in a table keyed by metric name.
 
 Each entry names the metric configuration its calibration was fitted for (constructor parameters
-and reference network); :func:`shipped_calibration` attaches it to a metric only when the metric
-has exactly that configuration, so no constructor tests its own default arguments.
+and reference network), directly or through a shipped quality profile; :func:`shipped_calibration`
+attaches it to a metric only when the metric has exactly that configuration, so no constructor
+tests its own default arguments.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "default_calibration",
     "default_calibration_path",
     "shipped_calibration",
+    "shipped_profile",
 ]
 
 
@@ -37,14 +39,18 @@ class ShippedDefault:
 
     Attributes:
         metric: registry name.
+        profile: file name in ``qualoader/assets`` of the quality profile that holds the
+            configuration (metric parameters, reference network) and its calibration; or ``None``
+            when the entry states them itself (``params``, ``reference``, ``asset``).
         params: entries of ``metric.get_config()`` the configuration must have (its fitted parameters).
         reference: ``"embedded"`` when the metric must run the embedded default reference network
             (compared by weights hash, so an equal network built another way matches too), ``None``
-            for metrics without a reference network.
-        asset: file name of the calibration JSON in ``qualoader/assets``.
+            for a metric whose scores do not depend on it.
+        asset: file name of a bare calibration JSON in ``qualoader/assets`` (entries without profile).
     """
 
     metric: str
+    profile: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     reference: str | None = None
     asset: str = ""
@@ -54,27 +60,44 @@ def _table(*entries: ShippedDefault) -> Mapping[str, ShippedDefault]:
     return MappingProxyType({entry.metric: entry for entry in entries})
 
 
-#: Shipped calibrations, fitted by ``python tools/fit_calibrations.py`` (bn-shift, feature-distance)
-#: and with the task-guided head, on a corruption sweep of the Fashion-MNIST TRAIN split.
+#: Shipped defaults, keyed by metric. The Fashion-MNIST profiles are rebuilt by ``python tools/fit_calibrations.py``;
+#: the task-guided calibration is written with its head by ``python tools/train_task_guided.py``.
 SHIPPED_DEFAULTS: Mapping[str, ShippedDefault] = _table(
-    ShippedDefault("bn-shift", {"divergence": "kl", "variance_floor": 0.01, "layers": None}, "embedded", "calibration_bn-shift.json"),
-    ShippedDefault("feature-distance", {"layers": None, "distance": "cosine"}, "embedded", "calibration_feature-distance.json"),
-    ShippedDefault("task-guided", {"checkpoint": None}, None, "calibration_task-guided.json"),
+    ShippedDefault("bn-shift", profile="profile_fashion-mnist_bn-shift.json"),
+    ShippedDefault("feature-distance", profile="profile_fashion-mnist_feature-distance.json"),
+    ShippedDefault("task-guided", params={"checkpoint": None}, asset="calibration_task-guided.json"),
 )
 
 
+def _asset(name: str) -> Path:
+    return Path(str(resources.files("qualoader") / "assets" / name))
+
+
 def default_calibration_path(metric_name: str) -> Path:
-    """Where the shipped calibration of ``metric_name`` lives (``qualoader/assets/calibration_<name>.json``)."""
+    """The shipped file holding ``metric_name``'s calibration: its profile, or its calibration JSON.
+
+    For a metric without an entry in :data:`SHIPPED_DEFAULTS`, the (absent) ``calibration_<name>.json``.
+    """
     check_type(metric_name, "metric_name", str, "a metric name (str)")
     entry = SHIPPED_DEFAULTS.get(metric_name)
-    asset = entry.asset if entry is not None else f"calibration_{metric_name}.json"
-    return Path(str(resources.files("qualoader") / "assets" / asset))
+    if entry is None:
+        return _asset(f"calibration_{metric_name}.json")
+    return _asset(entry.profile or entry.asset)
 
 
-@functools.lru_cache(maxsize=None)
-def _shipped_state(path: Path) -> str | None:
-    # cached as text: every caller gets its own DifficultyCalibration, so mutating one never leaks
+@functools.cache
+def _shipped_text(path: Path) -> str | None:
+    # cached as text: every caller gets its own objects, so mutating one never leaks
     return path.read_text() if path.is_file() else None
+
+
+@functools.cache
+def _shipped_profile(metric_name: str) -> Any:
+    from qualoader.profiles.profile import load_profile
+
+    entry = SHIPPED_DEFAULTS[metric_name]
+    # verify=False: the embedded weights are checked against their sha256 when the reference is built
+    return load_profile(_asset(str(entry.profile)), verify=False)
 
 
 def default_calibration(metric_name: str) -> DifficultyCalibration | None:
@@ -90,7 +113,12 @@ def default_calibration(metric_name: str) -> DifficultyCalibration | None:
         >>> default_calibration("bn-shift").higher_is_better
         False
     """
-    text = _shipped_state(default_calibration_path(metric_name))
+    check_type(metric_name, "metric_name", str, "a metric name (str)")
+    entry = SHIPPED_DEFAULTS.get(metric_name)
+    if entry is not None and entry.profile is not None:
+        calibration = _shipped_profile(metric_name).calibration
+        return None if calibration is None else DifficultyCalibration.from_state_dict(calibration.state_dict())
+    text = _shipped_text(default_calibration_path(metric_name))
     return None if text is None else DifficultyCalibration.from_state_dict(json.loads(text))
 
 
@@ -99,6 +127,30 @@ def _embedded_reference_hash() -> str:
     from qualoader.reference import default_reference
 
     return default_reference().weights_hash
+
+
+def _matches(metric: QualityMetric, entry: ShippedDefault) -> bool:
+    if entry.profile is not None:
+        profile = _shipped_profile(entry.metric)
+        params, embedded = profile.metric.params, profile.reference.source == "embedded"
+    else:
+        params, embedded = entry.params, entry.reference == "embedded"
+    config = metric.get_config()
+    missing = object()
+    if any(config.get(key, missing) != value for key, value in params.items()):
+        return False
+    if embedded:
+        reference = config.get("reference")
+        return isinstance(reference, dict) and reference.get("weights_hash") == _embedded_reference_hash()
+    return True
+
+
+def shipped_profile(metric: QualityMetric) -> Any:
+    """The shipped :class:`~qualoader.profiles.QualityProfile` whose configuration ``metric`` has exactly, else ``None``."""
+    entry = SHIPPED_DEFAULTS.get(metric.name)
+    if entry is None or entry.profile is None or not _matches(metric, entry):
+        return None
+    return _shipped_profile(metric.name)
 
 
 def shipped_calibration(metric: QualityMetric) -> DifficultyCalibration | None:
@@ -115,14 +167,6 @@ def shipped_calibration(metric: QualityMetric) -> DifficultyCalibration | None:
         True
     """
     entry = SHIPPED_DEFAULTS.get(metric.name)
-    if entry is None:
+    if entry is None or not _matches(metric, entry):
         return None
-    config = metric.get_config()
-    missing = object()
-    if any(config.get(key, missing) != value for key, value in entry.params.items()):
-        return None
-    if entry.reference == "embedded":
-        reference = config.get("reference")
-        if not isinstance(reference, dict) or reference.get("weights_hash") != _embedded_reference_hash():
-            return None
     return default_calibration(metric.name)

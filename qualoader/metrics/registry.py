@@ -7,14 +7,18 @@ with :func:`register_metric_prefix`, so adapters to other libraries share the sa
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
 from qualoader._validation import check_type
 from qualoader.metrics.base import QualityMetric
+
+if TYPE_CHECKING:
+    from qualoader.profiles import QualityProfile
 
 __all__ = [
     "MetricInfo",
@@ -95,16 +99,27 @@ def metric_info(name: str) -> MetricInfo:
     )
 
 
-def create_metric(name: str, device: str | torch.device | None = None, **kwargs: Any) -> QualityMetric:
+def create_metric(
+    name: str,
+    device: str | torch.device | None = None,
+    *,
+    profile: str | os.PathLike[str] | QualityProfile | None = None,
+    **kwargs: Any,
+) -> QualityMetric:
     """Build a metric by name and move it to ``device``.
 
     Args:
         name: a name from :func:`list_metrics`, or ``"<prefix>:<name>"`` such as ``"pyiqa:fsim"``.
         device: where the metric's kernels live; ``None`` keeps the default (CPU).
+        profile: a quality profile (path or :class:`~qualoader.profiles.QualityProfile`) that
+            defines the metric's reference network, parameters, head, calibration and input domain
+            (see :func:`qualoader.profiles.metric_from_profile`); ``kwargs`` may then only hold
+            ``strict`` and ``check_values``.
         **kwargs: forwarded to the metric's constructor.
 
     Raises:
         KeyError: unknown name (the message suggests close matches).
+        ValueError: with ``profile``, other keyword arguments or a profile of another metric.
 
     Example:
         >>> metric = create_metric("sharpness")
@@ -112,6 +127,15 @@ def create_metric(name: str, device: str | torch.device | None = None, **kwargs:
         torch.Size([2])
     """
     check_type(name, "name", str, "a metric name (str)")
+    if profile is not None:
+        from qualoader.profiles import metric_from_profile
+
+        extra = sorted(set(kwargs) - {"strict", "check_values"})
+        if extra:
+            raise ValueError(f"kwargs should only be strict and check_values with profile=..., which defines the rest, but got {extra}")
+        metric = metric_from_profile(profile, name, **kwargs)
+        metric.eval()
+        return metric if device is None else metric.to(device)
     prefix, sep, rest = name.partition(":")
     if sep:
         if prefix not in _PREFIXES:

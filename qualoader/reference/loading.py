@@ -46,17 +46,20 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file does not hold a mapping of tensors.
+        ValueError: the file cannot be read, or does not hold a mapping of tensors.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights should be an existing local file, but got weights={str(path)!r}, which does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state: Any = load_file(str(path), device="cpu")
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state: Any = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises pickle, zip and runtime errors alike for a damaged file
+        raise ValueError(f"weights should be a readable state_dict file (torch.save or safetensors), but got weights={str(path)!r} that cannot be read ({type(error).__name__}: {error})") from error
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

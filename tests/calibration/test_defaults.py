@@ -5,13 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qualoader.calibration import SHIPPED_DEFAULTS, DifficultyCalibration, default_calibration, default_calibration_path, shipped_calibration
+from qualoader.calibration import (
+    SHIPPED_DEFAULTS,
+    DifficultyCalibration,
+    default_calibration,
+    default_calibration_path,
+    shipped_calibration,
+)
 from qualoader.metrics import create_metric, list_metrics
 
 
 def test_default_calibration_lookup() -> None:
     assert default_calibration("no-such-metric") is None
-    assert default_calibration_path("bn-shift").name == "calibration_bn-shift.json"
+    assert default_calibration_path("bn-shift").name == "profile_fashion-mnist_bn-shift.json"  # the calibration lives in the profile
+    assert default_calibration_path("task-guided").name == "calibration_task-guided.json"
     with pytest.raises(TypeError, match="metric_name should be"):
         default_calibration(3)  # type: ignore[arg-type]
     first, second = default_calibration("bn-shift"), default_calibration("bn-shift")
@@ -23,6 +30,7 @@ def test_default_calibration_lookup() -> None:
 def test_every_table_entry_names_a_registered_metric_and_a_shipped_file(name: str) -> None:
     entry = SHIPPED_DEFAULTS[name]
     assert entry.metric == name and name in list_metrics()
+    assert default_calibration_path(name).is_file()
     calibration = default_calibration(name)
     assert isinstance(calibration, DifficultyCalibration)
     assert calibration.higher_is_better == create_metric(name).higher_is_better

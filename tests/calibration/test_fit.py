@@ -25,7 +25,7 @@ def test_calibration_report_auroc_and_brier() -> None:
 
 
 def test_calibration_report_agrees_with_stats(synthetic) -> None:
-    scores, errors, probability = synthetic(True, n=3000, seed=4)
+    _, errors, probability = synthetic(True, n=3000, seed=4)
     report = calibration_report(probability, errors)
     assert report["auroc"] == auroc(probability.numpy(), errors.numpy())
     assert report["error_rate"] == pytest.approx(float(errors.mean()))

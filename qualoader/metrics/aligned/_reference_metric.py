@@ -1,14 +1,18 @@
-"""Shared base of the metrics computed through a reference network (``feature-distance``, ``bn-shift``)."""
+"""Shared base of the metrics computed through a reference network (``feature-distance``, ``bn-shift``, ...)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from qualoader.metrics.base import QualityMetric
+from qualoader.profiles.domain import DomainGuard, InputDomain
 from qualoader.reference import ReferenceNetwork, load_reference
+
+if TYPE_CHECKING:
+    from qualoader.profiles.profile import QualityProfile
 
 __all__ = ["ReferenceMetric"]
 
@@ -16,15 +20,21 @@ __all__ = ["ReferenceMetric"]
 class ReferenceMetric(QualityMetric):
     """A metric that owns a :class:`~qualoader.reference.ReferenceNetwork` as ``self.network``.
 
+    It knows the network's input domain (``input_domain``: channels, native size, intensity
+    statistics) and warns once per instance, with a :class:`~qualoader.profiles.DomainWarning`,
+    when images fall far outside it (``strict=True``: a :class:`~qualoader.profiles.DomainError`
+    for every such batch). Without a profile the domain comes from the network's input
+    convention; the shipped defaults and profiles add the measured intensity ranges.
+
     Args:
         reference: the network: ``None``/``"default"`` (embedded Fashion-MNIST CNN), a
             :class:`ReferenceNetwork`, a torchvision name, ``"timm:<name>"`` or any ``nn.Module``
             (see :func:`qualoader.reference.load_reference`).
         weights: local weights file for ``reference`` (see :func:`~qualoader.reference.load_reference`).
         check_values: validate that float input is finite and in [0, 1].
+        strict: raise instead of warning for input outside the reference's domain.
         **convention: input-convention overrides forwarded to ``load_reference``.
     """
-
 
     def __init__(
         self,
@@ -32,21 +42,59 @@ class ReferenceMetric(QualityMetric):
         *,
         weights: str | os.PathLike[str] | None = None,
         check_values: bool = True,
+        strict: bool = False,
         **convention: Any,
     ) -> None:
         super().__init__(check_values=check_values)
         self.network: ReferenceNetwork = load_reference("default" if reference is None else reference, weights=weights, **convention)
+        #: The profile this metric was built from (``create_metric(name, profile=...)``), else ``None``.
+        self.profile: QualityProfile | None = None
+        network = self.network
+        domain = InputDomain(
+            channels=network.in_channels,
+            size=network.input_size,
+            mean=tuple(network.mean.flatten().tolist()),
+            std=tuple(network.std.flatten().tolist()),
+        )
+        self._domain_guard = DomainGuard(domain, strict=strict, owner=f"metric {self.name!r} (reference {network.name!r})")
+
+    @property
+    def input_domain(self) -> InputDomain:
+        """The reference network's input domain (see :func:`qualoader.profiles.out_of_domain_fraction`)."""
+        return self._domain_guard.domain
+
+    @property
+    def strict(self) -> bool:
+        """Whether out-of-domain input raises (``True``) or warns once (``False``)."""
+        return self._domain_guard.strict
+
+    def set_input_domain(self, domain: InputDomain) -> None:
+        """Replace the input domain (e.g. by a profile's measured one); the once-per-instance warning is re-armed."""
+        self._domain_guard = DomainGuard(domain, strict=self.strict, owner=self._domain_guard.owner)
+
+    def forward(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Score a batch (see :meth:`QualityMetric.forward`), checking it against the input domain first.
+
+        Raises:
+            DomainError: ``strict=True`` and an image lies far outside the reference's domain.
+        """
+        if isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] in (1, 3):  # anything else: forward's checks say why
+            self._domain_guard.check(images)
+        return super().forward(images, reference)
 
     def attach_shipped_calibration(self) -> None:
-        """Attach the shipped calibration fitted for this exact configuration, if the package has one.
+        """Attach the shipped calibration (and profile, measured domain) fitted for this exact configuration, if the package has one.
 
         Subclasses call it last in ``__init__``, once ``get_config()`` is complete; which
         configurations have one is declared in :data:`qualoader.calibration.SHIPPED_DEFAULTS`.
         """
-        from qualoader.calibration.defaults import shipped_calibration
+        from qualoader.calibration.defaults import shipped_calibration, shipped_profile
 
         self.calibration = shipped_calibration(self)
+        profile = shipped_profile(self)
+        if profile is not None:  # this configuration is a shipped profile: carry it, so both ways of building it are one score
+            self.profile = profile
+            self.set_input_domain(profile.reference.domain)
 
     def get_config(self) -> dict[str, Any]:
         return {"reference": self.network.get_config()}
-

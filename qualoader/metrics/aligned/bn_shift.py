@@ -135,7 +135,9 @@ class BNShift(ReferenceMetric):
         variance_floor: variance floor of ``"kl"``, as a fraction of the running variance.
         layers: names of the BatchNorm layers to average over (default: all).
         check_values: validate that float input is finite and in [0, 1].
-        **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
+        **convention: input-convention overrides for ``load_reference`` (``input_size``, ...), and
+            ``strict=True`` to raise :class:`~qualoader.profiles.DomainError` instead of warning once
+            (:class:`~qualoader.profiles.DomainWarning`) for images far outside the reference's domain.
 
     Raises:
         ValueError: the network has no ``BatchNorm2d`` layer with running statistics.

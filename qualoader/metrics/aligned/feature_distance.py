@@ -135,7 +135,9 @@ class FeatureDistance(ReferenceMetric):
         layers: ``None`` (pooled penultimate embedding) or module names to average over.
         distance: ``"cosine"`` (default) or ``"l2"`` (see :data:`DISTANCES`).
         check_values: validate that float input is finite and in [0, 1].
-        **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
+        **convention: input-convention overrides for ``load_reference`` (``input_size``, ...), and
+            ``strict=True`` to raise :class:`~qualoader.profiles.DomainError` instead of warning once
+            (:class:`~qualoader.profiles.DomainWarning`) for images far outside the reference's domain.
 
     With the embedded reference and the options of its entry in :data:`qualoader.calibration.SHIPPED_DEFAULTS`,
     the shipped difficulty calibration is attached.

@@ -120,10 +120,14 @@ def test_store_built_for_other_data(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_parser_errors_take_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["report", "fashion-mnist:test", "--out", "x"])  # --metric is required
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own errors end the process
+        main(["report", "fashion-mnist:test", "--metric", "sharpness", "--out", "x", "--max-images", "many"])
     assert exit_info.value.code == 2
-    _check_one_line("report", capsys, "the following arguments are required: --metric", "(see 'qualoader report --help')")
+    _check_one_line("report", capsys, "argument --max-images: invalid int value: 'many'", "(see 'qualoader report --help')")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "fashion-mnist:test", "--metric", "sharpness"])  # --out is required
+    assert exit_info.value.code == 2
+    _check_one_line("report", capsys, "the following arguments are required: --out")
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

@@ -245,7 +245,8 @@ class BatchFeatures:
             luma = self.luma.reshape(self.batch, -1)
             levels = (luma * (bins - 1)).round_().clamp_(0, bins - 1).to(torch.int64)
             counts = torch.zeros(self.batch, bins, dtype=luma.dtype, device=luma.device)
-            self._histograms[bins] = counts.scatter_add_(1, levels, torch.ones_like(luma))
+            ones = torch.ones(1, 1, dtype=luma.dtype, device=luma.device).expand_as(luma)  # no pass over the pixels
+            self._histograms[bins] = counts.scatter_add_(1, levels, ones)
         return self._histograms[bins]
 
     def clipped_count(self, low: float, high: float) -> Tensor:

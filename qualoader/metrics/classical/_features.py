@@ -207,10 +207,11 @@ class BatchFeatures:
         summed over both directions and all pixels (the kernels are divided by 8).
         """
         padded = torch.nn.functional.pad(self.luma[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-        smooth_rows = torch.add(padded[:, :-2] + padded[:, 2:], padded[:, 1:-1], alpha=2.0)  # (B, H, W + 2)
-        along_x = smooth_rows[:, :, 2:] - smooth_rows[:, :, :-2]
-        smooth_columns = torch.add(padded[:, :, :-2] + padded[:, :, 2:], padded[:, :, 1:-1], alpha=2.0)  # (B, H + 2, W)
-        along_y = smooth_columns[:, 2:] - smooth_columns[:, :-2]
+        # Central differences first, then the [1, 2, 1] smoothing accumulated in place (fewer buffers).
+        difference_x = padded[:, :, 2:] - padded[:, :, :-2]  # (B, H + 2, W)
+        along_x = (difference_x[:, :-2] + difference_x[:, 2:]).add_(difference_x[:, 1:-1], alpha=2.0)
+        difference_y = padded[:, 2:] - padded[:, :-2]  # (B, H, W + 2)
+        along_y = (difference_y[:, :, :-2] + difference_y[:, :, 2:]).add_(difference_y[:, :, 1:-1], alpha=2.0)
         return (_dot(along_x) + _dot(along_y)) / 64.0
 
     def steps(self, block: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qualoader.calibration import DifficultyCalibration
-from qualoader.cli import build_parser, main
+from qualoader.cli import main
 from qualoader.corruptions import list_corruptions
 from qualoader.datasets import load_fashion_mnist
 from qualoader.metrics import create_metric
@@ -75,8 +75,8 @@ def test_bad_arguments(tmp_path, argv, message, capsys) -> None:
 def test_out_folder_must_exist(tmp_path, capsys) -> None:
     assert main(["calibrate", "--metric", "bn-shift", "--out", str(tmp_path / "no" / "x.json"), *SMALL]) == 2
     assert "--out should be in an existing folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["calibrate", "--out", "x.json"])  # --metric is required
+    assert main(["calibrate", "--out", str(tmp_path / "x.json"), *SMALL]) == 2  # --metric is required without --profile
+    assert "--metric should name the metric to calibrate, but got no --metric" in capsys.readouterr().err
 
 
 def test_parser_errors_take_one_line(tmp_path, capsys) -> None:

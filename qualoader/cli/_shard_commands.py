@@ -18,8 +18,11 @@ MAX_LISTED = 20
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--metric`` (repeatable, required), ``--batch-size``, ``--device`` and ``--on-error``."""
-    parser.add_argument("--metric", action="append", required=True, help="registered no-reference metric (repeat for several)")
+    """``--metric`` and ``--profile`` (repeatable, at least one), ``--batch-size``, ``--device`` and ``--on-error``."""
+    from qualoader.cli._profiles import add_profile_argument
+
+    parser.add_argument("--metric", action="append", default=[], help="registered no-reference metric (repeat for several)")
+    add_profile_argument(parser, repeat=True)
     parser.add_argument("--batch-size", type=int, default=64, help="images per metric call (default: 64)")
     parser.add_argument("--device", default="cpu", help="scoring device (default: cpu)")
     parser.add_argument(

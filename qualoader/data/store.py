@@ -32,8 +32,9 @@ Guarantees:
   ``dataset_id``, and is checked against ``store.json``, its folder name and its arrays' shapes; the
   manifest must hash to the digest in ``store.json``. A mismatch or a corrupt file raises
   :class:`StoreError`. A folder that holds tables but no ``store.json`` is refused, never re-adopted.
-* **No stale metric.** A table is found by ``metric.fingerprint()`` (name, config, weights and
-  calibration), so a changed metric never reads another configuration's scores.
+* **No stale metric.** A table is found by ``metric.fingerprint()`` (name, config, weights and,
+  for a metric built from a quality profile, the profile's ``score_identity``; not the calibration,
+  which is applied at read time), so a changed metric or profile never reads another's scores.
 * **Atomic, crash-safe writes.** JSON files are written to a temporary file, fsynced and
   ``os.replace``-d; ``store.json`` is written last, so a store whose creation was interrupted does
   not read as a store. A new table is built in a temporary folder with its arrays preallocated by

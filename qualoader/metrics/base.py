@@ -140,10 +140,15 @@ def metric_fingerprint(metric: QualityMetric) -> str:
     """Hash ``metric.name``, ``metric.get_config()`` and every parameter and buffer (16 hex digits).
 
     The calibration is left out on purpose: it maps scores to difficulty at read time, so a store
-    keyed by this fingerprint stays valid when a metric is re-calibrated.
+    keyed by this fingerprint stays valid when a metric is re-calibrated. A metric built from a
+    quality profile adds the profile's ``score_identity``: it covers what the tensors cannot show
+    (a TorchScript graph, the code behind an entry point, the input transform).
     """
     digest = hashlib.sha256()
     digest.update(json.dumps({"name": metric.name, "config": metric.get_config()}, sort_keys=True, default=str).encode())
+    profile = getattr(metric, "profile", None)
+    if profile is not None:
+        digest.update(f"profile:{profile.score_identity}".encode())
     for key, tensor in sorted(metric.state_dict().items()):
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-d buffers too

@@ -21,7 +21,8 @@ import sys
 import threading
 from pathlib import Path
 
-from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._profiles import add_profile_argument, cli_metrics
 from qualoader.cli._shard_commands import _raise_terminated, _Terminated
 from qualoader.cli._sources import parse_source
 
@@ -37,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("source", metavar="SOURCE", help="fashion-mnist[:train|test] or an ImageFolder directory (root/<class>/<image>)")
     parser.add_argument("--store", required=True, type=Path, help="score store folder (created when missing)")
-    parser.add_argument("--metric", required=True, help="registered no-reference metric, e.g. sharpness")
+    parser.add_argument("--metric", default=None, help="registered no-reference metric, e.g. sharpness (or give --profile)")
+    add_profile_argument(parser, repeat=False)
     parser.add_argument("--split", choices=("train", "test"), default=None, help="Fashion-MNIST split (default: test, or the one in SOURCE)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N samples")
     parser.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE before scoring")
@@ -89,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, name) is not None:
                 check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
         check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
-        metric = create_cli_metric(args.metric, device=args.device)
+        metrics = cli_metrics([args.metric] if args.metric else [], args.profile, device=args.device)
+        if len(metrics) != 1:
+            raise UserError(f"--metric should be the metric of --profile or left out, but got --metric={args.metric!r} and a profile of {metrics[-1].name!r}")
+        metric = metrics[0]
         dataset, dataset_id = _dataset(args)
         if args.calibration is not None:
             from qualoader.calibration import DifficultyCalibration

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._profiles import add_profile_argument, cli_metrics
 from qualoader.cli._sources import SOURCE_HELP, parse_source
 
 __all__ = ["add_parser", "run"]
@@ -26,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", nargs="+", metavar="SOURCE", help=SOURCE_HELP)
-    parser.add_argument("--metric", action="append", required=True, help="no-reference metric name; repeat for several")
+    parser.add_argument("--metric", action="append", default=[], help="no-reference metric name; repeat for several")
+    add_profile_argument(parser, repeat=True)
     parser.add_argument("--out", required=True, type=Path, help="output folder (index.html, report.json, plots/, thumbs/)")
     parser.add_argument("--max-images", type=int, default=5000, help="report on at most this many images (default: 5000)")
     parser.add_argument("--examples", type=int, default=8, help="lowest/highest-quality thumbnails per metric (default: 8)")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         source = parse_source(args.source).report_source()
         if len(set(args.metric)) != len(args.metric):
             raise UserError(f"--metric should name distinct metrics, but got --metric={args.metric}")
-        metrics = [create_cli_metric(name, device=args.device) for name in args.metric]
+        metrics = cli_metrics(args.metric, args.profile, device=args.device)
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out should be a folder, but got --out={str(args.out)!r}, which is a file")
         # Reading the source checks it (missing shards, no images) before any scoring starts.

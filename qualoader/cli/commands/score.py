@@ -43,10 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from qualoader.cli._errors import create_cli_metric
+    from qualoader.cli._profiles import cli_metrics
     from qualoader.webdataset import expand_shards, score_shard, sidecar_path
 
-    metrics = [create_cli_metric(name, device=args.device) for name in args.metric]  # bad names fail before any file is written
+    if args.profile and args.engine == "ray":
+        return fail("score", "--profile should be used with --engine local (Ray workers build metrics by name), but got --engine ray")
+    metrics = cli_metrics(args.metric, args.profile, device=args.device)  # bad names and profiles fail before any file is written
     shards = expand_shards(args.shards)
     names = [Path(shard).name for shard in shards]
     if len(set(names)) != len(names):
@@ -73,7 +75,7 @@ def _score(args: argparse.Namespace) -> int:
         total += len(index.quality)
         skipped.extend(index.skipped_samples)
     print(
-        f"scored {total} samples of {len(shards)} shards with {', '.join(args.metric)} ({args.engine}); {len(skipped)} skipped; sidecars in {out}"
+        f"scored {total} samples of {len(shards)} shards with {', '.join(metric.name for metric in metrics)} ({args.engine}); {len(skipped)} skipped; sidecars in {out}"
     )
     print_skipped(skipped)
     return 0

@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _tag(args: argparse.Namespace) -> int:
     from qualoader.calibration import DifficultyCalibration
-    from qualoader.cli._errors import create_cli_metric
+    from qualoader.cli._profiles import cli_metrics
     from qualoader.webdataset import tag_shards
 
     *shards, out_dir = args.paths
-    metrics = {name: create_cli_metric(name, device=args.device) for name in args.metric}
+    metrics = {metric.name: metric for metric in cli_metrics(args.metric, args.profile, device=args.device)}
     for spec in args.calibration:
         name, sep, path = spec.partition("=")
         if not sep or name not in metrics:

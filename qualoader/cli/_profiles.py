@@ -1,0 +1,57 @@
+"""``--profile PATH`` of the scoring commands: metrics defined by quality profiles beside the ``--metric`` names.
+
+A profile (``qualoader calibrate --reference ...``) defines an aligned metric completely (reference
+network, transform, parameters, calibration), so ``--profile`` can stand in for ``--metric``. A
+``--metric NAME`` that a given profile defines is taken from the profile, not built twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+
+__all__ = ["add_profile_argument", "cli_metrics"]
+
+
+def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool) -> None:
+    """Add ``--profile PATH`` (repeatable for the commands that take several metrics)."""
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        action="append" if repeat else "store",
+        default=[] if repeat else None,
+        metavar="PATH",
+        help="quality profile JSON (from 'qualoader calibrate') defining an aligned metric" + ("; repeat for several" if repeat else ""),
+    )
+
+
+def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | None, device: str | None = None) -> list[Any]:
+    """The metrics of ``--metric`` names and ``--profile`` paths, in that order, no-reference only.
+
+    Raises:
+        UserError: neither is given, a profile is invalid or altered, two profiles define the same
+            metric name, or a metric needs a clean reference image.
+    """
+    from qualoader.metrics import create_metric
+    from qualoader.profiles import load_profile
+
+    names = list(names or [])
+    paths = [profiles] if isinstance(profiles, Path) else list(profiles or [])
+    if not names and not paths:
+        raise UserError("--metric or --profile should name at least one metric, but got neither")
+    by_name: dict[str, Any] = {}
+    for path in paths:
+        with user_errors():
+            profile = load_profile(path)  # the weights' sha256 is checked here, before any file is written
+            metric = create_metric(profile.metric.name, device=device, profile=profile)
+        if metric.name in by_name:
+            raise UserError(f"--profile should define each metric once, but got two profiles of {metric.name!r} (the second is {str(path)!r})")
+        if metric.requires_reference:
+            raise UserError(f"--profile should define a no-reference metric (this command has no clean reference image), but got {str(path)!r} of {metric.name!r}")
+        by_name[metric.name] = metric
+    metrics = [by_name.pop(name) if name in by_name else create_cli_metric(name, device=device) for name in names]
+    return metrics + list(by_name.values())

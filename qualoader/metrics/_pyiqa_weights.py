@@ -21,6 +21,7 @@ import functools
 import os
 import pickle
 import re
+import threading
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -331,20 +332,37 @@ def verify_cached_checkpoints(requirement: WeightRequirement, extra: tuple[str |
             verify_checkpoint(path)
 
 
-@contextmanager
-def weights_only_loads() -> Iterator[None]:
-    """Force ``weights_only=True`` on every ``torch.load`` made inside the block.
+class _LoadGuard:
+    """Counts the open :func:`weights_only_loads` blocks, so overlapping ones (threads) restore correctly.
 
-    pyiqa, timm and ``torch.hub`` call ``torch.load`` by attribute, so replacing it covers the
-    files :func:`verify_cached_checkpoints` could not name in advance (backbones, or a scan that
-    missed a file). The replacement is process-wide while the block runs, which only makes a
-    concurrent load in another thread stricter, never looser.
-
-    Raises:
-        UnsafeCheckpointError: (inside the block) a load would have unpickled other objects.
+    The replacement goes in when the first block opens and the real ``torch.load`` comes back when
+    the last one closes, whatever the order in which they close.
     """
-    original = torch.load
 
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.original: Any = None
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.depth == 0:
+                self.original = torch.load
+                torch.load = _weights_only(self.original)  # type: ignore[assignment]
+            self.depth += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0:
+                torch.load = self.original
+                self.original = None
+
+
+_GUARD = _LoadGuard()
+
+
+def _weights_only(original: Any) -> Any:
     @functools.wraps(original)
     def load_weights_only(f: Any, *args: Any, **kwargs: Any) -> Any:
         kwargs["weights_only"] = True
@@ -354,8 +372,23 @@ def weights_only_loads() -> Iterator[None]:
             where = os.fspath(f) if isinstance(f, (str, os.PathLike)) else getattr(f, "name", repr(f))  # a path or an open file
             raise UnsafeCheckpointError(_unsafe_message(where, error)) from None
 
-    torch.load = load_weights_only  # type: ignore[assignment]
+    return load_weights_only
+
+
+@contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Force ``weights_only=True`` on every ``torch.load`` made inside the block.
+
+    pyiqa, timm and ``torch.hub`` call ``torch.load`` by attribute, so replacing it covers the
+    files :func:`verify_cached_checkpoints` could not name in advance (backbones, or a scan that
+    missed a file). The replacement is process-wide while any block is open, which only makes a
+    concurrent load in another thread stricter, never looser.
+
+    Raises:
+        UnsafeCheckpointError: (inside the block) a load would have unpickled other objects.
+    """
+    _GUARD.enter()
     try:
         yield
     finally:
-        torch.load = original
+        _GUARD.exit()

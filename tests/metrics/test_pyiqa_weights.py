@@ -91,3 +91,19 @@ def test_weights_only_loads_restores_after_an_error():
     with pytest.raises(KeyError), weights_only_loads():
         raise KeyError("boom")
     assert torch.load is original
+
+
+def test_overlapping_blocks_keep_the_guard_until_the_last_closes(tmp_path):
+    """Two builds in two threads may close in any order: the guard stays until both are done."""
+    original = torch.load
+    first, second = weights_only_loads(), weights_only_loads()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first build finishes while the second still loads
+    path = tmp_path / "weights.pth"
+    torch.save({"w": _Payload(tmp_path / "marker")}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        torch.load(path, weights_only=False)
+    second.__exit__(None, None, None)
+    assert torch.load is original
+    assert not (tmp_path / "marker").exists()

@@ -134,3 +134,11 @@ def test_bad_batches() -> None:
         out_of_domain(torch.zeros(1, 2, 28, 28), GREY_28)
     with pytest.raises(ValueError, match="max_images should be None or a positive int"):
         out_of_domain_fraction(torch.zeros(1, 1, 28, 28), GREY_28, max_images=0)
+
+
+def test_guard_leaves_invalid_input_to_the_metric_checks(photos_224: torch.Tensor) -> None:
+    metric = create_metric("bn-shift", strict=True)
+    with pytest.raises(TypeError, match="dtype"):
+        metric((photos_224 * 255).to(torch.int32))  # not a domain error: the input itself is invalid
+    with pytest.raises(DomainError):
+        metric((photos_224 * 255).round().to(torch.uint8))  # uint8 photos are valid input, out of domain

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
 from qualoader.metrics.base import QualityMetric
@@ -78,7 +79,8 @@ class ReferenceMetric(QualityMetric):
         Raises:
             DomainError: ``strict=True`` and an image lies far outside the reference's domain.
         """
-        if isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] in (1, 3):  # anything else: forward's checks say why
+        # only input that forward's own checks could accept; anything else reaches them and gets their message
+        if isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] in (1, 3) and (images.is_floating_point() or images.dtype == torch.uint8):
             self._domain_guard.check(images)
         return super().forward(images, reference)
 

@@ -9,6 +9,7 @@ a machine without internet access. No cached file is ever unpickled: each is rea
 fails (see :mod:`qualoader.metrics._pyiqa_weights`).
 
 Example:
+    >>> from qualoader.metrics import create_metric
     >>> metric = create_metric("pyiqa:fsim", device="cpu")
     >>> metric(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).shape
     torch.Size([2])

@@ -122,8 +122,8 @@ def load_labelled(
         batch = torch.stack([_fit_input(image, size, channels) for image in images[chosen]])
         return LabelledImages(batch, mapped, f"fashion-mnist:{split}")
     if source.kind == "folder":
-        assert source.folder is not None  # parse_source sets it for folders
-        folders = _class_folders(source.folder)
+        root = Path(source.folder or source.text)  # parse_source sets folder for this kind
+        folders = _class_folders(root)
         files = [(path, folder.name) for folder in folders for path in sorted(folder.rglob("*")) if path.suffix.lower() in _IMAGE_SUFFIXES]
         if not files:
             raise UserError(
@@ -133,7 +133,7 @@ def load_labelled(
         mapped = _map_labels([name for _, name in files], labels, f"the class folders of SOURCE={source.text!r}")
         chosen = _choose(len(files), max_images, seed)
         batch = torch.stack([_fit_input(load_image(files[i][0]), size, channels) for i in chosen])
-        return LabelledImages(batch, mapped[chosen], f"imagefolder:{source.folder}")
+        return LabelledImages(batch, mapped[chosen], f"imagefolder:{root}")
     from qualoader.webdataset.reading import raw_samples
 
     samples = []

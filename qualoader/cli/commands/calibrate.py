@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +337,9 @@ def _run_profile(args: argparse.Namespace) -> int:
         json.dumps(profile.to_dict(), allow_nan=False)
         path = save_profile(profile, args.out)
     print(json.dumps({"profile": str(path), "identity": profile.identity, "held_out": provenance["held_out"], "fit": provenance["fit"]}, indent=1))
+    if provenance["held_out"]["auroc"] <= 0.5:  # written (the figures are honest), but the user should know
+        print(f"qualoader calibrate: warning: the held-out AUROC is {provenance['held_out']['auroc']:.3f} (<= 0.5): this difficulty does not rank "
+              "the network's errors; check the network's accuracy, --labels and the input transform, or use more images", file=sys.stderr)
     return 0
 
 

@@ -1,4 +1,16 @@
-"""``describe``: a dataset quality summary (count, quantiles, histogram, difficulty buckets) from a store."""
+"""``describe``: a dataset quality summary (count, quantiles, histogram, difficulty buckets) from a store.
+
+Two things a store cannot know by itself come from the caller:
+
+* **The current calibration.** A table's header keeps the calibration its metric had when the
+  table was created (the fingerprint leaves calibrations out, so re-calibrating never rescores);
+  with ``metrics=[...]`` the difficulty is computed at read time from each matching metric's
+  *current* ``calibration``, so a re-calibrated metric gets new difficulties from the same scores.
+* **The input domain.** The store holds scores, not images; with ``metrics=`` and ``dataset=``,
+  each aligned metric (one with an ``input_domain``) also reports how much of the dataset lies
+  outside its reference network's domain (:func:`qualoader.profiles.out_of_domain_fraction`),
+  counted on the images themselves, so the figure holds whatever scored them and whenever.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +25,7 @@ from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.data.store import ScoreStore, ScoreTable
+from qualoader.metrics.base import QualityMetric
 
 __all__ = ["DEFAULT_DIFFICULTY_EDGES", "DEFAULT_QUANTILES", "MetricSummary", "StoreSummary", "describe", "summarize_table"]
 
@@ -36,6 +49,12 @@ class MetricSummary:
         difficulty: ``{"[lo, hi)": fraction}`` of scored samples per difficulty bucket, or ``None``
             when the metric has no calibration.
         skipped: samples skipped as unreadable (``precompute(on_error="skip")``), not in ``count``.
+        calibration_source: where ``difficulty`` came from: ``"override"`` (``calibrations=``),
+            ``"metric"`` (the current calibration of a metric given in ``metrics=``), ``"table"``
+            (the one saved when the table was created) or ``None`` (no difficulty).
+        domain: for an aligned metric given with ``dataset=``, the output of
+            :func:`~qualoader.profiles.out_of_domain_fraction` (``out_of_domain``, ``channels``,
+            ``size``, ``intensity`` fractions and ``n_images``); else ``None``.
     """
 
     metric: str
@@ -47,6 +66,8 @@ class MetricSummary:
     histogram: tuple[tuple[int, ...], tuple[float, ...]]
     difficulty: dict[str, float] | None = field(default=None)
     skipped: int = 0
+    calibration_source: str | None = None
+    domain: dict[str, float] | None = None
 
     def __str__(self) -> str:
         lines = [f"{self.metric} [{self.fingerprint}] {self.config or ''}".rstrip(), f"  scored     {self.count}/{self.length} ({self.count / self.length:.1%})"]
@@ -61,6 +82,8 @@ class MetricSummary:
                 lines.append(f"  [{edges[k]:>10.4g}, {edges[k + 1]:>10.4g}) {count:>8d} {bar}")
         if self.difficulty is not None:
             lines.append("  difficulty " + "  ".join(f"{bucket}: {fraction:.1%}" for bucket, fraction in self.difficulty.items()))
+        if self.domain is not None:
+            lines.append(_domain_line(self.domain))
         return "\n".join(lines)
 
 
@@ -75,6 +98,14 @@ class StoreSummary:
     def __str__(self) -> str:
         head = f"score store {self.root!r}: {self.length} samples, {len(self.metrics)} metric configuration(s)"
         return "\n".join([head, *(str(summary) for summary in self.metrics)])
+
+
+def _domain_line(domain: Mapping[str, float]) -> str:
+    """``  domain     62.5% of 16 images out of the reference's domain (channels 62.5%, size 62.5%; atypical intensity 0.0%)``."""
+    return (
+        f"  domain     {domain['out_of_domain']:.1%} of {int(domain['n_images'])} images out of the reference's domain "
+        f"(channels {domain['channels']:.1%}, size {domain['size']:.1%}; atypical intensity {domain['intensity']:.1%})"
+    )
 
 
 def _calibration_of(table: ScoreTable) -> Callable[[Tensor], Tensor] | None:
@@ -93,8 +124,14 @@ def summarize_table(
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     difficulty_edges: Sequence[float] = DEFAULT_DIFFICULTY_EDGES,
     calibration: Callable[[Tensor], Tensor] | None = None,
+    calibration_source: str = "override",
+    domain: dict[str, float] | None = None,
 ) -> MetricSummary:
-    """Summarise one :class:`ScoreTable` (arguments as in :func:`describe`)."""
+    """Summarise one :class:`ScoreTable` (arguments as in :func:`describe`).
+
+    ``calibration`` (labelled ``calibration_source``) wins over the one saved in the table's
+    header; ``domain`` is passed through to :attr:`MetricSummary.domain`.
+    """
     values = table.scores()
     values = values[np.isfinite(values)]
     if values.size:
@@ -104,7 +141,8 @@ def summarize_table(
     else:
         qs = {float(q): float("nan") for q in quantiles}
         histogram = ((), ())
-    calibration = calibration if calibration is not None else _calibration_of(table)
+    if calibration is None:
+        calibration, calibration_source = _calibration_of(table), "table"
     difficulty = None
     if calibration is not None:
         edges_d = np.asarray(difficulty_edges, dtype=np.float64)
@@ -112,7 +150,8 @@ def summarize_table(
         counts_d, _ = np.histogram(prior, bins=edges_d)
         total = max(values.size, 1)
         difficulty = {f"[{lo:g}, {hi:g}{']' if k == len(edges_d) - 2 else ')'}": float(c) / total for k, (lo, hi, c) in enumerate(zip(edges_d[:-1], edges_d[1:], counts_d))}
-    return MetricSummary(table.metric_name, table.fingerprint, table.config, table.length, int(values.size), qs, histogram, difficulty, table.num_skipped)
+    source = calibration_source if difficulty is not None else None
+    return MetricSummary(table.metric_name, table.fingerprint, table.config, table.length, int(values.size), qs, histogram, difficulty, table.num_skipped, source, domain)
 
 
 def describe(
@@ -122,11 +161,17 @@ def describe(
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     difficulty_edges: Sequence[float] = DEFAULT_DIFFICULTY_EDGES,
     calibrations: Mapping[str, Callable[[Tensor], Tensor]] | None = None,
+    metrics: Sequence[QualityMetric] | None = None,
+    dataset: Any = None,
+    max_domain_images: int | None = None,
 ) -> StoreSummary:
-    """Dataset quality summary: per metric, count, quantiles, histogram and difficulty buckets.
+    """Dataset quality summary: per metric, count, quantiles, histogram, difficulty buckets and input domain.
 
-    Difficulty uses the calibration saved with the table (the metric's ``calibration`` when the
-    table was created) or ``calibrations[metric_name]``; metrics without one get ``difficulty=None``.
+    Difficulty is computed at read time from the stored scores, with the first of:
+    ``calibrations[metric_name]``; the current ``calibration`` of the metric in ``metrics`` whose
+    fingerprint is the table's (so re-calibrating a metric changes the difficulties without
+    rescoring); the calibration saved in the table's header when the table was created. Metrics
+    without any get ``difficulty=None``.
 
     Args:
         store: a :class:`ScoreStore`, a single :class:`ScoreTable`, or a store folder.
@@ -134,13 +179,21 @@ def describe(
         quantiles: quantile levels in [0, 1].
         difficulty_edges: increasing bucket edges in [0, 1] for the expected error.
         calibrations: optional ``{metric name: scores (N,) -> expected error (N,)}`` overrides.
+        metrics: the metrics that scored the store (matched to tables by fingerprint): their
+            current calibrations and, for aligned metrics, their input domains are used.
+        dataset: the store's images, for the input-domain figures of the aligned metrics in
+            ``metrics``: images :math:`(N, C, H, W)`, or a dataset / ``DataLoader`` yielding image
+            tensors :math:`(C, H, W)` or batches :math:`(B, C, H, W)`, bare or first in a tuple
+            (e.g. ``(image, label)``) or under ``"image"`` in a dict.
+        max_domain_images: count the domain on at most the first this many images (``None``: all).
 
     Returns:
         A :class:`StoreSummary`; ``print(summary)`` shows a readable report.
 
     Raises:
-        TypeError: wrong argument types.
-        ValueError: bad ``bins``, quantiles outside [0, 1], edges not increasing in [0, 1].
+        TypeError: wrong argument types (``metrics`` not metrics, dataset items not tensors).
+        ValueError: bad ``bins``, quantiles outside [0, 1], edges not increasing in [0, 1],
+            ``dataset`` without ``metrics``, bad ``max_domain_images``.
         StoreError: a corrupt store.
 
     Example:
@@ -161,13 +214,38 @@ def describe(
         raise ValueError(f"difficulty_edges should be at least 2 increasing values in [0, 1], but got difficulty_edges={list(difficulty_edges)!r}")
     if calibrations is not None:
         check_type(calibrations, "calibrations", Mapping, "a mapping of metric name to calibration, or None")
+    if metrics is not None:
+        check_type(metrics, "metrics", (list, tuple), "a list of QualityMetric, or None")
+        for metric in metrics:
+            check_type(metric, "metrics[i]", QualityMetric, "a QualityMetric")
+    if dataset is not None and not metrics:
+        raise ValueError(f"metrics should name the aligned metrics whose input domain to check when dataset is given, but got metrics={metrics!r}")
+    if max_domain_images is not None:
+        check_positive_int(max_domain_images, "max_domain_images")
     if isinstance(store, (str, os.PathLike)):
         store = ScoreStore(store)
     check_type(store, "store", (ScoreStore, ScoreTable), "a ScoreStore, a ScoreTable or a store folder")
     tables = [store] if isinstance(store, ScoreTable) else store.tables()
     root = str(store.path if isinstance(store, ScoreTable) else store.root)
-    summaries = tuple(
-        summarize_table(t, bins=bins, quantiles=quantiles, difficulty_edges=difficulty_edges, calibration=(calibrations or {}).get(t.metric_name))
-        for t in tables
-    )
-    return StoreSummary(root, store.length, summaries)
+    by_fingerprint = {metric.fingerprint(): metric for metric in metrics or ()}
+    domains: dict[Any, dict[str, float]] = {}  # metrics sharing a reference share one pass over the images
+    summaries = []
+    for table in tables:
+        calibration, source = (calibrations or {}).get(table.metric_name), "override"
+        metric = by_fingerprint.get(table.fingerprint)
+        if calibration is None and metric is not None and metric.calibration is not None:
+            calibration, source = metric.calibration, "metric"
+        domain = None
+        input_domain = getattr(metric, "input_domain", None)
+        if dataset is not None and input_domain is not None:
+            if input_domain not in domains:
+                from qualoader.profiles.domain import out_of_domain_fraction
+
+                domains[input_domain] = out_of_domain_fraction(dataset, input_domain, max_images=max_domain_images)
+            domain = dict(domains[input_domain])
+        summaries.append(
+            summarize_table(
+                table, bins=bins, quantiles=quantiles, difficulty_edges=difficulty_edges, calibration=calibration, calibration_source=source, domain=domain
+            )
+        )
+    return StoreSummary(root, store.length, tuple(summaries))

@@ -7,7 +7,7 @@ Layout of a store folder (``length`` = number of samples of the dataset)::
       samples-<digest>.json           the dataset identity: per-sample paths (folders) or keys, sizes, mtimes
       .lock                           fcntl lock file (creation, writes, identity changes)
       <metric>-<fingerprint>/         one ScoreTable per metric configuration
-        header.json                   metric name, fingerprint, config, calibration, length, dataset_id, store_uid
+        header.json                   metric name, fingerprint, config, calibration at creation, length, dataset_id, store_uid
         scores.npy                    float64 (N,), the scores
         scored.npy                    uint8 (N,): 0 missing, 1 scored, 2 skipped (unreadable sample)
         skipped.json                  why each skipped sample was skipped (index -> message naming its file)
@@ -34,7 +34,12 @@ Guarantees:
   :class:`StoreError`. A folder that holds tables but no ``store.json`` is refused, never re-adopted.
 * **No stale metric.** A table is found by ``metric.fingerprint()`` (name, config, weights and,
   for a metric built from a quality profile, the profile's ``score_identity``; not the calibration,
-  which is applied at read time), so a changed metric or profile never reads another's scores.
+  which is applied at read time), so a changed metric or profile never reads another's scores,
+  and re-calibrating a metric keeps its table (nothing is rescored). The header's ``calibration``
+  is the one the metric had when the table was created and is not updated afterwards: readers
+  given the metric (:class:`~qualoader.data.QualityDataset`, :class:`~qualoader.data.QualityLoader`,
+  ``describe(store, metrics=[metric])``) compute difficulty from its *current* calibration, and
+  only readers without a metric (``describe(store)``, exports) fall back to the header's.
 * **Atomic, crash-safe writes.** JSON files are written to a temporary file, fsynced and
   ``os.replace``-d; ``store.json`` is written last, so a store whose creation was interrupted does
   not read as a store. A new table is built in a temporary folder with its arrays preallocated by
@@ -296,7 +301,11 @@ class ScoreTable:
 
     @property
     def calibration_state(self) -> dict[str, Any] | None:
-        """``metric.calibration.state_dict()`` when the metric had a calibration, else ``None``."""
+        """``metric.calibration.state_dict()`` as it was when the table was created, else ``None``.
+
+        Not updated when the metric is re-calibrated (the fingerprint leaves calibrations out, so
+        the table is kept): prefer the metric's current ``calibration`` where the metric is known.
+        """
         return self.header["calibration"]
 
     # -- arrays --------------------------------------------------------------------------------

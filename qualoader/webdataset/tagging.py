@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
@@ -209,6 +210,7 @@ def score_shard(
     device: str | torch.device = "cpu",
     image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
     handler: str | Handler = "raise",
+    progress: bool = False,
 ) -> SidecarIndex:
     """Score every sample of one shard into a :class:`SidecarIndex` (the shard is not rewritten).
 
@@ -221,6 +223,7 @@ def score_shard(
         handler: ``"raise"``, ``"skip"`` or a webdataset handler (corrupt tar, missing or
             undecodable image, duplicate key, failed batch); each skipped sample is listed in
             ``skipped_samples`` and counted in ``skipped``.
+        progress: show a tqdm bar over the shard's samples (on stderr).
 
     Returns:
         The index with ``shard`` set to the base name of ``url``.
@@ -229,7 +232,8 @@ def score_shard(
     ledger = _SkipLedger(resolve_handler(handler))
     stage = _scoring_stage(metric, batch_size, device, image_keys, ledger)
     index = SidecarIndex(Path(os.fspath(url)).name, _metric_info(stage))
-    for event in _scored_samples([os.fspath(url)], stage, ledger):
+    events = _scored_samples([os.fspath(url)], stage, ledger)
+    for event in tqdm(events, disable=not progress, unit="img", desc=f"score {index.shard}"):
         if isinstance(event, SkippedSample):
             index.skip(event)
         else:
@@ -337,6 +341,7 @@ def tag_shards(
     image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
     handler: str | Handler = "raise",
     overwrite: bool = False,
+    progress: bool = False,
 ) -> TagReport:
     """Write tagged copies of shards: same members and keys, plus ``quality.json``; and sidecars.
 
@@ -359,6 +364,7 @@ def tag_shards(
             carried; skipped samples are not written and are listed in the report and sidecars.
         overwrite: replace the shards and sidecars of a previous run in ``out_dir`` (once the new
             set is complete; old files the new set does not have are removed then).
+        progress: show a tqdm bar over the samples (on stderr).
 
     Returns:
         A :class:`TagReport`.
@@ -399,7 +405,7 @@ def tag_shards(
         new_index=lambda name: SidecarIndex(name, metrics),
     )
     with shard_set:
-        for event in _scored_samples(shards, stage, ledger):
+        for event in tqdm(_scored_samples(shards, stage, ledger), disable=not progress, unit="img", desc=f"tag {len(shards)} shards"):
             if isinstance(event, SkippedSample):
                 shard_set.skip(event)
                 skipped.append(event)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from qualoader.cli import build_parser, main
+from qualoader.webdataset import write_image_shards
 
 # command -> (argv with the scratch folder, what the bar's description starts with)
 _LONG_COMMANDS = {
@@ -17,7 +19,17 @@ _LONG_COMMANDS = {
     ),
     "precompute": (lambda tmp: ["precompute", "fashion-mnist:test", "--metric", "brightness", "--limit", "40", "--store", str(tmp / "s")], "precompute brightness"),
     "demo": (lambda tmp: ["demo", "--metric", "brightness", "--max-images", "40", "--output", str(tmp / "d")], "demo: brightness"),
+    "tag": (lambda tmp: ["tag", str(tmp.parent / "in" / "in-{000000..000001}.tar"), str(tmp / "t"), "--metric", "brightness"], "tag 2 shards"),
+    "score": (lambda tmp: ["score", str(tmp.parent / "in"), "--out", str(tmp / "s"), "--metric", "brightness"], "score in-000000.tar"),
 }
+
+
+@pytest.fixture(autouse=True)
+def shards(tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """``tmp_path/in/in-00000{0,1}.tar``: 30 real images for tag and score."""
+    images, labels = fashion_mnist_test
+    (tmp_path / "in").mkdir()
+    write_image_shards(images[:30], str(tmp_path / "in" / "in-%06d.tar"), labels=labels[:30], maxcount=15)
 
 
 @pytest.mark.parametrize("command", sorted(_LONG_COMMANDS))

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from qualoader.cli._shard_commands import add_scoring_arguments, check_positive, fail, print_skipped, run_reporting_errors
+from qualoader.cli._sources import parse_source
 
 __all__ = ["add_parser", "run"]
 
@@ -44,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from qualoader.cli._profiles import cli_metrics
-    from qualoader.webdataset import expand_shards, score_shard, sidecar_path
+    from qualoader.webdataset import score_shard, sidecar_path
 
     if args.profile and args.engine == "ray":
         return fail("score", "--profile should be used with --engine local (Ray workers build metrics by name), but got --engine ray")
     metrics = cli_metrics(args.metric, args.profile, device=args.device)  # bad names and profiles fail before any file is written
-    shards = expand_shards(args.shards)
+    shards = list(parse_source(args.shards, kinds={"shards"}, name="SHARDS").shards)  # the commands' one SOURCE grammar
     names = [Path(shard).name for shard in shards]
     if len(set(names)) != len(names):
         return fail("score", "SHARDS should have distinct file names (sidecars share one folder), but got duplicates")
@@ -66,9 +67,13 @@ def _score(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             on_error=args.on_error,
+            progress=not args.no_progress,
         )
     else:
-        indexes = [score_shard(shard, metrics, batch_size=args.batch_size, device=args.device, handler=args.on_error) for shard in shards]
+        indexes = [
+            score_shard(shard, metrics, batch_size=args.batch_size, device=args.device, handler=args.on_error, progress=not args.no_progress)
+            for shard in shards
+        ]
     total, skipped = 0, []
     for shard, index in zip(shards, indexes, strict=True):
         index.write(sidecar_path(shard, out))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from qualoader.cli._shard_commands import add_scoring_arguments, check_positive, fail, print_skipped, run_reporting_errors
+from qualoader.cli._sources import parse_source
 
 __all__ = ["add_parser", "run"]
 
@@ -69,6 +70,7 @@ def _tag(args: argparse.Namespace) -> int:
     from qualoader.webdataset import tag_shards
 
     *shards, out_dir = args.paths
+    shards = list(parse_source(shards, kinds={"shards"}, name="IN_SHARDS").shards)  # the commands' one SOURCE grammar
     metrics = {metric.name: metric for metric in cli_metrics(args.metric, args.profile, device=args.device)}
     for spec in args.calibration:
         name, sep, path = spec.partition("=")
@@ -86,6 +88,7 @@ def _tag(args: argparse.Namespace) -> int:
         prefix=args.prefix,
         handler=args.on_error,
         overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
     print(f"tagged {report.count} samples into {len(report.shards)} shards in {out_dir} ({len(report.skipped_samples)} skipped)")
     print_skipped(report.skipped_samples)

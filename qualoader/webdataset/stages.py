@@ -8,13 +8,14 @@ error}`` for calibrated metrics). Double-underscore keys are the ones webdataset
 passes through, so the stage can sit before or after ``.decode(...)``; every original member is
 left untouched, so it can also sit before a tag writer.
 
-Variable image sizes: samples are buffered ``batch_size`` at a time; inside a buffer, images
-of the same shape (and dtype) are stacked and scored together, so mixed sizes cost one metric
-call per distinct shape in the buffer, never a resize. Output order is input order.
+Variable image sizes: samples are buffered ``batch_size`` at a time and each buffer goes to one
+:class:`~qualoader.engine.ScoringEngine` pass for all metrics (it groups shapes, shares the
+classical intermediates and copies scores to the host once). Output order is input order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass
@@ -27,6 +28,7 @@ from webdataset.filters import FilterFunction, pipelinefilter
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.decoding import decode_image, pil_to_tensor
+from qualoader.engine import ScoringEngine
 from qualoader.metrics.base import QualityMetric
 from qualoader.webdataset._common import (
     DEFAULT_IMAGE_KEYS,
@@ -151,6 +153,7 @@ class AnnotateQuality:
 
     def __post_init__(self) -> None:
         check_positive_int(self.batch_size, "batch_size")
+    engine: ScoringEngine = dataclasses.field(init=False, repr=False)
         check_type(self.device, "device", (str, torch.device), "a device name or torch.device")
         self.device = torch.device(self.device)
         for name, value in (("quality_key", self.quality_key), ("difficulty_key", self.difficulty_key)):
@@ -164,6 +167,7 @@ class AnnotateQuality:
 
     @property
     def fingerprints(self) -> dict[str, str]:
+        self.engine = ScoringEngine(list(self.metrics), self.device)  # one pass per buffer for every metric
         """``{metric name: metric.fingerprint()}`` of the metrics this stage applies."""
         return {metric.name: metric.fingerprint() for metric in self.metrics}
 
@@ -186,34 +190,40 @@ class AnnotateQuality:
 
     @torch.inference_mode()
     def _score(self, buffer: list[tuple[dict[str, Any], Tensor]]) -> tuple[list[dict[str, Any]], bool]:
-        """Score one buffer; returns the annotated samples (input order) and whether to go on."""
+        """Score one buffer with the engine (every metric, one pass); returns the annotated samples (input order) and whether to go on.
+
+        When the whole buffer fails, each group of one image shape is retried on its own, so an
+        error only drops the samples of the shape that caused it (as the handler decides).
+        """
+        with contextlib.suppress(Exception):  # retried per shape below, where errors go to the handler
+            return self._annotate(buffer, range(len(buffer))), True
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, (_, image) in enumerate(buffer):
             groups.setdefault((*image.shape, image.dtype), []).append(index)
         annotated: dict[int, dict[str, Any]] = {}
-        go_on = True
         for indices in groups.values():
             try:
-                images = torch.stack([buffer[i][1] for i in indices]).to(self.device)
-                quality: dict[str, list[float]] = {}
-                difficulty: dict[str, list[float]] = {}
-                for metric in self.metrics:
-                    scores = metric(images)
-                    quality[metric.name] = scores.float().cpu().tolist()
-                    if metric.calibration is not None:
-                        difficulty[metric.name] = metric.difficulty(scores).float().cpu().tolist()
+                samples = self._annotate(buffer, indices)
             except Exception as exn:  # noqa: BLE001 - every error goes to the explicit handler
                 if self.handler(exn):  # type: ignore[operator]
                     continue
-                go_on = False
-                break
-            for row, index in enumerate(indices):
-                sample = buffer[index][0]
-                sample[self.quality_key] = {name: values[row] for name, values in quality.items()}
-                if difficulty:
-                    sample[self.difficulty_key] = {name: values[row] for name, values in difficulty.items()}
-                annotated[index] = sample
-        return [annotated[index] for index in sorted(annotated)], go_on
+                return [annotated[index] for index in sorted(annotated)], False
+            annotated.update(zip(indices, samples, strict=True))
+        return [annotated[index] for index in sorted(annotated)], True
+
+    def _annotate(self, buffer: list[tuple[dict[str, Any], Tensor]], indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Score the images ``buffer[i]`` for ``i`` in ``indices`` and add their entries to the samples."""
+        result = self.engine.score([buffer[i][1] for i in indices])
+        quality = {name: values.float().tolist() for name, values in result.scores.items()}  # float32 values, as tags always held
+        difficulty = {name: values.float().tolist() for name, values in result.difficulty.items()}
+        samples = []
+        for row, index in enumerate(indices):
+            sample = buffer[index][0]
+            sample[self.quality_key] = {name: values[row] for name, values in quality.items()}
+            if difficulty:
+                sample[self.difficulty_key] = {name: values[row] for name, values in difficulty.items()}
+            samples.append(sample)
+        return samples
 
 
 annotate_quality = AnnotateQuality

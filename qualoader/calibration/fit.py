@@ -39,7 +39,16 @@ def calibrate_metric(
         the metric, sweep and in-sample fit quality (:func:`calibration_report`).
 
     Example:
-        >>> cal = calibrate_metric(metric, images, labels, default_reference())  # doctest: +SKIP
+        >>> from qualoader.datasets import load_fashion_mnist
+        >>> from qualoader.metrics import create_metric
+        >>> from qualoader.reference import default_reference
+        >>> images, labels = load_fashion_mnist("test")
+        >>> cal = calibrate_metric(
+        ...     create_metric("sharpness"), images[:200], labels[:200], default_reference(),
+        ...     corruptions=["gaussian_noise"], severities=(0, 3), generator=torch.Generator().manual_seed(0),
+        ... )
+        >>> cal(torch.tensor([0.001, 0.1])).shape
+        torch.Size([2])
     """
     check_choice(method, "method", CALIBRATION_METHODS)
     sweep = corruption_sweep(metric, images, labels, reference, corruptions, severities, generator, batch_size, progress)

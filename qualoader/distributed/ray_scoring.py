@@ -79,9 +79,12 @@ def score_shards_ray(
         The sidecar indexes, in the order of the expanded ``urls``.
 
     Example:
-        >>> indexes = score_shards_ray("data-{000..015}.tar", "sharpness", num_cpus=2)  # doctest: +SKIP
-        >>> indexes[0].scores("sharpness").shape  # doctest: +SKIP
-        torch.Size([1000])
+        >>> from qualoader.datasets import load_fashion_mnist
+        >>> from qualoader.webdataset import write_image_shards
+        >>> shards = write_image_shards(load_fashion_mnist("test")[0][:40], "data-%06d.tar", maxcount=20)
+        >>> indexes = score_shards_ray("data-{000000..000001}.tar", "sharpness", num_cpus=1, progress=False)
+        >>> indexes[0].scores("sharpness").shape
+        torch.Size([20])
     """
     shards = [os.path.abspath(u) if os.path.exists(u) else u for u in expand_shards(urls)]
     from qualoader.engine import parse_metric_spec, resolve_metrics

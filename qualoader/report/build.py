@@ -153,7 +153,7 @@ def build_report(
         Path of ``index.html``.
 
     Example:
-        >>> build_report("fashion-mnist:test", ["sharpness"], "report", max_images=500)  # doctest: +SKIP
+        >>> build_report("fashion-mnist:test", ["sharpness"], "report", max_images=200, progress=False)
         PosixPath('report/index.html')
     """
     from qualoader.metrics import create_metric

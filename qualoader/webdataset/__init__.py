@@ -19,14 +19,16 @@ after ``.decode(...)``, on raw or decoded images.
 
 Example:
     >>> import webdataset as wds
-    >>> from qualoader.webdataset import annotate_quality, filter_quality
+    >>> from qualoader.datasets import load_fashion_mnist
+    >>> from qualoader.webdataset import annotate_quality, filter_quality, write_image_shards
+    >>> urls = [str(path) for path in write_image_shards(load_fashion_mnist("test")[0][:64], "data-%06d.tar", maxcount=32)]
     >>> dataset = (
     ...     wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node)
     ...     .compose(annotate_quality("sharpness", batch_size=64), filter_quality("sharpness", low=0.002))
     ...     .decode("torchrgb")
-    ... )  # doctest: +SKIP
-    >>> image, quality = next(iter(dataset.to_tuple("png", "__quality__")))  # doctest: +SKIP
-    >>> image.shape, quality["sharpness"] >= 0.002  # doctest: +SKIP
+    ... )
+    >>> image, quality = next(iter(dataset.to_tuple("png", "__quality__")))
+    >>> image.shape, quality["sharpness"] >= 0.002
     (torch.Size([3, 28, 28]), True)
 """
 

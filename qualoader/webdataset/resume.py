@@ -196,10 +196,16 @@ def resumable_pipeline(
         The pipeline; ``.with_epoch(n)`` and ``.repeat()`` work as usual.
 
     Example:
+        >>> import itertools
+        >>> from qualoader.datasets import load_fashion_mnist
+        >>> from qualoader.webdataset import write_image_shards
+        >>> urls = [str(path) for path in write_image_shards(load_fashion_mnist("test")[0][:8], "data-%06d.tar", maxcount=4)]
         >>> position = StreamPosition()
-        >>> for sample in resumable_pipeline(urls):  # doctest: +SKIP
+        >>> for sample in itertools.islice(resumable_pipeline(urls), 3):
         ...     position.update(sample)
-        >>> restored = resumable_pipeline(urls, position=position.state_dict())  # doctest: +SKIP
+        >>> restored = resumable_pipeline(urls, position=position.state_dict())
+        >>> [sample["__key__"] for sample in restored]
+        ['00000003', '00000004', '00000005', '00000006', '00000007']
     """
     check_positive_int(seed, "seed", allow_zero=True)
     check_positive_int(epoch, "epoch", allow_zero=True)

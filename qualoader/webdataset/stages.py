@@ -136,8 +136,11 @@ class AnnotateQuality:
 
     Example:
         >>> import webdataset as wds
-        >>> dataset = wds.WebDataset(urls, shardshuffle=False).compose(annotate_quality("sharpness"))  # doctest: +SKIP
-        >>> next(iter(dataset))["__quality__"]  # doctest: +SKIP
+        >>> from qualoader.datasets import load_fashion_mnist
+        >>> from qualoader.webdataset import write_image_shards
+        >>> urls = [str(path) for path in write_image_shards(load_fashion_mnist("test")[0][:8], "data-%06d.tar")]
+        >>> dataset = wds.WebDataset(urls, shardshuffle=False).compose(annotate_quality("sharpness"))
+        >>> next(iter(dataset))["__quality__"]
         {'sharpness': ...}
     """
 

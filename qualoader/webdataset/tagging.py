@@ -374,8 +374,11 @@ def tag_shards(
             ``overwrite``), or is being written by another process.
 
     Example:
-        >>> report = tag_shards("in/data-{000..003}.tar", "out", ["sharpness", "contrast"])  # doctest: +SKIP
-        >>> report.shards[0].name  # doctest: +SKIP
+        >>> from qualoader.datasets import load_fashion_mnist
+        >>> from qualoader.webdataset import write_image_shards
+        >>> shards = write_image_shards(load_fashion_mnist("test")[0][:40], "data-%06d.tar", maxcount=10)
+        >>> report = tag_shards("data-{000000..000003}.tar", "out", ["sharpness", "contrast"])
+        >>> report.shards[0].name
         'tagged-000000.tar'
     """
     shards = expand_shards(urls)

@@ -92,9 +92,10 @@ def write_image_shards(
         The written shard paths, in order.
 
     Example:
-        >>> images, labels = load_fashion_mnist("test")  # doctest: +SKIP
-        >>> write_image_shards(images[:100], "/tmp/fm-%06d.tar", labels=labels[:100], maxcount=50)  # doctest: +SKIP
-        [PosixPath('/tmp/fm-000000.tar'), PosixPath('/tmp/fm-000001.tar')]
+        >>> from qualoader.datasets import load_fashion_mnist
+        >>> images, labels = load_fashion_mnist("test")
+        >>> write_image_shards(images[:100], "fm-%06d.tar", labels=labels[:100], maxcount=50)
+        [PosixPath('fm-000000.tar'), PosixPath('fm-000001.tar')]
     """
     pattern = os.fspath(pattern)
     check_type(pattern, "pattern", str, "a ShardWriter pattern (str)")

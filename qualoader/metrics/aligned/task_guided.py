@@ -235,6 +235,7 @@ class TaskGuided(QualityMetric):
         FileNotFoundError: the checkpoint file does not exist.
 
     Example:
+        >>> from qualoader.metrics import create_metric
         >>> metric = create_metric("task-guided")
         >>> metric(torch.rand(4, 1, 28, 28)).shape
         torch.Size([4])

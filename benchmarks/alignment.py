@@ -22,8 +22,12 @@ skipped with the reason recorded. Nothing stops on one failing metric.
 
 Usage::
 
-    python benchmarks/alignment.py --quick            # < 5 min, writes benchmarks/results/alignment
-    python benchmarks/alignment.py --out DIR          # full mode, < 30 min on 2 CPU cores
+    python -m benchmarks.alignment --quick            # < 5 min, writes benchmarks/results/alignment
+    python -m benchmarks.alignment --out DIR          # full mode, < 30 min on 2 CPU cores
+
+(from the repository root). The default corruptions are the 17 of ImageNet-C; ``--with-extra`` adds
+the ``extra`` family (degradations outside ImageNet-C). Leave-one-family-out figures of the aligned
+no-reference scores come from ``python -m benchmarks.generalisation`` (``GENERALISATION_RESULTS.md``).
 
 Outputs in ``--out``: ``results.json`` (every figure), ``results.md`` (tables), ``scores.npz``
 (per-image oriented scores and correctness) and PNG plots; trained task models are cached in
@@ -48,10 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from alignment_models import TASK_MODELS, load_or_train, predict_correct
-
+from benchmarks.alignment_models import TASK_MODELS, load_or_train, predict_correct
 from qualoader.stats import (
     auroc,
     bootstrap_auroc,
@@ -258,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     corrupt, all_corruptions, families = _load_corruptions()
     train_images, train_labels, test_images, test_labels = _load_data()
-    corruptions = args.corruptions or all_corruptions
+    corruptions = args.corruptions or [name for name in all_corruptions if args.with_extra or families.get(name) != "extra"]
     unknown = sorted(set(corruptions) - set(all_corruptions))
     if unknown:
         raise SystemExit(f"--corruptions should name corruptions of the suite {all_corruptions}, but got unknown {unknown}")
@@ -671,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs of the task models (default: 2, quick: 1)")
     parser.add_argument("--severities", type=int, nargs="+", default=None, help="severities (default: 1 2 3 4 5, quick: 1 3 5)")
     parser.add_argument("--corruptions", nargs="+", default=None, help="corruption names (default: the whole suite)")
+    parser.add_argument("--with-extra", action="store_true", help="also the 'extra' family (degradations outside ImageNet-C)")
     parser.add_argument("--metrics", nargs="+", default=None, help="only these metrics (default: every candidate)")
     parser.add_argument("--models", nargs="+", default=list(TASK_MODELS), choices=list(TASK_MODELS), help="task models (default: all)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples for the correlations (default: 1000, quick: 300)")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import alignment
+
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test, load_script) -> tuple[Path, dict]:
+def quick_run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test) -> tuple[Path, dict]:
     from qualoader.corruptions import list_corruptions
 
-    alignment = load_script("benchmarks/alignment.py")
     out = tmp_path_factory.mktemp("alignment")
     corruptions = list_corruptions()[:2]
     argv = [
@@ -71,7 +72,6 @@ def test_quick_mode_writes_sound_results(quick_run: tuple[Path, dict]) -> None:
     "argv",
     [["--images", "0"], ["--severities", "6"], ["--n-boot", "-1"], ["--models", "resnet"]],
 )
-def test_bad_arguments(argv: list[str], load_script) -> None:
-    alignment = load_script("benchmarks/alignment.py")
+def test_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         alignment.parse_args(argv)

@@ -1,19 +1,28 @@
-"""``task-guided``: a light head on cheap image statistics that predicts a reference network's sensitivity.
+"""``task-guided``: a light head that predicts a reference network's fidelity on an image.
 
-The head sees :func:`task_guided_features` (brightness, contrast, multi-scale Laplacian and
-gradient energies, a local noise estimate, histogram entropy, clipping, blockiness, colour) and
-was trained on corruption sweeps to predict the reference network's fidelity on the image: the mean
-of its correctness and of the cosine similarity of its embedding to that of the clean image
-(1 = unaffected; see :mod:`qualoader._train_task_guided`). It costs a few convolutions per image,
-no network forward pass. Train a new head with ``qualoader calibrate --metric task-guided``
-or :func:`qualoader._train_task_guided.train_task_guided`.
+The head maps per-image features to the reference network's expected fidelity on the image: the
+mean of its correctness and of the cosine similarity of its embedding to that of the clean image
+(1 = unaffected; see :mod:`qualoader.metrics.aligned.task_guided_training`). Its ``inputs`` are
+
+* ``"image"``: :func:`task_guided_features`, 16 cheap image statistics (brightness, contrast,
+  multi-scale Laplacian and gradient energies, noise, histogram entropy, clipping, blockiness, colour);
+* ``"network"``: :func:`~qualoader.metrics.aligned.reference_features.reference_features`, the
+  reference network's own response (softmax confidence, entropy, energy, logit margin, embedding
+  norm, per-layer BatchNorm statistics shift), from one forward pass;
+* ``"both"``: the two side by side (the shipped default).
+
+Either way the features are computed on the image resized to the reference network's input size:
+that is what the network sees, and at 224 px it is what makes the metric cheap.
 
 The shipped default (``qualoader/assets/task_guided_default.pt`` + ``.json`` recipe) is fitted to
-the embedded Fashion-MNIST reference network (:func:`qualoader.reference.default_reference`).
+the embedded Fashion-MNIST reference network (:func:`qualoader.reference.default_reference`); train a
+new head with ``qualoader calibrate --metric task-guided`` or
+:func:`qualoader.metrics.aligned.task_guided_training.train_task_guided`.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from importlib import resources
@@ -25,19 +34,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qualoader._validation import check_type
-from qualoader.metrics.base import QualityMetric
+from qualoader._atomic import write_bytes_atomic
+from qualoader._validation import check_choice, check_type
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+from qualoader.metrics.aligned.reference_features import ReferenceResponse, reference_feature_names, reference_response
 from qualoader.metrics.registry import register_metric
+from qualoader.reference import ReferenceNetwork
 
 __all__ = [
     "FEATURE_NAMES",
+    "INPUTS",
     "TaskGuided",
     "TaskGuidedHead",
     "default_task_guided_path",
+    "head_feature_names",
+    "head_features",
+    "head_features_with_response",
     "load_task_guided_head",
     "save_task_guided_head",
     "task_guided_features",
 ]
+
+#: What a head can read: image statistics, the reference network's response, or both.
+INPUTS = frozenset({"both", "image", "network"})
 
 #: Names of the columns of :func:`task_guided_features`, in order.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -58,7 +77,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_local_contrast",
     "log_high_frequency_residual",
 )
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2 added the head's inputs and reference network; 1 (image statistics only) still loads
 _EPS = 1e-6
 _HISTOGRAM_BINS = 16
 
@@ -139,18 +158,73 @@ def task_guided_features(images: Tensor) -> Tensor:
     return torch.stack(columns, dim=1)
 
 
-class TaskGuidedHead(nn.Module):
-    """Standardise :func:`task_guided_features` and map them through a small MLP to a score in (0, 1).
+def head_feature_names(inputs: str, network: ReferenceNetwork | None) -> tuple[str, ...]:
+    """Column names of :func:`head_features` for ``inputs`` (see :data:`INPUTS`) and ``network``."""
+    check_choice(inputs, "inputs", INPUTS)
+    names: tuple[str, ...] = FEATURE_NAMES if inputs != "network" else ()
+    if inputs != "image":
+        if network is None:
+            raise ValueError(f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None")
+        names += reference_feature_names(network)
+    return names
+
+
+def head_features(images: Tensor, inputs: str, network: ReferenceNetwork | None) -> Tensor:
+    """The features a head with ``inputs`` reads, computed at the reference network's input size.
 
     Args:
-        hidden: widths of the hidden layers.
+        images: :math:`(B, C, H, W)` float in [0, 1], ``C`` in {1, 3} (validated by the caller).
+        inputs: one of :data:`INPUTS`.
+        network: the reference network; required unless ``inputs == "image"``, where it only
+            sets the size at which the statistics are computed (``None``: the images' own size).
+
+    Returns:
+        :math:`(B, F)` float32 with the columns :func:`head_feature_names` names.
+    """
+    return head_features_with_response(images, inputs, network)[0]
+
+
+def head_features_with_response(images: Tensor, inputs: str, network: ReferenceNetwork | None) -> tuple[Tensor, ReferenceResponse | None]:
+    """:func:`head_features` and, when the head reads the network, its :class:`ReferenceResponse` (else ``None``).
+
+    Training needs the network's embedding and logits of the same images; taking them from the
+    same forward pass saves two of the three passes a sweep would otherwise run.
+    """
+    check_choice(inputs, "inputs", INPUTS)
+    if network is not None and tuple(images.shape[-2:]) != tuple(network.input_size):
+        # The statistics of what the network sees (its preprocess resizes the same way); at 224 px
+        # this also makes them ~60x cheaper than at full resolution.
+        images = F.interpolate(images.float(), size=network.input_size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+    parts = [] if inputs == "network" else [task_guided_features(images)]
+    response = None
+    if inputs != "image":
+        if network is None:
+            raise ValueError(f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None")
+        response = reference_response(network, images)
+        parts.append(response.features)
+    return torch.cat(parts, dim=1), response
+
+
+class TaskGuidedHead(nn.Module):
+    """Standardise the features and map them through a small MLP to a score in (0, 1).
+
+    Args:
+        hidden: widths of the hidden layers (``()``: a logistic regression).
         feature_mean: per-feature mean :math:`(F,)` used for standardisation (zeros if ``None``).
         feature_std: per-feature standard deviation :math:`(F,)` (ones if ``None``).
+        feature_names: the names of the ``F`` input columns (default: :data:`FEATURE_NAMES`).
     """
 
-    def __init__(self, hidden: tuple[int, ...] = (64, 64), feature_mean: Tensor | None = None, feature_std: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (64, 64),
+        feature_mean: Tensor | None = None,
+        feature_std: Tensor | None = None,
+        feature_names: tuple[str, ...] = FEATURE_NAMES,
+    ) -> None:
         super().__init__()
-        count = len(FEATURE_NAMES)
+        self.feature_names = tuple(feature_names)
+        count = len(self.feature_names)
         self.hidden = tuple(int(width) for width in hidden)
         self.register_buffer("feature_mean", torch.zeros(count) if feature_mean is None else feature_mean.detach().float().clone())
         self.register_buffer("feature_std", torch.ones(count) if feature_std is None else feature_std.detach().float().clone())
@@ -177,31 +251,45 @@ def default_task_guided_path() -> Path:
     return Path(str(resources.files("qualoader") / "assets" / "task_guided_default.pt"))
 
 
-def save_task_guided_head(head: TaskGuidedHead, path: str | os.PathLike[str], calibration: dict[str, Any] | None = None) -> None:
-    """Write ``head`` (and optionally a calibration state dict) as a ``torch.load(weights_only=True)``-safe checkpoint."""
+def save_task_guided_head(
+    head: TaskGuidedHead,
+    path: str | os.PathLike[str],
+    calibration: dict[str, Any] | None = None,
+    *,
+    inputs: str = "image",
+    reference: str | None = None,
+) -> None:
+    """Write ``head`` as a ``torch.load(weights_only=True)``-safe checkpoint.
+
+    Args:
+        head: the trained head.
+        path: destination (``.pt``); written to a temporary name first, then renamed.
+        calibration: a calibration state dict to store with it.
+        inputs: what the head reads (:data:`INPUTS`).
+        reference: weights hash of the reference network the head was fitted to (``None``: any).
+    """
+    check_choice(inputs, "inputs", INPUTS)
     payload: dict[str, Any] = {
         "format_version": _FORMAT_VERSION,
-        "feature_names": list(FEATURE_NAMES),
+        "inputs": inputs,
+        "reference": reference,
+        "feature_names": list(head.feature_names),
         "hidden": list(head.hidden),
         "state_dict": {key: value.detach().cpu() for key, value in head.state_dict().items()},
     }
     if calibration is not None:
         payload["calibration"] = calibration
-    torch.save(payload, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_task_guided_head(path: str | os.PathLike[str] | None = None) -> tuple[TaskGuidedHead, dict[str, Any] | None]:
-    """Load a head checkpoint (default: the shipped one) and its embedded calibration state, if any.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist (the message says what is expected where).
-        ValueError: the file is not a task-guided checkpoint or its features differ from this version's.
-    """
+def _read_checkpoint(path: str | os.PathLike[str] | None) -> tuple[Path, dict[str, Any]]:
     default = path is None
     path = default_task_guided_path() if default else Path(path)
     if not path.is_file():
         hint = (
-            "the package should ship it; regenerate it with 'python -m qualoader._train_task_guided'"
+            "the package should ship it; regenerate it with 'python tools/train_task_guided.py'"
             if default
             else "train one with 'qualoader calibrate --metric task-guided --out PATH'"
         )
@@ -210,29 +298,53 @@ def load_task_guided_head(path: str | os.PathLike[str] | None = None) -> tuple[T
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"checkpoint should be a task-guided head saved by qualoader, but got checkpoint={str(path)!r} that torch.load cannot read ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format_version") != _FORMAT_VERSION or "state_dict" not in payload:
-        raise ValueError(f"checkpoint should be a task-guided head saved by qualoader (format_version={_FORMAT_VERSION}), but got checkpoint={str(path)!r}")
-    if tuple(payload.get("feature_names", ())) != FEATURE_NAMES:
+    if not isinstance(payload, dict) or payload.get("format_version") not in (1, _FORMAT_VERSION) or "state_dict" not in payload:
+        raise ValueError(f"checkpoint should be a task-guided head saved by qualoader (format_version<={_FORMAT_VERSION}), but got checkpoint={str(path)!r}")
+    payload.setdefault("inputs", "image")  # version 1 heads read image statistics only
+    payload.setdefault("reference", None)
+    if payload["inputs"] not in INPUTS:
+        raise ValueError(f"checkpoint should have inputs in {sorted(INPUTS)}, but got checkpoint={str(path)!r} with inputs={payload['inputs']!r}")
+    return path, payload
+
+
+def load_task_guided_head(path: str | os.PathLike[str] | None = None) -> tuple[TaskGuidedHead, dict[str, Any] | None]:
+    """Load a head checkpoint (default: the shipped one) and its embedded calibration state, if any.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message says what is expected where).
+        ValueError: the file is not a task-guided checkpoint, or an image-statistics head whose
+            features differ from this version's.
+    """
+    path, payload = _read_checkpoint(path)
+    names = tuple(payload.get("feature_names", ()))
+    if payload["inputs"] != "network" and names[: len(FEATURE_NAMES)] != FEATURE_NAMES:
         raise ValueError(f"checkpoint should use the features {FEATURE_NAMES}, but got checkpoint={str(path)!r} with {payload.get('feature_names')}")
-    head = TaskGuidedHead(tuple(payload["hidden"]))
+    head = TaskGuidedHead(tuple(payload["hidden"]), feature_names=names)
     head.load_state_dict(payload["state_dict"])
     return head, payload.get("calibration")
 
 
 @register_metric
-class TaskGuided(QualityMetric):
-    """Task-guided (NR, fast): predicted reference-network fidelity (correct and unchanged features = 1) from cheap statistics.
+class TaskGuided(ReferenceMetric):
+    """Task-guided (NR, DNN-aligned): predicted reference-network fidelity (correct and unchanged features = 1).
 
     Args:
         checkpoint: head file saved by ``qualoader calibrate --metric task-guided``; ``None``
             loads the shipped head fitted to the embedded Fashion-MNIST reference network.
+        reference: the reference network the head reads (default: the embedded one); for a head
+            that reads the network (``inputs`` ``"network"`` or ``"both"``) it must be the network
+            the head was fitted to (same weights hash). Anything
+            :func:`~qualoader.reference.load_reference` accepts.
+        weights: local weights file for ``reference``.
         check_values: validate that float input is finite and in [0, 1].
+        **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
 
-    The difficulty prior comes from the checkpoint's calibration when it has one, otherwise
-    (default head) from the shipped ``calibration_task-guided.json``.
+    The difficulty prior comes from the checkpoint's calibration when it has one, otherwise from
+    the table of shipped calibrations (:data:`qualoader.calibration.SHIPPED_DEFAULTS`).
 
     Raises:
         FileNotFoundError: the checkpoint file does not exist.
+        ValueError: the checkpoint was fitted to another reference network than ``reference``.
 
     Example:
         >>> from qualoader.metrics import create_metric
@@ -243,25 +355,47 @@ class TaskGuided(QualityMetric):
 
     name = "task-guided"
     higher_is_better = True
+    requires_reference = False
+    requires_weights = False
+    min_size = 3  # the 3x3 Immerkaer noise kernel runs without padding
 
-    def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *, check_values: bool = True) -> None:
-        super().__init__(check_values=check_values)
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        *,
+        reference: str | nn.Module | None = None,
+        weights: str | os.PathLike[str] | None = None,
+        check_values: bool = True,
+        **convention: Any,
+    ) -> None:
         if checkpoint is not None:
             check_type(checkpoint, "checkpoint", (str, os.PathLike), "a path to a task-guided head (str or PathLike)")
+        path, payload = _read_checkpoint(checkpoint)
+        super().__init__(reference, weights=weights, check_values=check_values, **convention)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.head, calibration_state = load_task_guided_head(checkpoint)
+        self.inputs: str = payload["inputs"]
+        fitted_to = payload["reference"]
+        if self.inputs != "image" and fitted_to is not None and fitted_to != self.network.weights_hash:
+            raise ValueError(
+                f"reference should be the network the head was fitted to (weights hash {fitted_to}), but got reference "
+                f"{self.network.name!r} with weights hash {self.network.weights_hash}; fit a head to it with "
+                "'qualoader calibrate --metric task-guided'"
+            )
+        self.head, calibration_state = load_task_guided_head(path)
+        expected = head_feature_names(self.inputs, self.network)
+        if self.head.feature_names != expected:
+            raise ValueError(f"checkpoint should read the features {expected} of this reference, but got checkpoint={str(path)!r} with {self.head.feature_names}")
         self.head.requires_grad_(False)  # a frozen scorer: scores carry no autograd graph
-        from qualoader.calibration import DifficultyCalibration, default_calibration
+        from qualoader.calibration import DifficultyCalibration, shipped_calibration
 
         if calibration_state is not None:
             self.calibration = DifficultyCalibration.from_state_dict(calibration_state)
-        elif checkpoint is None:
-            self.calibration = default_calibration(self.name)
+        else:  # the shipped head's calibration is declared in qualoader.calibration.SHIPPED_DEFAULTS
+            self.calibration = shipped_calibration(self)
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Scores :math:`(B,)` in (0, 1) for validated images :math:`(B, C, H, W)`."""
-        return self.head(task_guided_features(images)).to(images.dtype)
+        return self.head(head_features(images, self.inputs, self.network)).to(images.dtype)
 
     def get_config(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint}
-
+        return {"checkpoint": self.checkpoint, **super().get_config()}

@@ -1,4 +1,4 @@
-"""Tests of the task-guided metric: shipped default, features, severity response, checkpoints."""
+"""Tests of the task-guided metric: shipped default, features, reference resolution, severity response, checkpoints."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ import torch
 from qualoader.calibration import DifficultyCalibration
 from qualoader.corruptions import corrupt, list_corruptions
 from qualoader.metrics import create_metric, list_metrics, metric_info
+from qualoader.metrics.aligned.reference_features import reference_feature_names, reference_features
 from qualoader.metrics.aligned.task_guided import (
     FEATURE_NAMES,
     TaskGuided,
     TaskGuidedHead,
     default_task_guided_path,
+    head_feature_names,
+    head_features,
     load_task_guided_head,
     save_task_guided_head,
     task_guided_features,
 )
+from qualoader.reference import default_reference
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -45,8 +49,32 @@ def test_default_loads_offline_and_scores_a_batch(metric: TaskGuided, fashion_mn
 
 
 def test_function_and_module_agree(metric: TaskGuided, photos: torch.Tensor) -> None:
-    expected = metric.head(task_guided_features(photos))
+    expected = metric.head(head_features(photos, metric.inputs, metric.network))
     assert torch.allclose(metric(photos), expected)
+    assert metric.head.feature_names == head_feature_names(metric.inputs, metric.network)
+
+
+def test_features_are_computed_at_the_reference_input_size(metric: TaskGuided, photos: torch.Tensor) -> None:
+    # What the network sees: a 128 px photo scores as its antialiased 28 px version does.
+    small = torch.nn.functional.interpolate(photos, size=(28, 28), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    torch.testing.assert_close(metric(photos), metric(small), atol=1e-5, rtol=0)
+    assert metric.network.input_size == (28, 28)
+
+
+def test_reference_features_columns_and_meaning(photos: torch.Tensor, fashion_mnist_test) -> None:
+    network = default_reference()
+    names = reference_feature_names(network)
+    clean = fashion_mnist_test[0][:64].float() / 255
+    noisy = corrupt(clean, "gaussian_noise", 5, generator=torch.Generator().manual_seed(0))
+    features = {label: reference_features(network, images) for label, images in (("clean", clean), ("noisy", noisy))}
+    assert features["clean"].shape == (64, len(names)) and bool(features["clean"].isfinite().all())
+    column = {name: index for index, name in enumerate(names)}
+    probability = features["clean"][:, column["max_probability"]]
+    assert bool(((probability > 0.1 - 1e-6) & (probability <= 1)).all())
+    kl = [index for name, index in column.items() if name.endswith(".kl")]
+    assert len(kl) == 3  # one per BatchNorm layer of the embedded network
+    assert features["noisy"][:, kl].mean() > features["clean"][:, kl].mean()  # noise moves activation statistics
+    assert features["noisy"][:, column["max_probability"]].mean() < probability.mean()
 
 
 def test_features_shape_device_dtype(device: torch.device, dtype: torch.dtype, photos: torch.Tensor) -> None:
@@ -84,7 +112,7 @@ def test_moves_monotonically_with_severity_for_12_corruptions(metric: TaskGuided
 def test_checkpoint_round_trip(metric: TaskGuided, tmp_path, fashion_mnist_test) -> None:
     images = fashion_mnist_test[0][:32]
     path = tmp_path / "head.pt"
-    save_task_guided_head(metric.head, path, metric.calibration.state_dict())
+    save_task_guided_head(metric.head, path, metric.calibration.state_dict(), inputs=metric.inputs, reference=metric.network.weights_hash)
     loaded = create_metric("task-guided", checkpoint=path)
     assert torch.equal(loaded(images), metric(images))
     assert loaded.calibration == metric.calibration

@@ -1,9 +1,7 @@
 """Train a ``task-guided`` head (and its difficulty calibration) on a corruption sweep.
 
-Run ``python -m qualoader._train_task_guided`` to regenerate the shipped default
-(``qualoader/assets/task_guided_default.pt`` + ``.json`` recipe) from the Fashion-MNIST TRAIN split
-and the embedded default reference network, with a fixed seed (a few minutes on one CPU core).
-``qualoader calibrate --metric task-guided`` calls :func:`train_task_guided` for other references.
+``qualoader calibrate --metric task-guided`` calls :func:`train_task_guided`; the shipped default
+head is rebuilt by ``python tools/train_task_guided.py`` (outside the package).
 
 The target of the head is the reference network's sensitivity to the corruption, from two signals:
 its correctness on the corrupted image (``1 - error``) and the cosine similarity between its
@@ -15,8 +13,6 @@ The calibration maps the head's score to the reference network's error on the sa
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,29 +22,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qualoader._validation import (
-    check_choice,
-    check_positive_int,
-)
-from qualoader.calibration import (
-    DifficultyCalibration,
-    calibration_report,
-    default_calibration_path,
-    iterate_sweep,
-)
+from qualoader._atomic import write_json_atomic
+from qualoader._validation import check_choice, check_positive_int
+from qualoader.calibration import DifficultyCalibration, calibration_report, iterate_sweep
 from qualoader.metrics.aligned.task_guided import (
-    FEATURE_NAMES,
+    INPUTS,
     TaskGuidedHead,
-    default_task_guided_path,
+    head_feature_names,
+    head_features_with_response,
     save_task_guided_head,
-    task_guided_features,
 )
+from qualoader.reference import ReferenceNetwork
+from qualoader.stats import spearman
 
-__all__ = ["TARGETS", "FeatureSweep", "TrainedHead", "evaluate_head", "feature_sweep", "head_target", "main", "save_trained", "train_task_guided"]
+__all__ = ["TARGETS", "FeatureSweep", "TrainedHead", "evaluate_head", "feature_sweep", "fit_head", "head_target", "save_trained", "train_task_guided"]
 
 
 class FeatureSweep(NamedTuple):
-    """Per corrupted image: head features :math:`(N, F)`, target similarity, reference error, condition."""
+    """Per corrupted image: head features :math:`(N, F)` (columns ``feature_names``), target similarity, reference error, condition."""
 
     features: Tensor
     similarity: Tensor
@@ -56,6 +47,8 @@ class FeatureSweep(NamedTuple):
     corruption: Tensor
     severity: Tensor
     names: tuple[str, ...]
+    feature_names: tuple[str, ...] = ()
+    inputs: str = "image"
 
 
 class TrainedHead(NamedTuple):
@@ -67,7 +60,10 @@ class TrainedHead(NamedTuple):
 
 
 def _embedding(reference: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
-    """``(embedding (B, D), logits (B, K))`` of the reference network."""
+    """``(embedding (B, D), logits (B, K))`` of the reference network, from one forward pass when it can."""
+    if isinstance(reference, ReferenceNetwork):
+        embedding, logits = reference.embed_with_logits(images)
+        return embedding.flatten(1).float(), logits
     embed = getattr(reference, "embed", None)
     logits = reference(images)
     return (embed(images) if callable(embed) else logits).flatten(1).float(), logits
@@ -82,6 +78,7 @@ def feature_sweep(
     severities: Sequence[int] = (0, 1, 2, 3, 4, 5),
     generator: torch.Generator | None = None,
     batch_size: int = 500,
+    inputs: str = "image",
 ) -> FeatureSweep:
     """Corrupt ``images`` and record head features, reference similarity to clean, and reference error.
 
@@ -93,24 +90,38 @@ def feature_sweep(
         severities: severities in 0..5; 0 (clean) is included once.
         generator: seeds the random corruptions.
         batch_size: images per forward pass.
+        inputs: the features to record (:data:`~qualoader.metrics.aligned.task_guided.INPUTS`);
+            ``"network"`` and ``"both"`` need a :class:`~qualoader.reference.ReferenceNetwork`.
 
     Returns:
         A :class:`FeatureSweep` with :math:`N \\times` (number of conditions) rows.
     """
+    check_choice(inputs, "inputs", INPUTS)
+    network = reference if isinstance(reference, ReferenceNetwork) else None
+    if inputs != "image" and network is None:
+        raise TypeError(
+            f"reference should be a ReferenceNetwork (qualoader.reference.load_reference) when inputs={inputs!r}, "
+            f"but got reference of type {type(reference).__name__}; use inputs='image' for a plain module"
+        )
+    feature_names = head_feature_names(inputs, network)
     rows: dict[str, list[Tensor]] = {key: [] for key in ("features", "similarity", "errors", "corruption", "severity")}
     names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size)
     last_clean = clean_embedding = None
     for clean, batch, label, index, level in batches:
         if clean is not last_clean:  # a new batch of clean images
             last_clean, (clean_embedding, _) = clean, _embedding(reference, clean)
-        embedding, logits = _embedding(reference, batch)
-        rows["features"].append(task_guided_features(batch))
+        features, response = head_features_with_response(batch, inputs, network)
+        if response is not None and network is not None and network.feature_layer is None:
+            embedding, logits = response.penultimate, response.logits  # the same pass's embedding (input of the last linear layer)
+        else:
+            embedding, logits = _embedding(reference, batch)
+        rows["features"].append(features)
         rows["similarity"].append(F.cosine_similarity(embedding, clean_embedding, dim=1).clamp(0.0, 1.0))
         rows["errors"].append((logits.argmax(dim=1) != label).float())
         rows["corruption"].append(torch.full_like(label, index))
         rows["severity"].append(torch.full_like(label, level))
     merged = {key: torch.cat(value) for key, value in rows.items()}
-    return FeatureSweep(merged["features"], merged["similarity"], merged["errors"], merged["corruption"], merged["severity"], names)
+    return FeatureSweep(merged["features"], merged["similarity"], merged["errors"], merged["corruption"], merged["severity"], names, feature_names, inputs)
 
 
 TARGETS = frozenset({"blend", "correctness", "similarity"})
@@ -127,12 +138,39 @@ def head_target(sweep: FeatureSweep, target: str = "blend") -> Tensor:
     return 0.5 * (correct + sweep.similarity)
 
 
-def _fit_head(
-    sweep: FeatureSweep, target: str, hidden: tuple[int, ...], steps: int, batch_size: int, lr: float, generator: torch.Generator
+def fit_head(
+    features: Tensor,
+    target: Tensor,
+    feature_names: Sequence[str],
+    hidden: tuple[int, ...] = (64, 64),
+    steps: int = 3000,
+    batch_size: int = 4096,
+    lr: float = 3e-3,
+    generator: torch.Generator | None = None,
 ) -> tuple[TaskGuidedHead, float]:
-    features, target = sweep.features.cpu(), head_target(sweep, target).cpu()
+    """Fit a :class:`TaskGuidedHead` to ``target`` by binary cross-entropy (Adam, cosine schedule).
+
+    Args:
+        features: :math:`(N, F)` head inputs.
+        target: :math:`(N,)` in [0, 1].
+        feature_names: the ``F`` column names, stored with the head.
+        hidden: hidden widths of the MLP.
+        steps: optimiser steps over random mini-batches of ``batch_size`` rows.
+        batch_size: rows per step.
+        lr: peak learning rate.
+        generator: seeds the initialisation and the mini-batches (``None``: seed 0).
+
+    Returns:
+        ``(head, final BCE on all rows)``, the head in eval mode.
+    """
+    check_positive_int(steps, "steps")
+    check_positive_int(batch_size, "batch_size")
+    if len(feature_names) != features.shape[1]:
+        raise ValueError(f"feature_names should name the {features.shape[1]} feature columns, but got {len(feature_names)} names")
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
+    features, target = features.float().cpu(), target.float().cpu()
     std = features.std(dim=0)
-    head = TaskGuidedHead(hidden, features.mean(dim=0), torch.where(std > 1e-6, std, torch.ones_like(std)))
+    head = TaskGuidedHead(hidden, features.mean(dim=0), torch.where(std > 1e-6, std, torch.ones_like(std)), tuple(feature_names))
     with torch.no_grad():  # seeded initialisation, independent of the global RNG
         for parameter in head.mlp.parameters():
             bound = 1.0 / (parameter.shape[-1] ** 0.5) if parameter.ndim > 1 else 0.05
@@ -153,16 +191,11 @@ def _fit_head(
     return head, final
 
 
-def _spearman(a: Tensor, b: Tensor) -> float:
-    ranks = [x.argsort().argsort().double() for x in (a, b)]
-    return float(torch.corrcoef(torch.stack(ranks))[0, 1])
-
-
 def evaluate_head(head: TaskGuidedHead, calibration: DifficultyCalibration, sweep: FeatureSweep) -> dict[str, float]:
     """Spearman correlation of the score with the target similarity, and the prior's fit (:func:`calibration_report`)."""
     with torch.no_grad():
         scores = head(sweep.features.to(head.feature_mean.device))
-    return {"spearman_similarity": _spearman(scores.cpu(), sweep.similarity.cpu()), **calibration_report(calibration(scores), sweep.errors.to(scores.device))}
+    return {"spearman_similarity": float(spearman(scores.cpu().numpy(), sweep.similarity.cpu().numpy())), **calibration_report(calibration(scores), sweep.errors.to(scores.device))}
 
 
 def train_task_guided(
@@ -173,10 +206,11 @@ def train_task_guided(
     severities: Sequence[int] = (0, 1, 2, 3, 4, 5),
     seed: int = 0,
     target: str = "blend",
-    hidden: tuple[int, ...] = (64, 64),
-    steps: int = 3000,
+    hidden: tuple[int, ...] = (),
+    steps: int = 1000,
     batch_size: int = 4096,
     lr: float = 3e-3,
+    inputs: str = "both",
 ) -> TrainedHead:
     """Train a task-guided head and its difficulty calibration against ``reference``.
 
@@ -188,10 +222,14 @@ def train_task_guided(
         severities: severities of the sweep, 0 = clean.
         seed: seeds the corruptions, initialisation and mini-batches.
         target: what the head predicts (see :func:`head_target`).
-        hidden: hidden widths of the MLP.
+        hidden: hidden widths of the MLP; ``()`` (default), a logistic regression, generalises best
+            to degradation types outside the sweep (``benchmarks/generalisation.py``).
         steps: optimiser steps (Adam, cosine schedule).
         batch_size: rows per step.
         lr: peak learning rate.
+        inputs: what the head reads (:data:`~qualoader.metrics.aligned.task_guided.INPUTS`);
+            ``"network"`` and ``"both"`` (default) need ``reference`` to be a
+            :class:`~qualoader.reference.ReferenceNetwork`.
 
     Returns:
         :class:`TrainedHead` ``(head, calibration, recipe)``; the recipe records every setting and the
@@ -201,10 +239,11 @@ def train_task_guided(
     check_positive_int(batch_size, "batch_size")
     check_positive_int(seed, "seed", allow_zero=True)
     check_choice(target, "target", TARGETS)
+    check_choice(inputs, "inputs", INPUTS)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
-    sweep = feature_sweep(reference, images, labels, corruptions, severities, generator)
-    head, loss = _fit_head(sweep, target, hidden, steps, batch_size, lr, generator)
+    sweep = feature_sweep(reference, images, labels, corruptions, severities, generator, inputs=inputs)
+    head, loss = fit_head(sweep.features, head_target(sweep, target), sweep.feature_names, hidden, steps, batch_size, lr, generator)
     with torch.no_grad():
         scores = head(sweep.features.cpu())
     calibration = DifficultyCalibration.fit(
@@ -221,7 +260,8 @@ def train_task_guided(
             "blend": "0.5 * (correctness + similarity)",
         }[target],
         "reference": calibration.info["reference"],
-        "feature_names": list(FEATURE_NAMES),
+        "inputs": inputs,
+        "feature_names": list(sweep.feature_names),
         "corruptions": list(sweep.names),
         "severities": sorted(set(severities)),
         "n_images": int(images.shape[0]),
@@ -242,39 +282,11 @@ def train_task_guided(
 def save_trained(trained: TrainedHead, path: str | Path) -> tuple[Path, Path]:
     """Write the head checkpoint (with its calibration) to ``path`` and the recipe to ``path`` with ``.json``."""
     path = Path(path)
-    save_task_guided_head(trained.head, path, trained.calibration.state_dict())
+    inputs = trained.recipe.get("inputs", "image")
+    reference = trained.recipe.get("reference") if inputs != "image" else None
+    save_task_guided_head(trained.head, path, trained.calibration.state_dict(), inputs=inputs, reference=reference)
     recipe_path = path.with_suffix(".json")
-    recipe_path.write_text(json.dumps(trained.recipe, indent=1) + "\n")
+    write_json_atomic(recipe_path, trained.recipe)
     return path, recipe_path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Regenerate the shipped default head from the Fashion-MNIST TRAIN split."""
-    from qualoader.datasets import load_fashion_mnist
-    from qualoader.reference import default_reference
-
-    parser = argparse.ArgumentParser(prog="python -m qualoader._train_task_guided", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=default_task_guided_path(), help="checkpoint path (.pt; the recipe goes to .json)")
-    parser.add_argument("--max-images", type=int, default=1500, help="training images drawn from the TRAIN split")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--calibration-out", type=Path, default=None, help="also write the calibration JSON here (default: the shipped calibration_task-guided.json when --out is the default)")
-    args = parser.parse_args(argv)
-    torch.manual_seed(args.seed)
-    images, labels = load_fashion_mnist("train")
-    chosen = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(args.seed))[: args.max_images]
-    trained = train_task_guided(default_reference(), images[chosen], labels[chosen], seed=args.seed, steps=args.steps)
-    trained.recipe["split"] = "train"
-    trained.recipe["subset"] = f"torch.randperm(60000, generator=manual_seed({args.seed}))[:{args.max_images}]"
-    paths = save_trained(trained, args.out)
-    calibration_out = args.calibration_out
-    if calibration_out is None and args.out == default_task_guided_path():
-        calibration_out = default_calibration_path("task-guided")
-    if calibration_out is not None:
-        trained.calibration.save(calibration_out)
-    print(json.dumps({"checkpoint": str(paths[0]), "recipe": str(paths[1]), "train_fit": trained.recipe["train_fit"]}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

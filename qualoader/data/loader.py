@@ -12,9 +12,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from qualoader._validation import check_type
-from qualoader.data._samples import batch_image, group_by_size, pop_index
+from qualoader.data._samples import batch_image, pop_index
 from qualoader.data.dataset import QualityDataset, difficulty_of, resolve_difficulty, table_for
 from qualoader.data.store import ScoreStore, ScoreTable
+from qualoader.engine import ScoringEngine
 from qualoader.metrics.base import QualityMetric
 
 __all__ = ["QualityLoader", "find_quality_dataset", "score_images"]
@@ -39,7 +40,10 @@ def find_quality_dataset(dataset: Dataset[Any]) -> QualityDataset:
 
 
 def score_images(metric: QualityMetric, images: Tensor | list[Tensor], device: torch.device) -> Tensor:
-    """Score a batch of images on ``device``, one metric call per distinct image size.
+    """Score a batch of images on ``device`` through the scoring engine (:mod:`qualoader.engine`).
+
+    The engine groups variable sizes, resizes to a reference network's input before batching for
+    the metrics that resize anyway, and copies the scores to the host once.
 
     Args:
         metric: a no-reference metric living on ``device``.
@@ -47,17 +51,10 @@ def score_images(metric: QualityMetric, images: Tensor | list[Tensor], device: t
         device: where to score.
 
     Returns:
-        Scores :math:`(B,)` on ``device`` (the metric's dtype).
+        Scores :math:`(B,)`, float64 on CPU.
     """
-    groups = group_by_size(images)
-    with torch.no_grad():
-        if len(groups) == 1:
-            return metric(groups[0][1].to(device, non_blocking=True))
-        parts = [(rows, metric(stack.to(device, non_blocking=True))) for rows, stack in groups]
-        out = torch.empty(sum(len(rows) for rows, _ in parts), dtype=parts[0][1].dtype, device=device)
-        for rows, scores in parts:
-            out[rows.to(device)] = scores
-        return out
+    engine = ScoringEngine([metric], device, check_values=metric.check_values)
+    return engine.score(images, difficulty=False).scores[metric.name]
 
 
 class QualityLoader:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from qualoader.cli import main
 from qualoader.datasets import load_fashion_mnist
@@ -142,6 +143,16 @@ def test_folder_labels_outside_the_network(tmp_path, write_image_folder, capsys)
            "the class folders of SOURCE=", "'Giraffe'", "outside the network's label set")
 
 
+def test_imagenet_network_on_fashion_mnist_names_the_foreign_labels(tmp_path, capsys) -> None:
+    # the case: a torchvision ImageNet classifier calibrated on Fashion-MNIST used to write "auroc": NaN
+    from torchvision.models import resnet18
+
+    weights = tmp_path / "resnet18.pt"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    _fails(["--reference", "resnet18", "--weights", str(weights), "--metric", "bn-shift", *QUICK_SWEEP], tmp_path / "p.json", capsys,
+           "the Fashion-MNIST class names of SOURCE='fashion-mnist' should name the network's outputs", "'Ankle boot'", "outside the network's label set: tench")
+
+
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
@@ -189,6 +200,7 @@ def test_profile_of_a_newer_format(tmp_path, capsys) -> None:
         (["--reference", "no_such_module:net", "--weights", str(DEFAULT_CHECKPOINT), *_TRANSFORM_28, "--metric", "bn-shift"], "should be an importable 'module:function'"),
         (["--metric", "bn-shift", "--weights", str(DEFAULT_CHECKPOINT)], "--weights should come with --reference"),
         (["--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:valid"], "fashion-mnist:valid"),
+        (["fashion-mnist", "--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:test"], "SOURCE should be given once"),
     ],
 )
 def test_bad_profile_arguments(tmp_path, argv, message, capsys) -> None:

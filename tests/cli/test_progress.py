@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,16 @@ def test_every_command_accepts_no_progress() -> None:
     commands = parser._subparsers._group_actions[0].choices  # the sub-parsers, by command name
     for name, subparser in commands.items():
         assert "--no-progress" in subparser._option_string_actions, name
+
+
+@pytest.mark.slow
+def test_ray_progress_is_visible_unless_no_progress(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    argv = [sys.executable, "-m", "qualoader", "score", str(tmp_path / "in"), "--metric", "brightness", "--engine", "ray", "--num-cpus", "1"]
+    shown = subprocess.run([*argv, "--out", str(tmp_path / "shown")], capture_output=True, text=True, check=False, timeout=300)
+    hidden = subprocess.run([*argv, "--out", str(tmp_path / "hidden"), "--no-progress"], capture_output=True, text=True, check=False, timeout=300)
+    assert shown.returncode == 0 and hidden.returncode == 0, shown.stderr[-2000:] + hidden.stderr[-2000:]
+    assert "scored 30 samples of 2 shards" in shown.stdout
+    # Ray Data says so itself when its progress reporting is off (and reports progress otherwise)
+    assert "Progress bars disabled" not in shown.stderr and "Progress" in shown.stderr
+    assert "Progress bars disabled" in hidden.stderr

@@ -19,6 +19,10 @@ _LONG_COMMANDS = {
         lambda tmp: ["calibrate", "--metric", "brightness", "--out", str(tmp / "c.json"), "--max-images", "6", "--corruptions", "fog", "--severities", "0", "3"],
         "sweep 1 corruptions",
     ),
+    "calibrate-task-guided": (
+        lambda tmp: ["calibrate", "--metric", "task-guided", "--out", str(tmp / "h.pt"), "--max-images", "6", "--corruptions", "fog", "--severities", "0", "3", "--steps", "5"],
+        "sweep 1 corruptions",
+    ),
     "precompute": (lambda tmp: ["precompute", "fashion-mnist:test", "--metric", "brightness", "--limit", "40", "--store", str(tmp / "s")], "precompute brightness"),
     "demo": (lambda tmp: ["demo", "--metric", "brightness", "--max-images", "40", "--output", str(tmp / "d")], "demo: brightness"),
     "tag": (lambda tmp: ["tag", str(tmp.parent / "in" / "in-{000000..000001}.tar"), str(tmp / "t"), "--metric", "brightness"], "tag 2 shards"),

@@ -137,7 +137,9 @@ def _run_legacy(args: argparse.Namespace) -> int:
     if args.metric == "task-guided":
         from qualoader.metrics.aligned.task_guided_training import save_trained, train_task_guided
 
-        trained = train_task_guided(reference, images, labels, args.corruptions, tuple(args.severities), seed=args.seed, steps=args.steps)
+        trained = train_task_guided(
+            reference, images, labels, args.corruptions, tuple(args.severities), seed=args.seed, steps=args.steps, progress=not args.no_progress
+        )
         trained.recipe.update({"split": args.split, "reference_source": "default", "max_images": args.max_images})
         checkpoint, recipe = save_trained(trained, args.out)
         summary = {"checkpoint": str(checkpoint), "recipe": str(recipe), "fit": trained.recipe["train_fit"]}

@@ -79,6 +79,7 @@ def feature_sweep(
     generator: torch.Generator | None = None,
     batch_size: int = 500,
     inputs: str = "image",
+    progress: bool = False,
 ) -> FeatureSweep:
     """Corrupt ``images`` and record head features, reference similarity to clean, and reference error.
 
@@ -92,6 +93,7 @@ def feature_sweep(
         batch_size: images per forward pass.
         inputs: the features to record (:data:`~qualoader.metrics.aligned.task_guided.INPUTS`);
             ``"network"`` and ``"both"`` need a :class:`~qualoader.reference.ReferenceNetwork`.
+        progress: show a progress bar over the sweep's batches.
 
     Returns:
         A :class:`FeatureSweep` with :math:`N \\times` (number of conditions) rows.
@@ -105,7 +107,7 @@ def feature_sweep(
         )
     feature_names = head_feature_names(inputs, network)
     rows: dict[str, list[Tensor]] = {key: [] for key in ("features", "similarity", "errors", "corruption", "severity")}
-    names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size)
+    names, batches = iterate_sweep(images, labels, reference, corruptions, severities, generator, batch_size, progress)
     last_clean = clean_embedding = None
     for clean, batch, label, index, level in batches:
         if clean is not last_clean:  # a new batch of clean images
@@ -211,6 +213,7 @@ def train_task_guided(
     batch_size: int = 4096,
     lr: float = 3e-3,
     inputs: str = "both",
+    progress: bool = False,
 ) -> TrainedHead:
     """Train a task-guided head and its difficulty calibration against ``reference``.
 
@@ -230,6 +233,7 @@ def train_task_guided(
         inputs: what the head reads (:data:`~qualoader.metrics.aligned.task_guided.INPUTS`);
             ``"network"`` and ``"both"`` (default) need ``reference`` to be a
             :class:`~qualoader.reference.ReferenceNetwork`.
+        progress: show a progress bar over the corruption sweep (the head's training is not counted).
 
     Returns:
         :class:`TrainedHead` ``(head, calibration, recipe)``; the recipe records every setting and the
@@ -242,7 +246,7 @@ def train_task_guided(
     check_choice(inputs, "inputs", INPUTS)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
-    sweep = feature_sweep(reference, images, labels, corruptions, severities, generator, inputs=inputs)
+    sweep = feature_sweep(reference, images, labels, corruptions, severities, generator, inputs=inputs, progress=progress)
     head, loss = fit_head(sweep.features, head_target(sweep, target), sweep.feature_names, hidden, steps, batch_size, lr, generator)
     with torch.no_grad():
         scores = head(sweep.features.cpu())

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+
 import kornia.color as KC
 import kornia.filters as KF
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from qualoader.corruptions._common import randn_like, scale
+from qualoader.decoding import decode_image
 
 __all__ = ["brightness", "contrast", "elastic", "jpeg", "pixelate", "saturate"]
 
@@ -54,10 +58,20 @@ def pixelate(images: Tensor, severity: int, generator: torch.Generator | None = 
     return F.interpolate(small, size=(height, width), mode="nearest")
 
 
+def _jpeg_round_trip(image: Tensor, quality: int) -> Tensor:
+    """Encode one ``uint8`` image :math:`(C, H, W)` as JPEG with PIL and decode it with the package's decoder."""
+    array = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+    buffer = io.BytesIO()
+    # 4:2:0 chroma subsampling, as torchvision's (deprecated) encode_jpeg used: the round trip gives
+    # the same pixels bit for bit, so sweeps and shipped calibrations are unchanged.
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(buffer, format="JPEG", quality=quality, subsampling=2)
+    return decode_image(buffer.getvalue())
+
+
 def jpeg(images: Tensor, severity: int, generator: torch.Generator | None = None) -> Tensor:
-    """A real JPEG round trip (libjpeg on CPU) at quality ``(80, 65, 58, 50, 40)[severity - 1]``."""
-    encoded = encode_jpeg(list(images.detach().mul(255).round().clamp(0, 255).to(torch.uint8).cpu()), quality=_JPEG_QUALITY[severity - 1])
-    decoded = torch.stack(decode_jpeg(encoded))
+    """A real JPEG round trip (libjpeg through PIL, on CPU) at quality ``(80, 65, 58, 50, 40)[severity - 1]``."""
+    pixels = images.detach().mul(255).round().clamp(0, 255).to(torch.uint8).cpu()
+    decoded = torch.stack([_jpeg_round_trip(image, _JPEG_QUALITY[severity - 1]) for image in pixels])
     return decoded.to(images.device, images.dtype) / 255.0
 
 

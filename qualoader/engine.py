@@ -117,7 +117,7 @@ def parse_metric_spec(spec: str | Sequence[str]) -> list[str]:
         else:
             close = difflib.get_close_matches(part, [*known, *METRIC_SUITES], n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; suites: {', '.join(sorted(METRIC_SUITES))}"
-            raise KeyError(f"spec should name registered metrics or suites, but got {part!r} in spec={spec!r}{hint}")
+            raise KeyError(f"spec should be a registered metric or suite (or a comma-separated list of them), but got spec={part!r}{hint}")
         names.extend(name for name in expanded if name not in names)
     return names
 

@@ -56,6 +56,20 @@ def test_sixteen_bit_png_same_brightness_from_every_path(tmp_path: Path) -> None
         assert brightness == pytest.approx(expected, abs=1e-6), path
 
 
+def test_sixteen_bit_png_same_brightness_from_the_precompute_command(tmp_path: Path) -> None:
+    from qualoader.cli import main
+    from qualoader.data import ScoreStore
+    from qualoader.metrics import create_metric
+
+    ramp = _ramp16()
+    (tmp_path / "images" / "cls").mkdir(parents=True)
+    Image.fromarray(ramp).save(tmp_path / "images" / "cls" / "ramp.png")
+    store = tmp_path / "store"
+    assert main(["precompute", str(tmp_path / "images"), "--store", str(store), "--metric", "brightness", "--no-progress"]) == 0
+    scores = ScoreStore(store).table(create_metric("brightness")).scores()
+    assert float(scores[0]) == pytest.approx(float(ramp.astype(np.float64).mean() / 65535.0), abs=1e-6)
+
+
 def test_eight_bit_grey_and_rgb_keep_uint8() -> None:
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
     out = decode_image(_encode(Image.fromarray(grey)))

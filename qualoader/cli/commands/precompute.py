@@ -74,7 +74,9 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
     from torchvision.datasets import ImageFolder
 
     transform = transforms.Resize((args.size, args.size)) if args.size is not None else None
-    dataset = ImageFolder(str(source.folder), transform=transform)
+    from qualoader.decoding import load_image  # the one decoder: 16-bit, palette, EXIF as on every other path
+
+    dataset = ImageFolder(str(source.folder), transform=transform, loader=load_image)
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     # the files themselves are identified by the store's manifest (paths relative to the root, so the

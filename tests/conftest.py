@@ -42,6 +42,12 @@ def photos() -> torch.Tensor:
 
 
 @pytest.fixture(scope="session")
+def photos_224() -> torch.Tensor:
+    """Five real scikit-image photos, RGB at 224 px ``(5, 3, 224, 224)``: far outside the embedded 28 px grey reference's domain."""
+    return load_photos(224)[:5]
+
+
+@pytest.fixture(scope="session")
 def fashion_mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
     """Real Fashion-MNIST test images and labels: ``(N, 1, 28, 28)`` uint8 and ``(N,)`` int64.
 

@@ -1,8 +1,13 @@
-"""``--profile PATH`` of the scoring commands: metrics defined by quality profiles beside the ``--metric`` names.
+"""``--profile PATH`` and ``--strict`` of the scoring commands: metrics defined by quality profiles beside the ``--metric`` names.
 
 A profile (``qualoader calibrate --reference ...``) defines an aligned metric completely (reference
 network, transform, parameters, calibration), so ``--profile`` can stand in for ``--metric``. A
 ``--metric NAME`` that a given profile defines is taken from the profile, not built twice.
+
+An aligned metric warns once (:class:`~qualoader.profiles.DomainWarning`) when images fall far
+outside its reference network's input domain; ``--strict`` builds the aligned metrics with
+``strict=True``, so such images stop the command with a :class:`~qualoader.profiles.DomainError`,
+which the commands report as a one-line user error (exit code 2).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ __all__ = ["add_profile_argument", "cli_metrics"]
 
 
 def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool) -> None:
-    """Add ``--profile PATH`` (repeatable for the commands that take several metrics)."""
+    """Add ``--profile PATH`` (repeatable for the commands that take several metrics) and ``--strict``."""
     parser.add_argument(
         "--profile",
         type=Path,
@@ -27,10 +32,31 @@ def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool) -> No
         metavar="PATH",
         help="quality profile JSON (from 'qualoader calibrate') defining an aligned metric" + ("; repeat for several" if repeat else ""),
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop with an error when images fall far outside an aligned metric's reference domain (default: warn once)",
+    )
 
 
-def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | None, device: str | None = None) -> list[Any]:
+def _checks_domain(name: str) -> bool:
+    """Whether the registered metric ``name`` is an aligned metric (one that takes ``strict``); unknown names are left to create_metric."""
+    from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+    from qualoader.metrics.registry import _lookup
+
+    if ":" in name:  # prefixed (pyiqa:...) metrics have no reference network
+        return False
+    try:
+        return issubclass(_lookup(name), ReferenceMetric)
+    except KeyError:
+        return False
+
+
+def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | None, device: str | None = None, *, strict: bool = False) -> list[Any]:
     """The metrics of ``--metric`` names and ``--profile`` paths, in that order, no-reference only.
+
+    With ``strict`` (``--strict``), the aligned metrics among them raise
+    :class:`~qualoader.profiles.DomainError` for images far outside their reference's domain.
 
     Raises:
         UserError: neither is given, a profile is invalid or altered, two profiles define the same
@@ -47,11 +73,14 @@ def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | N
     for path in paths:
         with user_errors():
             profile = load_profile(path)  # the weights' sha256 is checked here, before any file is written
-            metric = create_metric(profile.metric.name, device=device, profile=profile)
+            metric = create_metric(profile.metric.name, device=device, profile=profile, strict=strict)
         if metric.name in by_name:
             raise UserError(f"--profile should define each metric once, but got two profiles of {metric.name!r} (the second is {str(path)!r})")
         if metric.requires_reference:
             raise UserError(f"--profile should define a no-reference metric (this command has no clean reference image), but got {str(path)!r} of {metric.name!r}")
         by_name[metric.name] = metric
-    metrics = [by_name.pop(name) if name in by_name else create_cli_metric(name, device=device) for name in names]
+    metrics = [
+        by_name.pop(name) if name in by_name else create_cli_metric(name, device=device, **({"strict": True} if strict and _checks_domain(name) else {}))
+        for name in names
+    ]
     return metrics + list(by_name.values())

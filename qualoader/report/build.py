@@ -58,14 +58,41 @@ def _examples(table: ScoreTable, name: str, metric: QualityMetric, count: int, o
     return result
 
 
+def _domain_figures(table: ScoreTable, metrics: dict[str, QualityMetric]) -> dict[str, dict[str, Any]]:
+    """Per aligned metric (one with an ``input_domain``), how much of the reported images lies outside its reference's domain.
+
+    Counted on the images themselves (tagged samples are decoded too), once per distinct domain:
+    metrics on the same reference network share the pass.
+    """
+    from qualoader.profiles.domain import out_of_domain_fraction
+
+    figures: dict[str, dict[str, Any]] = {}
+    by_domain: dict[Any, dict[str, float]] = {}
+    for name, metric in metrics.items():
+        domain = getattr(metric, "input_domain", None)
+        if domain is None:
+            continue
+        if domain not in by_domain:
+            by_domain[domain] = out_of_domain_fraction((sample.decode() for sample in table.samples), domain)
+        figures[name] = {**by_domain[domain], "reference_domain": domain.describe()}
+    return figures
+
+
 def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetric], out: Path, examples: int) -> dict[str, Any]:
-    """Draw every figure into ``out`` and return the report's summary dictionary (relative file names)."""
+    """Draw every figure into ``out`` and return the report's summary dictionary (relative file names).
+
+    Each aligned metric's entry has ``"domain"``: the fractions of
+    :func:`~qualoader.profiles.out_of_domain_fraction` (``out_of_domain``, ``channels``, ``size``,
+    ``intensity``), ``n_images`` and ``reference_domain`` (a one-line description); other
+    metrics have ``"domain": None``.
+    """
     from qualoader import __version__
 
     (out / "plots").mkdir(parents=True, exist_ok=True)
     (out / "thumbs").mkdir(exist_ok=True)
     shards = [sample.shard or "" for sample in table.samples]
     is_sharded = source.kind == "shards"
+    domains = _domain_figures(table, metrics)
     entries = []
     for name, metric in metrics.items():
         scores = table.scores[name]
@@ -83,6 +110,7 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
             "nonfinite": int((~np.isfinite(scores)).sum()),
             "summary_line": (type(metric).__doc__ or "").strip().splitlines()[0] if type(metric).__doc__ else "",
             "distribution": f"plots/distribution_{slug}.png",
+            "domain": domains.get(name),
         }
         plot_distribution(scores, name, metric.higher_is_better, out / entry["distribution"])
         if name in table.difficulty:
@@ -138,6 +166,8 @@ def build_report(
     ``out`` receives ``index.html`` (relative links only), ``report.json`` (every figure),
     ``plots/*.png`` (quality distribution per metric, difficulty buckets for calibrated metrics,
     per-shard box plots for shards) and ``thumbs/*.png`` (lowest- and highest-quality examples).
+    For an aligned metric the page also says how much of the data lies outside its reference
+    network's input domain (where its scores and difficulties mean little).
 
     Args:
         source: see :func:`~qualoader.report.sources.load_source` (folder, ``"fashion-mnist:test"``, shards).

@@ -16,6 +16,7 @@ figure { display: inline-block; margin: 0.3em; text-align: center; font-size: 0.
 figure img { image-rendering: pixelated; border: 1px solid #999; }
 .plots img { margin-right: 1em; }
 .note { color: #666; font-size: 0.9em; }
+.warning { color: #8a4b00; background: #fff4e0; border-left: 4px solid #e69500; padding: 0.4em 0.8em; }
 """
 
 
@@ -43,6 +44,22 @@ def _examples(title: str, examples: list[dict[str, Any]]) -> str:
     return f"<h4>{escape(title)}</h4><div>{figures}</div>"
 
 
+def _domain_note(name: str, domain: dict[str, Any]) -> str:
+    """One paragraph: how much of the data is outside the reference's domain (a warning when any is)."""
+    share = domain["out_of_domain"]
+    text = (
+        f"Input domain of the reference network ({domain['reference_domain']}): {share:.1%} of {domain['n_images']} images are out of it "
+        f"(channels {domain['channels']:.1%}, size {domain['size']:.1%}; atypical intensity {domain['intensity']:.1%})."
+    )
+    if share > 0:
+        text += (
+            f" Scores and difficulties of {name} are only meaningful inside that domain: build a quality profile for your network "
+            "and data with 'qualoader calibrate' and report with --profile."
+        )
+        return f'<p class="warning">{escape(text)}</p>'
+    return f'<p class="note">{escape(text)}</p>'
+
+
 def render_html(summary: dict[str, Any]) -> str:
     """The report page for a summary dictionary (the content of ``report.json``; see ``build_report``)."""
     parts = [
@@ -56,15 +73,21 @@ def render_html(summary: dict[str, Any]) -> str:
         ),
     ]
     rows = [
-        [m["name"], "higher" if m["higher_is_better"] else "lower", m["mean"], m["std"], m["min"], m["median"], m["max"], m["from_tags"], m["fingerprint"]]
+        [
+            m["name"], "higher" if m["higher_is_better"] else "lower", m["mean"], m["std"], m["min"], m["median"], m["max"], m["from_tags"],
+            f"{m['domain']['out_of_domain']:.1%}" if m.get("domain") else "n/a", m["fingerprint"],
+        ]
         for m in summary["metrics"]
     ]
-    parts.append("<h2>Summary</h2>" + _table(["metric", "better", "mean", "std", "min", "median", "max", "from tags", "fingerprint"], rows))
+    header = ["metric", "better", "mean", "std", "min", "median", "max", "from tags", "out of domain", "fingerprint"]
+    parts.append("<h2>Summary</h2>" + _table(header, rows))
     for metric in summary["metrics"]:
         name = metric["name"]
         parts.append(f'<h2 id="{escape(name)}">{escape(name)}</h2>')
         if metric.get("summary_line"):
             parts.append(f'<p class="note">{escape(metric["summary_line"])}</p>')
+        if metric.get("domain"):
+            parts.append(_domain_note(name, metric["domain"]))
         plots = [f'<img src="{escape(metric["distribution"])}" alt="{escape(name)} distribution">']
         if metric.get("difficulty_plot"):
             plots.append(f'<img src="{escape(metric["difficulty_plot"])}" alt="{escape(name)} difficulty buckets">')

@@ -68,14 +68,6 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 # -- input domain and current calibration ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def photos_224() -> torch.Tensor:
-    """Real scikit-image photos, RGB at 224 px: far outside the embedded 28 px grey reference's domain."""
-    from qualoader.datasets import load_photos
-
-    return load_photos(224)[:5]
-
-
 def test_domain_fraction_of_fashion_mnist_and_photos(tmp_path: Path, fmnist_small: TensorDataset, photos_224: torch.Tensor) -> None:
     from qualoader.metrics import create_metric
     from qualoader.profiles import DomainWarning

@@ -143,3 +143,47 @@ def test_score_source_bad_input(image_folder: Path) -> None:
         score_source(source, {})
     with pytest.raises(TypeError):
         score_source(source, {"x": object()})
+
+
+def _photo_folder(root: Path, photos: torch.Tensor) -> Path:
+    """``root/photos/*.png``: real RGB photos written at their size (224 px)."""
+    (root / "photos").mkdir(parents=True)
+    for index, photo in enumerate((photos * 255).round().to(torch.uint8)):
+        Image.fromarray(photo.permute(1, 2, 0).numpy()).save(root / "photos" / f"photo{index}.png")
+    return root
+
+
+def test_report_shows_out_of_domain_share(tmp_path: Path, image_folder: Path, photos_224: torch.Tensor) -> None:
+    from qualoader.profiles import DomainWarning
+
+    # 224 px RGB photos into the 28 px grey default: all of them out of its domain, and the page says so
+    out = tmp_path / "photos_report"
+    with pytest.warns(DomainWarning):
+        index = build_report(_photo_folder(tmp_path / "photos", photos_224), ["bn-shift", "sharpness"], out, examples=1)
+    summary = json.loads((out / "report.json").read_text())
+    aligned, classical = summary["metrics"]
+    assert classical["domain"] is None
+    domain = aligned["domain"]
+    assert domain["n_images"] == 5 and domain["out_of_domain"] == 1.0 and domain["size"] == 1.0
+    assert domain["reference_domain"].startswith("1x28x28 grey")
+    page = index.read_text()
+    assert 'class="warning"' in page and "100.0% of 5 images are out of it" in page
+    # the mixed folder: 20 Fashion-MNIST images (in domain) and 6 photos at 64 px (more than 2x the native 28 px)
+    with pytest.warns(DomainWarning):
+        build_report(image_folder, ["bn-shift"], tmp_path / "mixed", examples=1)
+    mixed = json.loads((tmp_path / "mixed" / "report.json").read_text())["metrics"][0]["domain"]
+    assert mixed["n_images"] == 26 and mixed["out_of_domain"] == pytest.approx(6 / 26) and mixed["size"] == pytest.approx(6 / 26)
+
+
+def test_report_in_domain_has_no_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from qualoader.profiles import DomainWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DomainWarning)
+        index = build_report("fashion-mnist:test", ["bn-shift"], tmp_path / "fmnist", max_images=60, examples=1)
+    domain = json.loads((tmp_path / "fmnist" / "report.json").read_text())["metrics"][0]["domain"]
+    assert domain["out_of_domain"] == 0.0 and domain["n_images"] == 60
+    page = index.read_text()
+    assert 'class="warning"' not in page and "0.0% of 60 images are out of it" in page

@@ -87,13 +87,14 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
 def run(args: argparse.Namespace) -> int:
     from qualoader._validation import check_positive_int
     from qualoader.data import SampleLoadError, ScoreStore, describe, identify_dataset, precompute
+    from qualoader.profiles import DomainError
 
     with user_errors():
         for name in ("limit", "size", "batch_size"):
             if getattr(args, name) is not None:
                 check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
         check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
-        metrics = cli_metrics([args.metric] if args.metric else [], args.profile, device=args.device)
+        metrics = cli_metrics([args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict)
         if len(metrics) != 1:
             raise UserError(f"--metric should be the metric of --profile or left out, but got --metric={args.metric!r} and a profile of {metrics[-1].name!r}")
         metric = metrics[0]
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             dataset_id=dataset_id,
         )
+    except DomainError as error:  # --strict: images outside the aligned metric's domain are the user's to fix
+        raise UserError(str(error)) from error
     except SampleLoadError as error:
         # from a worker, the message is the worker's traceback: its last line is the error itself
         message = str(error).strip().splitlines()[-1].removeprefix(f"{type(error).__module__}.{type(error).__name__}: ")
@@ -140,5 +143,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"scores: {table.path} ({table.num_scored}/{table.length} scored, {len(skipped)} skipped)")
     for index, reason in skipped.items():
         print(f"skipped {index}: {reason}")
-    print(describe(table))
+    print(describe(table, metrics=[metric]))  # difficulty from the metric's current calibration (--calibration), not the table's first
     return 0

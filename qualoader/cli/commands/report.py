@@ -48,22 +48,27 @@ def run(args: argparse.Namespace) -> int:
         source = parse_source(args.source).report_source()
         if len(set(args.metric)) != len(args.metric):
             raise UserError(f"--metric should name distinct metrics, but got --metric={args.metric}")
-        metrics = cli_metrics(args.metric, args.profile, device=args.device)
+        metrics = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict)
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out should be a folder, but got --out={str(args.out)!r}, which is a file")
         # Reading the source checks it (missing shards, no images) before any scoring starts.
         from qualoader.report.sources import load_source
 
         load_source(source, max_images=1)
-    index = build_report(
-        source,
-        metrics,
-        args.out,
-        max_images=args.max_images,
-        examples=args.examples,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=not args.no_progress,
-    )
+    from qualoader.profiles import DomainError
+
+    try:
+        index = build_report(
+            source,
+            metrics,
+            args.out,
+            max_images=args.max_images,
+            examples=args.examples,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except DomainError as error:  # --strict: images outside an aligned metric's domain are the user's to fix
+        raise UserError(str(error)) from error
     print(index)
     return 0

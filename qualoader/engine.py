@@ -215,7 +215,10 @@ def _as_groups(images: Tensor | Sequence[Tensor]) -> tuple[int, list[tuple[list[
         groups.setdefault((*image.shape, image.dtype), []).append(row)
     out = []
     for rows in groups.values():
-        stack = torch.stack([images[r] if images[r].ndim == 3 else images[r].unsqueeze(0) for r in rows])
+        members = [images[r] if images[r].ndim == 3 else images[r].unsqueeze(0) for r in rows]
+        # One image: a view, not a copy (mixed-size batches are mostly groups of one, and every
+        # small op costs a thread-pool round trip on a busy CPU).
+        stack = members[0].unsqueeze(0) if len(members) == 1 else torch.stack(members)
         check_batch_structure(stack, f"images[{rows[0]}]")
         out.append((rows if len(rows) < len(images) else None, stack))
     return len(images), out
@@ -318,8 +321,9 @@ class ScoringEngine:
                 resized.setdefault(size, []).append((i, metric))
         pending: dict[tuple[int, int], list[tuple[Tensor | None, Tensor]]] = {size: [] for size in resized}
         flags: list[Tensor] = []
-        for rows, stack in groups:
-            images_on_device = stack.to(self.device, non_blocking=True)
+        floats = self._floats(groups) if (native or resized) else {}
+        for position, (rows, stack) in enumerate(groups):
+            images_on_device = stack if stack.device == self.device else stack.to(self.device, non_blocking=True)
             index = None if rows is None else torch.tensor(rows, dtype=torch.int64).to(self.device, non_blocking=True)
             as_float = images_on_device
             if images_on_device.dtype == torch.uint8:
@@ -335,13 +339,14 @@ class ScoringEngine:
                 _check_domain(metric, images_on_device)
             if native or resized:
                 if as_float is None:
-                    as_float = images_on_device.to(torch.float32).div_(255.0)
+                    as_float = floats[position]
                 for i, metric in native:
                     _put(out[i], index, metric.score(as_float))
                 for size in resized:
                     small = as_float
                     if tuple(as_float.shape[-2:]) != size:
-                        small = F.interpolate(as_float.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+                        source = as_float if as_float.dtype == torch.float32 else as_float.float()
+                        small = F.interpolate(source, size=size, mode="bilinear", align_corners=False, antialias=True)
                     pending[size].append((index, small))
         for size, metrics in resized.items():
             parts = pending[size]
@@ -354,6 +359,21 @@ class ScoringEngine:
                 _put(out[i], index, metric.score(batch))
         bad = torch.stack(flags).any() if flags else None
         return out, bad
+
+    def _floats(self, groups: list[tuple[list[int] | None, Tensor]]) -> dict[int, Tensor]:
+        """The ``uint8`` groups as floats in [0, 1] on the device, converted in one operation.
+
+        A batch of mixed sizes is mostly groups of one image; converting each costs a call into
+        the intra-op thread pool, which waits milliseconds for a core when DataLoader workers keep
+        them busy. One concatenated conversion, then views per group, pays that once per batch.
+        """
+        positions = [i for i, (_, stack) in enumerate(groups) if stack.dtype == torch.uint8]
+        if not positions:
+            return {}
+        parts = [groups[i][1].to(self.device, non_blocking=True).reshape(-1) for i in positions]
+        flat = torch.div(parts[0] if len(parts) == 1 else torch.cat(parts), 255.0)  # bit-identical to .float().div_(255.0)
+        pieces = flat.split([part.numel() for part in parts])
+        return {i: piece.view(groups[i][1].shape) for i, piece in zip(positions, pieces, strict=True)}
 
     def _chunks(self, images: Tensor, index: Tensor | None) -> Any:
         """``(rows, chunk)`` pairs of at most :meth:`_chunk` images."""

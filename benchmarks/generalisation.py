@@ -295,7 +295,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         cell = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
         lines.append(f"| `{label}` | {cell(s['in_family'])} | **{cell(s['leave_one_family_out'])}** | " + " | ".join(cell(s[f]) for f in FAMILIES) + " |")
     lines += ["", "## Per task model, with 95% CIs", ""]
-    for label, entry in rows[: config.get("detail", 4)]:
+    for label, entry in rows:
         lines += [f"### `{label}` ({entry['kind']})", "", "| group | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
         for group, by_model in entry["figures"].items():
             lines.append(f"| {group} | " + " | ".join(_fmt(by_model[m]) for m in models) + " |")

@@ -28,7 +28,9 @@ __all__ = ["build_parser", "main"]
 
 
 def _wrap(title: str, names: Sequence[str]) -> str:
-    return textwrap.fill(", ".join(names), width=100, initial_indent="  ", subsequent_indent="  ").join((f"{title}:\n", "\n"))
+    # Names hold hyphens (gradient-energy): break lines only between names, so each can be copied whole.
+    text = textwrap.fill(", ".join(names), width=100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+    return f"{title}:\n{text}\n"
 
 
 class _CommandParser(argparse.ArgumentParser):

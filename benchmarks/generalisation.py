@@ -312,13 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small run (< 5 min on 2 cores)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--train-images", type=int, default=None, help="TRAIN images of the head's sweep (default 1000, quick 300)")
+    parser.add_argument("--train-images", type=int, default=None, help="TRAIN images of the head's sweep (default 1000, quick 200)")
     parser.add_argument("--test-images", type=int, default=None, help="TEST images per condition (default 1000, quick 300)")
     parser.add_argument("--task-train-images", type=int, default=None, help="clean TRAIN images for the task models (default 20000, quick 5000)")
     parser.add_argument("--epochs", type=int, default=1, help="task-model training epochs (default 1)")
     parser.add_argument("--train-severities", type=int, nargs="+", default=None, help="default 1 2 3 4 5, quick 1 3 5")
     parser.add_argument("--test-severities", type=int, nargs="+", default=None, help="default 1 2 3 4 5, quick 1 3 5")
-    parser.add_argument("--steps", type=int, default=None, help="Adam steps per head (default 1500, quick 300)")
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps per head (default 1500, quick 200)")
     parser.add_argument("--hidden", type=str, nargs="+", default=None, help="hidden widths per head variant, e.g. 64x64 32 linear (default 64x64)")
     parser.add_argument("--head-inputs", nargs="*", choices=HEAD_INPUTS, default=list(HEAD_INPUTS), help="head variants to fit (default: all)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 1000, quick 200)")
@@ -333,9 +333,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line and fill the mode-dependent defaults."""
     args = build_parser().parse_args(argv)
     defaults = {
-        "train_images": (300, 1000), "test_images": (300, 1000), "task_train_images": (5000, 20000),
+        "train_images": (200, 1000), "test_images": (300, 1000), "task_train_images": (5000, 20000),
         "train_severities": ([1, 3, 5], [1, 2, 3, 4, 5]), "test_severities": ([1, 3, 5], [1, 2, 3, 4, 5]),
-        "steps": (300, 1500), "n_boot": (200, 1000), "hidden": (["64x64"], ["64x64"]),
+        "steps": (200, 1500), "n_boot": (200, 1000), "hidden": (["64x64"], ["64x64"]),
     }
     for key, (quick, full) in defaults.items():
         if getattr(args, key) is None:

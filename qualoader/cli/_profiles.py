@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+from qualoader.cli._errors import UserError, as_option, create_cli_metric, user_errors
 
 __all__ = ["add_profile_argument", "cli_metrics"]
 
@@ -52,6 +52,18 @@ def _checks_domain(name: str) -> bool:
         return False
 
 
+def _metric_names(values: Sequence[str] | None) -> list[str]:
+    """``--metric`` values (each a name, ``a,b,c`` or a suite such as ``classical``) as distinct metric names."""
+    from qualoader.engine import parse_metric_spec  # the one parser of metric specifications
+
+    if not values:
+        return []
+    try:
+        return parse_metric_spec(list(values))
+    except (KeyError, ValueError, TypeError) as error:
+        raise as_option(error, "spec", "--metric") from error
+
+
 def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | None, device: str | None = None, *, strict: bool = False) -> list[Any]:
     """The metrics of ``--metric`` names and ``--profile`` paths, in that order, no-reference only.
 
@@ -65,7 +77,7 @@ def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | N
     from qualoader.metrics import create_metric
     from qualoader.profiles import load_profile
 
-    names = list(names or [])
+    names = _metric_names(names)
     paths = [profiles] if isinstance(profiles, Path) else list(profiles or [])
     if not names and not paths:
         raise UserError("--metric or --profile should name at least one metric, but got neither")

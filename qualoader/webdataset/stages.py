@@ -153,10 +153,10 @@ class AnnotateQuality:
     quality_key: str = QUALITY_KEY
     difficulty_key: str = DIFFICULTY_KEY
     metrics: tuple[QualityMetric, ...] = dataclasses.field(init=False, repr=False)
+    engine: ScoringEngine = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_positive_int(self.batch_size, "batch_size")
-    engine: ScoringEngine = dataclasses.field(init=False, repr=False)
         check_type(self.device, "device", (str, torch.device), "a device name or torch.device")
         self.device = torch.device(self.device)
         for name, value in (("quality_key", self.quality_key), ("difficulty_key", self.difficulty_key)):
@@ -167,10 +167,10 @@ class AnnotateQuality:
         self.image_keys = check_image_keys(self.image_keys)
         self.handler = resolve_handler(self.handler)
         self.metrics = _resolve_metrics(self.metric, self.device)
+        self.engine = ScoringEngine(list(self.metrics), self.device)  # one pass per buffer for every metric
 
     @property
     def fingerprints(self) -> dict[str, str]:
-        self.engine = ScoringEngine(list(self.metrics), self.device)  # one pass per buffer for every metric
         """``{metric name: metric.fingerprint()}`` of the metrics this stage applies."""
         return {metric.name: metric.fingerprint() for metric in self.metrics}
 

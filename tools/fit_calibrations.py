@@ -65,9 +65,9 @@ def fashion_mnist_profile(metric_name: str, calibration: DifficultyCalibration |
     return QualityProfile(f"fashion-mnist/{metric_name}", reference, MetricSpec(metric_name, PARAMS[metric_name]), calibration, None, provenance)
 
 
-def held_out_fit(metric_name: str, calibration: DifficultyCalibration, max_images: int, seed: int) -> dict[str, Any]:
+def held_out_fit(metric_name: str, calibration: DifficultyCalibration, max_images: int, seed: int, source: str = "full") -> dict[str, Any]:
     """The calibration's fit on a seeded sweep of TEST images, with the corruptions and severities it was fitted on."""
-    images, labels = load_fashion_mnist("test")
+    images, labels = load_fashion_mnist("test", source=source)
     chosen = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))[:max_images]
     sweep = corruption_sweep(
         create_metric(metric_name), images[chosen], labels[chosen], default_reference(),
@@ -86,8 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seeds the fitting subset and corruptions (the held-out sweep uses seed + 1)")
     parser.add_argument("--keep-calibration", action="store_true", help="keep the shipped calibrations; refresh domain and held-out figures")
     parser.add_argument("--out", type=Path, default=None, help="folder for the profiles (default: qualoader/assets)")
+    # shipped assets are fitted on the full dataset; "auto" (the bundled sample when it is absent) is for trying the script
+    parser.add_argument("--source", choices=("full", "auto", "sample"), default="full", help="Fashion-MNIST copy (default: full)")
     args = parser.parse_args(argv)
-    train_images, train_labels = load_fashion_mnist("train")
+    train_images, train_labels = load_fashion_mnist("train", source=args.source)
     domain = InputDomain.measure(train_images.split(5000), channels=1, size=(28, 28))
     chosen = torch.randperm(train_images.shape[0], generator=torch.Generator().manual_seed(args.seed))[: args.max_images]
     report = {}
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 create_metric(name), train_images[chosen], train_labels[chosen], default_reference(), SWEEP, generator=torch.Generator().manual_seed(args.seed)
             )
             calibration.info.update({"split": "train", "seed": args.seed, "subset": f"torch.randperm(60000, generator=manual_seed({args.seed}))[:{args.max_images}]"})
-        held_out = held_out_fit(name, calibration, args.held_out_images, args.seed + 1)
+        held_out = held_out_fit(name, calibration, args.held_out_images, args.seed + 1, args.source)
         provenance = {
             "data": "Fashion-MNIST (qualoader.datasets.load_fashion_mnist)",
             "split": calibration.info.get("split", "train"),

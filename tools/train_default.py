@@ -65,8 +65,8 @@ def train_default(epochs: int = 4, seed: int = 0, batch_size: int = 128, lr: flo
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(seed)
-    train_images, train_labels = load_fashion_mnist("train")
-    test_images, test_labels = load_fashion_mnist("test")
+    train_images, train_labels = load_fashion_mnist("train", source="full")
+    test_images, test_labels = load_fashion_mnist("test", source="full")
     model = FashionCNN()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps_per_epoch = len(train_images) // batch_size

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also write the calibration JSON here (default: the shipped calibration_task-guided.json when --out is the default)",
     )
     args = parser.parse_args(argv)
-    images, labels = load_fashion_mnist("train")
+    images, labels = load_fashion_mnist("train", source="full")
     chosen = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(args.seed))[: args.max_images]
     hidden = () if args.hidden == "linear" else tuple(int(width) for width in args.hidden.split("x"))
     trained = train_task_guided(

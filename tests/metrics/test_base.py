@@ -68,7 +68,10 @@ def test_uint8_input_equals_float_input(name, pair):
     images, reference = pair
     metric = create_metric(name)
     as_uint8 = _call(metric, (images * 255).round().to(torch.uint8), (reference * 255).round().to(torch.uint8))
-    torch.testing.assert_close(as_uint8, _call(metric, images, reference))
+    # entropy bins float input itself: a pixel that sits half-way between two byte levels may land in the
+    # neighbouring bin, which moves the entropy of a 192x192 image by a few 1e-5 bits
+    tolerance = {"atol": 1e-4, "rtol": 1e-5} if name == "entropy" else {}
+    torch.testing.assert_close(as_uint8, _call(metric, images, reference), **tolerance)
 
 
 @pytest.mark.parametrize("name", OFFLINE_METRICS)

@@ -147,7 +147,9 @@ def _candidate_names(only: Sequence[str] | None) -> list[tuple[str, str, str]]:
         _log(f"qualoader.metrics.aligned not importable: {error}")
     aligned = sorted(ALIGNED_NAMES | {name for name in list_metrics() if _is_aligned_class(name)})
     names: list[tuple[str, str, str]] = [(name, "conventional", "conventional FR") for name in CONVENTIONAL_FR]
-    names += [(name, "conventional", "conventional FR") for name in list_metrics("FR") if name not in CONVENTIONAL_FR and name not in aligned]
+    names += [
+        (name, "conventional", "conventional FR") for name in list_metrics("FR") if name not in CONVENTIONAL_FR and name not in aligned
+    ]
     names += [(f"pyiqa:{name}", "conventional", "conventional (pyiqa)") for name in PYIQA_WEIGHT_FREE]
     names += [
         (name, "conventional", "classical NR")
@@ -420,7 +422,9 @@ def _analyse(
                 } | {"n_conditions": int(members.size)}
                 correct = outcome[model_name][scored]
                 mask = np.isin(metric_condition, members)
-                pooled = bootstrap_auroc(scores[mask], correct[mask], n_boot=args.n_boot_auroc, generator=torch.Generator().manual_seed(seed))
+                pooled = bootstrap_auroc(
+                    scores[mask], correct[mask], n_boot=args.n_boot_auroc, generator=torch.Generator().manual_seed(seed)
+                )
                 within = [auroc(scores[metric_condition == c], correct[metric_condition == c]) for c in members]
                 within = [value for value in within if math.isfinite(value)]
                 image_auroc[metric_name][model_name][group_name] = {
@@ -457,17 +461,26 @@ def _stable_seed(seed: int, *parts: str) -> int:
     return value
 
 
-def _summarise(correlations: dict, image_auroc: dict, entries: list[MetricEntry], models: list[str], groups: list[str]) -> list[dict[str, Any]]:
+def _summarise(
+    correlations: dict, image_auroc: dict, entries: list[MetricEntry], models: list[str], groups: list[str]
+) -> list[dict[str, Any]]:
     """One row per metric: mean over task models of each figure, sorted by mean |Spearman| (all conditions)."""
     rows = []
     kinds = {entry.name: entry for entry in entries}
     for metric_name, per_model in correlations.items():
         entry = kinds[metric_name]
-        row: dict[str, Any] = {"metric": metric_name, "kind": entry.kind, "group": entry.group, "requires_reference": entry.requires_reference}
+        row: dict[str, Any] = {
+            "metric": metric_name,
+            "kind": entry.kind,
+            "group": entry.group,
+            "requires_reference": entry.requires_reference,
+        }
         for stat in STATISTICS:
             values = [per_model[m]["all"][stat]["estimate"] for m in models]
             row[f"mean_{stat}"] = _mean(values)
-        row["mean_abs_spearman"] = _mean([abs(v) if v is not None else None for v in (per_model[m]["all"]["spearman"]["estimate"] for m in models)])
+        row["mean_abs_spearman"] = _mean(
+            [abs(v) if v is not None else None for v in (per_model[m]["all"]["spearman"]["estimate"] for m in models)]
+        )
         row["mean_auroc"] = _mean([image_auroc[metric_name][m]["all"]["pooled"]["estimate"] for m in models])
         row["mean_auroc_within"] = _mean([image_auroc[metric_name][m]["all"]["within_condition_mean"] for m in models])
         row["family_mean_spearman"] = {g: _mean([per_model[m][g]["spearman"]["estimate"] for m in models]) for g in groups}
@@ -491,9 +504,16 @@ def _compare(args: argparse.Namespace, summary: list[dict], mean_quality: dict, 
         rows = [r for r in rows if r["mean_spearman"] is not None]
         return max(rows, key=lambda r: r["mean_spearman"])["metric"] if rows else None
 
-    scopes = {"(any)": lambda r: True, "full-reference": lambda r: r["requires_reference"], "no-reference": lambda r: not r["requires_reference"]}
+    scopes = {
+        "(any)": lambda r: True,
+        "full-reference": lambda r: r["requires_reference"],
+        "no-reference": lambda r: not r["requires_reference"],
+    }
     pairs = {
-        scope: (best([r for r in summary if r["kind"] == "aligned" and keep(r)]), best([r for r in summary if r["kind"] == "conventional" and keep(r)]))
+        scope: (
+            best([r for r in summary if r["kind"] == "aligned" and keep(r)]),
+            best([r for r in summary if r["kind"] == "conventional" and keep(r)]),
+        )
         for scope, keep in scopes.items()
     }
     comparisons = []
@@ -531,14 +551,18 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Alignment benchmark: quality vs task-model accuracy on corrupted Fashion-MNIST",
         "",
-        (f"{config['images']} test images x {n_conditions} conditions (clean + {n_conditions - 1} corruption x severity), "
-        f"severities {config['severities']}; task models {', '.join(models)} trained {config['epochs']} epoch(s) on "
-        f"{config['train_images']} TRAIN images. Scores oriented so higher = better. 95% percentile-bootstrap CIs "
-        f"({config['n_boot']} resamples of the conditions). Mode: {'quick' if config['quick'] else 'full'}."),
+        (
+            f"{config['images']} test images x {n_conditions} conditions (clean + {n_conditions - 1} corruption x severity), "
+            f"severities {config['severities']}; task models {', '.join(models)} trained {config['epochs']} epoch(s) on "
+            f"{config['train_images']} TRAIN images. Scores oriented so higher = better. 95% percentile-bootstrap CIs "
+            f"({config['n_boot']} resamples of the conditions). Mode: {'quick' if config['quick'] else 'full'}."
+        ),
         "",
         "## Per-condition correlation of mean quality with accuracy (sorted by mean |Spearman|)",
         "",
-        "| # | metric | kind | " + " | ".join(f"Spearman {m}" for m in models) + " | mean Pearson | mean Kendall | AUROC pooled | AUROC within |",
+        "| # | metric | kind | "
+        + " | ".join(f"Spearman {m}" for m in models)
+        + " | mean Pearson | mean Kendall | AUROC pooled | AUROC within |",
         "|---|---|---|" + "---|" * len(models) + "---|---|---|---|",
     ]
     for rank, row in enumerate(results["summary"], 1):
@@ -546,8 +570,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         kind = "**aligned**" if row["kind"] == "aligned" else row["group"]
         cells = [_fmt(per_model[m]["all"]["spearman"]) for m in models]
         lines.append(
-            f"| {rank} | `{row['metric']}` | {kind} | " + " | ".join(cells)
-            + f" | {_num(row['mean_pearson'])} | {_num(row['mean_kendall'])} | {_num(row['mean_auroc'])} | {_num(row['mean_auroc_within'])} |"
+            f"| {rank} | `{row['metric']}` | {kind} | "
+            + " | ".join(cells)
+            + f" | {_num(row['mean_pearson'])} | {_num(row['mean_kendall'])} | {_num(row['mean_auroc'])} | "
+            f"{_num(row['mean_auroc_within'])} |"
         )
     families = [f for f in results["families"] if f != "all"]
     lines += [
@@ -575,17 +601,35 @@ def render_markdown(results: dict[str, Any]) -> str:
             "|---|---|",
         ]
         lines += [f"| {m} | {_fmt(ci)} |" for m, ci in comparison["spearman_difference"].items()]
-    lines += ["", "## Task models", "", "| model | architecture | parameters | clean accuracy | mean accuracy (corrupted) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Task models",
+        "",
+        "| model | architecture | parameters | clean accuracy | mean accuracy (corrupted) |",
+        "|---|---|---|---|---|",
+    ]
     for m, recipe in results["task_models"].items():
         accuracies = [c["accuracy"][m] for c in results["conditions"]]
-        lines.append(f"| {m} | {recipe['summary']} | {recipe['parameters']} | {accuracies[0]:.3f} | {np.mean(accuracies[1:]) if len(accuracies) > 1 else float('nan'):.3f} |")
+        lines.append(
+            f"| {m} | {recipe['summary']} | {recipe['parameters']} | {accuracies[0]:.3f} | "
+            f"{np.mean(accuracies[1:]) if len(accuracies) > 1 else float('nan'):.3f} |"
+        )
     ref = results["reference_network"]
-    described = f"{ref['architecture']} ({ref['parameters']} parameters)" if ref.get("available") else f"unavailable ({ref.get('reason', '')})"
+    described = (
+        f"{ref['architecture']} ({ref['parameters']} parameters)" if ref.get("available") else f"unavailable ({ref.get('reason', '')})"
+    )
     lines += ["", f"Reference network of the aligned metrics: {described}; the task models above are separate networks, trained here."]
-    lines += ["", "## Metrics", "", "| metric | kind | input | images / condition | ms / image | non-finite scores |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Metrics",
+        "",
+        "| metric | kind | input | images / condition | ms / image | non-finite scores |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, info in results["metrics"].items():
         lines.append(
-            f"| `{name}` | {info['group']} | {info['input']} | {info['images_per_condition']} | {info['ms_per_image']:.3f} | {info['nonfinite_scores']} |"
+            f"| `{name}` | {info['group']} | {info['input']} | {info['images_per_condition']} | {info['ms_per_image']:.3f} | "
+            f"{info['nonfinite_scores']} |"
         )
     lines += [
         "",
@@ -601,7 +645,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plots(out: Path, results: dict[str, Any], family_of: list[str], condition_index: dict[str, np.ndarray], oriented: dict[str, np.ndarray]) -> None:
+def _plots(
+    out: Path, results: dict[str, Any], family_of: list[str], condition_index: dict[str, np.ndarray], oriented: dict[str, np.ndarray]
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -676,10 +722,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", nargs="+", default=None, help="only these metrics (default: every candidate)")
     parser.add_argument("--models", nargs="+", default=list(TASK_MODELS), choices=list(TASK_MODELS), help="task models (default: all)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples for the correlations (default: 1000, quick: 300)")
-    parser.add_argument("--n-boot-auroc", type=int, default=None, help="bootstrap resamples for the pooled AUROC (default: 200, quick: 100)")
+    parser.add_argument(
+        "--n-boot-auroc", type=int, default=None, help="bootstrap resamples for the pooled AUROC (default: 200, quick: 100)"
+    )
     parser.add_argument("--iqa-size", type=int, default=64, help="side to which images are upsampled for pyiqa metrics (default: 64)")
-    parser.add_argument("--large-size", type=int, default=176, help="upsampled side for metrics that reject --iqa-size, e.g. MS-SSIM (default: 176)")
-    parser.add_argument("--metric-seconds", type=float, default=None, help="scoring budget per metric; slower metrics score fewer images (default: 80, quick: 8)")
+    parser.add_argument(
+        "--large-size", type=int, default=176, help="upsampled side for metrics that reject --iqa-size, e.g. MS-SSIM (default: 176)"
+    )
+    parser.add_argument(
+        "--metric-seconds",
+        type=float,
+        default=None,
+        help="scoring budget per metric; slower metrics score fewer images (default: 80, quick: 8)",
+    )
     parser.add_argument("--min-images", type=int, default=100, help="images per condition of a metric over budget (default: 100)")
     parser.add_argument("--batch-size", type=int, default=500, help="scoring batch size (default: 500)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
@@ -697,7 +752,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, (quick, full) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
-    for key in ("images", "train_images", "epochs", "n_boot", "n_boot_auroc", "iqa_size", "large_size", "metric_seconds", "min_images", "batch_size", "threads"):
+    for key in (
+        "images",
+        "train_images",
+        "epochs",
+        "n_boot",
+        "n_boot_auroc",
+        "iqa_size",
+        "large_size",
+        "metric_seconds",
+        "min_images",
+        "batch_size",
+        "threads",
+    ):
         if getattr(args, key) <= 0:
             raise SystemExit(f"--{key.replace('_', '-')} should be a positive int, but got {getattr(args, key)}")
     if any(not 1 <= s <= 5 for s in args.severities):

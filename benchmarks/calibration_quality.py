@@ -24,7 +24,9 @@ from qualoader.metrics import create_metric
 from qualoader.reference import default_reference
 
 
-def monotone_corruptions(scores: torch.Tensor, corruption: torch.Tensor, severity: torch.Tensor, names: tuple[str, ...], higher_is_better: bool) -> list[str]:
+def monotone_corruptions(
+    scores: torch.Tensor, corruption: torch.Tensor, severity: torch.Tensor, names: tuple[str, ...], higher_is_better: bool
+) -> list[str]:
     """Names whose mean score worsens at every severity step (clean = severity 0)."""
     clean = scores[severity == 0].mean()
     sign = 1.0 if higher_is_better else -1.0

@@ -134,7 +134,9 @@ class FileImages(Dataset[Any]):
         return load_image(self.files[index])
 
 
-def precompute_seconds(files: Sequence[Path], metric: str, store: Path, *, workers: int = 2, batch_size: int = 64, device: str = "cpu") -> float:
+def precompute_seconds(
+    files: Sequence[Path], metric: str, store: Path, *, workers: int = 2, batch_size: int = 64, device: str = "cpu"
+) -> float:
     """Seconds of one :func:`qualoader.data.precompute` pass over ``files`` into a new store at ``store``."""
     from qualoader.data import precompute
     from qualoader.metrics import create_metric

@@ -50,21 +50,38 @@ def main() -> None:
             together = timed(photos, ",".join(suite[:k]))
             apart = sum(timed(photos, name) for name in suite[:k])
             report[f"k{k}"] = {"one_pass_s": together, "k_passes_s": apart, "k_passes_over_one_pass": apart / together}
-            print(f"  k={k}: one pass {args.count / together:6.0f} images/s, {k} passes {args.count / apart:6.0f} images/s -> {apart / together:.2f}x")
+            print(
+                f"  k={k}: one pass {args.count / together:6.0f} images/s, {k} passes {args.count / apart:6.0f} images/s -> "
+                f"{apart / together:.2f}x"
+            )
         mixed = make_photo_folder(Path(tmp) / "mixed", args.count, (160, 288), seed=1)
         resized = make_photo_folder(Path(tmp) / "resized", args.count, 224, seed=1)  # same crops, one size
         mixed_s, resized_s = timed(mixed, args.aligned), timed(resized, args.aligned)
         report["mixed_vs_resized"] = {"metric": args.aligned, "mixed_s": mixed_s, "resized_s": resized_s, "ratio": mixed_s / resized_s}
-        print(f"  {args.aligned}, engine: mixed sizes {args.count / mixed_s:6.0f} images/s, resized {args.count / resized_s:6.0f} images/s -> mixed/resized time {mixed_s / resized_s:.2f}")
+        print(
+            f"  {args.aligned}, engine: mixed sizes {args.count / mixed_s:6.0f} images/s, resized {args.count / resized_s:6.0f} images/s "
+            f"-> mixed/resized time {mixed_s / resized_s:.2f}"
+        )
         # The same through precompute (workers decode, the main process scores into a store).
         runs = iter(range(10**6))
 
         def stored(files: list[Path]) -> float:
-            return min(precompute_seconds(files, args.aligned, Path(tmp) / f"store{next(runs)}", workers=args.workers, device=args.device) for _ in range(args.repeats))
+            return min(
+                precompute_seconds(files, args.aligned, Path(tmp) / f"store{next(runs)}", workers=args.workers, device=args.device)
+                for _ in range(args.repeats)
+            )
 
         mixed_p, resized_p = stored(mixed), stored(resized)
-        report["precompute_mixed_vs_resized"] = {"metric": args.aligned, "mixed_s": mixed_p, "resized_s": resized_p, "ratio": mixed_p / resized_p}
-        print(f"  {args.aligned}, precompute: mixed sizes {args.count / mixed_p:6.0f} images/s, resized {args.count / resized_p:6.0f} images/s -> mixed/resized time {mixed_p / resized_p:.2f}")
+        report["precompute_mixed_vs_resized"] = {
+            "metric": args.aligned,
+            "mixed_s": mixed_p,
+            "resized_s": resized_p,
+            "ratio": mixed_p / resized_p,
+        }
+        print(
+            f"  {args.aligned}, precompute: mixed sizes {args.count / mixed_p:6.0f} images/s, resized {args.count / resized_p:6.0f} "
+            f"images/s -> mixed/resized time {mixed_p / resized_p:.2f}"
+        )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

@@ -70,13 +70,23 @@ def _family_of(name: str) -> str:
 
 
 @torch.no_grad()
-def score_test_sweep(network, models: dict[str, torch.nn.Module], images: torch.Tensor, labels: torch.Tensor, severities: Sequence[int], seed: int, batch_size: int) -> dict[str, Any]:
+def score_test_sweep(
+    network,
+    models: dict[str, torch.nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    severities: Sequence[int],
+    seed: int,
+    batch_size: int,
+) -> dict[str, Any]:
     """Head features ``"both"`` per TEST image and condition, and each task model's correctness.
 
     Uses the library's sweep (:func:`qualoader.calibration.iterate_sweep`), so the conditions and
     their seeded corruptions are those of every other sweep with the same seed.
     """
-    names, batches = iterate_sweep(images, labels, network, list_corruptions(), (0, *severities), torch.Generator().manual_seed(seed), batch_size)
+    names, batches = iterate_sweep(
+        images, labels, network, list_corruptions(), (0, *severities), torch.Generator().manual_seed(seed), batch_size
+    )
     rows: dict[str, list[torch.Tensor]] = {"features": [], "condition": [], **{f"correct/{m}": [] for m in models}}
     conditions: list[tuple[str, int]] = []
     index_of: dict[tuple[int, int], int] = {}
@@ -128,7 +138,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     models, recipes = {}, {}
     for index, name in enumerate(TASK_MODELS):
         models[name], recipes[name] = load_or_train(
-            name, train_images[task_subset], train_labels[task_subset], epochs=args.epochs, seed=args.seed + 100 * index, cache_dir=out / "models", log=_log
+            name,
+            train_images[task_subset],
+            train_labels[task_subset],
+            epochs=args.epochs,
+            seed=args.seed + 100 * index,
+            cache_dir=out / "models",
+            log=_log,
         )
 
     # Head training sweep: TRAIN images not used by anything else here, every family.
@@ -138,7 +154,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         train = FeatureSweep(**torch.load(train_cache, weights_only=True))
         _log(f"training sweep: loaded {train_cache}")
     else:
-        _log(f"training sweep: {args.train_images} TRAIN images x {len(list_corruptions())} corruptions x severities {args.train_severities}")
+        _log(
+            f"training sweep: {args.train_images} TRAIN images x {len(list_corruptions())} corruptions x severities {args.train_severities}"
+        )
         train = feature_sweep(
             network, train_images[head_subset], train_labels[head_subset], list_corruptions(), (0, *args.train_severities),
             torch.Generator().manual_seed(args.seed + 3), args.batch_size, inputs="both",
@@ -149,13 +167,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _log(f"training sweep done: {train.features.shape[0]} rows")
 
     test_subset = torch.randperm(test_images.shape[0], generator=torch.Generator().manual_seed(args.seed + 4))[: args.test_images]
-    test_cache = out / f"sweep_test_n{args.test_images}_s{''.join(map(str, args.test_severities))}_seed{args.seed}_e{args.epochs}_t{args.task_train_images}.pt"
+    test_cache = (
+        out
+        / (
+            f"sweep_test_n{args.test_images}_s{''.join(map(str, args.test_severities))}_seed{args.seed}"
+            f"_e{args.epochs}_t{args.task_train_images}.pt"
+        )
+    )
     if test_cache.is_file():
         test = torch.load(test_cache, weights_only=True)
         test["conditions"] = [tuple(c) for c in test["conditions"]]
         _log(f"test sweep: loaded {test_cache}")
     else:
-        test = score_test_sweep(network, models, test_images[test_subset].float() / 255, test_labels[test_subset], args.test_severities, args.seed + 5, args.batch_size)
+        test = score_test_sweep(
+            network,
+            models,
+            test_images[test_subset].float() / 255,
+            test_labels[test_subset],
+            args.test_severities,
+            args.seed + 5,
+            args.batch_size,
+        )
         torch.save(test, test_cache)
     conditions = test["conditions"]
     n_conditions = len(conditions)
@@ -178,7 +210,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures: dict[str, Any] = {}
         for group, rows in groups.items():
             figures[group] = {
-                m: _interval(means[group][rows], accuracy[m][rows], args.n_boot, args.seed + 7919 * (list(groups).index(group) + 1) + len(label) + i)
+                m: _interval(
+                    means[group][rows], accuracy[m][rows], args.n_boot, args.seed + 7919 * (list(groups).index(group) + 1) + len(label) + i
+                )
                 for i, m in enumerate(models)
             }
         return figures
@@ -189,15 +223,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kl_columns = [i for i, n in enumerate(names_both) if n.endswith(".kl")]
     for label, (column, sign) in raw_columns.items():
         means = condition_means(sign * features[:, column])
-        results["candidates"][label] = {"kind": "reference network, training-free", "figures": correlate(dict.fromkeys(groups, means), label)}
+        results["candidates"][label] = {
+            "kind": "reference network, training-free",
+            "figures": correlate(dict.fromkeys(groups, means), label),
+        }
     means = condition_means(-features[:, kl_columns].mean(dim=1))
-    results["candidates"]["neg-bn-shift"] = {"kind": "reference network, training-free", "figures": correlate(dict.fromkeys(groups, means), "neg-bn-shift")}
+    results["candidates"]["neg-bn-shift"] = {
+        "kind": "reference network, training-free",
+        "figures": correlate(dict.fromkeys(groups, means), "neg-bn-shift"),
+    }
 
     # The shipped head as it is (trained on the ImageNet-C families only).
     shipped, _ = load_task_guided_head()
     with torch.no_grad():
         shipped_scores = shipped(features[:, _columns(names_both, shipped.feature_names)])
-    results["candidates"]["shipped head"] = {"kind": f"shipped head ({len(shipped.feature_names)} features)", "figures": correlate(dict.fromkeys(groups, condition_means(shipped_scores)), "shipped")}
+    results["candidates"]["shipped head"] = {
+        "kind": f"shipped head ({len(shipped.feature_names)} features)",
+        "figures": correlate(dict.fromkeys(groups, condition_means(shipped_scores)), "shipped"),
+    }
 
     # Heads: one fit on every family (in-family figures), one per held-out family.
     for inputs in args.head_inputs:
@@ -212,7 +255,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 keep = train_family != held_out if held_out else np.ones(train_family.shape, dtype=bool)
                 keep_t = torch.from_numpy(keep)
                 head, _ = fit_head(
-                    train.features[keep_t][:, columns], target[keep_t], wanted, hidden, args.steps, args.fit_batch, 3e-3, torch.Generator().manual_seed(args.seed + 11)
+                    train.features[keep_t][:, columns],
+                    target[keep_t],
+                    wanted,
+                    hidden,
+                    args.steps,
+                    args.fit_batch,
+                    3e-3,
+                    torch.Generator().manual_seed(args.seed + 11),
                 )
                 with torch.no_grad():
                     scores = condition_means(head(features[:, columns]))
@@ -234,7 +284,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         {
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "conditions": [
-                {"corruption": name, "severity": severity, "family": family_of[i], "accuracy": {m: round(float(accuracy[m][i]), 4) for m in models}}
+                {
+                    "corruption": name,
+                    "severity": severity,
+                    "family": family_of[i],
+                    "accuracy": {m: round(float(accuracy[m][i]), 4) for m in models},
+                }
                 for i, (name, severity) in enumerate(conditions)
             ],
             "task_models": recipes,
@@ -254,7 +309,11 @@ def _summarise(figures: dict[str, Any]) -> dict[str, float | None]:
         return round(float(np.mean(finite)), 4) if finite else None
 
     per_family = {group: mean([ci["estimate"] for ci in by_model.values()]) for group, by_model in figures.items()}
-    return {"in_family": per_family["in-family (ImageNet-C)"], "leave_one_family_out": mean([per_family[f] for f in FAMILIES]), **per_family}
+    return {
+        "in_family": per_family["in-family (ImageNet-C)"],
+        "leave_one_family_out": mean([per_family[f] for f in FAMILIES]),
+        **per_family,
+    }
 
 
 def _summary_line(figures: dict[str, Any]) -> str:
@@ -293,7 +352,11 @@ def render_markdown(results: dict[str, Any]) -> str:
     for label, entry in rows:
         s = entry["summary"]
         cell = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
-        lines.append(f"| `{label}` | {cell(s['in_family'])} | **{cell(s['leave_one_family_out'])}** | " + " | ".join(cell(s[f]) for f in FAMILIES) + " |")
+        lines.append(
+            f"| `{label}` | {cell(s['in_family'])} | **{cell(s['leave_one_family_out'])}** | "
+            + " | ".join(cell(s[f]) for f in FAMILIES)
+            + " |"
+        )
     lines += ["", "## Per task model, with 95% CIs", ""]
     for label, entry in rows:
         lines += [f"### `{label}` ({entry['kind']})", "", "| group | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
@@ -314,13 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--train-images", type=int, default=None, help="TRAIN images of the head's sweep (default 1000, quick 200)")
     parser.add_argument("--test-images", type=int, default=None, help="TEST images per condition (default 1000, quick 300)")
-    parser.add_argument("--task-train-images", type=int, default=None, help="clean TRAIN images for the task models (default 20000, quick 5000)")
+    parser.add_argument(
+        "--task-train-images", type=int, default=None, help="clean TRAIN images for the task models (default 20000, quick 5000)"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="task-model training epochs (default 1)")
     parser.add_argument("--train-severities", type=int, nargs="+", default=None, help="default 1 2 3 4 5, quick 1 3 5")
     parser.add_argument("--test-severities", type=int, nargs="+", default=None, help="default 1 2 3 4 5, quick 1 3 5")
     parser.add_argument("--steps", type=int, default=None, help="Adam steps per head (default 1500, quick 200)")
-    parser.add_argument("--hidden", type=str, nargs="+", default=None, help="hidden widths per head variant, e.g. 64x64 32 linear (default 64x64)")
-    parser.add_argument("--head-inputs", nargs="*", choices=HEAD_INPUTS, default=list(HEAD_INPUTS), help="head variants to fit (default: all)")
+    parser.add_argument(
+        "--hidden", type=str, nargs="+", default=None, help="hidden widths per head variant, e.g. 64x64 32 linear (default 64x64)"
+    )
+    parser.add_argument(
+        "--head-inputs", nargs="*", choices=HEAD_INPUTS, default=list(HEAD_INPUTS), help="head variants to fit (default: all)"
+    )
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 1000, quick 200)")
     parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass of the sweeps")
     parser.add_argument("--fit-batch", type=int, default=2048, help="rows per Adam step of the heads (default 2048)")

@@ -112,7 +112,9 @@ def main() -> None:
 
         def run_precompute() -> float:  # each run fills a new, empty store
             start = CLOCK()
-            precompute(base, metric, f"{folder}/fresh-{next(runs)}", batch_size=args.batch_size, num_workers=args.num_workers, progress=False)
+            precompute(
+                base, metric, f"{folder}/fresh-{next(runs)}", batch_size=args.batch_size, num_workers=args.num_workers, progress=False
+            )
             return CLOCK() - start
 
         precompute(base, metric, store, batch_size=args.batch_size, num_workers=args.num_workers, progress=False)

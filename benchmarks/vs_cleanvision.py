@@ -96,7 +96,12 @@ def main() -> None:
     print(f"  qualoader classical / decode alone: {rates['qualoader classical'] / rates['decode']:.2f}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        figures = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "images_per_s": rates, "cpu_ms_per_image": cpu_ms}
+        figures = {
+            "machine": machine(),
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "images_per_s": rates,
+            "cpu_ms_per_image": cpu_ms,
+        }
         args.out.write_text(json.dumps(figures, indent=2))
 
 

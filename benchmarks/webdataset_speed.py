@@ -84,9 +84,13 @@ def bench(name: str, shards: list[str], spec: str, repeats: int, workdir: Path, 
     results["read+.decode"], _ = _best(lambda: _count(decoded()), repeats)
     results["read+.decode+annotate"], _ = _best(lambda: _count(annotate_quality(metric, batch_size=64, device=device)(decoded())), repeats)
     out = workdir / f"{name}-tagged"
-    results["tag"], _ = _best(lambda: tag_shards(shards, out, metric, batch_size=64, maxcount=1000, device=device, overwrite=True).count, repeats)
+    results["tag"], _ = _best(
+        lambda: tag_shards(shards, out, metric, batch_size=64, maxcount=1000, device=device, overwrite=True).count, repeats
+    )
     tagged = sorted(str(p) for p in out.glob("*.tar"))
-    results["read tagged+filter"], _ = _best(lambda: _count(filter_quality(metric[0], low=0.0)(wds.DataPipeline(wds.SimpleShardList(tagged), read_shards()))), repeats)
+    results["read tagged+filter"], _ = _best(
+        lambda: _count(filter_quality(metric[0], low=0.0)(wds.DataPipeline(wds.SimpleShardList(tagged), read_shards()))), repeats
+    )
     print(f"\n{name}: {n} samples, metrics {metric}")
     print(f"  {'stage':<22} {'samples/s':>12} {'vs read':>9} {'vs decode':>10}")
     for key, rate in results.items():
@@ -100,7 +104,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples and repeats")
     parser.add_argument("--metric", default="sharpness", help="a metric, 'a,b,c' or a suite such as 'classical'")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--clock", choices=sorted(_CLOCKS), default="wall", help="wall clock, or this process's CPU time (for a shared machine)")
+    parser.add_argument(
+        "--clock", choices=sorted(_CLOCKS), default="wall", help="wall clock, or this process's CPU time (for a shared machine)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "webdataset_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -110,7 +116,14 @@ def main() -> None:
     n_fm, n_photo = (1000, 60) if args.quick else (5000, 300)
     images, labels = load_fashion_mnist("test")
     photos = load_photos(256)
-    report = {"machine": platform.processor() or platform.machine(), "torch_threads": 1, "repeats": repeats, "metric": args.metric, "device": args.device, "clock": args.clock}
+    report = {
+        "machine": platform.processor() or platform.machine(),
+        "torch_threads": 1,
+        "repeats": repeats,
+        "metric": args.metric,
+        "device": args.device,
+        "clock": args.clock,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         fm = [str(p) for p in write_image_shards(images[:n_fm], str(workdir / "fm-%06d.tar"), labels=labels[:n_fm], maxcount=1000)]

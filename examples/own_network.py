@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-images", type=int, default=None, help="default 1000 with --quick, else all")
     parser.add_argument("--epochs", type=int, default=None, help="default 1 with --quick, else 2")
     parser.add_argument("--calibration-images", type=int, default=None, help="default 200 with --quick, else 2000")
-    parser.add_argument("--score-images", type=int, default=None, help="train images scored and loaded; default 256 with --quick, else 5000")
+    parser.add_argument(
+        "--score-images", type=int, default=None, help="train images scored and loaded; default 256 with --quick, else 5000"
+    )
     parser.add_argument("--corruptions", nargs="+", default=["gaussian_noise", "defocus_blur", "contrast"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")

@@ -59,7 +59,9 @@ def build(out: Path, root: str | None, num_test: int, num_train: int) -> dict[st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=None, help="folder with the full idx files (default: $QUALOADER_FASHION_MNIST or the Debian path)")
+    parser.add_argument(
+        "--root", default=None, help="folder with the full idx files (default: $QUALOADER_FASHION_MNIST or the Debian path)"
+    )
     parser.add_argument("--test", type=int, default=3000, help="first N test images (default: 3000)")
     parser.add_argument("--train", type=int, default=2000, help="first N train images (default: 2000)")
     parser.add_argument("--out", type=Path, default=_ASSET, help=f"output file (default: {_ASSET})")

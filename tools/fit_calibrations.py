@@ -50,7 +50,9 @@ DEFAULT_CALIBRATED: tuple[str, ...] = tuple(PARAMS)
 SWEEP: tuple[str, ...] = tuple(name for name, family in CORRUPTION_FAMILIES.items() if family != "extra")
 
 
-def fashion_mnist_profile(metric_name: str, calibration: DifficultyCalibration | None, domain: InputDomain, provenance: dict[str, Any]) -> QualityProfile:
+def fashion_mnist_profile(
+    metric_name: str, calibration: DifficultyCalibration | None, domain: InputDomain, provenance: dict[str, Any]
+) -> QualityProfile:
     """The profile of ``metric_name`` on the embedded Fashion-MNIST reference network."""
     record = json.loads(DEFAULT_RECORD.read_text())
     reference = ReferenceSpec(
@@ -62,7 +64,9 @@ def fashion_mnist_profile(metric_name: str, calibration: DifficultyCalibration |
         domain=domain,
         feature_layer=record["feature_layer"],
     )
-    return QualityProfile(f"fashion-mnist/{metric_name}", reference, MetricSpec(metric_name, PARAMS[metric_name]), calibration, None, provenance)
+    return QualityProfile(
+        f"fashion-mnist/{metric_name}", reference, MetricSpec(metric_name, PARAMS[metric_name]), calibration, None, provenance
+    )
 
 
 def held_out_fit(metric_name: str, calibration: DifficultyCalibration, max_images: int, seed: int, source: str = "full") -> dict[str, Any]:
@@ -74,7 +78,13 @@ def held_out_fit(metric_name: str, calibration: DifficultyCalibration, max_image
         calibration.info.get("corruptions"), tuple(calibration.info.get("severities", (0, 1, 2, 3, 4, 5))),
         generator=torch.Generator().manual_seed(seed),
     )
-    return {"split": "test", "n_images": int(chosen.numel()), "seed": seed, "n_scores": int(sweep.scores.numel()), **calibration_report(calibration(sweep.scores), sweep.errors)}
+    return {
+        "split": "test",
+        "n_images": int(chosen.numel()),
+        "seed": seed,
+        "n_scores": int(sweep.scores.numel()),
+        **calibration_report(calibration(sweep.scores), sweep.errors),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-images", type=int, default=1000, help="TRAIN images of the fitting sweep")
     parser.add_argument("--held-out-images", type=int, default=1000, help="TEST images of the held-out sweep")
     parser.add_argument("--seed", type=int, default=0, help="seeds the fitting subset and corruptions (the held-out sweep uses seed + 1)")
-    parser.add_argument("--keep-calibration", action="store_true", help="keep the shipped calibrations; refresh domain and held-out figures")
+    parser.add_argument(
+        "--keep-calibration", action="store_true", help="keep the shipped calibrations; refresh domain and held-out figures"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for the profiles (default: qualoader/assets)")
     # shipped assets are fitted on the full dataset; "auto" (the bundled sample when it is absent) is for trying the script
     parser.add_argument("--source", choices=("full", "auto", "sample"), default="full", help="Fashion-MNIST copy (default: full)")
@@ -100,9 +112,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"--keep-calibration should find a shipped calibration for {name}, but got none")
         else:
             calibration = calibrate_metric(
-                create_metric(name), train_images[chosen], train_labels[chosen], default_reference(), SWEEP, generator=torch.Generator().manual_seed(args.seed)
+                create_metric(name),
+                train_images[chosen],
+                train_labels[chosen],
+                default_reference(),
+                SWEEP,
+                generator=torch.Generator().manual_seed(args.seed),
             )
-            calibration.info.update({"split": "train", "seed": args.seed, "subset": f"torch.randperm(60000, generator=manual_seed({args.seed}))[:{args.max_images}]"})
+            calibration.info.update(
+                {
+                    "split": "train",
+                    "seed": args.seed,
+                    "subset": f"torch.randperm(60000, generator=manual_seed({args.seed}))[:{args.max_images}]",
+                }
+            )
         held_out = held_out_fit(name, calibration, args.held_out_images, args.seed + 1, args.source)
         provenance = {
             "data": "Fashion-MNIST (qualoader.datasets.load_fashion_mnist)",

@@ -89,7 +89,14 @@ def train_default(epochs: int = 4, seed: int = 0, batch_size: int = 128, lr: flo
             scheduler.step()
             total += float(loss.detach())
         accuracy = evaluate(model, test_images, test_labels)
-        history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "test_accuracy": accuracy, "seconds": round(time.perf_counter() - start, 1)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": round(total / steps_per_epoch, 4),
+                "test_accuracy": accuracy,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
         print(json.dumps(history[-1]), flush=True)
     model.eval()
     return model, {"history": history, "test_accuracy": history[-1]["test_accuracy"]}

@@ -20,7 +20,9 @@ def test_tiny_run_writes_every_family_and_candidate(tmp_path, fashion_mnist_test
     results = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "results.md").read_text().startswith("# Generalisation to unseen degradation types")
     candidates = results["candidates"]
-    assert {"confidence", "energy", "neg-bn-shift", "shipped head", "head:image:linear", "head:network:linear", "head:both:linear"} <= set(candidates)
+    assert {"confidence", "energy", "neg-bn-shift", "shipped head", "head:image:linear", "head:network:linear", "head:both:linear"} <= set(
+        candidates
+    )
     for entry in candidates.values():
         assert set(entry["figures"]) == {"in-family (ImageNet-C)", *generalisation.FAMILIES}
         for by_model in entry["figures"].values():

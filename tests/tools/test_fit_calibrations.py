@@ -16,7 +16,10 @@ from qualoader.profiles import load_profile
 def test_writes_a_profile_that_builds_the_default_metric(load_script, tmp_path: Path, capsys) -> None:
     tool = load_script("tools/fit_calibrations.py")
     torch.set_num_threads(1)
-    assert tool.main(["--metrics", "bn-shift", "--max-images", "12", "--held-out-images", "6", "--out", str(tmp_path), "--source", "auto"]) == 0
+    assert (
+        tool.main(["--metrics", "bn-shift", "--max-images", "12", "--held-out-images", "6", "--out", str(tmp_path), "--source", "auto"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     profile = load_profile(tmp_path / "profile_fashion-mnist_bn-shift.json")
     assert profile.calibration is not None and profile.calibration.info["n_fit"] == 12 * (1 + 17 * 5)

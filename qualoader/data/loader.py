@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from qualoader._validation import check_type
 from qualoader.data._samples import batch_image, pop_index
-from qualoader.data.dataset import QualityDataset, difficulty_of, resolve_difficulty, table_for
+from qualoader.data.dataset import QualityDataset, difficulty_of, engine_for, metric_list, resolve_difficulty, tables_for
 from qualoader.data.store import ScoreStore, ScoreTable
-from qualoader.engine import ScoringEngine
+from qualoader.engine import MetricSpec
 from qualoader.metrics.base import QualityMetric
 
 __all__ = ["QualityLoader", "find_quality_dataset", "score_images"]
@@ -32,7 +32,8 @@ def find_quality_dataset(dataset: Dataset[Any]) -> QualityDataset:
         inner = inner.dataset
     if not isinstance(inner, QualityDataset):
         raise TypeError(
-            "loader.dataset should be a QualityDataset(dataset) without metric (optionally inside Subset) so that every sample carries its index, "
+            "loader.dataset should be a QualityDataset(dataset) without metric (optionally inside Subset) "
+            "so that every sample carries its index, "
             f"but got loader.dataset of type {type(dataset).__name__}"
             + (f" around {type(inner).__name__}" if inner is not dataset else "")
         )
@@ -53,7 +54,7 @@ def score_images(metric: QualityMetric, images: Tensor | list[Tensor], device: t
     Returns:
         Scores :math:`(B,)`, float64 on CPU.
     """
-    engine = ScoringEngine([metric], device, check_values=metric.check_values)
+    engine = engine_for([metric], torch.device(device))
     return engine.score(images, difficulty=False).scores[metric.name]
 
 
@@ -82,12 +83,21 @@ class QualityLoader:
     keep an un-normalised copy under another key and point ``image_key`` at it). Variable-size
     images need either a resizing transform or a ``collate_fn`` returning a list of images.
 
+    **Several metrics** (``metrics=[...]``, ``"a,b,c"`` or a suite such as ``"classical"``): the
+    batch is decoded once and every metric missing a stored score is computed in one
+    :class:`~qualoader.engine.ScoringEngine` call on the rows that need it; each metric's scores go
+    to its own table of the store. ``quality`` and ``difficulty`` are then dicts
+    ``{name: (B,) float64}`` in the order of ``metrics`` (difficulty NaN for the uncalibrated ones):
+    ``for images, labels, quality, difficulty in loader: quality["sharpness"]``. The layout follows
+    the argument, not the count: ``metric=`` gives tensors, ``metrics=`` gives dicts even for one name.
+
     Works with ``num_workers > 0``, ``pin_memory`` and ``persistent_workers``: workers only load and
     attach indices; all scoring and writing happens here.
 
     Args:
         loader: a :class:`torch.utils.data.DataLoader` over a deferred :class:`QualityDataset`.
         metric: a no-reference metric; moved to ``device`` (``metric.to(device)``).
+        metrics: several metrics instead of ``metric`` (see :class:`~qualoader.engine.ScoringEngine`).
         device: where to score; ``None`` keeps the metric's device.
         store: a :class:`ScoreStore`, a :class:`ScoreTable` or a store folder for the dataset
             under the ``QualityDataset`` (``len`` of it); ``None`` scores every batch every epoch.
@@ -98,7 +108,7 @@ class QualityLoader:
 
     Raises:
         TypeError: wrong argument types, or a loader whose dataset carries no indices.
-        ValueError: a store of another length, a full-reference metric.
+        ValueError: a store of another length, a full-reference metric, both or neither of ``metric`` and ``metrics``.
         StoreError: a store of another dataset (see :meth:`~qualoader.data.ScoreStore.match_dataset`).
 
     Example:
@@ -110,22 +120,27 @@ class QualityLoader:
         ...     pass  # train on (images, labels)
         >>> quality.shape, difficulty.isnan().all().item()  # NaN: sharpness has no calibration
         (torch.Size([4]), True)
+        >>> for images, labels, quality, difficulty in QualityLoader(loader, metrics="sharpness,brightness", device="cpu"):
+        ...     pass  # one decode and one engine call per batch for both metrics
+        >>> sorted(quality), quality["brightness"].shape, difficulty["sharpness"].isnan().all().item()
+        (['brightness', 'sharpness'], torch.Size([4]), True)
     """
 
     def __init__(
         self,
         loader: DataLoader[Any],
-        metric: QualityMetric,
+        metric: QualityMetric | None = None,
         device: str | torch.device | None = None,
         *,
+        metrics: MetricSpec | None = None,
         store: ScoreStore | ScoreTable | str | os.PathLike[str] | None = None,
         difficulty: bool | None = None,
         dataset_id: str | None = None,
     ) -> None:
         check_type(loader, "loader", DataLoader, "a torch.utils.data.DataLoader")
-        check_type(metric, "metric", QualityMetric, "a QualityMetric")
-        if metric.requires_reference:
-            raise ValueError(f"metric should be a no-reference metric, but got the full-reference metric {metric.name!r}")
+        if metric is None and metrics is None:
+            raise ValueError("metric or metrics should be given (the metrics that score each batch), but got metric=None and metrics=None")
+        chosen = metric_list(metric, metrics)
         if device is not None:
             check_type(device, "device", (str, torch.device), "a str, a torch.device or None")
         self.quality_dataset = find_quality_dataset(loader.dataset)
@@ -135,12 +150,20 @@ class QualityLoader:
                 f"but got a QualityDataset with metric {self.quality_dataset.metric.name!r}"  # type: ignore[union-attr]
             )
         self.loader = loader
-        self.device = torch.device(device) if device is not None else metric.device
-        self.metric = metric.to(self.device).eval()
-        self.difficulty = resolve_difficulty(metric, difficulty)
+        self.device = torch.device(device) if device is not None else chosen[0].device
+        self.engine = engine_for(chosen, self.device)  # moves every metric to the device, in eval mode
+        self.metrics: dict[str, QualityMetric] = self.engine.metrics  #: name -> metric, in the order of the batch dicts
+        self.metric = chosen[0]  #: the first metric (the only one with ``metric=``)
+        self.multi = metrics is not None  #: ``quality``/``difficulty`` are dicts per metric
+        self.difficulty = resolve_difficulty(self.metric, difficulty)
         inner = self.quality_dataset
-        self.table = table_for(store, metric, inner.dataset, dataset_id=dataset_id, image_key=inner.image_key)
+        self.tables = tables_for(store, chosen, inner.dataset, dataset_id=dataset_id, image_key=inner.image_key)
         self.scored_batches = 0  #: how many batches needed the metric (diagnostics)
+
+    @property
+    def table(self) -> ScoreTable | None:
+        """The first metric's table (the only one with ``metric=``), or ``None`` without a store."""
+        return None if self.tables is None else self.tables[self.metric.name]
 
     @property
     def dataset(self) -> Dataset[Any]:
@@ -166,41 +189,56 @@ class QualityLoader:
             return batch[key if isinstance(key, str) else "image"]
         return batch[key if isinstance(key, int) else 0]
 
-    def quality_of(self, images: Any, index: Tensor) -> Tensor:
-        """Scores :math:`(B,)` float64 on CPU for a batch: stored ones read, missing ones scored on device and stored.
+    def quality_of(self, images: Any, index: Tensor) -> Tensor | dict[str, Tensor]:
+        """Quality of a batch in the loader's layout: :math:`(B,)` float64 on CPU, or ``{name: (B,)}`` with ``metrics=``."""
+        scores = self.scores_of(images, index)
+        return scores if self.multi else scores[self.metric.name]
+
+    def scores_of(self, images: Any, index: Tensor) -> dict[str, Tensor]:
+        """``{name: scores (B,) float64 CPU}``: stored ones read, missing ones scored on device in one engine call and stored.
 
         Args:
             images: the batch's images, :math:`(B, C, H, W)`, :math:`(B, H, W)` or a list of images.
             index: sample indices :math:`(B,)` int64 (indices of the ``QualityDataset``).
         """
-        if self.table is not None:
-            values, valid = self.table.read(index)
-            quality = torch.from_numpy(values)
-            if bool(valid.all()):
-                return quality
-            missing = torch.from_numpy(np.flatnonzero(~valid))
-        else:
-            quality = torch.full((index.shape[0],), float("nan"), dtype=torch.float64)
-            missing = torch.arange(index.shape[0])
+        count = int(index.shape[0])
+        quality: dict[str, Tensor] = {}
+        need: dict[str, np.ndarray] = {}  # name -> bool (B,): rows without a stored score
+        for name in self.metrics:
+            if self.tables is not None:
+                values, valid = self.tables[name].read(index)
+                quality[name], need[name] = torch.from_numpy(values), ~valid
+            else:
+                quality[name], need[name] = torch.full((count,), float("nan"), dtype=torch.float64), np.ones(count, dtype=bool)
+        todo = [name for name in self.metrics if need[name].any()]
+        if not todo:
+            return quality
+        # one engine call on the union of the rows any metric lacks: the images go to the device once
+        union = np.logical_or.reduce([need[name] for name in todo])
+        missing = torch.from_numpy(np.flatnonzero(union))
         pictures = batch_image(images, "images")
         if isinstance(pictures, Tensor):
             subset = pictures if missing.numel() == pictures.shape[0] else pictures[missing]
         else:
             subset = [pictures[int(r)] for r in missing]
-        scores = score_images(self.metric, subset, self.device).detach().to("cpu", torch.float64)
+        scored = self.engine.score(subset, todo, difficulty=False).scores
         self.scored_batches += 1
-        quality[missing] = scores
-        if self.table is not None:
-            self.table.write(index[missing], scores)
+        for name in todo:
+            rows = torch.from_numpy(need[name][union])  # among the scored rows, those this metric lacked
+            quality[name][missing[rows]] = scored[name][rows]
+            if self.tables is not None:
+                self.tables[name].write(index[missing[rows]], scored[name][rows])
         return quality
 
     def annotate(self, batch: Any) -> Any:
         """Add ``quality`` (and ``difficulty``) to one collated batch of the wrapped loader."""
         rest, index = pop_index(batch)
-        quality = self.quality_of(self._image_field(rest), index)
-        fields: list[tuple[str, Tensor]] = [("quality", quality)]
+        scores = self.scores_of(self._image_field(rest), index)
+        first = self.metric.name
+        fields: list[tuple[str, Any]] = [("quality", scores if self.multi else scores[first])]
         if self.difficulty:
-            fields.append(("difficulty", difficulty_of(self.metric, quality)))
+            hardness = {name: difficulty_of(metric, scores[name]) for name, metric in self.metrics.items()}
+            fields.append(("difficulty", hardness if self.multi else hardness[first]))
         if self.quality_dataset.return_index:
             fields.append(("index", index))
         if isinstance(rest, Mapping):
@@ -208,4 +246,5 @@ class QualityLoader:
         return (*rest, *(value for _, value in fields))
 
     def __repr__(self) -> str:
-        return f"QualityLoader(metric={self.metric.name!r}, device={str(self.device)!r}, table={self.table!r})"
+        what = f"metrics={list(self.metrics)!r}" if self.multi else f"metric={self.metric.name!r}"
+        return f"QualityLoader({what}, device={str(self.device)!r}, tables={self.tables!r})"

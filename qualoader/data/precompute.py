@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -13,9 +14,9 @@ from tqdm.auto import tqdm
 
 from qualoader._validation import check_choice, check_positive_int, check_type
 from qualoader.data._samples import SampleLoadError, load_image_tensor
-from qualoader.data.dataset import table_for
-from qualoader.data.loader import score_images
+from qualoader.data.dataset import engine_for, metric_list, tables_for
 from qualoader.data.store import ScoreStore, ScoreTable
+from qualoader.engine import MetricSpec
 from qualoader.metrics.base import QualityMetric
 
 __all__ = ["ON_ERROR", "SkippedSample", "collate_indexed_images", "precompute"]
@@ -76,9 +77,10 @@ def collate_indexed_images(items: list[tuple[int, Any]]) -> tuple[Tensor, Tensor
 
 def precompute(
     dataset: Dataset[Any],
-    metric: QualityMetric,
-    store: ScoreStore | ScoreTable | str | os.PathLike[str],
+    metric: QualityMetric | None = None,
+    store: ScoreStore | ScoreTable | str | os.PathLike[str] | None = None,
     *,
+    metrics: MetricSpec | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | torch.device | None = None,
@@ -86,7 +88,7 @@ def precompute(
     progress: bool = True,
     on_error: str = "raise",
     dataset_id: str | None = None,
-) -> ScoreTable:
+) -> ScoreTable | dict[str, ScoreTable]:
     """Score every sample of ``dataset`` that the store does not hold yet, batch by batch.
 
     Resumable: each batch is written (atomically, see :mod:`qualoader.data.store`) as soon as it is
@@ -94,16 +96,23 @@ def precompute(
     Ctrl-C, SIGTERM, kill -9) resumes where it stopped and ends with the same table as an
     uninterrupted one. The store is matched with the dataset first: files rewritten since the last
     run are rescored, another dataset is refused (see :meth:`ScoreStore.match_dataset`). Workers
-    load and decode; scoring runs in this process on ``device``, one metric call per batch (per
-    image size when sizes differ inside a batch).
+    load and decode; scoring runs in this process on ``device``, one
+    :class:`~qualoader.engine.ScoringEngine` call per batch.
+
+    With ``metrics`` (names, ``"a,b,c"``, a suite such as ``"classical"``), each image is decoded
+    once for all of them: a sample is loaded when any metric's table lacks it, the engine scores the
+    batch for the metrics that lack some of its rows, and each table gets the rows it lacked (so
+    adding a metric to an existing store decodes every image once more, and only for it).
 
     Args:
         dataset: map-style dataset of :math:`N` samples (tuples, dicts or images, as for
             :class:`~qualoader.data.QualityDataset`).
         metric: a no-reference metric; moved to ``device``.
-        store: a :class:`ScoreStore` (its table for ``metric`` is created when missing), a
-            :class:`ScoreTable`, or a folder path (a store for ``dataset`` is opened or created).
-        batch_size: images per metric call.
+        store: a :class:`ScoreStore` (its table for each metric is created when missing), a
+            :class:`ScoreTable` (one metric), or a folder path (a store for ``dataset`` is opened
+            or created).
+        metrics: several metrics instead of ``metric`` (see :class:`~qualoader.engine.ScoringEngine`).
+        batch_size: images per engine call.
         num_workers: DataLoader worker processes for loading.
         device: where to score; ``None`` keeps the metric's device.
         image_key: position (tuples) or key (dicts) of the image in a sample.
@@ -116,7 +125,8 @@ def precompute(
             hash (see :func:`~qualoader.data.identity.identify_dataset`).
 
     Returns:
-        The filled :class:`ScoreTable` (``table.complete`` is ``True``; skipped samples included).
+        The filled :class:`ScoreTable` (``table.complete`` is ``True``; skipped samples included);
+        with ``metrics``, ``{name: table}`` in the order of the metrics (even for one name).
 
     Raises:
         TypeError: wrong argument types, unsupported sample structure.
@@ -132,12 +142,17 @@ def precompute(
         >>> table = precompute(train, create_metric("sharpness"), tempfile.mkdtemp(), batch_size=32, progress=False)
         >>> table.scores().shape, table.complete
         ((100,), True)
+        >>> tables = precompute(train, metrics="sharpness,noise", store=tempfile.mkdtemp(), progress=False)  # one decode each
+        >>> {name: table.complete for name, table in tables.items()}
+        {'sharpness': True, 'noise': True}
     """
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset should be a map-style Dataset with __getitem__ and __len__, but got dataset of type {type(dataset).__name__}")
-    check_type(metric, "metric", QualityMetric, "a QualityMetric")
-    if metric.requires_reference:
-        raise ValueError(f"metric should be a no-reference metric, but got the full-reference metric {metric.name!r}")
+        raise TypeError(
+            f"dataset should be a map-style Dataset with __getitem__ and __len__, but got dataset of type {type(dataset).__name__}"
+        )
+    if metric is None and metrics is None:
+        raise ValueError("metric or metrics should be given (the metrics that fill the store), but got metric=None and metrics=None")
+    chosen = metric_list(metric, metrics)
     check_positive_int(batch_size, "batch_size")
     check_positive_int(num_workers, "num_workers", allow_zero=True)
     check_type(progress, "progress", bool, "a bool")
@@ -145,26 +160,39 @@ def precompute(
     length = len(dataset)  # type: ignore[arg-type]
     if store is None:
         raise TypeError("store should be a ScoreStore, a ScoreTable or a store folder, but got store=None (precompute fills a store)")
-    table = table_for(store, metric, dataset, dataset_id=dataset_id, image_key=image_key)
-    assert table is not None
-    target = torch.device(device) if device is not None else metric.device
-    metric = metric.to(target).eval()
-    missing = table.missing()
+    tables = tables_for(store, chosen, dataset, dataset_id=dataset_id, image_key=image_key)
+    assert tables is not None
+    result = tables if metrics is not None else tables[chosen[0].name]
+    engine = engine_for(chosen, torch.device(device) if device is not None else chosen[0].device)
+    # need[name][i]: sample i is neither scored nor skipped in that metric's table
+    need = {name: np.zeros(length, dtype=bool) for name in tables}
+    for name, table in tables.items():
+        need[name][table.missing()] = True
+    union = np.logical_or.reduce(list(need.values()))
+    missing = np.flatnonzero(union)
     if missing.size == 0:
-        return table
+        return result
     loader = DataLoader(
         _IndexedImages(dataset, image_key, on_error == "skip"),
         batch_size=batch_size,
         sampler=missing.tolist(),
         num_workers=num_workers,
         collate_fn=collate_indexed_images,
-        pin_memory=target.type == "cuda",
+        pin_memory=engine.device.type == "cuda",
     )
-    with tqdm(total=length, initial=length - missing.size, disable=not progress, unit="img", desc=f"precompute {metric.name}") as bar:
+    label = ",".join(engine.names) if len(engine.names) <= 3 else f"{len(engine.names)} metrics"
+    with tqdm(total=length, initial=length - missing.size, disable=not progress, unit="img", desc=f"precompute {label}") as bar:
         for index, images, skipped in loader:
-            if skipped:
-                table.skip([s.index for s in skipped], [s.reason for s in skipped])
+            for name, table in tables.items():
+                lacking = [s for s in skipped if need[name][s.index]]
+                if lacking:
+                    table.skip([s.index for s in lacking], [s.reason for s in lacking])
             if index.numel():
-                table.write(index, score_images(metric, images, target))
+                rows = {name: torch.from_numpy(need[name][index.numpy()]) for name in tables}
+                todo = [name for name in tables if bool(rows[name].any())]
+                scores = engine.score(images, todo, difficulty=False).scores
+                for name in todo:
+                    # a table gets only the rows it lacked: rows another run already stored stay as they are
+                    tables[name].write(index[rows[name]], scores[name][rows[name]])
             bar.update(int(index.shape[0]) + len(skipped))
-    return table
+    return result

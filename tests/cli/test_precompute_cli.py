@@ -14,8 +14,11 @@ from qualoader.data import ScoreStore, StoreError
 from qualoader.metrics import create_metric
 
 
-def test_fashion_mnist_into_store(tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "brightness", "--limit", "64", "--batch-size", "16", "--no-progress"]
+def test_fashion_mnist_into_store(
+    tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "brightness", "--limit", "64", "--batch-size", "16"]
+    argv.append("--no-progress")
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "64/64" in out and "brightness" in out
@@ -67,7 +70,8 @@ def test_unreadable_image_named_or_skipped(tmp_path: Path, photos: torch.Tensor,
         Image.fromarray(array).save(tmp_path / "images" / "c" / f"{k}.jpg")
     bad = tmp_path / "images" / "c" / "2.jpg"
     bad.write_bytes(bad.read_bytes()[:400])
-    argv = ["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress", "--batch-size", "2"]
+    argv = ["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"]
+    argv += ["--batch-size", "2"]
     assert main([*argv, "--num-workers", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"dataset[2] (file '{bad}') should be a readable sample" in err and "--on-error skip" in err
@@ -79,3 +83,26 @@ def test_unreadable_image_named_or_skipped(tmp_path: Path, photos: torch.Tensor,
     assert main([*argv, "--on-error", "skip"]) == 0
     out = capsys.readouterr().out
     assert "2 sample(s) changed since the last run" in out and "4/5 scored, 1 skipped" in out
+
+
+def test_several_metrics_one_pass(
+    tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "s"
+    argv = ["precompute", "fashion-mnist", "--store", str(store), "--limit", "48", "--batch-size", "16", "--no-progress"]
+    assert main([*argv, "--metric", "sharpness,noise"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("48/48 scored") == 2 and "sharpness" in out and "noise" in out
+    assert main([*argv, "--metric", "classical"]) == 0  # adds the seven missing measures; the two tables stay
+    capsys.readouterr()
+    from qualoader.engine import METRIC_SUITES
+
+    images = fashion_mnist_test[0][:48]
+    tables = {table.metric_name: table for table in ScoreStore(store).tables()}
+    assert sorted(tables) == sorted(METRIC_SUITES["classical"])
+    for name, table in tables.items():
+        np.testing.assert_allclose(table.scores(), create_metric(name)(images).double().numpy(), rtol=1e-6, atol=1e-9)
+    assert main([*argv, "--metric", "classical", "--calibration", str(tmp_path / "c.json")]) == 2
+    assert "--calibration should come with one metric, but got 9 metrics" in capsys.readouterr().err
+    assert main([*argv, "--metric", "sharpnes"]) == 2
+    assert "did you mean 'sharpness'" in capsys.readouterr().err

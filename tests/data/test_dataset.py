@@ -47,7 +47,8 @@ def test_scores_equal_direct_metric_tuple(fmnist_small: TensorDataset, sharpness
 def test_scores_equal_direct_metric_pil_dict_and_bare(fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:
     images, labels = fmnist_small.tensors
     direct = sharpness(images[:6])
-    as_dicts = QualityDataset(ListDataset([{"img": _pil(images[i]), "label": int(labels[i])} for i in range(6)]), sharpness, image_key="img")
+    dict_samples = [{"img": _pil(images[i]), "label": int(labels[i])} for i in range(6)]
+    as_dicts = QualityDataset(ListDataset(dict_samples), sharpness, image_key="img")
     as_pil = QualityDataset(ListDataset([_pil(images[i]) for i in range(6)]), sharpness)
     as_grey_2d = QualityDataset(ListDataset([images[i, 0] for i in range(6)]), sharpness, output="dict")
     for i in range(6):
@@ -78,6 +79,10 @@ def test_reads_store_instead_of_scoring(tmp_path: Path, fmnist_small: TensorData
         def score(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
             Counting.calls += 1
             return super().score(images, reference)
+
+        def score_features(self, features: Any) -> torch.Tensor:  # the engine's path for classical measures
+            Counting.calls += 1
+            return super().score_features(features)
 
     data = QualityDataset(fmnist_small, Counting(), store=store)
     assert data[5][2] == table.get(5)

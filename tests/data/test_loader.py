@@ -109,7 +109,8 @@ def test_no_store_scores_every_epoch(fmnist_small: TensorDataset, sharpness: Qua
 def test_subset_keys_by_full_dataset_index(tmp_path: Path, fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:
     store = ScoreStore(tmp_path / "s", len(fmnist_small))
     chosen = [90, 4, 33, 61, 7]
-    loader = QualityLoader(DataLoader(Subset(QualityDataset(fmnist_small, return_index=True), chosen), batch_size=2), sharpness, store=store)
+    subset = Subset(QualityDataset(fmnist_small, return_index=True), chosen)
+    loader = QualityLoader(DataLoader(subset, batch_size=2), sharpness, store=store)
     index, quality = _collect(loader)
     assert index.tolist() == chosen
     direct = sharpness(fmnist_small.tensors[0]).double()

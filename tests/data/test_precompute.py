@@ -154,7 +154,8 @@ def test_unreadable_image_is_named(tmp_path: Path, image_folder: Path, sharpness
     _truncate(bad)
     folder = ImageFolder(str(image_folder))
     index = [path for path, _ in folder.samples].index(str(bad))
-    with pytest.raises(SampleLoadError, match=rf"dataset\[{index}\] \(file '{re.escape(str(bad))}'\) should be a readable sample, but got OSError"):
+    expected = rf"dataset\[{index}\] \(file '{re.escape(str(bad))}'\) should be a readable sample, but got OSError"
+    with pytest.raises(SampleLoadError, match=expected):
         precompute(folder, sharpness, tmp_path / "s", progress=False)
     with pytest.raises(SampleLoadError, match=rf"file '{re.escape(str(bad))}'"):
         QualityDataset(folder, sharpness)[index]

@@ -10,6 +10,9 @@ since the last run are rescored; a store built for other images is refused. An u
 stops the pass with an error naming its file, or with ``--on-error skip`` is recorded as skipped
 (NaN score) and listed in the summary. Read the scores back with ``qualoader export`` or
 ``qualoader.data.ScoreStore(STORE).to_pandas()``.
+
+Several metrics (``--metric sharpness,noise`` or a suite, ``--metric classical``) are scored from
+one decode of each image, into one table per metric of the same store.
 """
 
 from __future__ import annotations
@@ -38,12 +41,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("source", metavar="SOURCE", help="fashion-mnist[:train|test] or an ImageFolder directory (root/<class>/<image>)")
     parser.add_argument("--store", required=True, type=Path, help="score store folder (created when missing)")
-    parser.add_argument("--metric", default=None, help="registered no-reference metric, e.g. sharpness (or give --profile)")
+    parser.add_argument(
+        "--metric", default=None, help="no-reference metric(s): sharpness, a,b,c or a suite such as classical (or give --profile)"
+    )
     add_profile_argument(parser, repeat=False)
-    parser.add_argument("--split", choices=("train", "test"), default=None, help="Fashion-MNIST split (default: test, or the one in SOURCE)")
+    parser.add_argument(
+        "--split", choices=("train", "test"), default=None, help="Fashion-MNIST split (default: test, or the one in SOURCE)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N samples")
     parser.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE before scoring")
-    parser.add_argument("--calibration", type=Path, default=None, help="DifficultyCalibration JSON to attach (difficulty buckets in the summary)")
+    parser.add_argument(
+        "--calibration", type=Path, default=None, help="DifficultyCalibration JSON to attach (difficulty buckets in the summary)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per metric call (default: 64)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for decoding (default: 0)")
     parser.add_argument("--device", default="cpu", help="device to score on (default: cpu)")
@@ -68,7 +77,8 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
         if args.limit is not None:
             images, labels = images[: args.limit], labels[: args.limit]
         if args.size is not None:
-            images = F.interpolate(images.float(), size=(args.size, args.size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
+            resized = F.interpolate(images.float(), size=(args.size, args.size), mode="bilinear", align_corners=False)
+            images = resized.round().clamp(0, 255).to(torch.uint8)
         return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}"
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
@@ -95,25 +105,28 @@ def run(args: argparse.Namespace) -> int:
                 check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
         check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
         metrics = cli_metrics([args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict)
-        if len(metrics) != 1:
-            raise UserError(f"--metric should be the metric of --profile or left out, but got --metric={args.metric!r} and a profile of {metrics[-1].name!r}")
-        metric = metrics[0]
+        if args.calibration is not None and len(metrics) != 1:
+            names = ", ".join(m.name for m in metrics)
+            raise UserError(f"--calibration should come with one metric, but got {len(metrics)} metrics ({names})")
         dataset, dataset_id = _dataset(args)
         if args.calibration is not None:
             from qualoader.calibration import DifficultyCalibration
 
-            metric.calibration = DifficultyCalibration.load(args.calibration)
+            metrics[0].calibration = DifficultyCalibration.load(args.calibration)
     # SIGTERM unwinds like Ctrl-C: one line and exit 143/130 (every finished batch is already stored)
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if threading.current_thread() is threading.main_thread() else None
     try:
         with user_errors():  # a store of other data (StoreError is a ValueError) is the user's to fix
             store = ScoreStore(args.store, dataset_id=dataset_id, identity=identify_dataset(dataset, dataset_id=dataset_id))
         if store.rescored.size:
-            print(f"{store.rescored.size} sample(s) changed since the last run (file size or modification time): their scores were dropped and are rescored")
-        table = precompute(
+            print(
+                f"{store.rescored.size} sample(s) changed since the last run (file size or modification time): "
+                "their scores were dropped and are rescored"
+            )
+        tables = precompute(
             dataset,  # type: ignore[arg-type]
-            metric,
-            store,
+            store=store,
+            metrics=metrics,  # one decode pass fills one table per metric
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             device=args.device,
@@ -133,15 +146,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from error
     except (KeyboardInterrupt, _Terminated) as error:
         name, code = ("SIGTERM", 143) if isinstance(error, _Terminated) else ("SIGINT", 130)
-        print(f"qualoader precompute: interrupted by {name}; the scores of every finished batch are stored: run the same command again to resume",
+        print(f"qualoader precompute: interrupted by {name}; the scores of every finished batch are stored: "
+              "run the same command again to resume",
               file=sys.stderr)
         return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    skipped = table.skipped()
-    print(f"scores: {table.path} ({table.num_scored}/{table.length} scored, {len(skipped)} skipped)")
-    for index, reason in skipped.items():
+    assert isinstance(tables, dict)
+    skipped: dict[int, str] = {}
+    for table in tables.values():
+        skipped.update(table.skipped())
+        print(f"scores: {table.path} ({table.num_scored}/{table.length} scored, {table.num_skipped} skipped)")
+    for index, reason in sorted(skipped.items()):  # the same unreadable files for every metric: listed once
         print(f"skipped {index}: {reason}")
-    print(describe(table, metrics=[metric]))  # difficulty from the metric's current calibration (--calibration), not the table's first
+    for table in tables.values():
+        print(describe(table, metrics=metrics))  # difficulty from the metrics' current calibration (--calibration), not the table's first
     return 0

@@ -16,7 +16,7 @@ from qualoader.data.store import ScoreStore, ScoreTable
 from qualoader.engine import MetricSpec, ScoringEngine, resolve_metrics
 from qualoader.metrics.base import QualityMetric
 
-__all__ = ["QualityDataset", "difficulty_of", "metric_list", "resolve_difficulty", "table_for", "tables_for"]
+__all__ = ["QualityDataset", "difficulty_of", "engine_for", "metric_list", "resolve_difficulty", "table_for", "tables_for"]
 
 
 def metric_list(metric: QualityMetric | None, metrics: MetricSpec | None) -> list[QualityMetric]:

@@ -130,6 +130,8 @@ def test_dataset_dict_layout_one_decode(tmp_path: Path, fmnist_small: TensorData
     batch = next(iter(DataLoader(QualityDataset(fmnist_small, metrics=NAMES), batch_size=8)))
     assert list(batch[2]) == NAMES and batch[2]["contrast"].dtype == torch.float64 and batch[2]["contrast"].shape == (8,)
     assert data.score_sample(7) == quality
+    in_workers = next(iter(DataLoader(QualityDataset(fmnist_small, metrics=NAMES), batch_size=8, num_workers=2)))  # picklable engine
+    assert all(torch.equal(in_workers[2][name], batch[2][name]) for name in NAMES)
     # with a filled store, per-sample reads never call the engine
     store = ScoreStore(tmp_path / "s", len(fmnist_small))
     for name in NAMES:

@@ -120,7 +120,8 @@ def check_images(
         >>> check_images(torch.zeros(2, 8, 8, 3))
         Traceback (most recent call last):
         ...
-        ValueError: images should have C in {1, 3} channels, but got images.shape=(2, 8, 8, 3); it looks channels-last (B, H, W, C): pass images.permute(0, 3, 1, 2)
+        ValueError: images should have C in {1, 3} channels, but got images.shape=(2, 8, 8, 3); it looks channels-last (B, H, W, C):
+        pass images.permute(0, 3, 1, 2)
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} should be a torch.Tensor of shape (B, C, H, W), but got {name} of type {type(images).__name__}")
@@ -137,7 +138,9 @@ def check_images(
         raise ValueError(f"{name} should be non-empty in B, H and W, but got {name}.shape={shape}")
     if min(height, width) < min_size:
         needed = f" for {owner}" if owner else ""
-        raise ValueError(f"{name} should be at least {min_size}x{min_size} pixels (H, W >= {min_size}){needed}, but got {name}.shape={shape}")
+        raise ValueError(
+            f"{name} should be at least {min_size}x{min_size} pixels (H, W >= {min_size}){needed}, but got {name}.shape={shape}"
+        )
     if images.dtype == torch.uint8:
         return images.float().div_(255.0)
     if images.dtype not in _FLOAT_DTYPES:

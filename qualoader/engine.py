@@ -154,7 +154,10 @@ def resolve_metrics(metrics: MetricSpec, device: torch.device | None = None) -> 
     elif isinstance(metrics, Sequence) and not isinstance(metrics, (bytes, bytearray)):
         items = list(metrics)
     else:
-        raise TypeError(f"metrics should be a metric name, 'a,b,c', a QualityMetric or a sequence of them, but got metrics of type {type(metrics).__name__}")
+        raise TypeError(
+            "metrics should be a metric name, 'a,b,c', a QualityMetric or a sequence of them, but got metrics of type "
+            f"{type(metrics).__name__}"
+        )
     if not items:
         raise ValueError("metrics should name at least one metric, but got metrics=[]")
     resolved: dict[str, QualityMetric] = {}
@@ -167,7 +170,10 @@ def resolve_metrics(metrics: MetricSpec, device: torch.device | None = None) -> 
             raise TypeError(f"metrics should hold metric names or QualityMetric instances, but got an item of type {type(item).__name__}")
         for metric in built:
             if metric.requires_reference:
-                raise ValueError(f"metrics should be no-reference metrics, but got the full-reference metric {metric.name!r}, which needs a clean reference image")
+                raise ValueError(
+                    f"metrics should be no-reference metrics, but got the full-reference metric {metric.name!r}, which needs a clean "
+                    "reference image"
+                )
             if metric.name in resolved:
                 if isinstance(item, str):
                     continue  # a name or suite repeating an earlier name: keep the first
@@ -201,7 +207,9 @@ def _as_groups(images: Tensor | Sequence[Tensor]) -> tuple[int, list[tuple[list[
         check_batch_structure(images, "images")
         return images.shape[0], [(None, images)]
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-        raise TypeError(f"images should be a tensor (B, C, H, W) or a sequence of tensors (C, H, W), but got images of type {type(images).__name__}")
+        raise TypeError(
+            f"images should be a tensor (B, C, H, W) or a sequence of tensors (C, H, W), but got images of type {type(images).__name__}"
+        )
     if not images:
         raise ValueError("images should hold at least one image, but got an empty sequence")
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -273,7 +281,9 @@ class ScoringEngine:
         self.chunk_size = chunk_size
         # How each metric consumes a batch, decided once: shared classical features, the images
         # as they are, or the images resized to a reference network's input.
-        self._targets = {name: None if isinstance(metric, ClassicalMetric) else resize_target(metric) for name, metric in self.metrics.items()}
+        self._targets = {
+            name: None if isinstance(metric, ClassicalMetric) else resize_target(metric) for name, metric in self.metrics.items()
+        }
 
     @property
     def names(self) -> list[str]:

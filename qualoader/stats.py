@@ -58,7 +58,9 @@ def _as_array(values: Any, name: str, *, allow_2d: bool = False) -> np.ndarray:
         except (TypeError, ValueError) as error:
             raise TypeError(f"{name} should be an array of real numbers, but got {name} that numpy cannot read as floats") from error
     else:
-        raise TypeError(f"{name} should be a numpy array, tensor or sequence of real numbers, but got {name} of type {type(values).__name__}")
+        raise TypeError(
+            f"{name} should be a numpy array, tensor or sequence of real numbers, but got {name} of type {type(values).__name__}"
+        )
     dims = "1-D or 2-D (R, n)" if allow_2d else "1-D"
     if array.ndim not in ((1, 2) if allow_2d else (1,)) or array.shape[-1] == 0:
         raise ValueError(f"{name} should be a non-empty {dims} array, but got {name}.shape={array.shape}")
@@ -339,5 +341,7 @@ def bootstrap_ci_difference(
     _check_bootstrap(n_boot, level, generator)
     estimate = float(statistic(first, y)) - float(statistic(second, y))
     index = torch.randint(0, y.size, (n_boot, y.size), generator=generator).numpy()
-    replicates = np.asarray(statistic(first[index], y[index]), dtype=np.float64) - np.asarray(statistic(second[index], y[index]), dtype=np.float64)
+    replicates = np.asarray(statistic(first[index], y[index]), dtype=np.float64) - np.asarray(
+        statistic(second[index], y[index]), dtype=np.float64
+    )
     return _interval(estimate, replicates, level)

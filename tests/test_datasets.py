@@ -46,7 +46,9 @@ def test_licence_and_origin_beside_the_sample() -> None:
 
 def test_auto_falls_back_to_the_sample_and_says_so_once(fresh_machine: Path) -> None:
     assert fashion_mnist_source() == "sample"
-    with pytest.warns(FashionMNISTSampleWarning, match=f"no full Fashion-MNIST copy in '{fresh_machine}'.*first 3000 of the 10000 test images"):
+    with pytest.warns(
+        FashionMNISTSampleWarning, match=f"no full Fashion-MNIST copy in '{fresh_machine}'.*first 3000 of the 10000 test images"
+    ):
         images, labels = load_fashion_mnist("test")
     sample_images, sample_labels = load_fashion_mnist("test", source="sample")
     assert torch.equal(images, sample_images) and torch.equal(labels, sample_labels)

@@ -52,7 +52,10 @@ def test_one_chw_image_suggests_unsqueeze_and_ambiguous_layouts_are_not_guessed(
 def test_min_size_is_named_with_its_owner():
     images = torch.zeros(2, 3, 10, 12)
     assert check_images(images, min_size=10) is images
-    with pytest.raises(ValueError, match=re.escape("images should be at least 11x11 pixels (H, W >= 11) for metric 'ssim', but got images.shape=(2, 3, 10, 12)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("images should be at least 11x11 pixels (H, W >= 11) for metric 'ssim', but got images.shape=(2, 3, 10, 12)"),
+    ):
         check_images(images, min_size=11, owner="metric 'ssim'")
     with pytest.raises(ValueError, match=re.escape("x should be at least 13x13 pixels (H, W >= 13), but got x.shape=(2, 3, 10, 12)")):
         check_images(images, "x", min_size=13)
@@ -64,7 +67,11 @@ def test_min_size_is_named_with_its_owner():
         ([[0.0]], TypeError, "images should be a torch.Tensor of shape (B, C, H, W), but got images of type list"),
         (torch.zeros(1, 3, 4), ValueError, "images should have shape (B, C, H, W), but got images.shape=(1, 3, 4)"),
         (torch.zeros(0, 3, 4, 4), ValueError, "images should be non-empty in B, H and W"),
-        (torch.zeros(1, 3, 4, 4, dtype=torch.int32), TypeError, "images should have dtype uint8 or floating, but got images.dtype=torch.int32"),
+        (
+            torch.zeros(1, 3, 4, 4, dtype=torch.int32),
+            TypeError,
+            "images should have dtype uint8 or floating, but got images.dtype=torch.int32",
+        ),
         (torch.full((1, 1, 2, 2), float("nan")), ValueError, "images should be finite, but got images with 4 NaN/Inf values"),
         (torch.full((1, 1, 2, 2), 2.0), ValueError, "images should have float values in [0, 1], but got images in [2, 2]"),
     ],
@@ -82,7 +89,9 @@ def test_values_are_not_read_when_not_asked():
 def test_same_shape_reference():
     images = torch.zeros(2, 1, 8, 8)
     assert check_same_shape(torch.ones(2, 1, 8, 8, dtype=torch.float64), images).dtype == torch.float32
-    with pytest.raises(ValueError, match=re.escape("reference should have the shape of images (2, 1, 8, 8), but got reference.shape=(1, 1, 8, 8)")):
+    with pytest.raises(
+        ValueError, match=re.escape("reference should have the shape of images (2, 1, 8, 8), but got reference.shape=(1, 1, 8, 8)")
+    ):
         check_same_shape(torch.zeros(1, 1, 8, 8), images)
     with pytest.raises(ValueError, match=re.escape("reference.permute(0, 3, 1, 2)")):
         check_same_shape(torch.zeros(2, 8, 8, 1), images)

@@ -69,7 +69,9 @@ def fit_monotone_logistic(z: np.ndarray, y: np.ndarray, *, increasing: bool) -> 
         return value, np.array([np.mean(residual * z), np.mean(residual)])
 
     bounds = [(0.0, None) if increasing else (None, 0.0), (None, None)]
-    result = minimize(loss, np.array([0.0, base]), jac=True, method="L-BFGS-B", bounds=bounds, options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 500})
+    result = minimize(
+        loss, np.array([0.0, base]), jac=True, method="L-BFGS-B", bounds=bounds, options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 500}
+    )
     slope, bias = float(result.x[0]), float(result.x[1])
     if slope == 0.0:  # the bound is active: the best curve is flat at the base rate
         bias = base

@@ -84,7 +84,9 @@ def calibration_report(predicted: Tensor, errors: Tensor) -> dict[str, float]:
     check_type(predicted, "predicted", Tensor, "a torch.Tensor (N,)")
     check_type(errors, "errors", Tensor, "a torch.Tensor (N,)")
     if predicted.shape != errors.shape or predicted.ndim != 1:
-        raise ValueError(f"errors should have the 1-D shape of predicted {tuple(predicted.shape)}, but got errors.shape={tuple(errors.shape)}")
+        raise ValueError(
+            f"errors should have the 1-D shape of predicted {tuple(predicted.shape)}, but got errors.shape={tuple(errors.shape)}"
+        )
     p = predicted.detach().to("cpu", torch.float64).numpy()
     e = errors.detach().to("cpu", torch.float64).numpy()
     rate = float(e.mean())

@@ -107,24 +107,57 @@ def fit_held_out(
     with torch.no_grad():
         outputs = reference(images[:1]).shape[-1]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= outputs):
-        raise ValueError(f"labels should be class indices in [0, {outputs}) for a network with {outputs} outputs, but got labels in [{int(labels.min())}, {int(labels.max())}]")
+        raise ValueError(
+            f"labels should be class indices in [0, {outputs}) for a network with {outputs} outputs, but got labels in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
     fit_index, held_index = held_out_split(int(images.shape[0]), holdout, seed)
     # one generator per part, both from seed: the held-out corruptions do not depend on the fit part's size
-    fit_sweep = corruption_sweep(metric, images[fit_index], labels[fit_index], reference, corruptions, severities, torch.Generator().manual_seed(seed), batch_size, progress)
-    held_sweep = corruption_sweep(metric, images[held_index], labels[held_index], reference, corruptions, severities, torch.Generator().manual_seed(seed + 1), batch_size, progress)
+    fit_sweep = corruption_sweep(
+        metric,
+        images[fit_index],
+        labels[fit_index],
+        reference,
+        corruptions,
+        severities,
+        torch.Generator().manual_seed(seed),
+        batch_size,
+        progress,
+    )
+    held_sweep = corruption_sweep(
+        metric,
+        images[held_index],
+        labels[held_index],
+        reference,
+        corruptions,
+        severities,
+        torch.Generator().manual_seed(seed + 1),
+        batch_size,
+        progress,
+    )
     for part, sweep in (("fit", fit_sweep), ("held-out", held_sweep)):
         bad = int((~torch.isfinite(sweep.scores)).sum())
         if bad:
-            raise ValueError(f"scores of {metric.name!r} on the {part} sweep should be finite, but got {bad} NaN/Inf scores of {sweep.scores.numel()}")
+            raise ValueError(
+                f"scores of {metric.name!r} on the {part} sweep should be finite, but got {bad} NaN/Inf scores of {sweep.scores.numel()}"
+            )
         _check_rate(sweep, part)
-    info = {"metric": metric.name, "corruptions": list(fit_sweep.names), "severities": sorted(set(severities)), "n_images": int(fit_index.numel())}
+    info = {
+        "metric": metric.name,
+        "corruptions": list(fit_sweep.names),
+        "severities": sorted(set(severities)),
+        "n_images": int(fit_index.numel()),
+    }
     calibration = DifficultyCalibration.fit(fit_sweep.scores, fit_sweep.errors, metric.higher_is_better, method, info)
     figures: dict[str, Any] = {}
     for part, sweep in (("fit", fit_sweep), ("held_out", held_sweep)):
         report = calibration_report(calibration(sweep.scores), sweep.errors)
         undefined = sorted(key for key, value in report.items() if not math.isfinite(value))
         if undefined:
-            raise ValueError(f"the {part.replace('_', '-')} fit statistics should all be defined, but got {undefined} undefined (NaN) for {sweep.errors.numel()} rows")
+            raise ValueError(
+                f"the {part.replace('_', '-')} fit statistics should all be defined, but got {undefined} undefined (NaN) for "
+                f"{sweep.errors.numel()} rows"
+            )
         figures[part] = {**{key: round(value, 6) for key, value in report.items()}, "rows": int(sweep.errors.numel())}
     figures["clean_error_rate"] = round(float(reference_errors(reference, images[held_index], labels[held_index]).mean()), 6)
     figures["n_fit"], figures["n_held_out"] = int(fit_index.numel()), int(held_index.numel())

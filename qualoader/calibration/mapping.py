@@ -136,7 +136,10 @@ class DifficultyCalibration:
             if values["std"] <= 0:
                 raise ValueError(f"params['std'] should be positive, but got params['std']={values['std']}")
             if values["slope"] * (-1.0 if higher_is_better else 1.0) < 0:
-                raise ValueError(f"params['slope'] should have the sign of the direction higher_is_better={higher_is_better}, but got params['slope']={values['slope']}")
+                raise ValueError(
+                    f"params['slope'] should have the sign of the direction higher_is_better={higher_is_better}, but got "
+                    f"params['slope']={values['slope']}"
+                )
             self.params = values
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, ...]] = {}
 
@@ -282,7 +285,9 @@ class DifficultyCalibration:
         try:
             state = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"path should be a calibration JSON file, but got path={str(path)!r} that is not valid JSON ({error})") from error
+            raise ValueError(
+                f"path should be a calibration JSON file, but got path={str(path)!r} that is not valid JSON ({error})"
+            ) from error
         return cls.from_state_dict(state)
 
     def __eq__(self, other: object) -> bool:

@@ -39,7 +39,10 @@ __all__ = [
 
 #: Accepted values of ``output``: match the input structure, or force dict / tuple samples.
 OUTPUTS = frozenset({"auto", "dict", "tuple"})
-_EXPECTED_SAMPLE = "a tuple/list (image at position image_key), a dict (image under image_key) or an image (PIL.Image, tensor (C, H, W) or (H, W), numpy (H, W[, C]))"
+_EXPECTED_SAMPLE = (
+    "a tuple/list (image at position image_key), a dict (image under image_key) or an image (PIL.Image, tensor (C, H, W) or (H, W), "
+    "numpy (H, W[, C]))"
+)
 _EXPECTED_IMAGE = "a PIL.Image, a tensor (C, H, W) or (H, W) with C in {1, 3}, or a numpy array (H, W) or (H, W, C)"
 
 
@@ -223,13 +226,17 @@ def image_to_tensor(image: Any, name: str = "image") -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         if image.ndim == 2:
             return torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)
-        raise ValueError(f"{name} should be a numpy array of shape (H, W) or (H, W, C) with C in {{1, 3}}, but got {name}.shape={image.shape}")
+        raise ValueError(
+            f"{name} should be a numpy array of shape (H, W) or (H, W, C) with C in {{1, 3}}, but got {name}.shape={image.shape}"
+        )
     if isinstance(image, Tensor):
         if image.ndim == 2:
             return image.unsqueeze(0)
         if image.ndim == 3 and image.shape[0] in (1, 3):
             return image
-        raise ValueError(f"{name} should be a tensor of shape (C, H, W) with C in {{1, 3}} or (H, W), but got {name}.shape={tuple(image.shape)}")
+        raise ValueError(
+            f"{name} should be a tensor of shape (C, H, W) with C in {{1, 3}} or (H, W), but got {name}.shape={tuple(image.shape)}"
+        )
     raise TypeError(f"{name} should be {_EXPECTED_IMAGE}, but got {name} of type {type(image).__name__}")
 
 
@@ -248,7 +255,9 @@ def batch_image(images: Any, name: str = "images") -> Tensor | list[Tensor]:
             return images.unsqueeze(1)
         if images.ndim == 4 and images.shape[1] in (1, 3):
             return images
-        raise ValueError(f"{name} should be a tensor of shape (B, C, H, W) with C in {{1, 3}} or (B, H, W), but got {name}.shape={tuple(images.shape)}")
+        raise ValueError(
+            f"{name} should be a tensor of shape (B, C, H, W) with C in {{1, 3}} or (B, H, W), but got {name}.shape={tuple(images.shape)}"
+        )
     if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
         return [image_to_tensor(image, f"{name}[{i}]") for i, image in enumerate(images)]
     raise TypeError(f"{name} should be a tensor (B, C, H, W) or a list of images, but got {name} of type {type(images).__name__}")
@@ -293,7 +302,9 @@ def add_fields(sample: Any, fields: Sequence[tuple[str, Any]], output: str, imag
             raise ValueError("output should be 'auto' or 'dict' for dict samples (their fields are named), but got output='tuple'")
         for key, _ in fields:
             if key in sample:
-                raise ValueError(f"sample should not already have the key {key!r} that the wrapper adds, but got sample keys {sorted(map(str, sample))}")
+                raise ValueError(
+                    f"sample should not already have the key {key!r} that the wrapper adds, but got sample keys {sorted(map(str, sample))}"
+                )
         return {**sample, **dict(fields)}
     values = tuple(value for _, value in fields)
     if output == "dict":
@@ -323,8 +334,13 @@ def pop_index(batch: Any) -> tuple[Any, Tensor]:
     elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
         rest, index = tuple(batch[:-1]), batch[-1]
     else:
-        raise TypeError(f"batch should carry the sample indices (from a QualityDataset without metric), but got batch of type {type(batch).__name__}")
+        raise TypeError(
+            f"batch should carry the sample indices (from a QualityDataset without metric), but got batch of type {type(batch).__name__}"
+        )
     if not isinstance(index, Tensor) or index.ndim != 1 or index.dtype != torch.int64:
-        raise TypeError("batch should carry the sample indices as an int64 tensor (B,) (collate the QualityDataset's 'index' field with default_collate), "
-                        f"but got index of type {type(index).__name__}")
+        raise TypeError(
+            "batch should carry the sample indices as an int64 tensor (B,) (collate the QualityDataset's 'index' field with "
+            "default_collate), "
+            f"but got index of type {type(index).__name__}"
+        )
     return rest, index

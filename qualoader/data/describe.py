@@ -70,7 +70,10 @@ class MetricSummary:
     domain: dict[str, float] | None = None
 
     def __str__(self) -> str:
-        lines = [f"{self.metric} [{self.fingerprint}] {self.config or ''}".rstrip(), f"  scored     {self.count}/{self.length} ({self.count / self.length:.1%})"]
+        lines = [
+            f"{self.metric} [{self.fingerprint}] {self.config or ''}".rstrip(),
+            f"  scored     {self.count}/{self.length} ({self.count / self.length:.1%})",
+        ]
         if self.skipped:
             lines.append(f"  skipped    {self.skipped} unreadable sample(s)")
         lines.append("  quantiles  " + "  ".join(f"q{q:g}={v:.4g}" for q, v in self.quantiles.items()))
@@ -149,9 +152,24 @@ def summarize_table(
         prior = calibration(torch.from_numpy(values)).double().numpy() if values.size else np.empty(0)
         counts_d, _ = np.histogram(prior, bins=edges_d)
         total = max(values.size, 1)
-        difficulty = {f"[{lo:g}, {hi:g}{']' if k == len(edges_d) - 2 else ')'}": float(c) / total for k, (lo, hi, c) in enumerate(zip(edges_d[:-1], edges_d[1:], counts_d))}
+        difficulty = {
+            f"[{lo:g}, {hi:g}{']' if k == len(edges_d) - 2 else ')'}": float(c) / total
+            for k, (lo, hi, c) in enumerate(zip(edges_d[:-1], edges_d[1:], counts_d))
+        }
     source = calibration_source if difficulty is not None else None
-    return MetricSummary(table.metric_name, table.fingerprint, table.config, table.length, int(values.size), qs, histogram, difficulty, table.num_skipped, source, domain)
+    return MetricSummary(
+        table.metric_name,
+        table.fingerprint,
+        table.config,
+        table.length,
+        int(values.size),
+        qs,
+        histogram,
+        difficulty,
+        table.num_skipped,
+        source,
+        domain,
+    )
 
 
 def describe(
@@ -211,7 +229,9 @@ def describe(
         raise ValueError(f"quantiles should be a non-empty sequence in [0, 1], but got quantiles={list(quantiles)!r}")
     e = np.asarray(difficulty_edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2 or (np.diff(e) <= 0).any() or e[0] < 0 or e[-1] > 1:
-        raise ValueError(f"difficulty_edges should be at least 2 increasing values in [0, 1], but got difficulty_edges={list(difficulty_edges)!r}")
+        raise ValueError(
+            f"difficulty_edges should be at least 2 increasing values in [0, 1], but got difficulty_edges={list(difficulty_edges)!r}"
+        )
     if calibrations is not None:
         check_type(calibrations, "calibrations", Mapping, "a mapping of metric name to calibration, or None")
     if metrics is not None:
@@ -219,7 +239,9 @@ def describe(
         for metric in metrics:
             check_type(metric, "metrics[i]", QualityMetric, "a QualityMetric")
     if dataset is not None and not metrics:
-        raise ValueError(f"metrics should name the aligned metrics whose input domain to check when dataset is given, but got metrics={metrics!r}")
+        raise ValueError(
+            f"metrics should name the aligned metrics whose input domain to check when dataset is given, but got metrics={metrics!r}"
+        )
     if max_domain_images is not None:
         check_positive_int(max_domain_images, "max_domain_images")
     if isinstance(store, (str, os.PathLike)):
@@ -245,7 +267,13 @@ def describe(
             domain = dict(domains[input_domain])
         summaries.append(
             summarize_table(
-                table, bins=bins, quantiles=quantiles, difficulty_edges=difficulty_edges, calibration=calibration, calibration_source=source, domain=domain
+                table,
+                bins=bins,
+                quantiles=quantiles,
+                difficulty_edges=difficulty_edges,
+                calibration=calibration,
+                calibration_source=source,
+                domain=domain,
             )
         )
     return StoreSummary(root, store.length, tuple(summaries))

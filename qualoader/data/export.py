@@ -51,7 +51,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from qualoader.data.store import ScoreStore
 
-__all__ = ["EXPORT_FORMATS", "columns_to_arrow", "columns_to_pandas", "shard_columns", "store_columns", "store_to_arrow", "store_to_pandas", "write_columns"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "columns_to_arrow",
+    "columns_to_pandas",
+    "shard_columns",
+    "store_columns",
+    "store_to_arrow",
+    "store_to_pandas",
+    "write_columns",
+]
 
 #: Output formats of :func:`write_columns` (and ``qualoader export --format``).
 EXPORT_FORMATS = frozenset({"csv", "jsonl", "parquet"})
@@ -64,7 +73,9 @@ def _require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"this export needs {module}, but got no {module} installed; pip install 'qualoader[export]' (or pip install {module})") from error
+        raise ImportError(
+            f"this export needs {module}, but got no {module} installed; pip install 'qualoader[export]' (or pip install {module})"
+        ) from error
 
 
 def _difficulty(state: dict[str, Any] | None, scores: np.ndarray) -> np.ndarray:
@@ -126,7 +137,10 @@ def shard_columns(shards: str | Sequence[str]) -> dict[str, Any]:
     for shard in expand_shards(shards):
         path = sidecar_path(shard)
         if not path.exists():
-            raise FileNotFoundError(f"shards should have their sidecar index, but got {shard!r} without {str(path)!r}; run qualoader tag or qualoader score on it first")
+            raise FileNotFoundError(
+                f"shards should have their sidecar index, but got {shard!r} without {str(path)!r}; run qualoader tag or qualoader score on "
+                "it first"
+            )
         indexes.append((shard, read_sidecar(path)))
     metrics = sorted({name for _, index in indexes for name in index.metrics})
     shard_names: list[str] = []

@@ -79,7 +79,9 @@ class DatasetIdentity:
         """The ``files`` identity of a manifest (equal lengths, one entry per sample)."""
         keys, size, mtime = tuple(map(str, relative_paths)), tuple(map(int, sizes)), tuple(map(int, mtimes_ns))
         if not len(keys) == len(size) == len(mtime):
-            raise ValueError(f"the manifest should have one size and mtime per path, but got {len(keys)} paths, {len(size)} sizes, {len(mtime)} mtimes")
+            raise ValueError(
+                f"the manifest should have one size and mtime per path, but got {len(keys)} paths, {len(size)} sizes, {len(mtime)} mtimes"
+            )
         parts = [f"{k}\0{s}\0{m}".encode() for k, s, m in zip(keys, size, mtime)]
         return DatasetIdentity("files", len(keys), _digest("files", len(keys), parts), keys, size, mtime)
 
@@ -91,7 +93,14 @@ class DatasetIdentity:
 
     def manifest(self) -> dict[str, Any]:
         """A JSON-ready dict that :meth:`from_manifest` reads back (checked against ``digest``)."""
-        return {"kind": self.kind, "length": self.length, "digest": self.digest, "keys": self.keys, "sizes": self.sizes, "mtimes_ns": self.mtimes_ns}
+        return {
+            "kind": self.kind,
+            "length": self.length,
+            "digest": self.digest,
+            "keys": self.keys,
+            "sizes": self.sizes,
+            "mtimes_ns": self.mtimes_ns,
+        }
 
     @staticmethod
     def from_manifest(payload: Any) -> DatasetIdentity:
@@ -101,12 +110,16 @@ class DatasetIdentity:
             ValueError: a malformed manifest, or one whose content does not hash to its digest.
         """
         if not isinstance(payload, dict) or payload.get("kind") not in IDENTITY_KINDS or not isinstance(payload.get("digest"), str):
-            raise ValueError(f"the manifest should be a dict with a kind in {sorted(IDENTITY_KINDS)} and a digest, but got {str(payload)[:200]!r}")
+            raise ValueError(
+                f"the manifest should be a dict with a kind in {sorted(IDENTITY_KINDS)} and a digest, but got {str(payload)[:200]!r}"
+            )
         keys = payload.get("keys")
         if payload["kind"] == "files":
             rebuilt = DatasetIdentity.from_files(keys or (), payload.get("sizes") or (), payload.get("mtimes_ns") or ())
             if rebuilt.digest != payload["digest"] or rebuilt.length != payload.get("length"):
-                raise ValueError(f"the file manifest should hash to its digest {payload['digest']}, but got {rebuilt.digest} (a corrupt manifest)")
+                raise ValueError(
+                    f"the file manifest should hash to its digest {payload['digest']}, but got {rebuilt.digest} (a corrupt manifest)"
+                )
             return rebuilt
         length = payload.get("length")
         if isinstance(length, bool) or not isinstance(length, int) or (keys is not None and len(keys) != length):
@@ -203,7 +216,9 @@ def identify_dataset(
         'id'
     """
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset should be a map-style Dataset with __getitem__ and __len__, but got dataset of type {type(dataset).__name__}")
+        raise TypeError(
+            f"dataset should be a map-style Dataset with __getitem__ and __len__, but got dataset of type {type(dataset).__name__}"
+        )
     if dataset_id is not None:
         check_type(dataset_id, "dataset_id", str, "a str or None")
     check_positive_int(num_samples, "num_samples", allow_zero=True)

@@ -29,7 +29,9 @@ from qualoader.webdataset.tagging import SidecarIndex, expand_shards, score_shar
 __all__ = ["score_shards_ray"]
 
 
-def _score_row(row: dict[str, Any], *, metrics: list[str], batch_size: int, device: str, image_keys: list[str], on_error: str) -> dict[str, Any]:
+def _score_row(
+    row: dict[str, Any], *, metrics: list[str], batch_size: int, device: str, image_keys: list[str], on_error: str
+) -> dict[str, Any]:
     """Ray Data ``map`` function: score the shard named in ``row["url"]``; returns its sidecar JSON."""
     index = score_shard(row["url"], metrics, batch_size=batch_size, device=device, image_keys=image_keys, handler=on_error)
     return {"order": row["order"], "url": row["url"], "sidecar": index.to_json()}

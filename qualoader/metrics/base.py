@@ -85,10 +85,14 @@ class QualityMetric(nn.Module):
         images = check_images(images, "images", check_values=self.check_values, min_size=self.min_size, owner=f"metric {self.name!r}")
         if self.requires_reference:
             if reference is None:
-                raise ValueError(f"reference should be a tensor of clean images for the full-reference metric {self.name!r}, but got reference=None")
+                raise ValueError(
+                    f"reference should be a tensor of clean images for the full-reference metric {self.name!r}, but got reference=None"
+                )
             reference = check_same_shape(reference, images, "reference", check_values=self.check_values)
         elif reference is not None:
-            raise ValueError(f"reference should be None for the no-reference metric {self.name!r}, but got reference of type {type(reference).__name__}")
+            raise ValueError(
+                f"reference should be None for the no-reference metric {self.name!r}, but got reference of type {type(reference).__name__}"
+            )
         with torch.no_grad():  # scores are data for sampling and stores, never a loss to differentiate
             scores = self.score(images, reference)
         if scores.shape != images.shape[:1]:

@@ -70,7 +70,10 @@ def _check_pair(images: Tensor, reference: Tensor) -> None:
     check_type(images, "images", Tensor, "a torch.Tensor of shape (B, C, H, W)")
     check_type(reference, "reference", Tensor, "a torch.Tensor of shape (B, C, H, W)")
     if images.ndim != 4 or images.shape != reference.shape:
-        raise ValueError(f"reference should have the (B, C, H, W) shape of images {tuple(images.shape)}, but got reference.shape={tuple(reference.shape)}")
+        raise ValueError(
+            f"reference should have the (B, C, H, W) shape of images {tuple(images.shape)}, but got "
+            f"reference.shape={tuple(reference.shape)}"
+        )
 
 
 def psnr(
@@ -190,7 +193,9 @@ def ssim(
     if downsample:
         images, reference = _downsample(images), _downsample(reference)
     if min(images.shape[-2:]) < window_size:
-        raise ValueError(f"images should be at least window_size={window_size} pixels in H and W, but got images.shape={tuple(images.shape)}")
+        raise ValueError(
+            f"images should be at least window_size={window_size} pixels in H and W, but got images.shape={tuple(images.shape)}"
+        )
     return _ssim_and_cs(images, reference, _gaussian(window_size, sigma, images), nonnegative_cs)[0]
 
 
@@ -243,7 +248,9 @@ def ms_ssim(
     """
     images, reference = _checked_pair(images, reference, window_size, sigma, y_channel, color_space, quantize)
     levels = len(MS_SSIM_WEIGHTS)
-    smallest = min(_effective_size(h, w, downsample) for h, w in zip(_scale_sizes(images.shape[2], levels), _scale_sizes(images.shape[3], levels)))
+    smallest = min(
+        _effective_size(h, w, downsample) for h, w in zip(_scale_sizes(images.shape[2], levels), _scale_sizes(images.shape[3], levels))
+    )
     if smallest < window_size:
         raise ValueError(
             f"images should be large enough for {levels} scales of a {window_size}-pixel window "

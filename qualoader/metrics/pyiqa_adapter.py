@@ -137,7 +137,9 @@ class PyiqaMetric(QualityMetric):
 
     requires_weights = False
 
-    def __init__(self, pyiqa_name: str, network: torch.nn.Module, options: dict[str, Any], *, needs_weights: bool, check_values: bool = True) -> None:
+    def __init__(
+        self, pyiqa_name: str, network: torch.nn.Module, options: dict[str, Any], *, needs_weights: bool, check_values: bool = True
+    ) -> None:
         super().__init__(check_values=check_values)
         self.pyiqa_name = pyiqa_name
         self.name = f"pyiqa:{pyiqa_name}"  # type: ignore[misc]

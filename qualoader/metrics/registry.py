@@ -58,7 +58,9 @@ def register_metric(cls: MetricType) -> MetricType:
     if not cls.name or ":" in cls.name:
         raise ValueError(f"cls.name should be a non-empty name without ':', but got cls.name={cls.name!r}")
     if cls.name in _METRICS:
-        raise ValueError(f"cls.name should be a new metric name, but got cls.name={cls.name!r}, already registered by {_METRICS[cls.name].__qualname__}")
+        raise ValueError(
+            f"cls.name should be a new metric name, but got cls.name={cls.name!r}, already registered by {_METRICS[cls.name].__qualname__}"
+        )
     _METRICS[cls.name] = cls
     return cls
 

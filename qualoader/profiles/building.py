@@ -58,10 +58,14 @@ def metric_from_profile(
     if not isinstance(profile, QualityProfile):
         profile = load_profile(profile)
     if name is not None and name != profile.metric.name:
-        raise ProfileError(f"name should be the profile's metric {profile.metric.name!r}, but got name={name!r} for the profile {profile.name!r}")
+        raise ProfileError(
+            f"name should be the profile's metric {profile.metric.name!r}, but got name={name!r} for the profile {profile.name!r}"
+        )
     cls = _lookup(profile.metric.name)
     if not issubclass(cls, ReferenceMetric):
-        raise ProfileError(f"profile['metric']['name'] should be an aligned metric with a reference network, but got {profile.metric.name!r}")
+        raise ProfileError(
+            f"profile['metric']['name'] should be an aligned metric with a reference network, but got {profile.metric.name!r}"
+        )
     accepted = inspect.signature(cls.__init__).parameters
     params = dict(profile.metric.params)
     clash = sorted({"reference", "weights", "checkpoint", "check_values", "strict"} & set(params))

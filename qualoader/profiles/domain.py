@@ -63,7 +63,11 @@ class DomainError(ValueError):
 def _pair(value: Any, name: str) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+    if not (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         raise ValueError(f"{name} should be a positive int or a (height, width) pair of them, but got {name}={value!r}")
     return int(value[0]), int(value[1])
 
@@ -71,7 +75,14 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
 def _range(value: Any, name: str) -> tuple[float, float] | None:
     if value is None:
         return None
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)) or value[0] > value[1]:
+    if (
+        not (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
+        or value[0] > value[1]
+    ):
         raise ValueError(f"{name} should be None or a (low, high) pair of numbers with low <= high, but got {name}={value!r}")
     return float(value[0]), float(value[1])
 
@@ -109,7 +120,9 @@ class InputDomain:
         object.__setattr__(self, "size", _pair(self.size, "size"))
         for name in ("mean", "std"):
             values = getattr(self, name)
-            if not (isinstance(values, (tuple, list)) and len(values) in (1, self.channels) and all(isinstance(v, (int, float)) for v in values)):
+            if not (
+                isinstance(values, (tuple, list)) and len(values) in (1, self.channels) and all(isinstance(v, (int, float)) for v in values)
+            ):
                 raise ValueError(f"{name} should be 1 or {self.channels} numbers, but got {name}={values!r}")
             object.__setattr__(self, name, tuple(float(v) for v in values))
         object.__setattr__(self, "image_mean_range", _range(self.image_mean_range, "image_mean_range"))
@@ -239,7 +252,10 @@ def domain_mismatch(images: Tensor, domain: InputDomain) -> dict[str, Tensor]:
     if domain.image_mean_range is not None or domain.image_std_range is not None:
         converted = _to_channels(floats, domain.channels)
         margin = domain.intensity_margin
-        for bounds, values in ((domain.image_mean_range, lambda: converted.mean(dim=(1, 2, 3))), (domain.image_std_range, lambda: converted.std(dim=(1, 2, 3), correction=0))):
+        for bounds, values in (
+            (domain.image_mean_range, lambda: converted.mean(dim=(1, 2, 3))),
+            (domain.image_std_range, lambda: converted.std(dim=(1, 2, 3), correction=0)),
+        ):
             if bounds is not None:
                 statistic = values()
                 intensity_mask |= (statistic < bounds[0] - margin) | (statistic > bounds[1] + margin)
@@ -312,7 +328,9 @@ def _explain(images: Tensor, domain: InputDomain, masks: Mapping[str, Tensor]) -
         given = "colour (RGB)" if channels == 3 else "grey"
         reasons.append(f"{given} input for a {'grey' if domain.channels == 1 else 'colour'} network")
     if bool(masks["size"].any()):
-        reasons.append(f"size {height}x{width} against the native {domain.size[0]}x{domain.size[1]} (more than {domain.max_size_ratio:g}x apart)")
+        reasons.append(
+            f"size {height}x{width} against the native {domain.size[0]}x{domain.size[1]} (more than {domain.max_size_ratio:g}x apart)"
+        )
     return "; ".join(reasons)
 
 

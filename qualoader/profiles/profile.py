@@ -91,7 +91,10 @@ def _keys(data: Any, name: str, required: set[str], optional: set[str] = frozens
         raise ProfileError(f"{name} should be a JSON object, but got {name} of type {type(data).__name__}")
     missing, unknown = sorted(required - set(data)), sorted(set(data) - required - set(optional))
     if missing or unknown:
-        raise ProfileError(f"{name} should have the keys {sorted(required)} (optional {sorted(optional)}), but got missing {missing} and unexpected {unknown}")
+        raise ProfileError(
+            f"{name} should have the keys {sorted(required)} (optional {sorted(optional)}), but got missing {missing} and unexpected "
+            f"{unknown}"
+        )
     return dict(data)
 
 
@@ -127,7 +130,10 @@ class WeightsFile:
             ProfileError: missing file or a different hash (nothing is downloaded or repaired).
         """
         if not self.path.is_file():
-            raise ProfileError(f"{what} should be the local file {str(self.path)!r} named by the profile, but got no such file; copy it there (qualoader never downloads)")
+            raise ProfileError(
+                f"{what} should be the local file {str(self.path)!r} named by the profile, but got no such file; copy it there (qualoader "
+                "never downloads)"
+            )
         digest = file_sha256(self.path)
         if digest != self.sha256:
             raise ProfileError(
@@ -172,12 +178,22 @@ class InputTransform:
         object.__setattr__(self, "input_size", (int(size[0]), int(size[1])))
         for name in ("mean", "std"):
             values = getattr(self, name)
-            if not (isinstance(values, (tuple, list)) and len(values) in (1, self.in_channels) and all(isinstance(v, (int, float)) for v in values)):
+            if not (
+                isinstance(values, (tuple, list))
+                and len(values) in (1, self.in_channels)
+                and all(isinstance(v, (int, float)) for v in values)
+            ):
                 raise ProfileError(f"{name} should be 1 or {self.in_channels} numbers, but got {name}={values!r}")
             object.__setattr__(self, name, tuple(float(v) for v in values))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input_size": list(self.input_size), "in_channels": self.in_channels, "mean": list(self.mean), "std": list(self.std), "resize": self.resize}
+        return {
+            "input_size": list(self.input_size),
+            "in_channels": self.in_channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": self.resize,
+        }
 
 
 @dataclass(frozen=True)
@@ -215,7 +231,12 @@ class ReferenceSpec:
             check_choice(self.name, "name", _EMBEDDED)
         if self.source == "entry_point" and (self.name is None or self.name.count(":") != 1):
             raise ProfileError(f"name should be 'package.module:function' for source='entry_point', but got name={self.name!r}")
-        if isinstance(self.labels, str) or not isinstance(self.labels, (tuple, list)) or len(self.labels) < 2 or not all(isinstance(v, str) for v in self.labels):
+        if (
+            isinstance(self.labels, str)
+            or not isinstance(self.labels, (tuple, list))
+            or len(self.labels) < 2
+            or not all(isinstance(v, str) for v in self.labels)
+        ):
             raise ProfileError(f"labels should be at least 2 class names (str), but got labels={self.labels!r}")
         object.__setattr__(self, "labels", tuple(self.labels))
 
@@ -304,7 +325,9 @@ def _parse(data: Any, base: Path, where: str) -> QualityProfile:
             f"profile['format_version'] should be at most {PROFILE_VERSION} (the newest this qualoader reads), but got "
             f"format_version={version} in {where}: it was written by a newer qualoader; upgrade qualoader to read it"
         )
-    ref = _keys(data["reference"], "profile['reference']", {"source", "name", "weights", "transform", "labels", "domain"}, {"feature_layer"})
+    ref = _keys(
+        data["reference"], "profile['reference']", {"source", "name", "weights", "transform", "labels", "domain"}, {"feature_layer"}
+    )
     transform = _keys(ref["transform"], "profile['reference']['transform']", {"input_size", "in_channels", "mean", "std"}, {"resize"})
     metric = _keys(data["metric"], "profile['metric']", {"name"}, {"params"})
     try:
@@ -312,7 +335,13 @@ def _parse(data: Any, base: Path, where: str) -> QualityProfile:
             source=ref["source"],
             name=ref["name"],
             weights=WeightsFile.from_dict(ref["weights"], "profile['reference']['weights']", base),
-            transform=InputTransform(tuple(transform["input_size"]), transform["in_channels"], tuple(transform["mean"]), tuple(transform["std"]), transform.get("resize", "bilinear-antialias")),
+            transform=InputTransform(
+                tuple(transform["input_size"]),
+                transform["in_channels"],
+                tuple(transform["mean"]),
+                tuple(transform["std"]),
+                transform.get("resize", "bilinear-antialias"),
+            ),
             labels=tuple(ref["labels"]),
             domain=InputDomain.from_dict(ref["domain"]),
             feature_layer=ref.get("feature_layer"),
@@ -394,7 +423,11 @@ def _fit_state(model: nn.Module, state: Mapping[str, torch.Tensor], weights: Wei
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{key}: {tuple(state[key].shape)} for {tuple(own[key].shape)}" for key in sorted(set(own) & set(state)) if own[key].shape != state[key].shape]
+    shapes = [
+        f"{key}: {tuple(state[key].shape)} for {tuple(own[key].shape)}"
+        for key in sorted(set(own) & set(state))
+        if own[key].shape != state[key].shape
+    ]
     if missing or unexpected or shapes:
 
         def cut(items: list[str]) -> str:
@@ -429,10 +462,14 @@ def _architecture(spec: ReferenceSpec) -> tuple[nn.Module, str]:
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as error:
-        raise ProfileError(f"profile['reference']['name'] should be an importable 'module:function', but got name={spec.name!r} ({error})") from error
+        raise ProfileError(
+            f"profile['reference']['name'] should be an importable 'module:function', but got name={spec.name!r} ({error})"
+        ) from error
     model = factory()
     if not isinstance(model, nn.Module):
-        raise ProfileError(f"profile['reference']['name'] should return an nn.Module, but got {spec.name!r} returning {type(model).__name__}")
+        raise ProfileError(
+            f"profile['reference']['name'] should return an nn.Module, but got {spec.name!r} returning {type(model).__name__}"
+        )
     return model, spec.name
 
 
@@ -455,7 +492,10 @@ def build_reference(profile: QualityProfile | ReferenceSpec) -> ReferenceNetwork
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated but still reads the archives users have
                 model = torch.jit.load(io.BytesIO(path.read_bytes()), map_location="cpu")
         except (RuntimeError, ValueError) as error:
-            raise ProfileError(f"weights should be a TorchScript archive for source='torchscript', but got {str(path)!r} that torch.jit.load cannot read ({error})") from error
+            raise ProfileError(
+                f"weights should be a TorchScript archive for source='torchscript', but got {str(path)!r} that torch.jit.load cannot read "
+                f"({error})"
+            ) from error
     else:
         model, architecture = _architecture(spec)
         _fit_state(model, _read_state(spec.weights), spec.weights, architecture)

@@ -59,12 +59,17 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises pickle, zip and runtime errors alike for a damaged file
-        raise ValueError(f"weights should be a readable state_dict file (torch.save or safetensors), but got weights={str(path)!r} that cannot be read ({type(error).__name__}: {error})") from error
+        raise ValueError(
+            f"weights should be a readable state_dict file (torch.save or safetensors), but got weights={str(path)!r} that cannot be read "
+            f"({type(error).__name__}: {error})"
+        ) from error
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"weights should be a file holding a state_dict of tensors, but got weights={str(path)!r} holding {type(state).__name__}")
+        raise ValueError(
+            f"weights should be a file holding a state_dict of tensors, but got weights={str(path)!r} holding {type(state).__name__}"
+        )
     if state and all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     return state
@@ -129,7 +134,9 @@ def _torchvision_reference(name: str, weights: str | os.PathLike[str] | None) ->
 
         close = difflib.get_close_matches(name, available, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "; see torchvision.models.list_models()"
-        raise ValueError(f"source should be 'default', a torchvision classification model name or 'timm:<name>', but got source={name!r}{hint}")
+        raise ValueError(
+            f"source should be 'default', a torchvision classification model name or 'timm:<name>', but got source={name!r}{hint}"
+        )
     pretrained = models.get_model_weights(name).DEFAULT
     if weights is None:
         expected = Path(torch.hub.get_dir()) / "checkpoints" / Path(pretrained.url).name
@@ -224,7 +231,13 @@ def load_reference(
         model = source
         if weights is not None:
             model.load_state_dict(load_state_dict_file(weights))
-        convention = {"input_size": (224, 224), "in_channels": 3, "mean": _IMAGENET_MEAN, "std": _IMAGENET_STD, "name": type(source).__name__}
+        convention = {
+            "input_size": (224, 224),
+            "in_channels": 3,
+            "mean": _IMAGENET_MEAN,
+            "std": _IMAGENET_STD,
+            "name": type(source).__name__,
+        }
     convention.setdefault("feature_layer", None)
     convention.update(kwargs)
     return ReferenceNetwork(model, **convention)

@@ -54,7 +54,9 @@ def _examples(table: ScoreTable, name: str, metric: QualityMetric, count: int, o
             except (ValueError, OSError) as error:
                 table.problems.append(f"{sample.key}: thumbnail failed ({error})")
                 continue
-            result[side].append({"file": relative, "key": sample.key, "score": float(scores[index]), "label": sample.label, "shard": sample.shard})
+            result[side].append(
+                {"file": relative, "key": sample.key, "score": float(scores[index]), "label": sample.label, "shard": sample.shard}
+            )
     return result
 
 

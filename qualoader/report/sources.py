@@ -97,7 +97,9 @@ def _folder(root: Path, max_images: int) -> Source:
         path for path in root.rglob("*") if path.is_file() and path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS
     )
     if not files:
-        raise ValueError(f"source should be a folder with images ({', '.join(sorted(IMAGE_EXTENSIONS))}), but got source={str(root)!r} with none")
+        raise ValueError(
+            f"source should be a folder with images ({', '.join(sorted(IMAGE_EXTENSIONS))}), but got source={str(root)!r} with none"
+        )
     samples = []
     for path in files[:max_images]:
         relative = path.relative_to(root)
@@ -159,7 +161,9 @@ def _shards(paths: Sequence[Path], max_images: int) -> Source:
         except (tarfile.TarError, OSError) as error:
             problems.append(f"{shard.name}: unreadable shard ({error})")
     if not samples:
-        raise ValueError(f"source should be shards with image samples, but got {len(paths)} shard(s) without any: {'; '.join(problems[:3])}")
+        raise ValueError(
+            f"source should be shards with image samples, but got {len(paths)} shard(s) without any: {'; '.join(problems[:3])}"
+        )
     return Source("shards", ", ".join(path.name for path in paths), samples, total, problems)
 
 

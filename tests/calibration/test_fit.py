@@ -38,8 +38,12 @@ def test_calibrate_metric_fits_the_sweep(fashion_mnist_test, intensity_classifie
     images = fashion_mnist_test[0][:40]
     labels = intensity_classifier(images.float() / 255).argmax(dim=1)
     names = list_corruptions()[:3]
-    sweep = corruption_sweep(toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16)
-    calibration = calibrate_metric(toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16)
+    sweep = corruption_sweep(
+        toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16
+    )
+    calibration = calibrate_metric(
+        toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16
+    )
     assert calibration.higher_is_better and calibration.info["metric"] == "toy-sharpness"
     assert calibration.info["corruptions"] == list(names) and calibration.info["n_fit"] == sweep.scores.numel()
     assert torch.equal(calibration(sweep.scores), DifficultyCalibration.fit(sweep.scores, sweep.errors, True)(sweep.scores))

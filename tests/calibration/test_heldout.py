@@ -23,7 +23,10 @@ def test_split_is_seeded_disjoint_and_complete() -> None:
     assert len(held_out_split(2, 0.01, seed=0)[1]) == 1  # at least one image on each side
 
 
-@pytest.mark.parametrize(("n", "holdout", "message"), [(1, 0.3, "n should be at least 2"), (10, 1.0, r"holdout should be a fraction in \(0, 1\)"), (10, True, "holdout should be")])
+@pytest.mark.parametrize(
+    ("n", "holdout", "message"),
+    [(1, 0.3, "n should be at least 2"), (10, 1.0, r"holdout should be a fraction in \(0, 1\)"), (10, True, "holdout should be")],
+)
 def test_split_bad_arguments(n, holdout, message) -> None:
     with pytest.raises(ValueError, match=message):
         held_out_split(n, holdout, seed=0)
@@ -38,7 +41,9 @@ def fashion() -> tuple[torch.Tensor, torch.Tensor]:
 def test_figures_are_finite_and_held_out(fashion) -> None:
     images, labels = fashion
     reference = default_reference()
-    calibration, figures = fit_held_out(create_metric("bn-shift"), images, labels, reference, ["gaussian_noise"], (0, 5), holdout=0.25, seed=2)
+    calibration, figures = fit_held_out(
+        create_metric("bn-shift"), images, labels, reference, ["gaussian_noise"], (0, 5), holdout=0.25, seed=2
+    )
     assert figures["n_fit"] == 30 and figures["n_held_out"] == 10
     for part, rows in (("fit", 60), ("held_out", 20)):
         assert figures[part]["rows"] == rows
@@ -55,7 +60,10 @@ def test_error_rate_of_one_is_refused(fashion) -> None:
     with torch.no_grad():
         predicted = torch.cat([reference(images[i : i + 20]).argmax(1) for i in range(0, 40, 20)])
     wrong = (predicted + 1) % 10  # labels the network never predicts on these clean images (the only condition below)
-    with pytest.raises(ValueError, match=r"error rate on the fit sweep should be strictly between 0 and 1 to fit a difficulty, but got error_rate=1 \(no image right"):
+    with pytest.raises(
+        ValueError,
+        match=r"error rate on the fit sweep should be strictly between 0 and 1 to fit a difficulty, but got error_rate=1 \(no image right",
+    ):
         fit_held_out(create_metric("bn-shift"), images, wrong, reference, ["gaussian_noise"], (0,), holdout=0.25, seed=0)
 
 

@@ -20,12 +20,16 @@ def test_sweep_layout_and_clean_errors(sweep_inputs, intensity_classifier, toy_s
 
     images, labels = sweep_inputs
     names = list_corruptions()[:3]
-    sweep = corruption_sweep(toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16)
+    sweep = corruption_sweep(
+        toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16
+    )
     assert sweep.scores.shape == sweep.errors.shape == (40 * (1 + 3 * 2),)
     assert sweep.names == tuple(names)
     assert float(sweep.errors[sweep.severity == 0].sum()) == 0.0
     assert set(sweep.corruption.tolist()) == {-1, 0, 1, 2} and set(sweep.severity.tolist()) == {0, 2, 5}
-    again = corruption_sweep(toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16)
+    again = corruption_sweep(
+        toy_sharpness, images, labels, intensity_classifier, names, (0, 2, 5), torch.Generator().manual_seed(0), batch_size=16
+    )
     assert torch.equal(sweep.scores, again.scores)  # seeded corruptions: the same sweep twice
 
 
@@ -33,7 +37,9 @@ def test_full_reference_metric_gets_the_clean_images(sweep_inputs, intensity_cla
     from qualoader.metrics import create_metric
 
     images, labels = sweep_inputs
-    sweep = corruption_sweep(create_metric("ssim"), images, labels, intensity_classifier, ["gaussian_noise"], (0, 3), torch.Generator().manual_seed(0))
+    sweep = corruption_sweep(
+        create_metric("ssim"), images, labels, intensity_classifier, ["gaussian_noise"], (0, 3), torch.Generator().manual_seed(0)
+    )
     assert torch.allclose(sweep.scores[sweep.severity == 0], torch.ones(40), atol=1e-5)  # clean against clean
     assert float(sweep.scores[sweep.severity == 3].max()) < 0.99
 

@@ -24,7 +24,9 @@ def test_aliases_point_to_registered_corruptions_and_do_not_shadow_them() -> Non
 
 
 def test_unknown_name_lists_names_and_aliases() -> None:
-    with pytest.raises(ValueError, match=r"name should be one of \{.*'jpeg'.*\} or an ImageNet-C alias \{.*'jpeg_compression'\}, but got name='jpg'"):
+    with pytest.raises(
+        ValueError, match=r"name should be one of \{.*'jpeg'.*\} or an ImageNet-C alias \{.*'jpeg_compression'\}, but got name='jpg'"
+    ):
         resolve_corruption("jpg")
     with pytest.raises(ValueError, match="did you mean 'jpeg_compression'"):
         resolve_corruption("jpeg_compresion")

@@ -21,7 +21,9 @@ def garments(fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]) -> tuple[tor
 def test_registered_as_the_extra_family() -> None:
     assert EXTRA == ["low_light", "occlusion", "oversharpen", "posterize", "scanline", "vignette"]
     assert all(name in CORRUPTIONS and CORRUPTION_FAMILIES[name] == "extra" for name in EXTRA)
-    assert not set(EXTRA) & set(list_corruptions("noise") + list_corruptions("blur") + list_corruptions("digital") + list_corruptions("weather"))
+    assert not set(EXTRA) & set(
+        list_corruptions("noise") + list_corruptions("blur") + list_corruptions("digital") + list_corruptions("weather")
+    )
     with pytest.raises(ValueError, match="family should be one of"):
         list_corruptions("snow")
 
@@ -49,7 +51,10 @@ def test_strongest_severity_hurts_the_reference_network_except_vignette(garments
     network = default_reference()
     with torch.no_grad():
         clean = float((network(images).argmax(1) == labels).float().mean())
-        accuracy = {name: float((network(corrupt(images, name, 5, torch.Generator().manual_seed(0))).argmax(1) == labels).float().mean()) for name in EXTRA}
+        accuracy = {
+            name: float((network(corrupt(images, name, 5, torch.Generator().manual_seed(0))).argmax(1) == labels).float().mean())
+            for name in EXTRA
+        }
     assert all(accuracy[name] < clean - 0.05 for name in EXTRA if name != "vignette"), (clean, accuracy)
     assert accuracy["vignette"] > clean - 0.1
 

@@ -31,7 +31,9 @@ def calibrated_brightness(fashion_mnist_test: tuple[torch.Tensor, torch.Tensor])
     """``brightness`` with a calibration fitted on real scores (darker images -> more expected error)."""
     metric = create_metric("brightness")
     scores = metric(fashion_mnist_test[0][:200])
-    errors = (scores < scores.median()).double() * 0.8 + 0.1 * torch.rand(200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    errors = (scores < scores.median()).double() * 0.8 + 0.1 * torch.rand(
+        200, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     metric.calibration = DifficultyCalibration.fit(scores, errors.clamp(0, 1), metric.higher_is_better)
     return metric
 

@@ -13,7 +13,9 @@ from qualoader.data import ScoreStore, describe, precompute
 from qualoader.metrics import QualityMetric
 
 
-def test_summary_matches_numpy(tmp_path: Path, fmnist_small: TensorDataset, sharpness: QualityMetric, calibrated_brightness: QualityMetric) -> None:
+def test_summary_matches_numpy(
+    tmp_path: Path, fmnist_small: TensorDataset, sharpness: QualityMetric, calibrated_brightness: QualityMetric
+) -> None:
     store = ScoreStore(tmp_path / "s", 96)
     precompute(fmnist_small, calibrated_brightness, store, progress=False)
     table = store.table(sharpness, create=True)
@@ -50,7 +52,10 @@ def test_calibration_override(tmp_path: Path, fmnist_small: TensorDataset, sharp
     precompute(fmnist_small, sharpness, store, progress=False)
     summary = describe(store, calibrations={"sharpness": lambda s: (s > 0.2).double()}, difficulty_edges=(0.0, 0.5, 1.0))
     scores = store.table(sharpness).scores()
-    assert summary.metrics[0].difficulty == {"[0, 0.5)": pytest.approx(float(np.mean(scores <= 0.2))), "[0.5, 1]": pytest.approx(float(np.mean(scores > 0.2)))}
+    assert summary.metrics[0].difficulty == {
+        "[0, 0.5)": pytest.approx(float(np.mean(scores <= 0.2))),
+        "[0.5, 1]": pytest.approx(float(np.mean(scores > 0.2))),
+    }
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
@@ -137,6 +142,9 @@ def test_recalibration_changes_difficulty_without_rescoring(tmp_path: Path, fmni
     after = describe(store, metrics=[metric], difficulty_edges=(0.0, 0.5, 1.0)).metrics[0]
     expected = metric.difficulty(torch.from_numpy(scores)).numpy()
     assert after.calibration_source == "metric"
-    assert after.difficulty == {"[0, 0.5)": pytest.approx(float(np.mean(expected < 0.5))), "[0.5, 1]": pytest.approx(float(np.mean(expected >= 0.5)))}
+    assert after.difficulty == {
+        "[0, 0.5)": pytest.approx(float(np.mean(expected < 0.5))),
+        "[0.5, 1]": pytest.approx(float(np.mean(expected >= 0.5))),
+    }
     stale = describe(store, difficulty_edges=(0.0, 0.5, 1.0)).metrics[0]  # no metric: the header's calibration, from table creation
     assert stale.calibration_source == "table" and stale.difficulty != after.difficulty

@@ -30,7 +30,9 @@ def folder_store(tmp_path: Path, image_folder: Path, sharpness: QualityMetric, c
     return store
 
 
-def test_store_columns(folder_store: ScoreStore, image_folder: Path, sharpness: QualityMetric, calibrated_brightness: QualityMetric) -> None:
+def test_store_columns(
+    folder_store: ScoreStore, image_folder: Path, sharpness: QualityMetric, calibrated_brightness: QualityMetric
+) -> None:
     columns = store_columns(folder_store)
     assert list(columns) == ["index", "path", "brightness", "brightness_difficulty", "sharpness", "sharpness_difficulty"]
     assert columns["index"].tolist() == list(range(12))

@@ -160,7 +160,9 @@ def test_lazy_pil_images_that_fail_to_decode_name_their_file(tmp_path: Path) -> 
         def __getitem__(self, index: int) -> Any:
             return Image.open(path), 0  # not loaded: PIL decodes on first pixel access
 
-    with pytest.raises(SampleLoadError, match=rf"dataset\[0\] \(file '{re.escape(str(path))}'\) should be a readable sample, but got OSError"):
+    with pytest.raises(
+        SampleLoadError, match=rf"dataset\[0\] \(file '{re.escape(str(path))}'\) should be a readable sample, but got OSError"
+    ):
         load_image_tensor(Lazy(), 0, None)
     assert load_sample(Lazy(), 0)[1] == 0  # loading the sample itself succeeds
 

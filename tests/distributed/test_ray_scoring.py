@@ -13,7 +13,9 @@ from qualoader.webdataset import read_sidecar, score_shard, write_image_shards
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], photos: torch.Tensor) -> list[str]:
+def shards(
+    tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], photos: torch.Tensor
+) -> list[str]:
     images, labels = fashion_mnist_test
     folder = tmp_path_factory.mktemp("ray")
     fm = write_image_shards(images[:40], str(folder / "fm-%06d.tar"), labels=labels[:40], maxcount=20)
@@ -23,7 +25,24 @@ def shards(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_test: tuple[t
 
 @pytest.mark.slow  # Ray start-up alone takes ~10 s on the CI machine (measured ~22 s in total)
 def test_ray_scores_equal_local_scores(shards: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["score", "--engine", "ray", "--num-cpus", "2", *shards, "--metric", "sharpness", "--metric", "colorfulness", "--out", str(tmp_path), "--batch-size", "8"])
+    code = main(
+        [
+            "score",
+            "--engine",
+            "ray",
+            "--num-cpus",
+            "2",
+            *shards,
+            "--metric",
+            "sharpness",
+            "--metric",
+            "colorfulness",
+            "--out",
+            str(tmp_path),
+            "--batch-size",
+            "8",
+        ]
+    )
     assert code == 0 and "scored 46 samples of 3 shards" in capsys.readouterr().out
     for shard in shards:
         ray_index = read_sidecar(tmp_path / (Path(shard).name + ".quality.json"))

@@ -40,5 +40,8 @@ def test_score_with_a_suite_and_a_list(shards: list[str], tmp_path: Path) -> Non
 def test_unknown_name_in_a_list_is_a_one_line_error(shards: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["score", *shards, "--metric", "sharpness,sharpnes", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("qualoader score: error: --metric should be a registered metric or suite") and "--metric='sharpnes'; did you mean 'sharpness'" in error
+    assert (
+        error.startswith("qualoader score: error: --metric should be a registered metric or suite")
+        and "--metric='sharpnes'; did you mean 'sharpness'" in error
+    )
     assert "\n" not in error and not (tmp_path / "x").exists()

@@ -84,7 +84,9 @@ def test_signal_then_resume_equals_clean_run(
     rng = random.Random(f"{sig.name}-{seed}")  # seeded: the same kill points on every run
     target = rng.choice([0, rng.randrange(1, IMAGES)])  # 0: during start-up / store creation
     store = tmp_path / "s"
-    process = subprocess.Popen(_command(fault_folder, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interrupts_default)  # noqa: PLW1509
+    process = subprocess.Popen(
+        _command(fault_folder, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interrupts_default
+    )  # noqa: PLW1509
     try:
         deadline = time.monotonic() + 240
         if target == 0:

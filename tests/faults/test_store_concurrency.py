@@ -53,7 +53,9 @@ def _dataset(side: int) -> TensorDataset:
 @pytest.mark.slow
 def test_racing_creators_never_mix_datasets(tmp_path: Path) -> None:
     racers = [
-        subprocess.Popen([sys.executable, "-c", _RACER, str(side), str(tmp_path), str(ROUNDS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(side), str(tmp_path), str(ROUNDS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for side in (1, 2)
     ]
     try:

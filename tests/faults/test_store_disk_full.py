@@ -31,7 +31,12 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 def _run(code: str, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=180, check=False, preexec_fn=_limit_file_size(limit)
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        preexec_fn=_limit_file_size(limit),
     )
 
 
@@ -77,7 +82,9 @@ except OSError as error:
 def test_full_disk_while_creating_a_store(tmp_path: Path, photos: torch.Tensor) -> None:
     for k in range(40):
         (tmp_path / "images" / "c").mkdir(parents=True, exist_ok=True)
-        Image.fromarray((photos[k % 15, :, :8, k : k + 8].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"image-{k:04d}.png")
+        Image.fromarray((photos[k % 15, :, :8, k : k + 8].permute(1, 2, 0) * 255).byte().numpy()).save(
+            tmp_path / "images" / "c" / f"image-{k:04d}.png"
+        )
     result = _run(_CREATE_STORE, 512, str(tmp_path / "s"), str(tmp_path / "images"))
     assert result.returncode == 3, (result.returncode, result.stderr)
     assert "could not be written (File too large)" in result.stdout
@@ -94,8 +101,23 @@ def test_full_disk_in_precompute_cli(tmp_path: Path, photos: torch.Tensor) -> No
     for k in range(4):
         Image.fromarray((photos[k, :, :16, :16].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"{k}.png")
     result = subprocess.run(
-        [sys.executable, "-m", "qualoader", "precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"],
-        capture_output=True, text=True, timeout=180, check=False, preexec_fn=_limit_file_size(100),
+        [
+            sys.executable,
+            "-m",
+            "qualoader",
+            "precompute",
+            str(tmp_path / "images"),
+            "--store",
+            str(tmp_path / "s"),
+            "--metric",
+            "sharpness",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        preexec_fn=_limit_file_size(100),
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("qualoader precompute: error: ") and "File too large" in result.stderr

@@ -35,7 +35,9 @@ AGREEMENT = [
 ]
 
 
-@pytest.mark.parametrize(("pyiqa_name", "pyiqa_options", "function", "options"), AGREEMENT, ids=lambda v: str(v) if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("pyiqa_name", "pyiqa_options", "function", "options"), AGREEMENT, ids=lambda v: str(v) if isinstance(v, str) else None
+)
 def test_agrees_with_pyiqa_on_real_photos(pyiqa_name, pyiqa_options, function, options, photos192):
     pyiqa = pytest.importorskip("pyiqa")
     clean = photos192

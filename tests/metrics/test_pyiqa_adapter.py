@@ -93,7 +93,9 @@ def test_cached_weights_satisfy_the_check(tmp_path, monkeypatch):
     assert pyiqa_weight_requirement("cnniqa").missing() == ()
 
 
-@pytest.mark.parametrize(("name", "higher_is_better", "requires_reference"), [("fsim", True, True), ("gmsd", False, True), ("entropy", True, False)])
+@pytest.mark.parametrize(
+    ("name", "higher_is_better", "requires_reference"), [("fsim", True, True), ("gmsd", False, True), ("entropy", True, False)]
+)
 def test_wraps_metric_with_direction_and_mode(name, higher_is_better, requires_reference, pair, device, no_network):
     metric = create_metric(f"pyiqa:{name}", device=device)
     assert isinstance(metric, PyiqaMetric)

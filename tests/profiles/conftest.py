@@ -33,7 +33,9 @@ def copied_default(tmp_path: Path) -> Path:
     profile = load_profile(default_profile_path("bn-shift"))
     weights = tmp_path / "weights.pt"
     shutil.copyfile(DEFAULT_CHECKPOINT, weights)
-    moved = replace(profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256)), path=None)
+    moved = replace(
+        profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256)), path=None
+    )
     return save_profile(moved, tmp_path / "profile.json")
 
 
@@ -76,6 +78,8 @@ def make_profile(tmp_path: Path) -> Callable[..., QualityProfile]:
             labels=tuple(f"class {i}" for i in range(labels)),
             domain=InputDomain(channels=channels, size=(size, size), mean=mean, std=std),
         )
-        return QualityProfile(f"test/{source}", reference, MetricSpec(metric, params or {}), calibration, None, {"data": "synthetic", "seed": 0})
+        return QualityProfile(
+            f"test/{source}", reference, MetricSpec(metric, params or {}), calibration, None, {"data": "synthetic", "seed": 0}
+        )
 
     return make

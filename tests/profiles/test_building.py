@@ -45,9 +45,14 @@ def test_profile_mismatches_are_errors(make_profile, tmp_path: Path) -> None:
         create_metric("feature-distance", profile=shipped)
     with pytest.raises(ValueError, match="kwargs should only be strict and check_values"):
         create_metric("bn-shift", profile=shipped, divergence="mean")
-    sharpness = save_profile(make_profile("entry_point", "qualoader.reference.architectures:FashionCNN", models.resnet18(), metric="sharpness"), tmp_path / "s.json")
+    sharpness = save_profile(
+        make_profile("entry_point", "qualoader.reference.architectures:FashionCNN", models.resnet18(), metric="sharpness"),
+        tmp_path / "s.json",
+    )
     with pytest.raises(ProfileError, match="aligned metric"):
         metric_from_profile(sharpness)
-    clash = save_profile(make_profile("torchvision", "resnet18", models.resnet18(num_classes=10), params={"reference": "default"}), tmp_path / "c.json")
+    clash = save_profile(
+        make_profile("torchvision", "resnet18", models.resnet18(num_classes=10), params={"reference": "default"}), tmp_path / "c.json"
+    )
     with pytest.raises(ProfileError, match="should not set \\['reference'\\]"):
         metric_from_profile(clash)

@@ -128,7 +128,9 @@ def test_torchvision_profile_builds_a_strictly_loaded_network(make_profile) -> N
 
 def test_weights_that_do_not_fit_name_the_keys(make_profile) -> None:
     profile = make_profile("embedded", "fashion-mnist-cnn", models.resnet18(num_classes=10))
-    with pytest.raises(ProfileError, match=r"fit the architecture FashionCNN.*missing keys \['classifier.1.bias'.*unexpected keys \['bn1.bias'"):
+    with pytest.raises(
+        ProfileError, match=r"fit the architecture FashionCNN.*missing keys \['classifier.1.bias'.*unexpected keys \['bn1.bias'"
+    ):
         build_reference(profile)
     wrong_classes = make_profile("embedded", "fashion-mnist-cnn", FashionCNN(num_classes=7), labels=10)
     with pytest.raises(ProfileError, match=r"shape mismatches \['classifier.4.bias: \(7,\) for \(10,\)'"):
@@ -159,7 +161,9 @@ def test_entry_point_and_torchscript_sources(make_profile) -> None:
 
 def test_labels_must_match_the_outputs(make_profile) -> None:
     with pytest.raises(ProfileError, match=r"one class per network output \(10\), but got 4 labels"):
-        build_reference(make_profile("entry_point", "qualoader.reference.architectures:FashionCNN", FashionCNN(), labels=4, size=28, channels=1))
+        build_reference(
+            make_profile("entry_point", "qualoader.reference.architectures:FashionCNN", FashionCNN(), labels=4, size=28, channels=1)
+        )
 
 
 def test_weights_file_records_its_hash(tmp_path: Path) -> None:

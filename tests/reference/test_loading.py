@@ -185,7 +185,11 @@ def test_load_state_dict_file_formats(tmp_path):
         load_state_dict_file(tmp_path / "list.pt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_state_dict_file(tmp_path / "missing.pt")
-    for name, data in (("garbage.pt", b"not a checkpoint"), ("garbage.safetensors", b"\x00" * 16), ("cut.pt", (tmp_path / "w.pt").read_bytes()[:100])):
+    for name, data in (
+        ("garbage.pt", b"not a checkpoint"),
+        ("garbage.safetensors", b"\x00" * 16),
+        ("cut.pt", (tmp_path / "w.pt").read_bytes()[:100]),
+    ):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ValueError, match="readable state_dict file .* cannot be read"):
             load_state_dict_file(tmp_path / name)

@@ -25,7 +25,9 @@ def test_mixed_folder_scored_by_every_metric_in_one_pass(image_folder: Path) -> 
         expected = np.array([float(metric(image[None])[0]) for image in images])
         np.testing.assert_allclose(table.scores[name], expected, rtol=1e-4, atol=1e-6, err_msg=name)
     assert set(table.difficulty) == {"bn-shift"}  # the only calibrated metric
-    np.testing.assert_allclose(table.difficulty["bn-shift"], metrics["bn-shift"].difficulty(torch.from_numpy(table.scores["bn-shift"])).numpy())
+    np.testing.assert_allclose(
+        table.difficulty["bn-shift"], metrics["bn-shift"].difficulty(torch.from_numpy(table.scores["bn-shift"])).numpy()
+    )
 
 
 def test_tagged_samples_only_score_missing_metrics(shards: list[Path]) -> None:

@@ -80,7 +80,12 @@ class ReferenceMetric(QualityMetric):
             DomainError: ``strict=True`` and an image lies far outside the reference's domain.
         """
         # only input that forward's own checks could accept; anything else reaches them and gets their message
-        if isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] in (1, 3) and (images.is_floating_point() or images.dtype == torch.uint8):
+        if (
+            isinstance(images, Tensor)
+            and images.ndim == 4
+            and images.shape[1] in (1, 3)
+            and (images.is_floating_point() or images.dtype == torch.uint8)
+        ):
             self._domain_guard.check(images)
         return super().forward(images, reference)
 

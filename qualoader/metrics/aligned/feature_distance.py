@@ -118,7 +118,9 @@ def feature_distance(
         degraded = pooled_features(network, images, layers=layers)
         if len(reference) != len(degraded) or any(r.shape != d.shape for r, d in zip(reference, degraded)):
             shapes = [tuple(r.shape) for r in reference]
-            raise ValueError(f"clean_features should be pooled_features of {batch} clean images with the same layers, but got shapes {shapes}")
+            raise ValueError(
+                f"clean_features should be pooled_features of {batch} clean images with the same layers, but got shapes {shapes}"
+            )
     per_layer = [_distance(d, r.to(d.device, d.dtype), distance) for d, r in zip(degraded, reference)]
     return torch.stack(per_layer).mean(0).to(images.dtype)
 

@@ -20,7 +20,14 @@ from qualoader._validation import check_type
 from qualoader.metrics.aligned.bn_shift import _divergence, batchnorm_layers
 from qualoader.reference import ReferenceNetwork
 
-__all__ = ["OUTPUT_FEATURE_NAMES", "ReferenceResponse", "logit_features", "reference_feature_names", "reference_features", "reference_response"]
+__all__ = [
+    "OUTPUT_FEATURE_NAMES",
+    "ReferenceResponse",
+    "logit_features",
+    "reference_feature_names",
+    "reference_features",
+    "reference_response",
+]
 
 #: Columns of :func:`reference_features` that come from the logits and the embedding, in order.
 OUTPUT_FEATURE_NAMES: tuple[str, ...] = ("max_probability", "entropy", "energy", "logit_margin", "log_embedding_norm")
@@ -52,7 +59,8 @@ def logit_features(logits: Tensor) -> Tensor:
     probabilities = log_probabilities.exp()
     top2 = logits.topk(min(2, logits.shape[1]), dim=1).values
     return torch.stack(
-        [probabilities.amax(dim=1), -(probabilities * log_probabilities).sum(dim=1), logits.logsumexp(dim=1), top2[:, 0] - top2[:, -1]], dim=1
+        [probabilities.amax(dim=1), -(probabilities * log_probabilities).sum(dim=1), logits.logsumexp(dim=1), top2[:, 0] - top2[:, -1]],
+        dim=1,
     )
 
 
@@ -85,8 +93,8 @@ def reference_response(network: ReferenceNetwork, images: Tensor) -> ReferenceRe
         images: :math:`(B, C, H, W)` in [0, 1].
 
     Returns:
-        A :class:`ReferenceResponse`; its ``features`` are :math:`(B, F)` float32 with ``F = len(reference_feature_names(network))``: max softmax
-        probability, entropy (nats), energy ``logsumexp(logits)``, top-2 logit margin, log L2 norm of
+        A :class:`ReferenceResponse`; its ``features`` are :math:`(B, F)` float32 with ``F = len(reference_feature_names(network))``:
+        max softmax probability, entropy (nats), energy ``logsumexp(logits)``, top-2 logit margin, log L2 norm of
         the input of the last linear layer, then per BatchNorm layer the mean over channels of
         ``|mu - m| / sqrt(v)``, ``log(sigma^2 / v)`` and the symmetric KL of ``bn-shift``.
     """

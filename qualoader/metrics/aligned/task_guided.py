@@ -115,7 +115,9 @@ def task_guided_features(images: Tensor) -> Tensor:
     residual = F.conv2d(gray, noise_kernel.view(1, 1, 3, 3))
     noise_sigma = residual.abs().mean(dim=(1, 2, 3)) * math.sqrt(math.pi / 2) / 6
     bins = (gray * _HISTOGRAM_BINS).long().clamp_(0, _HISTOGRAM_BINS - 1).flatten(1)
-    histogram = torch.zeros(bins.shape[0], _HISTOGRAM_BINS, device=x.device).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float32))
+    histogram = torch.zeros(bins.shape[0], _HISTOGRAM_BINS, device=x.device).scatter_add_(
+        1, bins, torch.ones_like(bins, dtype=torch.float32)
+    )
     histogram = histogram / bins.shape[1]
     entropy = -(histogram * histogram.clamp_min(1e-12).log()).sum(dim=1)
     dark = (gray < 0.05).to(torch.float32).mean(dim=(1, 2, 3))
@@ -164,7 +166,9 @@ def head_feature_names(inputs: str, network: ReferenceNetwork | None) -> tuple[s
     names: tuple[str, ...] = FEATURE_NAMES if inputs != "network" else ()
     if inputs != "image":
         if network is None:
-            raise ValueError(f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None")
+            raise ValueError(
+                f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None"
+            )
         names += reference_feature_names(network)
     return names
 
@@ -194,12 +198,16 @@ def head_features_with_response(images: Tensor, inputs: str, network: ReferenceN
     if network is not None and tuple(images.shape[-2:]) != tuple(network.input_size):
         # The statistics of what the network sees (its preprocess resizes the same way); at 224 px
         # this also makes them ~60x cheaper than at full resolution.
-        images = F.interpolate(images.float(), size=network.input_size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+        images = F.interpolate(images.float(), size=network.input_size, mode="bilinear", align_corners=False, antialias=True).clamp_(
+            0.0, 1.0
+        )
     parts = [] if inputs == "network" else [task_guided_features(images)]
     response = None
     if inputs != "image":
         if network is None:
-            raise ValueError(f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None")
+            raise ValueError(
+                f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None"
+            )
         response = reference_response(network, images)
         parts.append(response.features)
     return torch.cat(parts, dim=1), response
@@ -293,17 +301,27 @@ def _read_checkpoint(path: str | os.PathLike[str] | None) -> tuple[Path, dict[st
             if default
             else "train one with 'qualoader calibrate --metric task-guided --out PATH'"
         )
-        raise FileNotFoundError(f"checkpoint should be an existing task-guided head file, but got checkpoint={str(path)!r}, which does not exist; {hint}")
+        raise FileNotFoundError(
+            f"checkpoint should be an existing task-guided head file, but got checkpoint={str(path)!r}, which does not exist; {hint}"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"checkpoint should be a task-guided head saved by qualoader, but got checkpoint={str(path)!r} that torch.load cannot read ({error})") from error
+        raise ValueError(
+            f"checkpoint should be a task-guided head saved by qualoader, but got checkpoint={str(path)!r} that torch.load cannot read "
+            f"({error})"
+        ) from error
     if not isinstance(payload, dict) or payload.get("format_version") not in (1, _FORMAT_VERSION) or "state_dict" not in payload:
-        raise ValueError(f"checkpoint should be a task-guided head saved by qualoader (format_version<={_FORMAT_VERSION}), but got checkpoint={str(path)!r}")
+        raise ValueError(
+            f"checkpoint should be a task-guided head saved by qualoader (format_version<={_FORMAT_VERSION}), but got "
+            f"checkpoint={str(path)!r}"
+        )
     payload.setdefault("inputs", "image")  # version 1 heads read image statistics only
     payload.setdefault("reference", None)
     if payload["inputs"] not in INPUTS:
-        raise ValueError(f"checkpoint should have inputs in {sorted(INPUTS)}, but got checkpoint={str(path)!r} with inputs={payload['inputs']!r}")
+        raise ValueError(
+            f"checkpoint should have inputs in {sorted(INPUTS)}, but got checkpoint={str(path)!r} with inputs={payload['inputs']!r}"
+        )
     return path, payload
 
 
@@ -318,7 +336,9 @@ def load_task_guided_head(path: str | os.PathLike[str] | None = None) -> tuple[T
     path, payload = _read_checkpoint(path)
     names = tuple(payload.get("feature_names", ()))
     if payload["inputs"] != "network" and names[: len(FEATURE_NAMES)] != FEATURE_NAMES:
-        raise ValueError(f"checkpoint should use the features {FEATURE_NAMES}, but got checkpoint={str(path)!r} with {payload.get('feature_names')}")
+        raise ValueError(
+            f"checkpoint should use the features {FEATURE_NAMES}, but got checkpoint={str(path)!r} with {payload.get('feature_names')}"
+        )
     head = TaskGuidedHead(tuple(payload["hidden"]), feature_names=names)
     head.load_state_dict(payload["state_dict"])
     return head, payload.get("calibration")
@@ -384,7 +404,10 @@ class TaskGuided(ReferenceMetric):
         self.head, calibration_state = load_task_guided_head(path)
         expected = head_feature_names(self.inputs, self.network)
         if self.head.feature_names != expected:
-            raise ValueError(f"checkpoint should read the features {expected} of this reference, but got checkpoint={str(path)!r} with {self.head.feature_names}")
+            raise ValueError(
+                f"checkpoint should read the features {expected} of this reference, but got checkpoint={str(path)!r} with "
+                f"{self.head.feature_names}"
+            )
         self.head.requires_grad_(False)  # a frozen scorer: scores carry no autograd graph
         from qualoader.calibration import DifficultyCalibration, shipped_calibration
 

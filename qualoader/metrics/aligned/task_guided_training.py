@@ -35,7 +35,17 @@ from qualoader.metrics.aligned.task_guided import (
 from qualoader.reference import ReferenceNetwork
 from qualoader.stats import spearman
 
-__all__ = ["TARGETS", "FeatureSweep", "TrainedHead", "evaluate_head", "feature_sweep", "fit_head", "head_target", "save_trained", "train_task_guided"]
+__all__ = [
+    "TARGETS",
+    "FeatureSweep",
+    "TrainedHead",
+    "evaluate_head",
+    "feature_sweep",
+    "fit_head",
+    "head_target",
+    "save_trained",
+    "train_task_guided",
+]
 
 
 class FeatureSweep(NamedTuple):
@@ -123,7 +133,9 @@ def feature_sweep(
         rows["corruption"].append(torch.full_like(label, index))
         rows["severity"].append(torch.full_like(label, level))
     merged = {key: torch.cat(value) for key, value in rows.items()}
-    return FeatureSweep(merged["features"], merged["similarity"], merged["errors"], merged["corruption"], merged["severity"], names, feature_names, inputs)
+    return FeatureSweep(
+        merged["features"], merged["similarity"], merged["errors"], merged["corruption"], merged["severity"], names, feature_names, inputs
+    )
 
 
 TARGETS = frozenset({"blend", "correctness", "similarity"})
@@ -197,7 +209,10 @@ def evaluate_head(head: TaskGuidedHead, calibration: DifficultyCalibration, swee
     """Spearman correlation of the score with the target similarity, and the prior's fit (:func:`calibration_report`)."""
     with torch.no_grad():
         scores = head(sweep.features.to(head.feature_mean.device))
-    return {"spearman_similarity": float(spearman(scores.cpu().numpy(), sweep.similarity.cpu().numpy())), **calibration_report(calibration(scores), sweep.errors.to(scores.device))}
+    return {
+        "spearman_similarity": float(spearman(scores.cpu().numpy(), sweep.similarity.cpu().numpy())),
+        **calibration_report(calibration(scores), sweep.errors.to(scores.device)),
+    }
 
 
 def train_task_guided(
@@ -251,7 +266,11 @@ def train_task_guided(
     with torch.no_grad():
         scores = head(sweep.features.cpu())
     calibration = DifficultyCalibration.fit(
-        scores, sweep.errors, True, "isotonic", {"metric": "task-guided", "reference": str(getattr(reference, "weights_hash", type(reference).__name__))}
+        scores,
+        sweep.errors,
+        True,
+        "isotonic",
+        {"metric": "task-guided", "reference": str(getattr(reference, "weights_hash", type(reference).__name__))},
     )
     fit = evaluate_head(head, calibration, sweep)
     calibration.info["fit"] = {key: fit[key] for key in ("auroc", "brier", "brier_base", "error_rate")}

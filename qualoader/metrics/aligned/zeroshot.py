@@ -87,7 +87,9 @@ def zeroshot_quality(
     quality = _confidence((logit_scale * images @ classes.T).softmax(1), confidence)
     if antonym_embeddings is not None:
         if antonym_embeddings.shape[0] != 2:
-            raise ValueError(f"antonym_embeddings should have shape (2, D), but got antonym_embeddings.shape={tuple(antonym_embeddings.shape)}")
+            raise ValueError(
+                f"antonym_embeddings should have shape (2, D), but got antonym_embeddings.shape={tuple(antonym_embeddings.shape)}"
+            )
         antonyms = F.normalize(antonym_embeddings.float(), dim=1)
         quality = quality * (logit_scale * images @ antonyms.T).softmax(1)[:, 0]
     return quality
@@ -97,7 +99,10 @@ def _check_image_text_model(model: Any) -> nn.Module:
     check_type(model, "model", nn.Module, "an nn.Module with encode_image and encode_text, a checkpoint path or None")
     for method in ("encode_image", "encode_text"):
         if not callable(getattr(model, method, None)):
-            raise TypeError(f"model should have an {method}() method (CLIP-style image-text model), but got model of type {type(model).__name__} without it")
+            raise TypeError(
+                f"model should have an {method}() method (CLIP-style image-text model), but got model of type {type(model).__name__} "
+                "without it"
+            )
     return model
 
 
@@ -164,10 +169,17 @@ class ZeroShot(QualityMetric):
         check_type(template, "template", str, "a str with one '{}'")
         if template.count("{}") != 1:
             raise ValueError(f"template should contain exactly one '{{}}' for the class name, but got template={template!r}")
-        if isinstance(class_names, str) or not isinstance(class_names, Sequence) or len(class_names) < 2 or not all(isinstance(c, str) for c in class_names):
+        if (
+            isinstance(class_names, str)
+            or not isinstance(class_names, Sequence)
+            or len(class_names) < 2
+            or not all(isinstance(c, str) for c in class_names)
+        ):
             raise ValueError(f"class_names should be a sequence of at least 2 str, but got class_names={class_names!r}")
         antonym_pair = DEFAULT_ANTONYMS if antonyms is True else (None if antonyms in (None, False) else antonyms)
-        if antonym_pair is not None and (not isinstance(antonym_pair, (tuple, list)) or len(antonym_pair) != 2 or not all(isinstance(t, str) for t in antonym_pair)):
+        if antonym_pair is not None and (
+            not isinstance(antonym_pair, (tuple, list)) or len(antonym_pair) != 2 or not all(isinstance(t, str) for t in antonym_pair)
+        ):
             raise ValueError(f"antonyms should be None, a bool or a (positive, negative) pair of str, but got antonyms={antonyms!r}")
         if model is None or isinstance(model, (str, os.PathLike)):
             checkpoint = default_clip_checkpoint() if model is None else model
@@ -179,7 +191,10 @@ class ZeroShot(QualityMetric):
             self.checkpoint = None
             _check_image_text_model(model)
         if not callable(tokenizer):
-            raise TypeError(f"tokenizer should be a callable list[str] -> tokens for model.encode_text, but got tokenizer of type {type(tokenizer).__name__}")
+            raise TypeError(
+                "tokenizer should be a callable list[str] -> tokens for model.encode_text, but got tokenizer of type "
+                f"{type(tokenizer).__name__}"
+            )
         visual = getattr(model, "visual", None)
         self.input_size = _as_pair(input_size or getattr(visual, "input_resolution", 224), "input_size")
         self.model = model

@@ -119,7 +119,9 @@ def test_checkpoint_round_trip(metric: TaskGuided, tmp_path, fashion_mnist_test)
     assert torch.equal(loaded.difficulty(loaded(images)), metric.difficulty(metric(images)))
     assert loaded.fingerprint() != create_metric("task-guided").fingerprint()  # the checkpoint path is config
     generator = torch.Generator().manual_seed(3)
-    head = TaskGuidedHead((8,), torch.randn(len(FEATURE_NAMES), generator=generator), torch.rand(len(FEATURE_NAMES), generator=generator) + 0.5)
+    head = TaskGuidedHead(
+        (8,), torch.randn(len(FEATURE_NAMES), generator=generator), torch.rand(len(FEATURE_NAMES), generator=generator) + 0.5
+    )
     save_task_guided_head(head, tmp_path / "random.pt")
     custom = create_metric("task-guided", checkpoint=str(tmp_path / "random.pt"))
     assert custom.calibration is None  # no calibration stored, none guessed

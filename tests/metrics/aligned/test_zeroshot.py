@@ -34,7 +34,15 @@ class TinyImageText(nn.Module):
 
     def __init__(self, dim: int = 16) -> None:
         super().__init__()
-        self.image = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(32, dim))
+        self.image = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.5),
+            nn.Linear(32, dim),
+        )
         self.text = nn.EmbeddingBag(256, dim, padding_idx=0)
         self.logit_scale = nn.Parameter(torch.tensor(2.0))
 

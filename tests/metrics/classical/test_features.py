@@ -63,7 +63,9 @@ def test_blockiness_equals_masked_means(photos64: torch.Tensor) -> None:
 
     def means(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grid = (torch.arange(1, steps.shape[-1] + 1) % 8 == 0).double()
-        return (steps * grid).sum(dim=(1, 2)) / (grid.sum() * steps.shape[1]), (steps * (1 - grid)).sum(dim=(1, 2)) / ((1 - grid).sum() * steps.shape[1])
+        return (steps * grid).sum(dim=(1, 2)) / (grid.sum() * steps.shape[1]), (steps * (1 - grid)).sum(dim=(1, 2)) / (
+            (1 - grid).sum() * steps.shape[1]
+        )
 
     bx, ix = means((luma[:, :, 1:] - luma[:, :, :-1]).abs())
     by, iy = means((luma[:, 1:] - luma[:, :-1]).abs().transpose(1, 2))

@@ -99,7 +99,8 @@ def draw_weighted(weights: Tensor, num_samples: int, replacement: bool, generato
     positive = int((weights > 0).sum())
     if num_samples > positive:
         raise ValueError(
-            f"num_samples should be at most the number of positive weights ({positive}) without replacement, but got num_samples={num_samples}"
+            f"num_samples should be at most the number of positive weights ({positive}) without replacement, but got "
+            f"num_samples={num_samples}"
         )
     keys = torch.empty(weights.numel(), dtype=torch.float64).exponential_(generator=generator) / weights
     return torch.topk(keys, num_samples, largest=False, sorted=True).indices
@@ -201,4 +202,7 @@ class QualityWeightedSampler(QualitySampler[int]):
             if self.weight_fn
             else f"temperature={self.temperature}, favour={self.favour!r}"
         )
-        return f"{type(self).__name__}(N={self.scores.numel()}, {weighting}, replacement={self.replacement}, num_samples={self.num_samples}, {self._replicas_repr()})"
+        return (
+            f"{type(self).__name__}(N={self.scores.numel()}, {weighting}, replacement={self.replacement}, "
+            f"num_samples={self.num_samples}, {self._replicas_repr()})"
+        )

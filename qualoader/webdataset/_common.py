@@ -109,7 +109,9 @@ def resolve_handler(handler: str | Handler, name: str = "handler") -> Handler:
         check_choice(handler, name, ERROR_POLICIES)
         return reraise if handler == "raise" else SkipAndCount()
     if not callable(handler):
-        raise TypeError(f"{name} should be 'raise', 'skip' or a callable (exception) -> bool, but got {name} of type {type(handler).__name__}")
+        raise TypeError(
+            f"{name} should be 'raise', 'skip' or a callable (exception) -> bool, but got {name} of type {type(handler).__name__}"
+        )
     return handler
 
 
@@ -134,7 +136,10 @@ def find_image(sample: Mapping[str, Any], image_keys: tuple[str, ...]) -> Any:
         if value is not None:
             return value
     members = sorted(k for k in sample if not k.startswith("_"))
-    raise MissingImageError(f"sample {sample.get('__key__')!r} of {sample.get('__url__')!r} should have one of the image members {list(image_keys)}, but got members {members}")
+    raise MissingImageError(
+        f"sample {sample.get('__key__')!r} of {sample.get('__url__')!r} should have one of the image members {list(image_keys)}, but got "
+        f"members {members}"
+    )
 
 
 def worker_identity() -> tuple[int, int]:

@@ -92,7 +92,8 @@ def _resolve_metrics(metric: Any, device: torch.device) -> tuple[QualityMetric, 
     items = [metric] if isinstance(metric, (str, QualityMetric)) else metric
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not items:
         raise TypeError(
-            f"metric should be a QualityMetric, a registered name or a non-empty sequence of them, but got metric of type {type(metric).__name__}"
+            "metric should be a QualityMetric, a registered name or a non-empty sequence of them, but got metric of type "
+            f"{type(metric).__name__}"
         )
     metrics = []
     for item in items:
@@ -236,7 +237,8 @@ def _read_tag(sample: dict[str, Any]) -> dict[str, Any]:
     member = sample.get(TAG_MEMBER)
     if member is None:
         raise MissingTagError(
-            f"sample {sample.get('__key__')!r} should carry a {TAG_MEMBER} member, but got members {sorted(k for k in sample if not k.startswith('_'))}"
+            f"sample {sample.get('__key__')!r} should carry a {TAG_MEMBER} member, but got members "
+            f"{sorted(k for k in sample if not k.startswith('_'))}"
         )
     return parse_tag(member)
 

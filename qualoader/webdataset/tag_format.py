@@ -242,7 +242,8 @@ class SidecarIndex:
         table = self.quality if field == "quality" else self.difficulty
         if field not in ("quality", "difficulty") or metric not in self.metrics:
             raise KeyError(
-                f"metric should be one of {sorted(self.metrics)} and field 'quality' or 'difficulty', but got metric={metric!r}, field={field!r}"
+                f"metric should be one of {sorted(self.metrics)} and field 'quality' or 'difficulty', but got metric={metric!r}, "
+                f"field={field!r}"
             )
         return torch.tensor([table.get(key, {}).get(metric, float("nan")) for key in self.quality], dtype=torch.float64)
 
@@ -277,13 +278,15 @@ class SidecarIndex:
             ) from error
         if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
             raise ValueError(
-                f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got format={data.get('format') if isinstance(data, dict) else None!r}"
+                f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got "
+                f"format={data.get('format') if isinstance(data, dict) else None!r}"
             )
         quality, difficulty, metrics = data.get("quality"), data.get("difficulty", {}), data.get("metrics")
         tables_ok = all(isinstance(t, dict) and all(isinstance(v, dict) for v in t.values()) for t in (quality, difficulty))
         if not isinstance(data.get("shard"), str) or not isinstance(metrics, dict) or not tables_ok:
             raise ValueError(
-                f"text should be a sidecar index with 'shard', 'metrics' and per-key 'quality'/'difficulty' tables, but got keys {sorted(data)}"
+                "text should be a sidecar index with 'shard', 'metrics' and per-key 'quality'/'difficulty' tables, but got keys "
+                f"{sorted(data)}"
             )
         if data.get("count", len(quality)) != len(quality):
             raise ValueError(f"sidecar count should equal its number of keys ({len(quality)}), but got count={data.get('count')!r}")

@@ -274,7 +274,8 @@ def _check_inputs_outside(out: Path, shards: list[str]) -> None:
     for path in inputs:
         if path.resolve().is_relative_to(out_real):
             raise ValueError(
-                f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} holding input {str(path)!r}"
+                f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} holding input "
+                f"{str(path)!r}"
             )
         stat = path.stat()
         identities[(stat.st_dev, stat.st_ino)] = path
@@ -417,7 +418,8 @@ def tag_shards(
             try:
                 if not shard_set.needs_new_shard() and shard_set.index is not None and raw.key in shard_set.index.quality:
                     raise DuplicateKeyError(
-                        f"{raw.url}: sample key {raw.key!r} should be new in output shard {shard_set.staged[-1]!r}, but got it there already "
+                        f"{raw.url}: sample key {raw.key!r} should be new in output shard {shard_set.staged[-1]!r}, but got it there "
+                        "already "
                         f"from another input shard (use distinct keys, or --maxcount to cut the output between inputs)"
                     )
                 members = _tagged_members(event, fingerprints, shard_set.names_before_next())

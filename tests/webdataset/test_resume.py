@@ -42,7 +42,9 @@ def test_restore_mid_epoch(fm_shards: list[str], stop: int) -> None:
 
 def test_restore_with_scoring_and_filter(fm_shards: list[str]) -> None:
     def build(state: dict | None) -> object:
-        return resumable_pipeline(fm_shards, annotate_quality("sharpness", batch_size=32), filter_quality("sharpness", low=0.1), position=state)
+        return resumable_pipeline(
+            fm_shards, annotate_quality("sharpness", batch_size=32), filter_quality("sharpness", low=0.1), position=state
+        )
 
     kept = len(list(build(None)))
     assert 0 < kept < 240
@@ -51,7 +53,9 @@ def test_restore_with_scoring_and_filter(fm_shards: list[str]) -> None:
 
 def test_restore_with_seeded_shard_shuffle(fm_shards: list[str]) -> None:
     first = _ids(resumable_pipeline(fm_shards, shardshuffle=10, seed=3))
-    assert sorted(first) == sorted(_ids(resumable_pipeline(fm_shards))) and first == _ids(resumable_pipeline(fm_shards, shardshuffle=10, seed=3))
+    assert sorted(first) == sorted(_ids(resumable_pipeline(fm_shards))) and first == _ids(
+        resumable_pipeline(fm_shards, shardshuffle=10, seed=3)
+    )
     check_restore_reproduces_rest(lambda state: resumable_pipeline(fm_shards, shardshuffle=10, seed=3, position=state), 100)
 
 

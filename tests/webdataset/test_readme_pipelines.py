@@ -47,7 +47,10 @@ def _run_docstring(docstring: str, name: str, globs: dict) -> None:
     ("name", "documented"),
     [("qualoader.webdataset", qwds), ("annotate_quality", annotate_quality), ("resumable_pipeline", resumable_pipeline)],
 )
-def test_docstring_pipelines_run_as_written(fm_shards: list[str], name: str, documented: object) -> None:
+def test_docstring_pipelines_run_as_written(
+    fm_shards: list[str], name: str, documented: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the examples write their shards into the working folder
     # doctest runs an object's examples in the globals of its module
     module = documented if inspect.ismodule(documented) else inspect.getmodule(documented)
     _run_docstring(documented.__doc__ or "", name, {**vars(module), "urls": fm_shards})

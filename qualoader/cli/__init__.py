@@ -29,7 +29,9 @@ __all__ = ["build_parser", "main"]
 
 def _wrap(title: str, names: Sequence[str]) -> str:
     # Names hold hyphens (gradient-energy): break lines only between names, so each can be copied whole.
-    text = textwrap.fill(", ".join(names), width=100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+    text = textwrap.fill(
+        ", ".join(names), width=100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+    )
     return f"{title}:\n{text}\n"
 
 
@@ -53,7 +55,9 @@ class _CommandParser(argparse.ArgumentParser):
             from qualoader.corruptions import CORRUPTION_ALIASES, list_corruptions
 
             text += "\n" + _wrap("corruption names", list_corruptions())
-            text += _wrap("ImageNet-C names accepted as aliases", [f"{alias} = {name}" for alias, name in sorted(CORRUPTION_ALIASES.items())])
+            text += _wrap(
+                "ImageNet-C names accepted as aliases", [f"{alias} = {name}" for alias, name in sorted(CORRUPTION_ALIASES.items())]
+            )
         return text
 
 

@@ -78,7 +78,9 @@ def check_device(device: str) -> None:
         raise UserError(f"--device should be a torch device such as cpu, cuda or cuda:1, but got --device={device!r}") from error
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(parsed.type, True):
-        raise UserError(f"--device should be a device this machine has, but got --device={device!r} and torch sees no {parsed.type.upper()} device")
+        raise UserError(
+            f"--device should be a device this machine has, but got --device={device!r} and torch sees no {parsed.type.upper()} device"
+        )
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise UserError(f"--device should be one of the {torch.cuda.device_count()} CUDA devices, but got --device={device!r}")
 

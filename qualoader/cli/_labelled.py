@@ -142,9 +142,15 @@ def load_labelled(
             sample = raw.as_webdataset()
             image_key = next((key for key in _SHARD_IMAGE_KEYS if key in sample), None)
             if image_key is None:
-                raise UserError(f"shard samples should hold an image member ({', '.join(_SHARD_IMAGE_KEYS)}), but got sample {raw.key!r} of {url!r} with members {sorted(k for k in sample if not k.startswith('__'))}")
+                raise UserError(
+                    f"shard samples should hold an image member ({', '.join(_SHARD_IMAGE_KEYS)}), but got sample {raw.key!r} of {url!r} "
+                    f"with members {sorted(k for k in sample if not k.startswith('__'))}"
+                )
             if label_key not in sample:
-                raise UserError(f"--label-key should name a member of every shard sample, but got --label-key={label_key!r} and sample {raw.key!r} of {url!r} without it")
+                raise UserError(
+                    f"--label-key should name a member of every shard sample, but got --label-key={label_key!r} and sample {raw.key!r} of "
+                    f"{url!r} without it"
+                )
             samples.append((sample[image_key], sample[label_key].decode("utf-8").strip()))
     if not samples:
         raise UserError(f"SOURCE should hold at least one sample, but got SOURCE={source.text!r} with none")

@@ -64,7 +64,9 @@ def _metric_names(values: Sequence[str] | None) -> list[str]:
         raise as_option(error, "spec", "--metric") from error
 
 
-def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | None, device: str | None = None, *, strict: bool = False) -> list[Any]:
+def cli_metrics(
+    names: Sequence[str] | None, profiles: Sequence[Path] | Path | None, device: str | None = None, *, strict: bool = False
+) -> list[Any]:
     """The metrics of ``--metric`` names and ``--profile`` paths, in that order, no-reference only.
 
     With ``strict`` (``--strict``), the aligned metrics among them raise
@@ -87,12 +89,19 @@ def cli_metrics(names: Sequence[str] | None, profiles: Sequence[Path] | Path | N
             profile = load_profile(path)  # the weights' sha256 is checked here, before any file is written
             metric = create_metric(profile.metric.name, device=device, profile=profile, strict=strict)
         if metric.name in by_name:
-            raise UserError(f"--profile should define each metric once, but got two profiles of {metric.name!r} (the second is {str(path)!r})")
+            raise UserError(
+                f"--profile should define each metric once, but got two profiles of {metric.name!r} (the second is {str(path)!r})"
+            )
         if metric.requires_reference:
-            raise UserError(f"--profile should define a no-reference metric (this command has no clean reference image), but got {str(path)!r} of {metric.name!r}")
+            raise UserError(
+                f"--profile should define a no-reference metric (this command has no clean reference image), but got {str(path)!r} of "
+                f"{metric.name!r}"
+            )
         by_name[metric.name] = metric
     metrics = [
-        by_name.pop(name) if name in by_name else create_cli_metric(name, device=device, **({"strict": True} if strict and _checks_domain(name) else {}))
+        by_name.pop(name)
+        if name in by_name
+        else create_cli_metric(name, device=device, **({"strict": True} if strict and _checks_domain(name) else {}))
         for name in names
     ]
     return metrics + list(by_name.values())

@@ -21,7 +21,9 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """``--metric`` and ``--profile`` (repeatable, at least one), ``--batch-size``, ``--device`` and ``--on-error``."""
     from qualoader.cli._profiles import add_profile_argument
 
-    parser.add_argument("--metric", action="append", default=[], help="no-reference metric(s): a name, a,b,c or the suite classical (repeatable)")
+    parser.add_argument(
+        "--metric", action="append", default=[], help="no-reference metric(s): a name, a,b,c or the suite classical (repeatable)"
+    )
     add_profile_argument(parser, repeat=True)
     parser.add_argument("--batch-size", type=int, default=64, help="images per metric call (default: 64)")
     parser.add_argument("--device", default="cpu", help="scoring device (default: cpu)")

@@ -115,5 +115,7 @@ def _classify(parts: list[str], text: str, name: str) -> Source:
             continue
         if not Path(item).exists():
             raise UserError(f"{name} should be an existing folder or shard, but got {name}={item!r}, which does not exist")
-        raise UserError(f"{name} should be one folder, fashion-mnist[:split] or .tar shards, but got {name}={item!r}, which is none of them")
+        raise UserError(
+            f"{name} should be one folder, fashion-mnist[:split] or .tar shards, but got {name}={item!r}, which is none of them"
+        )
     return Source("shards", text, shards=tuple(expanded))

@@ -49,7 +49,23 @@ def test_metric_calibration_json_is_reproducible(tmp_path, corruptions) -> None:
 def test_imagenet_c_names_are_aliases(tmp_path) -> None:
     ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
     assert main(["calibrate", "--metric", "brightness", "--out", str(ours), *SMALL, "--corruptions", "jpeg", "elastic"]) == 0
-    assert main(["calibrate", "fashion-mnist:train", "--metric", "brightness", "--out", str(theirs), *SMALL, "--corruptions", "jpeg_compression", "elastic_transform"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "fashion-mnist:train",
+                "--metric",
+                "brightness",
+                "--out",
+                str(theirs),
+                *SMALL,
+                "--corruptions",
+                "jpeg_compression",
+                "elastic_transform",
+            ]
+        )
+        == 0
+    )
     calibration = DifficultyCalibration.load(theirs)
     assert calibration == DifficultyCalibration.load(ours) and calibration.info["corruptions"] == ["jpeg", "elastic"]
 
@@ -84,4 +100,8 @@ def test_parser_errors_take_one_line(tmp_path, capsys) -> None:
         main(["calibrate", "--metric", "bn-shift", "--severities", "0", "9", "--out", str(tmp_path / "x.json")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err == "qualoader calibrate: error: argument --severities: invalid choice: 9 (choose from 0, 1, 2, 3, 4, 5) (see 'qualoader calibrate --help')\n"
+    assert (
+        err
+        == "qualoader calibrate: error: argument --severities: invalid choice: 9 (choose from 0, 1, 2, 3, 4, 5) (see 'qualoader calibrate "
+        "--help')\n"
+    )

@@ -1,4 +1,6 @@
-"""``qualoader calibrate --reference/--profile``: quality profiles fitted on labelled data, measured on a held-out part, and refused bad input."""
+"""``qualoader calibrate --reference/--profile``: quality profiles fitted on labelled data, measured on a held-out part,
+and refused bad input.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +55,21 @@ def _fails(argv: list[str], out: Path, capsys: pytest.CaptureFixture[str], *mess
 
 def test_embedded_profile_reports_held_out_fit(tmp_path, capsys) -> None:
     out = tmp_path / "profile.json"
-    argv = ["--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:test", "--max-images", "80", "--seed", "1", *QUICK_SWEEP, "--out", str(out)]
+    argv = [
+        "--reference",
+        "embedded",
+        "--metric",
+        "bn-shift",
+        "--data",
+        "fashion-mnist:test",
+        "--max-images",
+        "80",
+        "--seed",
+        "1",
+        *QUICK_SWEEP,
+        "--out",
+        str(out),
+    ]
     code, stdout, err = _calibrate(argv, capsys)
     assert code == 0, err
     data = _strict_json(out)
@@ -84,8 +100,27 @@ def test_entry_point_reference_on_image_folder(tmp_path, write_image_folder, cap
     shutil.copyfile(DEFAULT_CHECKPOINT, weights)
     out = tmp_path / "entry.json"
     labels = "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
-    code, _, err = _calibrate(["--reference", ENTRY_POINT, "--weights", str(weights), *_TRANSFORM_28, "--labels", labels, "--metric", "bn-shift",
-                               "--data", str(root), "--max-images", "40", *QUICK_SWEEP, "--out", str(out)], capsys)
+    code, _, err = _calibrate(
+        [
+            "--reference",
+            ENTRY_POINT,
+            "--weights",
+            str(weights),
+            *_TRANSFORM_28,
+            "--labels",
+            labels,
+            "--metric",
+            "bn-shift",
+            "--data",
+            str(root),
+            "--max-images",
+            "40",
+            *QUICK_SWEEP,
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     profile = load_profile(out)
     assert (profile.reference.source, profile.reference.name) == ("entry_point", ENTRY_POINT)
@@ -103,7 +138,9 @@ def test_shards_with_class_indices(tmp_path, capsys) -> None:
     images, labels = load_fashion_mnist("test")
     shards = write_image_shards(images[:40], str(tmp_path / "data-%03d.tar"), labels=labels[:40], maxcount=20)
     out = tmp_path / "shards.json"
-    code, _, err = _calibrate(["--reference", "embedded", "--metric", "bn-shift", "--data", *map(str, shards), *QUICK_SWEEP, "--out", str(out)], capsys)
+    code, _, err = _calibrate(
+        ["--reference", "embedded", "--metric", "bn-shift", "--data", *map(str, shards), *QUICK_SWEEP, "--out", str(out)], capsys
+    )
     assert code == 0, err
     assert load_profile(out).provenance["split"]["n_fit"] + load_profile(out).provenance["split"]["n_held_out"] == 40
     _fails(["--reference", "embedded", "--metric", "bn-shift", "--data", *map(str, shards), "--label-key", "label", *QUICK_SWEEP],
@@ -113,9 +150,16 @@ def test_shards_with_class_indices(tmp_path, capsys) -> None:
 def test_refit_existing_profile(tmp_path, capsys) -> None:
     first = tmp_path / "first.json"
     common = ["--max-images", "60", *QUICK_SWEEP]
-    assert _calibrate(["--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:test", *common, "--out", str(first)], capsys)[0] == 0
+    assert (
+        _calibrate(
+            ["--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:test", *common, "--out", str(first)], capsys
+        )[0]
+        == 0
+    )
     second = tmp_path / "second.json"
-    code, _, err = _calibrate(["--profile", str(first), "--data", "fashion-mnist:train", "--seed", "5", *common, "--out", str(second)], capsys)
+    code, _, err = _calibrate(
+        ["--profile", str(first), "--data", "fashion-mnist:train", "--seed", "5", *common, "--out", str(second)], capsys
+    )
     assert code == 0, err
     old, new = load_profile(first), load_profile(second)
     assert new.provenance["refit_of"] == old.identity and new.provenance["data"] == "fashion-mnist:train"
@@ -126,14 +170,52 @@ def test_refit_existing_profile(tmp_path, capsys) -> None:
 # -- statistics that cannot be fitted ------------------------------------------------------------------
 def test_error_rate_one_is_refused(tmp_path, always_class_zero, write_image_folder, capsys) -> None:
     root = write_image_folder({"1": 1, "8": 8}, per_class=10)
-    _fails(["--reference", ENTRY_POINT, "--weights", str(always_class_zero), *_TRANSFORM_28, "--metric", "bn-shift", "--data", str(root), *QUICK_SWEEP, "--labels", ",".join(map(str, range(10)))],
-           tmp_path / "p.json", capsys, "error rate on the fit sweep should be strictly between 0 and 1", "error_rate=1", "no image right")
+    _fails(
+        [
+            "--reference",
+            ENTRY_POINT,
+            "--weights",
+            str(always_class_zero),
+            *_TRANSFORM_28,
+            "--metric",
+            "bn-shift",
+            "--data",
+            str(root),
+            *QUICK_SWEEP,
+            "--labels",
+            ",".join(map(str, range(10))),
+        ],
+        tmp_path / "p.json",
+        capsys,
+        "error rate on the fit sweep should be strictly between 0 and 1",
+        "error_rate=1",
+        "no image right",
+    )
 
 
 def test_error_rate_zero_is_refused(tmp_path, always_class_zero, write_image_folder, capsys) -> None:
     root = write_image_folder({"0": 0}, per_class=12)
-    _fails(["--reference", ENTRY_POINT, "--weights", str(always_class_zero), *_TRANSFORM_28, "--metric", "bn-shift", "--data", str(root), *QUICK_SWEEP, "--labels", ",".join(map(str, range(10)))],
-           tmp_path / "p.json", capsys, "should be strictly between 0 and 1", "error_rate=0", "no error")
+    _fails(
+        [
+            "--reference",
+            ENTRY_POINT,
+            "--weights",
+            str(always_class_zero),
+            *_TRANSFORM_28,
+            "--metric",
+            "bn-shift",
+            "--data",
+            str(root),
+            *QUICK_SWEEP,
+            "--labels",
+            ",".join(map(str, range(10))),
+        ],
+        tmp_path / "p.json",
+        capsys,
+        "should be strictly between 0 and 1",
+        "error_rate=0",
+        "no error",
+    )
 
 
 # -- bad input: each a one-line error, nothing written ----------------------------------------------
@@ -149,14 +231,23 @@ def test_imagenet_network_on_fashion_mnist_names_the_foreign_labels(tmp_path, ca
 
     weights = tmp_path / "resnet18.pt"
     torch.save(resnet18(weights=None).state_dict(), weights)
-    _fails(["--reference", "resnet18", "--weights", str(weights), "--metric", "bn-shift", *QUICK_SWEEP], tmp_path / "p.json", capsys,
-           "the Fashion-MNIST class names of SOURCE='fashion-mnist' should name the network's outputs", "'Ankle boot'", "outside the network's label set: tench")
+    _fails(
+        ["--reference", "resnet18", "--weights", str(weights), "--metric", "bn-shift", *QUICK_SWEEP],
+        tmp_path / "p.json",
+        capsys,
+        "the Fashion-MNIST class names of SOURCE='fashion-mnist' should name the network's outputs",
+        "'Ankle boot'",
+        "outside the network's label set: tench",
+    )
 
 
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
-        (["--reference", ENTRY_POINT, "--weights", str(DEFAULT_CHECKPOINT), *_TRANSFORM_28], "labels should name one class per network output (10), but got 3 labels"),
+        (
+            ["--reference", ENTRY_POINT, "--weights", str(DEFAULT_CHECKPOINT), *_TRANSFORM_28],
+            "labels should name one class per network output (10), but got 3 labels",
+        ),
         # a named architecture is built with one output per label, so the trained head does not fit it
         (["--reference", "embedded"], "shape mismatches ['classifier.4.bias: (10,) for (3,)'"),
     ],
@@ -166,8 +257,14 @@ def test_label_count_must_match_outputs(tmp_path, reference, message, capsys) ->
 
 
 def test_weights_that_do_not_fit_the_architecture(tmp_path, capsys) -> None:
-    _fails(["--reference", "resnet18", "--weights", str(DEFAULT_CHECKPOINT), "--metric", "bn-shift", *QUICK_SWEEP], tmp_path / "p.json", capsys,
-           "weights should fit the architecture torchvision resnet18", "missing keys ['bn1.bias'", "unexpected keys ['classifier.1.bias'")
+    _fails(
+        ["--reference", "resnet18", "--weights", str(DEFAULT_CHECKPOINT), "--metric", "bn-shift", *QUICK_SWEEP],
+        tmp_path / "p.json",
+        capsys,
+        "weights should fit the architecture torchvision resnet18",
+        "missing keys ['bn1.bias'",
+        "unexpected keys ['classifier.1.bias'",
+    )
 
 
 def test_unreadable_weights(tmp_path, capsys) -> None:
@@ -192,15 +289,30 @@ def test_profile_of_a_newer_format(tmp_path, capsys) -> None:
     ("argv", "message"),
     [
         (["--reference", "resnet18", "--metric", "bn-shift"], "--weights should be a local state_dict file for --reference='resnet18'"),
-        (["--reference", "resnet18", "--weights", "no_such.pt", "--metric", "bn-shift"], "--weights should be an existing file, but got --weights='no_such.pt'"),
+        (
+            ["--reference", "resnet18", "--weights", "no_such.pt", "--metric", "bn-shift"],
+            "--weights should be an existing file, but got --weights='no_such.pt'",
+        ),
         (["--reference", "resnet181", "--weights", "w.pt", "--metric", "bn-shift"], "did you mean 'resnet18'"),
         (["--reference", "embedded", "--metric", "sharpness"], "--metric should be an aligned metric with a reference network"),
-        (["--reference", "embedded", "--metric", "bn-shift", "--holdout", "1.5"], "--holdout should be a fraction in (0, 1), but got --holdout=1.5"),
-        (["--reference", "pkg.models:net", "--weights", str(DEFAULT_CHECKPOINT), "--metric", "bn-shift"], "--input-size and --in-channels should be given for an entry-point --reference"),
-        (["--reference", "no_such_module:net", "--weights", str(DEFAULT_CHECKPOINT), *_TRANSFORM_28, "--metric", "bn-shift"], "should be an importable 'module:function'"),
+        (
+            ["--reference", "embedded", "--metric", "bn-shift", "--holdout", "1.5"],
+            "--holdout should be a fraction in (0, 1), but got --holdout=1.5",
+        ),
+        (
+            ["--reference", "pkg.models:net", "--weights", str(DEFAULT_CHECKPOINT), "--metric", "bn-shift"],
+            "--input-size and --in-channels should be given for an entry-point --reference",
+        ),
+        (
+            ["--reference", "no_such_module:net", "--weights", str(DEFAULT_CHECKPOINT), *_TRANSFORM_28, "--metric", "bn-shift"],
+            "should be an importable 'module:function'",
+        ),
         (["--metric", "bn-shift", "--weights", str(DEFAULT_CHECKPOINT)], "--weights should come with --reference"),
         (["--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:valid"], "fashion-mnist:valid"),
-        (["fashion-mnist", "--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:test"], "SOURCE should be given once"),
+        (
+            ["fashion-mnist", "--reference", "embedded", "--metric", "bn-shift", "--data", "fashion-mnist:test"],
+            "SOURCE should be given once",
+        ),
     ],
 )
 def test_bad_profile_arguments(tmp_path, argv, message, capsys) -> None:

@@ -25,7 +25,17 @@ def store(tmp_path: Path, photos: torch.Tensor) -> Path:
         Image.fromarray((photos[k, :, :24, :24].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"{k}.png")
     broken = tmp_path / "images" / "c" / "3.png"
     broken.write_bytes(broken.read_bytes()[:200])
-    argv = ["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress", "--on-error", "skip"]
+    argv = [
+        "precompute",
+        str(tmp_path / "images"),
+        "--store",
+        str(tmp_path / "s"),
+        "--metric",
+        "sharpness",
+        "--no-progress",
+        "--on-error",
+        "skip",
+    ]
     assert main(argv) == 0
     return tmp_path / "s"
 

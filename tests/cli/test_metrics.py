@@ -45,7 +45,9 @@ def test_pyiqa_listing_without_pyiqa_fails_cleanly(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pyiqa", None)
     assert main(["metrics", "--pyiqa"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("qualoader metrics: error: --pyiqa needs pyiqa") and "pip install 'qualoader[iqa]'" in err and err.count("\n") == 1
+    assert (
+        err.startswith("qualoader metrics: error: --pyiqa needs pyiqa") and "pip install 'qualoader[iqa]'" in err and err.count("\n") == 1
+    )
 
 
 def test_bad_mode_exits_with_usage_error(capsys):

@@ -14,7 +14,15 @@ from qualoader.profiles import WeightsFile, default_profile_path, load_profile, 
 def test_show_prints_every_part_of_the_shipped_profile(capsys) -> None:
     assert main(["profile", "show", str(default_profile_path("bn-shift"))]) == 0
     out = capsys.readouterr().out
-    for expected in ("fashion-mnist/bn-shift", "embedded: fashion-mnist-cnn", "ok (sha256 matches)", "1x28x28", "Ankle boot", "isotonic", "held_out"):
+    for expected in (
+        "fashion-mnist/bn-shift",
+        "embedded: fashion-mnist-cnn",
+        "ok (sha256 matches)",
+        "1x28x28",
+        "Ankle boot",
+        "isotonic",
+        "held_out",
+    ):
         assert expected in out, expected
 
 
@@ -29,7 +37,10 @@ def test_show_reports_altered_weights_with_exit_code_1(tmp_path: Path, capsys) -
     profile = load_profile(default_profile_path("bn-shift"))
     weights = tmp_path / "weights.pt"
     shutil.copyfile(profile.reference.weights.path, weights)
-    path = save_profile(replace(profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256))), tmp_path / "p.json")
+    path = save_profile(
+        replace(profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256))),
+        tmp_path / "p.json",
+    )
     data = weights.read_bytes()
     weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     assert main(["profile", "show", str(path)]) == 1

@@ -26,7 +26,9 @@ def profile_path(tmp_path: Path) -> Path:
     profile = load_profile(default_profile_path("bn-shift"))
     weights = tmp_path / "weights.pt"
     shutil.copyfile(DEFAULT_CHECKPOINT, weights)
-    moved = replace(profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256)), path=None)
+    moved = replace(
+        profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256)), path=None
+    )
     return save_profile(moved, tmp_path / "profile.json")
 
 
@@ -79,7 +81,10 @@ def test_two_profiles_of_one_metric_get_two_tables(tmp_path, profile_path, monke
 
 def test_precompute_with_profile(tmp_path, profile_path, capsys) -> None:
     store = tmp_path / "store"
-    assert main(["precompute", "fashion-mnist:test", "--limit", "40", "--profile", str(profile_path), "--store", str(store), "--no-progress"]) == 0
+    assert (
+        main(["precompute", "fashion-mnist:test", "--limit", "40", "--profile", str(profile_path), "--store", str(store), "--no-progress"])
+        == 0
+    )
     assert "40/40 scored" in capsys.readouterr().out
     (table,) = ScoreStore(store).tables()
     metric = create_metric("bn-shift", profile=profile_path)
@@ -109,7 +114,24 @@ def test_tag_and_score_with_profile(tmp_path, profile_path, shard, capsys) -> No
 
 def test_report_with_profile(tmp_path, profile_path, capsys) -> None:
     out = tmp_path / "report"
-    assert main(["report", "fashion-mnist:test", "--profile", str(profile_path), "--max-images", "24", "--examples", "2", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "fashion-mnist:test",
+                "--profile",
+                str(profile_path),
+                "--max-images",
+                "24",
+                "--examples",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert "bn-shift" in json.dumps(report)
 
@@ -148,6 +170,12 @@ def test_bad_profiles_are_one_line_errors(tmp_path, profile_path, shard, command
 
 
 def test_precompute_metric_must_match_profile(tmp_path, profile_path, capsys) -> None:
-    assert main(["precompute", "fashion-mnist:test", "--metric", "sharpness", "--profile", str(profile_path), "--store", str(tmp_path / "s")]) == 2
-    assert "--metric should be the metric of --profile or left out, but got --metric='sharpness' and a profile of 'bn-shift'" in capsys.readouterr().err
+    assert (
+        main(["precompute", "fashion-mnist:test", "--metric", "sharpness", "--profile", str(profile_path), "--store", str(tmp_path / "s")])
+        == 2
+    )
+    assert (
+        "--metric should be the metric of --profile or left out, but got --metric='sharpness' and a profile of 'bn-shift'"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "s").exists()

@@ -14,18 +14,55 @@ from qualoader.webdataset import write_image_shards
 
 # command -> (argv with the scratch folder, what the bar's description starts with)
 _LONG_COMMANDS = {
-    "report": (lambda tmp: ["report", "fashion-mnist:test", "--metric", "brightness", "--max-images", "40", "--out", str(tmp / "r")], "report brightness"),
+    "report": (
+        lambda tmp: ["report", "fashion-mnist:test", "--metric", "brightness", "--max-images", "40", "--out", str(tmp / "r")],
+        "report brightness",
+    ),
     "calibrate": (
-        lambda tmp: ["calibrate", "--metric", "brightness", "--out", str(tmp / "c.json"), "--max-images", "6", "--corruptions", "fog", "--severities", "0", "3"],
+        lambda tmp: [
+            "calibrate",
+            "--metric",
+            "brightness",
+            "--out",
+            str(tmp / "c.json"),
+            "--max-images",
+            "6",
+            "--corruptions",
+            "fog",
+            "--severities",
+            "0",
+            "3",
+        ],
         "sweep 1 corruptions",
     ),
     "calibrate-task-guided": (
-        lambda tmp: ["calibrate", "--metric", "task-guided", "--out", str(tmp / "h.pt"), "--max-images", "6", "--corruptions", "fog", "--severities", "0", "3", "--steps", "5"],
+        lambda tmp: [
+            "calibrate",
+            "--metric",
+            "task-guided",
+            "--out",
+            str(tmp / "h.pt"),
+            "--max-images",
+            "6",
+            "--corruptions",
+            "fog",
+            "--severities",
+            "0",
+            "3",
+            "--steps",
+            "5",
+        ],
         "sweep 1 corruptions",
     ),
-    "precompute": (lambda tmp: ["precompute", "fashion-mnist:test", "--metric", "brightness", "--limit", "40", "--store", str(tmp / "s")], "precompute brightness"),
+    "precompute": (
+        lambda tmp: ["precompute", "fashion-mnist:test", "--metric", "brightness", "--limit", "40", "--store", str(tmp / "s")],
+        "precompute brightness",
+    ),
     "demo": (lambda tmp: ["demo", "--metric", "brightness", "--max-images", "40", "--output", str(tmp / "d")], "demo: brightness"),
-    "tag": (lambda tmp: ["tag", str(tmp.parent / "in" / "in-{000000..000001}.tar"), str(tmp / "t"), "--metric", "brightness"], "tag 2 shards"),
+    "tag": (
+        lambda tmp: ["tag", str(tmp.parent / "in" / "in-{000000..000001}.tar"), str(tmp / "t"), "--metric", "brightness"],
+        "tag 2 shards",
+    ),
     "score": (lambda tmp: ["score", str(tmp.parent / "in"), "--out", str(tmp / "s"), "--metric", "brightness"], "score in-000000.tar"),
 }
 
@@ -60,9 +97,23 @@ def test_every_command_accepts_no_progress() -> None:
 @pytest.mark.slow
 def test_ray_progress_is_visible_unless_no_progress(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    argv = [sys.executable, "-m", "qualoader", "score", str(tmp_path / "in"), "--metric", "brightness", "--engine", "ray", "--num-cpus", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "qualoader",
+        "score",
+        str(tmp_path / "in"),
+        "--metric",
+        "brightness",
+        "--engine",
+        "ray",
+        "--num-cpus",
+        "1",
+    ]
     shown = subprocess.run([*argv, "--out", str(tmp_path / "shown")], capture_output=True, text=True, check=False, timeout=300)
-    hidden = subprocess.run([*argv, "--out", str(tmp_path / "hidden"), "--no-progress"], capture_output=True, text=True, check=False, timeout=300)
+    hidden = subprocess.run(
+        [*argv, "--out", str(tmp_path / "hidden"), "--no-progress"], capture_output=True, text=True, check=False, timeout=300
+    )
     assert shown.returncode == 0 and hidden.returncode == 0, shown.stderr[-2000:] + hidden.stderr[-2000:]
     assert "scored 30 samples of 2 shards" in shown.stdout
     # Ray Data says so itself when its progress reporting is off (and reports progress otherwise)

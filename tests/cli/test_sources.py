@@ -34,7 +34,9 @@ def test_split_option_agrees_or_is_refused() -> None:
     assert parse_source("fashion-mnist:train").resolved_split("train", default="test") == "train"
     with pytest.raises(UserError, match="--split should agree with SOURCE, but got SOURCE='fashion-mnist:test' and --split='train'"):
         parse_source("fashion-mnist:test").resolved_split("train")
-    with pytest.raises(UserError, match="SOURCE should be fashion-mnist, fashion-mnist:train or fashion-mnist:test, but got SOURCE='fashion-mnist:val'"):
+    with pytest.raises(
+        UserError, match="SOURCE should be fashion-mnist, fashion-mnist:train or fashion-mnist:test, but got SOURCE='fashion-mnist:val'"
+    ):
         parse_source("fashion-mnist:val")
 
 

@@ -65,7 +65,9 @@ def test_precompute_strict_end_to_end(tmp_path: Path, photo_folder: Path) -> Non
 
 
 @pytest.mark.parametrize("command", ["score", "tag", "report"])
-def test_strict_on_every_scoring_command(command: str, tmp_path: Path, photo_folder: Path, photo_shard: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_strict_on_every_scoring_command(
+    command: str, tmp_path: Path, photo_folder: Path, photo_shard: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = str(tmp_path / "out")
     argv = {
         "score": ["score", photo_shard, "--out", out],
@@ -83,12 +85,20 @@ def test_strict_on_every_scoring_command(command: str, tmp_path: Path, photo_fol
     assert [type(w.message) for w in caught if issubclass(w.category, DomainWarning)] == [DomainWarning]
 
 
-def test_strict_leaves_in_domain_data_and_classical_metrics_alone(tmp_path: Path, photo_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_strict_leaves_in_domain_data_and_classical_metrics_alone(
+    tmp_path: Path, photo_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "fmnist"
-    assert main(["precompute", "fashion-mnist", "--limit", "32", "--store", str(store), "--metric", "bn-shift", "--strict", "--no-progress"]) == 0
+    assert (
+        main(["precompute", "fashion-mnist", "--limit", "32", "--store", str(store), "--metric", "bn-shift", "--strict", "--no-progress"])
+        == 0
+    )
     assert "32/32" in capsys.readouterr().out
     # a classical metric has no reference domain: --strict changes nothing for it
-    assert main(["precompute", str(photo_folder), "--store", str(tmp_path / "sharp"), "--metric", "sharpness", "--strict", "--no-progress"]) == 0
+    assert (
+        main(["precompute", str(photo_folder), "--store", str(tmp_path / "sharp"), "--metric", "sharpness", "--strict", "--no-progress"])
+        == 0
+    )
 
 
 def test_strict_refused_with_ray(photo_shard: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

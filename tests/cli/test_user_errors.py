@@ -47,7 +47,9 @@ _METRIC_CASES: list[tuple[str, Argv]] = [
 
 
 @pytest.mark.parametrize(("command", "argv"), _METRIC_CASES, ids=[case[0] for case in _METRIC_CASES])
-def test_unknown_metric_with_did_you_mean(command: str, argv: Argv, tmp_path: Path, shards: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_metric_with_did_you_mean(
+    command: str, argv: Argv, tmp_path: Path, shards: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([*argv(tmp_path, shards), "--metric", "bn-shif", "--no-progress"]) == 2
     _check_one_line(command, capsys, "--metric should be a registered metric", "did you mean 'bn-shift'?")
     assert not any(tmp_path.iterdir())  # refused before anything was written
@@ -88,17 +90,39 @@ def test_cuda_device_without_a_gpu(command: str, argv: Argv, tmp_path: Path, sha
 @pytest.mark.parametrize(
     ("command", "argv", "fragments"),
     [
-        ("report", ["report", "/no/such/folder", "--metric", "sharpness"], ["SOURCE should be an existing folder or shard", "'/no/such/folder'"]),
-        ("report", ["report", "fashion-mnist:valid", "--metric", "sharpness"], ["SOURCE should be fashion-mnist, fashion-mnist:train or fashion-mnist:test"]),
+        (
+            "report",
+            ["report", "/no/such/folder", "--metric", "sharpness"],
+            ["SOURCE should be an existing folder or shard", "'/no/such/folder'"],
+        ),
+        (
+            "report",
+            ["report", "fashion-mnist:valid", "--metric", "sharpness"],
+            ["SOURCE should be fashion-mnist, fashion-mnist:train or fashion-mnist:test"],
+        ),
         ("report", ["report", "fashion-mnist", "--metric", "sharpness", "--max-images", "0"], ["--max-images should be a positive int"]),
-        ("precompute", ["precompute", "fashion-mnist:valid", "--metric", "sharpness"], ["SOURCE should be fashion-mnist, fashion-mnist:train"]),
-        ("precompute", ["precompute", "fashion-mnist:test", "--split", "train", "--metric", "sharpness"], ["--split should agree with SOURCE"]),
+        (
+            "precompute",
+            ["precompute", "fashion-mnist:valid", "--metric", "sharpness"],
+            ["SOURCE should be fashion-mnist, fashion-mnist:train"],
+        ),
+        (
+            "precompute",
+            ["precompute", "fashion-mnist:test", "--split", "train", "--metric", "sharpness"],
+            ["--split should agree with SOURCE"],
+        ),
         ("calibrate", ["calibrate", "--metric", "bn-shif"], ["did you mean 'bn-shift'?"]),
-        ("calibrate", ["calibrate", "--metric", "bn-shift", "--corruptions", "frost"], ["--corruptions should be one of", "got --corruptions='frost'"]),
+        (
+            "calibrate",
+            ["calibrate", "--metric", "bn-shift", "--corruptions", "frost"],
+            ["--corruptions should be one of", "got --corruptions='frost'"],
+        ),
         ("demo", ["demo", "fashion-mnist:valid"], ["SOURCE should be fashion-mnist, fashion-mnist:train"]),
     ],
 )
-def test_bad_source_and_options(command: str, argv: list[str], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_source_and_options(
+    command: str, argv: list[str], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = {"report": "--out", "precompute": "--store", "calibrate": "--out", "demo": "--output"}[command]
     target = tmp_path / ("x.json" if command == "calibrate" else "out")
     assert main([*argv, out, str(target), "--no-progress"]) == 2

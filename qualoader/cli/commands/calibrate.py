@@ -42,26 +42,62 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", nargs="*", default=[], metavar="SOURCE", help="the labelled data, as --data")
-    parser.add_argument("--data", nargs="+", default=None, metavar="SOURCE",
-                        help="fashion-mnist[:train|test], an ImageFolder (labels from folder names) or webdataset shards (default: fashion-mnist:train)")
-    parser.add_argument("--metric", default=None, help="registered metric name, e.g. bn-shift, task-guided, sharpness (with --profile: the profile's)")
-    parser.add_argument("--reference", default=None,
-                        help="build a profile for this network: embedded, a torchvision name, timm:<name>, a TorchScript file or package.module:function")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=None,
+        metavar="SOURCE",
+        help="fashion-mnist[:train|test], an ImageFolder (labels from folder names) or webdataset shards (default: fashion-mnist:train)",
+    )
+    parser.add_argument(
+        "--metric", default=None, help="registered metric name, e.g. bn-shift, task-guided, sharpness (with --profile: the profile's)"
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="build a profile for this network: embedded, a torchvision name, timm:<name>, a TorchScript file or package.module:function",
+    )
     parser.add_argument("--weights", default=None, help="local state_dict file of --reference (embedded: the shipped one)")
-    parser.add_argument("--profile", type=Path, default=None, help="refit an existing profile (its network, transform, labels and metric) on --data")
-    parser.add_argument("--labels", default=None, help="the network's class names, one per output: comma-separated, or a text file with one per line")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="refit an existing profile (its network, transform, labels and metric) on --data"
+    )
+    parser.add_argument(
+        "--labels", default=None, help="the network's class names, one per output: comma-separated, or a text file with one per line"
+    )
     parser.add_argument("--label-key", default="cls", help="shard member that holds the label (default: cls)")
-    parser.add_argument("--input-size", type=int, nargs="+", default=None, metavar="PX", help="network input size: H [W] (default: the network's convention)")
-    parser.add_argument("--in-channels", type=int, choices=(1, 3), default=None, help="network input channels (default: the network's convention)")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="PX",
+        help="network input size: H [W] (default: the network's convention)",
+    )
+    parser.add_argument(
+        "--in-channels", type=int, choices=(1, 3), default=None, help="network input channels (default: the network's convention)"
+    )
     parser.add_argument("--mean", type=float, nargs="+", default=None, help="input normalisation mean, 1 or C values")
     parser.add_argument("--std", type=float, nargs="+", default=None, help="input normalisation std, 1 or C values")
     parser.add_argument("--holdout", type=float, default=0.3, help="fraction of the images held out to measure the fit (default: 0.3)")
     parser.add_argument("--name", default=None, help="the profile's name (default: <network>/<metric>)")
-    parser.add_argument("--out", required=True, type=Path, help="output: the profile JSON with --reference/--profile; else the head checkpoint (.pt) for task-guided or the calibration JSON")
     parser.add_argument(
-        "--severities", type=int, nargs="+", choices=range(6), metavar="0..5", default=[0, 1, 2, 3, 4, 5], help="severities of the sweep, 0 = clean (default: 0 1 2 3 4 5)"
+        "--out",
+        required=True,
+        type=Path,
+        help="output: the profile JSON with --reference/--profile; else the head checkpoint (.pt) for task-guided or the calibration JSON",
     )
-    parser.add_argument("--corruptions", nargs="+", default=None, help="corruption names, ours or ImageNet-C's (default: all; listed below)")
+    parser.add_argument(
+        "--severities",
+        type=int,
+        nargs="+",
+        choices=range(6),
+        metavar="0..5",
+        default=[0, 1, 2, 3, 4, 5],
+        help="severities of the sweep, 0 = clean (default: 0 1 2 3 4 5)",
+    )
+    parser.add_argument(
+        "--corruptions", nargs="+", default=None, help="corruption names, ours or ImageNet-C's (default: all; listed below)"
+    )
     parser.add_argument("--max-images", type=int, default=1000, help="number of Fashion-MNIST images in the sweep (default: 1000)")
     parser.add_argument("--split", choices=("train", "test"), default=None, help="Fashion-MNIST split, as in SOURCE (default: train)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the image subset, corruptions and training (default: 0)")
@@ -97,7 +133,10 @@ def _check_arguments(args: argparse.Namespace, profile_mode: bool) -> None:
     for option in ("weights", "labels", "input_size", "in_channels", "mean", "std", "name"):
         if getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
-            raise UserError(f"{flag} should come with --reference (it describes the network of a profile), but got {flag} without --reference or --profile")
+            raise UserError(
+                f"{flag} should come with --reference (it describes the network of a profile), but got {flag} without --reference or "
+                "--profile"
+            )
     if args.metric is None:
         raise UserError("--metric should name the metric to calibrate, but got no --metric")
     # Fails on an unknown name or missing weights now, not after the data is loaded.
@@ -138,7 +177,14 @@ def _run_legacy(args: argparse.Namespace) -> int:
         from qualoader.metrics.aligned.task_guided_training import save_trained, train_task_guided
 
         trained = train_task_guided(
-            reference, images, labels, args.corruptions, tuple(args.severities), seed=args.seed, steps=args.steps, progress=not args.no_progress
+            reference,
+            images,
+            labels,
+            args.corruptions,
+            tuple(args.severities),
+            seed=args.seed,
+            steps=args.steps,
+            progress=not args.no_progress,
         )
         trained.recipe.update({"split": args.split, "reference_source": "default", "max_images": args.max_images})
         checkpoint, recipe = save_trained(trained, args.out)
@@ -147,7 +193,15 @@ def _run_legacy(args: argparse.Namespace) -> int:
         metric = _build_metric(args.metric, reference, False)
         generator = torch.Generator().manual_seed(args.seed)
         calibration = calibrate_metric(
-            metric, images, labels, reference, args.corruptions, tuple(args.severities), generator, args.method, progress=not args.no_progress
+            metric,
+            images,
+            labels,
+            reference,
+            args.corruptions,
+            tuple(args.severities),
+            generator,
+            args.method,
+            progress=not args.no_progress,
         )
         calibration.info.update({"split": args.split, "seed": args.seed, "reference_source": "default"})
         calibration.save(args.out)
@@ -159,7 +213,10 @@ def _run_legacy(args: argparse.Namespace) -> int:
 # -- building a profile ------------------------------------------------------------------------------
 def _check_profile_arguments(args: argparse.Namespace) -> None:
     if args.profile is not None and args.reference is not None:
-        raise UserError(f"--reference should be left out with --profile (the profile names its network), but got --reference={args.reference!r} and --profile={str(args.profile)!r}")
+        raise UserError(
+            f"--reference should be left out with --profile (the profile names its network), but got --reference={args.reference!r} and "
+            f"--profile={str(args.profile)!r}"
+        )
     if args.profile is not None and args.weights is not None:
         raise UserError(f"--weights should be left out with --profile (the profile names its weights), but got --weights={args.weights!r}")
     if not 0.0 < args.holdout < 1.0:
@@ -167,7 +224,10 @@ def _check_profile_arguments(args: argparse.Namespace) -> None:
     if args.input_size is not None and len(args.input_size) not in (1, 2):
         raise UserError(f"--input-size should be H or H W, but got --input-size={args.input_size}")
     if args.metric == "task-guided":
-        raise UserError("--metric should be bn-shift or feature-distance to build a profile (a task-guided profile, with its trained head, is not built by calibrate yet), but got --metric='task-guided'")
+        raise UserError(
+            "--metric should be bn-shift or feature-distance to build a profile (a task-guided profile, with its trained head, is not "
+            "built by calibrate yet), but got --metric='task-guided'"
+        )
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"--out should be a file path for the profile JSON, but got --out={str(args.out)!r}, which is a folder")
 
@@ -179,7 +239,9 @@ def _read_labels(text: str) -> tuple[str, ...]:
     else:
         names = tuple(name.strip() for name in text.split(","))
     if len(names) < 2 or any(not name for name in names):
-        raise UserError(f"--labels should name at least 2 classes (comma-separated, or a file with one per line), but got --labels={text!r}")
+        raise UserError(
+            f"--labels should name at least 2 classes (comma-separated, or a file with one per line), but got --labels={text!r}"
+        )
     if len(set(names)) != len(names):
         raise UserError(f"--labels should name each class once, but got --labels={text!r} with repeats")
     return names
@@ -200,7 +262,9 @@ def _reference_kind(reference: str) -> tuple[str, str | None]:
     return "torchvision", reference
 
 
-def _default_convention(source: str, name: str | None) -> tuple[tuple[int, int] | None, int | None, tuple[float, ...], tuple[float, ...], tuple[str, ...] | None]:
+def _default_convention(
+    source: str, name: str | None
+) -> tuple[tuple[int, int] | None, int | None, tuple[float, ...], tuple[float, ...], tuple[str, ...] | None]:
     """``(input_size, in_channels, mean, std, labels)`` a network of this kind uses unless told otherwise."""
     imagenet = ((224, 224), 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     if source == "torchvision":
@@ -212,15 +276,20 @@ def _default_convention(source: str, name: str | None) -> tuple[tuple[int, int] 
                 import difflib
 
                 close = difflib.get_close_matches(str(name), available, n=3)
-                raise UserError(f"--reference should be embedded, a torchvision classification model, timm:<name>, a TorchScript file or module:function, but got --reference={name!r}"
-                                + (f"; did you mean {', '.join(map(repr, close))}?" if close else ""))
+                raise UserError(
+                    "--reference should be embedded, a torchvision classification model, timm:<name>, a TorchScript file or "
+                    f"module:function, but got --reference={name!r}"
+                    + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
+                )
         categories = models.get_model_weights(name).DEFAULT.meta.get("categories")  # type: ignore[arg-type]
         return (*imagenet, tuple(categories) if categories else None)
     if source == "timm":
         import timm
 
         if not timm.is_model(name):
-            raise UserError(f"--reference should be timm:<a timm model name>, but got --reference={'timm:' + str(name)!r}; see timm.list_models()")
+            raise UserError(
+                f"--reference should be timm:<a timm model name>, but got --reference={'timm:' + str(name)!r}; see timm.list_models()"
+            )
         cfg = dict(timm.create_model(name, pretrained=False).pretrained_cfg)
         _, height, width = cfg.get("input_size", (3, 224, 224))
         return (height, width), 3, tuple(cfg.get("mean", imagenet[2])), tuple(cfg.get("std", imagenet[3])), None
@@ -239,18 +308,29 @@ def _reference_spec(args: argparse.Namespace) -> Any:
     source, name = _reference_kind(args.reference)
     if source == "embedded":
         shipped = load_profile(default_profile_path("bn-shift")).reference
-        size, channels, mean, std, labels = shipped.transform.input_size, shipped.transform.in_channels, shipped.transform.mean, shipped.transform.std, shipped.labels
+        size, channels, mean, std, labels = (
+            shipped.transform.input_size,
+            shipped.transform.in_channels,
+            shipped.transform.mean,
+            shipped.transform.std,
+            shipped.labels,
+        )
         weights = shipped.weights if args.weights is None else None
     else:
         size, channels, mean, std, labels = _default_convention(source, name)
         weights = None
     if source == "torchscript":
         if args.weights is not None:
-            raise UserError(f"--weights should be left out for a TorchScript --reference (the archive holds them), but got --weights={args.weights!r}")
+            raise UserError(
+                f"--weights should be left out for a TorchScript --reference (the archive holds them), but got --weights={args.weights!r}"
+            )
         weights_path = args.reference
     elif weights is None:
         if args.weights is None:
-            raise UserError(f"--weights should be a local state_dict file for --reference={args.reference!r} (qualoader never downloads), but got no --weights")
+            raise UserError(
+                f"--weights should be a local state_dict file for --reference={args.reference!r} (qualoader never downloads), but got no "
+                "--weights"
+            )
         weights_path = args.weights
     with user_errors():
         if weights is None:
@@ -262,7 +342,10 @@ def _reference_spec(args: argparse.Namespace) -> Any:
     channels = args.in_channels or channels
     if size is None or channels is None:
         kind = "a TorchScript" if source == "torchscript" else "an entry-point"
-        raise UserError(f"--input-size and --in-channels should be given for {kind} --reference (it has no input convention), but got --input-size={args.input_size} and --in-channels={args.in_channels}")
+        raise UserError(
+            f"--input-size and --in-channels should be given for {kind} --reference (it has no input convention), but got "
+            f"--input-size={args.input_size} and --in-channels={args.in_channels}"
+        )
     mean = tuple(args.mean) if args.mean is not None else mean
     std = tuple(args.std) if args.std is not None else std
     if args.labels is not None:
@@ -270,12 +353,18 @@ def _reference_spec(args: argparse.Namespace) -> Any:
     elif labels is None:
         labels = source_class_names(args.source)
         if labels is None:
-            raise UserError(f"--labels should name the network's outputs for --reference={args.reference!r} and shard data, but got no --labels")
+            raise UserError(
+                f"--labels should name the network's outputs for --reference={args.reference!r} and shard data, but got no --labels"
+            )
     with user_errors():
         transform = InputTransform(size, channels, mean, std)
         # a placeholder domain until the calibration images are measured (the spec needs one)
-        domain = InputDomain(channels=channels, size=size, mean=transform.mean if len(transform.mean) == channels else transform.mean * channels,
-                             std=transform.std if len(transform.std) == channels else transform.std * channels)
+        domain = InputDomain(
+            channels=channels,
+            size=size,
+            mean=transform.mean if len(transform.mean) == channels else transform.mean * channels,
+            std=transform.std if len(transform.std) == channels else transform.std * channels,
+        )
         return ReferenceSpec(source=source, name=name, weights=weights, transform=transform, labels=labels, domain=domain)
 
 
@@ -297,7 +386,9 @@ def _run_profile(args: argparse.Namespace) -> int:
         with user_errors():
             refit = load_profile(args.profile)
         if args.metric is not None and args.metric != refit.metric.name:
-            raise UserError(f"--metric should be the profile's metric {refit.metric.name!r} (or left out), but got --metric={args.metric!r}")
+            raise UserError(
+                f"--metric should be the profile's metric {refit.metric.name!r} (or left out), but got --metric={args.metric!r}"
+            )
         args.metric = refit.metric.name
     if args.metric is None:
         raise UserError("--metric should name the aligned metric of the profile, e.g. bn-shift, but got no --metric")
@@ -307,7 +398,10 @@ def _run_profile(args: argparse.Namespace) -> int:
         except KeyError as error:
             raise as_option(error, "name", "--metric") from error
     if not issubclass(cls, ReferenceMetric) or args.metric == "task-guided":
-        raise UserError(f"--metric should be an aligned metric with a reference network (bn-shift, feature-distance) to build a profile, but got --metric={args.metric!r}")
+        raise UserError(
+            "--metric should be an aligned metric with a reference network (bn-shift, feature-distance) to build a profile, but got "
+            f"--metric={args.metric!r}"
+        )
     with user_errors():
         network = build_reference(spec)  # checks the weights' hash, their keys and shapes, and one output per label
     params = dict(refit.metric.params) if refit is not None else {}
@@ -338,10 +432,18 @@ def _run_profile(args: argparse.Namespace) -> int:
         # strict JSON before the atomic write: a NaN anywhere stops here, and no file appears
         json.dumps(profile.to_dict(), allow_nan=False)
         path = save_profile(profile, args.out)
-    print(json.dumps({"profile": str(path), "identity": profile.identity, "held_out": provenance["held_out"], "fit": provenance["fit"]}, indent=1))
+    print(
+        json.dumps(
+            {"profile": str(path), "identity": profile.identity, "held_out": provenance["held_out"], "fit": provenance["fit"]}, indent=1
+        )
+    )
     if provenance["held_out"]["auroc"] <= 0.5:  # written (the figures are honest), but the user should know
-        print(f"qualoader calibrate: warning: the held-out AUROC is {provenance['held_out']['auroc']:.3f} (<= 0.5): this difficulty does not rank "
-              "the network's errors; check the network's accuracy, --labels and the input transform, or use more images", file=sys.stderr)
+        print(
+            f"qualoader calibrate: warning: the held-out AUROC is {provenance['held_out']['auroc']:.3f} (<= 0.5): this difficulty does not "
+            "rank "
+            "the network's errors; check the network's accuracy, --labels and the input transform, or use more images",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -42,8 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", nargs="?", default="fashion-mnist:test", metavar="SOURCE", help="fashion-mnist[:train|test] (default: fashion-mnist:test)")
-    parser.add_argument("--metric", action="append", default=None, help=f"no-reference metric; repeat for several (default: {' '.join(DEMO_METRICS)})")
+    parser.add_argument(
+        "source", nargs="?", default="fashion-mnist:test", metavar="SOURCE", help="fashion-mnist[:train|test] (default: fashion-mnist:test)"
+    )
+    parser.add_argument(
+        "--metric", action="append", default=None, help=f"no-reference metric; repeat for several (default: {' '.join(DEMO_METRICS)})"
+    )
     parser.add_argument("--max-images", type=int, default=1800, help="images in the demo (default: 1800)")
     parser.add_argument("--output", type=Path, default=None, help="folder for demo.json and scores.npz (default: a new temporary folder)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per metric call (default: 256)")
@@ -152,10 +156,16 @@ def run(args: argparse.Namespace) -> int:
     images, labels = load_fashion_mnist(split, source=copy)  # source chosen explicitly: the line below says which
     images, labels = images[: args.max_images], labels[: args.max_images]
     origin = "the full local copy" if copy == "full" else "the sample bundled with qualoader (no full copy found)"
-    print(f"data: the first {len(labels)} of the {FASHION_MNIST_SIZES[split]} Fashion-MNIST {split} images, from {origin}; Zalando Research, MIT licence")
+    print(
+        f"data: the first {len(labels)} of the {FASHION_MNIST_SIZES[split]} Fashion-MNIST {split} images, from {origin}; Zalando Research, "
+        "MIT licence"
+    )
 
     degraded, corruption, severity = _degrade(images, args.seed)
-    print(f"degraded: {int((severity > 0).sum())} images with {len(DEMO_CORRUPTIONS)} ImageNet-C corruptions at severities 1-5, {int((severity == 0).sum())} clean")
+    print(
+        f"degraded: {int((severity > 0).sum())} images with {len(DEMO_CORRUPTIONS)} ImageNet-C corruptions at severities 1-5, "
+        f"{int((severity == 0).sum())} clean"
+    )
     device = torch.device(args.device)
     reference = default_reference().to(device)
     values: dict[str, list[Any]] = {name: [] for name in metrics}
@@ -168,7 +178,10 @@ def run(args: argparse.Namespace) -> int:
             for name, metric in metrics.items():
                 values[name].append(metric(batch).double().cpu())
     correct = (torch.cat(predictions) == labels).numpy()
-    print(f"reference network ({reference.name}): accuracy {correct.mean():.3f} on these images ({correct[severity.numpy() == 0].mean():.3f} on the clean ones)\n")
+    print(
+        f"reference network ({reference.name}): accuracy {correct.mean():.3f} on these images ({correct[severity.numpy() == 0].mean():.3f} "
+        "on the clean ones)\n"
+    )
 
     summary: dict[str, Any] = {
         "data": {"split": split, "copy": copy, "images": len(labels), "seed": args.seed, "corruptions": list(DEMO_CORRUPTIONS)},
@@ -184,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
     for name, metric in metrics.items():
         scores = torch.cat(values[name])
         difficulty = metric.difficulty(scores.float()).double() if metric.calibration is not None else None
-        result = demo_summary(scores.numpy(), None if difficulty is None else difficulty.numpy(), correct, severity.numpy(), metric.higher_is_better)
+        result = demo_summary(
+            scores.numpy(), None if difficulty is None else difficulty.numpy(), correct, severity.numpy(), metric.higher_is_better
+        )
         result["higher_is_better"] = bool(metric.higher_is_better)
         summary["metrics"][name] = result
         arrays[f"score:{name}"] = scores.numpy()
@@ -210,4 +225,7 @@ def _print_metric(name: str, result: dict[str, Any]) -> None:
     for quartile in result["quartiles"]:
         predicted = "" if quartile["predicted_error"] is None else f"   predicted error {quartile['predicted_error']:.3f}"
         print(f"    {quartile['quartile']}: {quartile['images']:5d} images   accuracy {quartile['accuracy']:.3f}{predicted}")
-    print(f"  AUROC of the {ranked_by.split(' ')[0]} for the network's errors {result['auroc']:.3f}; Spearman with the severity {result['spearman_severity']:+.3f}\n")
+    print(
+        f"  AUROC of the {ranked_by.split(' ')[0]} for the network's errors {result['auroc']:.3f}; Spearman with the severity "
+        f"{result['spearman_severity']:+.3f}\n"
+    )

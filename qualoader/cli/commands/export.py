@@ -29,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", nargs="+", metavar="SOURCE", help="a score store folder, or tagged .tar shards (paths, brace patterns or a folder)")
+    parser.add_argument(
+        "source", nargs="+", metavar="SOURCE", help="a score store folder, or tagged .tar shards (paths, brace patterns or a folder)"
+    )
     parser.add_argument("--output", "-o", required=True, type=Path, help="the file to write (replaced atomically when it exists)")
     parser.add_argument("--format", choices=("csv", "jsonl", "parquet"), default=None,
                         help="output format (default: from the --output suffix: .csv, .parquet, .jsonl)")
@@ -48,7 +50,9 @@ def _columns(items: list[str]) -> tuple[dict[str, object], str]:
 
     source = parse_source(items, kinds=("shards",))
     if not source.shards:
-        raise UserError(f"SOURCE should be a score store folder (with store.json) or tagged shards, but got SOURCE={source.text!r} without either")
+        raise UserError(
+            f"SOURCE should be a score store folder (with store.json) or tagged shards, but got SOURCE={source.text!r} without either"
+        )
     return shard_columns(list(source.shards)), f"{len(source.shards)} shard(s)"
 
 
@@ -58,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     with user_errors():
         output_format = args.format or _SUFFIXES.get(args.output.suffix.lower())
         if output_format is None:
-            raise UserError(f"--format should be given (csv, jsonl or parquet) when --output has no known suffix, but got --output={str(args.output)!r}")
+            raise UserError(
+                f"--format should be given (csv, jsonl or parquet) when --output has no known suffix, but got --output={str(args.output)!r}"
+            )
         if not args.output.parent.is_dir():
             raise UserError(f"--output should be in an existing folder, but got --output={str(args.output)!r}")
         if args.output.is_dir():

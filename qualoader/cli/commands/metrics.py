@@ -80,5 +80,7 @@ def run(args: argparse.Namespace) -> int:
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line[:4], widths)) + "  " + line[4])
     if not args.pyiqa:
-        print("\npyiqa metrics are available as 'pyiqa:<name>' with the 'iqa' extra (pip install 'qualoader[iqa]'); list them with --pyiqa.")
+        print(
+            "\npyiqa metrics are available as 'pyiqa:<name>' with the 'iqa' extra (pip install 'qualoader[iqa]'); list them with --pyiqa."
+        )
     return 0

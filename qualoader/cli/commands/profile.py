@@ -45,9 +45,11 @@ def _lines(profile: Any, version: int, files: dict[str, str]) -> list[str]:
         f"profile      {profile.name}  (format_version {version}, identity {profile.identity}, score identity {profile.score_identity})",
         f"reference    {reference.source}: {reference.name}",
         f"  weights    {reference.weights.path}  sha256 {reference.weights.sha256[:16]}...  {files['weights']}",
-        f"  transform  {transform.in_channels}x{transform.input_size[0]}x{transform.input_size[1]}, mean {list(transform.mean)}, std {list(transform.std)}, resize {transform.resize}",
+        f"  transform  {transform.in_channels}x{transform.input_size[0]}x{transform.input_size[1]}, mean {list(transform.mean)}, std "
+        f"{list(transform.std)}, resize {transform.resize}",
         f"  labels     {len(reference.labels)}: {', '.join(reference.labels)}",
-        f"  domain     {domain.describe()}; per-image mean {domain.image_mean_range}, std {domain.image_std_range}; size ratio <= {domain.max_size_ratio:g}",
+        f"  domain     {domain.describe()}; per-image mean {domain.image_mean_range}, std {domain.image_std_range}; size ratio <= "
+        f"{domain.max_size_ratio:g}",
         f"metric       {profile.metric.name} {json.dumps(dict(profile.metric.params), sort_keys=True)}",
         f"head         {'none' if profile.head is None else f'{profile.head.path}  ' + files['head']}",
     ]
@@ -58,7 +60,10 @@ def _lines(profile: Any, version: int, files: dict[str, str]) -> list[str]:
         size = f"{len(calibration.params['x'])} knots" if calibration.method == "isotonic" else f"slope {calibration.params['slope']:.4g}"
         lines.append(f"calibration  {calibration.method}, {size}, higher_is_better={calibration.higher_is_better}")
     for key, value in profile.provenance.items():
-        lines.append(f"{'provenance' if key == next(iter(profile.provenance)) else '':<12} {key}: {json.dumps(value) if not isinstance(value, str) else value}")
+        lines.append(
+            f"{'provenance' if key == next(iter(profile.provenance)) else '':<12} {key}: "
+            f"{json.dumps(value) if not isinstance(value, str) else value}"
+        )
     return lines
 
 
@@ -72,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if profile.head is not None:
         files["head"] = _file_status(profile.head, "head")
     if args.json:
-        print(json.dumps({**profile.to_dict(profile.path.parent if profile.path else None), "identity": profile.identity, "files": files}, indent=1))
+        print(
+            json.dumps(
+                {**profile.to_dict(profile.path.parent if profile.path else None), "identity": profile.identity, "files": files}, indent=1
+            )
+        )
     else:
         print("\n".join(_lines(profile, version, files)))
     return 0 if all(status.startswith("ok") for status in files.values()) else 1

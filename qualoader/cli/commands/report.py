@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", nargs="+", metavar="SOURCE", help=SOURCE_HELP)
-    parser.add_argument("--metric", action="append", default=[], help="no-reference metric(s): a name, a,b,c or the suite classical (repeatable)")
+    parser.add_argument(
+        "--metric", action="append", default=[], help="no-reference metric(s): a name, a,b,c or the suite classical (repeatable)"
+    )
     add_profile_argument(parser, repeat=True)
     parser.add_argument("--out", required=True, type=Path, help="output folder (index.html, report.json, plots/, thumbs/)")
     parser.add_argument("--max-images", type=int, default=5000, help="report on at most this many images (default: 5000)")

@@ -51,7 +51,9 @@ def _score(args: argparse.Namespace) -> int:
         return fail("score", "--profile should be used with --engine local (Ray workers build metrics by name), but got --engine ray")
     if args.strict and args.engine == "ray":
         return fail("score", "--strict should be used with --engine local (Ray workers build metrics by name), but got --engine ray")
-    metrics = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict)  # bad names and profiles fail before any file is written
+    metrics = cli_metrics(
+        args.metric, args.profile, device=args.device, strict=args.strict
+    )  # bad names and profiles fail before any file is written
     shards = list(parse_source(args.shards, kinds={"shards"}, name="SHARDS").shards)  # the commands' one SOURCE grammar
     names = [Path(shard).name for shard in shards]
     if len(set(names)) != len(names):
@@ -73,7 +75,9 @@ def _score(args: argparse.Namespace) -> int:
         )
     else:
         indexes = [
-            score_shard(shard, metrics, batch_size=args.batch_size, device=args.device, handler=args.on_error, progress=not args.no_progress)
+            score_shard(
+                shard, metrics, batch_size=args.batch_size, device=args.device, handler=args.on_error, progress=not args.no_progress
+            )
             for shard in shards
         ]
     total, skipped = 0, []
@@ -82,7 +86,8 @@ def _score(args: argparse.Namespace) -> int:
         total += len(index.quality)
         skipped.extend(index.skipped_samples)
     print(
-        f"scored {total} samples of {len(shards)} shards with {', '.join(metric.name for metric in metrics)} ({args.engine}); {len(skipped)} skipped; sidecars in {out}"
+        f"scored {total} samples of {len(shards)} shards with {', '.join(metric.name for metric in metrics)} ({args.engine}); "
+        f"{len(skipped)} skipped; sidecars in {out}"
     )
     print_skipped(skipped)
     return 0

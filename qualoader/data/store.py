@@ -89,7 +89,9 @@ _STORE_FORMAT = "qualoader.score_store"
 _TABLE_FORMAT = "qualoader.score_table"
 _VERSION = 2
 _STORE_KEYS = frozenset({"format", "version", "length", "dataset_id", "uid", "identity"})
-_HEADER_KEYS = frozenset({"format", "version", "metric", "fingerprint", "config", "higher_is_better", "calibration", "length", "dataset_id", "store_uid"})
+_HEADER_KEYS = frozenset(
+    {"format", "version", "metric", "fingerprint", "config", "higher_is_better", "calibration", "length", "dataset_id", "store_uid"}
+)
 _REBUILD = "delete that folder to rebuild it"
 #: Values of a table's ``scored.npy`` flags.
 UNSCORED, SCORED, SKIPPED = 0, 1, 2
@@ -147,7 +149,9 @@ def _write_filled_npy(path: Path, dtype: np.dtype, length: int, value: float) ->
     the first store to a page then kills the process with SIGBUS. Real writes fail with ENOSPC/EFBIG.
     """
     with open(path, "wb") as file:
-        np.lib.format.write_array_header_1_0(file, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)})
+        np.lib.format.write_array_header_1_0(
+            file, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)}
+        )
         chunk = np.full(min(length, 1 << 20), value, dtype=dtype)
         remaining = length
         while remaining:
@@ -215,14 +219,24 @@ def _read_store_meta(root: Path) -> dict[str, Any]:
     meta_path = root / "store.json"
     meta = _read_json(meta_path, "the store header")
     length = meta.get("length")
-    if meta.get("format") != _STORE_FORMAT or meta.get("version") != _VERSION or set(meta) != _STORE_KEYS or isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+    if (
+        meta.get("format") != _STORE_FORMAT
+        or meta.get("version") != _VERSION
+        or set(meta) != _STORE_KEYS
+        or isinstance(length, bool)
+        or not isinstance(length, int)
+        or length <= 0
+    ):
         raise StoreError(
             f"the store header should be a {_STORE_FORMAT} version {_VERSION} header with keys {sorted(_STORE_KEYS)}, "
             f"but got {str(meta_path)!r} with {dict(sorted(meta.items()))}; {_REBUILD}"
         )
     identity = meta["identity"]
     if identity is not None and (not isinstance(identity, dict) or set(identity) != {"kind", "digest", "manifest"}):
-        raise StoreError(f"the store header's identity should be null or have kind, digest and manifest, but got identity={identity!r} in {str(meta_path)!r}; {_REBUILD}")
+        raise StoreError(
+            f"the store header's identity should be null or have kind, digest and manifest, "
+            f"but got identity={identity!r} in {str(meta_path)!r}; {_REBUILD}"
+        )
     return meta
 
 
@@ -258,7 +272,9 @@ class ScoreTable:
             )
         length = header["length"]
         if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-            raise StoreError(f"the table header should have a positive int length, but got length={length!r} in {str(self.path)!r}; {_REBUILD}")
+            raise StoreError(
+                f"the table header should have a positive int length, but got length={length!r} in {str(self.path)!r}; {_REBUILD}"
+            )
         self.header: dict[str, Any] = header
         self._check_store(_read_store_meta(self.path.parent))
         self._maps: tuple[int, bool, np.ndarray, np.ndarray, np.memmap, np.memmap] | None = None
@@ -316,7 +332,9 @@ class ScoreTable:
         except FileNotFoundError as error:
             raise StoreError(f"the table should have {name}, but got no file {str(path)!r}; {_REBUILD}") from error
         except (ValueError, OSError, EOFError) as error:
-            raise StoreError(f"{name} should be a readable .npy array, but got a corrupt file {str(path)!r} ({error}); {_REBUILD}") from error
+            raise StoreError(
+                f"{name} should be a readable .npy array, but got a corrupt file {str(path)!r} ({error}); {_REBUILD}"
+            ) from error
         if array.shape != (self.length,) or array.dtype != dtype:
             raise StoreError(
                 f"{name} should hold {dtype} ({self.length},) as its header says, but got {array.dtype} {array.shape} "
@@ -490,7 +508,10 @@ class ScoreTable:
         return self.length
 
     def __repr__(self) -> str:
-        return f"ScoreTable({str(self.path)!r}, metric={self.metric_name!r}, fingerprint={self.fingerprint!r}, scored={self.num_scored}/{self.length})"
+        return (
+            f"ScoreTable({str(self.path)!r}, metric={self.metric_name!r}, fingerprint={self.fingerprint!r}, "
+            f"scored={self.num_scored}/{self.length})"
+        )
 
     # -- creation ------------------------------------------------------------------------------
     @classmethod
@@ -580,7 +601,10 @@ class ScoreStore:
                 f"the store at {str(self.root)!r} holds scores for another dataset (use another folder)"
             )
         if dataset_id is not None and dataset_id != meta["dataset_id"]:
-            raise StoreError(f"dataset_id should be the store's {meta['dataset_id']!r}, but got dataset_id={dataset_id!r}; use another folder for another dataset")
+            raise StoreError(
+                f"dataset_id should be the store's {meta['dataset_id']!r}, but got dataset_id={dataset_id!r}; "
+                "use another folder for another dataset"
+            )
         self.length: int = stored_length
         self.dataset_id: str | None = meta["dataset_id"]
         self.uid: str = str(meta["uid"])
@@ -590,14 +614,24 @@ class ScoreStore:
     # -- creation and identity -----------------------------------------------------------------
     def _create(self, length: int, dataset_id: str | None, identity: DatasetIdentity | None) -> None:
         """Write a new store (the caller holds the lock): the manifest first, ``store.json`` last."""
-        leftovers = [p.name for p in self.root.iterdir() if not p.name.startswith(".") and not re.fullmatch(r"samples-[0-9a-f]+\.json", p.name)]
+        leftovers = [
+            p.name for p in self.root.iterdir() if not p.name.startswith(".") and not re.fullmatch(r"samples-[0-9a-f]+\.json", p.name)
+        ]
         if leftovers:
             raise StoreError(
-                f"root should be an empty folder or a score store, but got {str(self.root)!r} holding {sorted(leftovers)[:5]} and no store.json "
+                f"root should be an empty folder or a score store, but got {str(self.root)!r} "
+                f"holding {sorted(leftovers)[:5]} and no store.json "
                 "(a store whose store.json was deleted is never re-adopted: its scores may belong to another dataset); "
                 "use another folder or delete this one"
             )
-        meta = {"format": _STORE_FORMAT, "version": _VERSION, "length": length, "dataset_id": dataset_id, "uid": uuid.uuid4().hex, "identity": None}
+        meta = {
+            "format": _STORE_FORMAT,
+            "version": _VERSION,
+            "length": length,
+            "dataset_id": dataset_id,
+            "uid": uuid.uuid4().hex,
+            "identity": None,
+        }
         if identity is not None:
             meta["identity"] = self._write_manifest(identity)
         _write_json_atomic(self.root / "store.json", meta)
@@ -738,7 +772,8 @@ class ScoreStore:
                 held = "; ".join(f"fingerprint {t.fingerprint} with config {t.config} ({t.num_scored}/{t.length} scored)" for t in others)
                 raise LookupError(
                     f"store should hold scores for metric {metric.name!r} with fingerprint {fingerprint} (config {metric.get_config()}), "
-                    f"but got none at {str(self.root)!r}" + (f"; it holds other configurations of {metric.name!r}: {held}" if held else "")
+                    f"but got none at {str(self.root)!r}"
+                    + (f"; it holds other configurations of {metric.name!r}: {held}" if held else "")
                     + "; pass create=True (or run precompute) to score this configuration"
                 )
             calibration = metric.calibration
@@ -764,7 +799,10 @@ class ScoreStore:
 
     def _check_table(self, table: ScoreTable, path: Path) -> None:
         if path.name != _table_dirname(table.metric_name, table.fingerprint):
-            raise StoreError(f"the table folder name should match its header ({table.metric_name}, {table.fingerprint}), but got folder {str(path)!r}; {_REBUILD}")
+            raise StoreError(
+                f"the table folder name should match its header ({table.metric_name}, {table.fingerprint}), "
+                f"but got folder {str(path)!r}; {_REBUILD}"
+            )
         if table.header["store_uid"] != self.uid or table.length != self.length:
             raise StoreError(
                 f"the table at {str(path)!r} should belong to this store (uid {self.uid}, {self.length} samples), "

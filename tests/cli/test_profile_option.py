@@ -169,13 +169,13 @@ def test_bad_profiles_are_one_line_errors(tmp_path, profile_path, shard, command
     assert not out.exists()  # nothing written
 
 
-def test_precompute_metric_must_match_profile(tmp_path, profile_path, capsys) -> None:
-    assert (
-        main(["precompute", "fashion-mnist:test", "--metric", "sharpness", "--profile", str(profile_path), "--store", str(tmp_path / "s")])
-        == 2
-    )
-    assert (
-        "--metric should be the metric of --profile or left out, but got --metric='sharpness' and a profile of 'bn-shift'"
-        in capsys.readouterr().err
-    )
-    assert not (tmp_path / "s").exists()
+def test_precompute_scores_metric_and_profile_in_one_pass(tmp_path, profile_path, capsys) -> None:
+    """As on tag, score and report: --metric names and --profile metrics are all scored, one table each."""
+    store = tmp_path / "s"
+    command = ["precompute", "fashion-mnist:test", "--limit", "16", "--metric", "sharpness", "--profile", str(profile_path)]
+    assert main([*command, "--store", str(store), "--no-progress"]) == 0
+    tables = {table.fingerprint: table for table in ScoreStore(store).tables()}
+    images, _ = load_fashion_mnist("test")
+    for metric in (create_metric("sharpness"), create_metric("bn-shift", profile=profile_path)):
+        np.testing.assert_allclose(tables.pop(metric.fingerprint()).scores(), metric(images[:16]).double().numpy(), rtol=1e-5)
+    assert not tables

@@ -21,6 +21,8 @@ and scoring degradations is what aligned metrics are for.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -48,7 +50,18 @@ _LUMA = (0.299, 0.587, 0.114)
 BUILD_PROFILE_HINT = (
     "build a profile for your own network and data with "
     "'qualoader calibrate --reference ARCH --weights FILE --data DATA --out PROFILE.json' "
-    "and pass it as create_metric(name, profile=PROFILE.json) (strict=True turns this warning into an error)"
+    "and pass it as create_metric(name, profile=PROFILE.json) (--profile PROFILE.json on the command line)"
+)
+#: How the warning and the error each end (see :meth:`DomainGuard.check`).
+_WARNING_ADVICE = f"{BUILD_PROFILE_HINT}; strict=True (--strict) turns this warning into an error"
+_ERROR_ADVICE = (
+    f"to fix it, {BUILD_PROFILE_HINT}; or, to score such images anyway with one warning, "
+    "build the metric with strict=False (leave out --strict)"
+)
+# Frames of these packages are never the user's call site: the guard runs under qualoader's own code
+# and under torch's (Module.__call__, DataLoader iteration), in any order.
+_LIBRARY_DIRS: tuple[str, ...] = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep for path in (os.path.dirname(os.path.abspath(__file__)), str(torch.__file__))
 )
 
 
@@ -374,11 +387,24 @@ class DomainGuard:
         message = (
             f"{count} of {images.shape[0]} images are far outside the input domain of {self.owner} "
             f"({self.domain.describe()}): {_explain(images, self.domain, masks)}. Its scores and difficulties are only "
-            f"meaningful inside that domain; {BUILD_PROFILE_HINT}"
+            "meaningful inside that domain; "
         )
         if self.strict:
-            raise DomainError(message)
+            raise DomainError(message + _ERROR_ADVICE)
         self.warned = True
-        # 5 frames up: check <- forward <- Module._call_impl <- Module._wrapped_call_impl <- the caller of metric(images)
-        warnings.warn(message, DomainWarning, stacklevel=5)
+        warnings.warn(message + _WARNING_ADVICE, DomainWarning, stacklevel=_caller_stacklevel())
 
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` that makes a warning raised by the function calling this one name the user's call site.
+
+    That is the innermost frame outside qualoader and torch: how many library frames lie above the
+    guard depends on the path (a direct ``metric(images)``, the scoring engine, a ``QualityLoader``
+    running it inside a ``DataLoader``), so it is counted, not fixed.
+    """
+    frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LIBRARY_DIRS):
+        frame = frame.f_back
+        level += 1
+    return level

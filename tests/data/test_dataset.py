@@ -9,23 +9,11 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, Subset, TensorDataset
 
 from qualoader.data import QualityDataset, ScoreStore, StoreError
 from qualoader.metrics import QualityMetric, create_metric
-
-
-class ListDataset(Dataset[Any]):
-    """A map-style dataset over a Python list of samples."""
-
-    def __init__(self, samples: list[Any]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.samples[index]
+from tests.helpers import ListDataset
 
 
 def _pil(image: torch.Tensor) -> Image.Image:

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Subset, TensorDataset
 
 from qualoader.data import QualityDataset, QualityLoader, ScoreStore
 from qualoader.metrics import QualityMetric, create_metric
+from tests.helpers import ListDataset
 
 
 class Counting(QualityMetric):
@@ -28,17 +29,6 @@ class Counting(QualityMetric):
     def score(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         self.scored += images.shape[0]
         return self.inner.score(images)
-
-
-class ListDataset(Dataset[Any]):
-    def __init__(self, samples: list[Any]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.samples[index]
 
 
 def _collect(loader: QualityLoader) -> tuple[torch.Tensor, torch.Tensor]:

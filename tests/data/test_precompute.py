@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 from torchvision.datasets import ImageFolder
 
 from qualoader.data import QualityDataset, SampleLoadError, ScoreStore, StoreError, describe, precompute
 from qualoader.data._samples import image_to_tensor
 from qualoader.metrics import QualityMetric
+from tests.helpers import ListDataset
 
 
 class Interrupted(RuntimeError):
@@ -39,16 +40,6 @@ class FailingAfter(QualityMetric):
         self.calls += 1
         return self.inner.score(images)
 
-
-class ListDataset(Dataset[Any]):
-    def __init__(self, samples: list[Any]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.samples[index]
 
 
 def test_fills_store_with_direct_scores(tmp_path: Path, fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:

@@ -1,15 +1,24 @@
-"""A shared corruption sweep of real Fashion-MNIST test images, scored once by the aligned metrics."""
+"""Real Fashion-MNIST test images for the aligned metrics, and a corruption sweep scored once by them."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
+from torch import Tensor
 
 from qualoader.metrics import create_metric
 from qualoader.metrics.aligned.feature_distance import feature_distance, pooled_features
 
 #: Real test images per corruption and severity (every 50th of the 10,000, so all classes appear).
 SWEEP_IMAGES = 200
+
+
+@pytest.fixture(scope="module")
+def clean(fashion_mnist_test) -> Tensor:
+    """The first 32 real test images, ``(32, 1, 28, 28)`` float32 in [0, 1]."""
+    return fashion_mnist_test[0][:32].float() / 255
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +41,12 @@ def severity_sweep(fashion_mnist_test) -> dict[str, dict[str, list[float]]]:
         ]
         curves["bn-shift"][corruption] = [float(shift(batch).mean()) for batch in batches]
     return curves
+
+
+@pytest.fixture(scope="session")
+def increasing_with_severity(severity_sweep) -> dict[str, list[str]]:
+    """``{metric: sorted names of the corruptions whose mean score strictly increases from severity 1 to 5}``."""
+    return {
+        metric: sorted(name for name, curve in curves.items() if all(b > a for a, b in pairwise(curve)))
+        for metric, curves in severity_sweep.items()
+    }

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from itertools import pairwise
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from qualoader.corruptions import list_corruptions
 from qualoader.metrics import create_metric, metric_info
 from qualoader.metrics.aligned.bn_shift import BNShift, batchnorm_layers, bn_shift
 from qualoader.reference import (
@@ -20,18 +20,7 @@ from qualoader.reference import (
     default_reference,
     load_reference,
 )
-
-MIN_MONOTONIC = 12
-
-
-@pytest.fixture(scope="module")
-def clean(fashion_mnist_test) -> Tensor:
-    return fashion_mnist_test[0][:32].float() / 255
-
-
-def _noisy(images: Tensor, sigma: float, seed: int = 0) -> Tensor:
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
-    return (images + sigma * noise).clamp(0, 1)
+from tests.helpers import add_noise
 
 
 def _wrap(model: nn.Module, size: int = 28) -> ReferenceNetwork:
@@ -93,20 +82,19 @@ def test_variance_floor_keeps_silent_channels_finite():
 
 def test_clean_images_shift_less_than_corrupted(clean):
     metric = create_metric("bn-shift")
-    base, noisy, dark = metric(clean), metric(_noisy(clean, 0.3)), metric(clean * 0.3)
+    base, noisy, dark = metric(clean), metric(add_noise(clean, 0.3)), metric(clean * 0.3)
     assert float(noisy.mean()) > 1.5 * float(base.mean()) and float(dark.mean()) > 1.5 * float(base.mean())
 
 
-def test_moves_monotonically_with_severity_for_most_corruptions(severity_sweep):
-    curves = severity_sweep["bn-shift"]
-    monotonic = sorted(name for name, curve in curves.items() if all(b > a for a, b in pairwise(curve)))
-    print(f"bn-shift increases with severity for {len(monotonic)}/{len(curves)} corruptions: {monotonic}")
-    assert len(monotonic) >= MIN_MONOTONIC
+def test_moves_monotonically_with_severity_for_most_corruptions(increasing_with_severity):
+    monotonic = increasing_with_severity["bn-shift"]
+    print(f"bn-shift increases with severity for {len(monotonic)}/{len(list_corruptions())} corruptions: {monotonic}")
+    assert len(monotonic) >= 12
 
 
 def test_module_agrees_with_function_for_every_divergence(clean):
     network = default_reference()
-    noisy = _noisy(clean, 0.2)
+    noisy = add_noise(clean, 0.2)
     for divergence in ("kl", "wasserstein", "mean"):
         metric = create_metric("bn-shift", divergence=divergence)
         torch.testing.assert_close(metric(noisy), bn_shift(network, noisy, divergence=divergence))
@@ -114,7 +102,7 @@ def test_module_agrees_with_function_for_every_divergence(clean):
 
 def test_batched_equals_per_image(clean):
     metric = create_metric("bn-shift")
-    noisy = _noisy(clean[:8], 0.2)
+    noisy = add_noise(clean[:8], 0.2)
     single = torch.cat([metric(noisy[i : i + 1]) for i in range(8)])
     torch.testing.assert_close(metric(noisy), single, rtol=1e-4, atol=1e-6)
 
@@ -124,11 +112,11 @@ def test_network_in_train_mode_is_run_in_eval_mode_and_not_modified(clean):
     frozen = copy.deepcopy(model).eval()
     model.train()
     metric = BNShift(reference=_wrap(model))
-    scores = metric(_noisy(clean, 0.2))
+    scores = metric(add_noise(clean, 0.2))
     assert all(module.training for module in model.modules())
     for name, value in frozen.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
-    torch.testing.assert_close(scores, BNShift(reference=_wrap(frozen))(_noisy(clean, 0.2)))
+    torch.testing.assert_close(scores, BNShift(reference=_wrap(frozen))(add_noise(clean, 0.2)))
     assert not any(module._forward_pre_hooks for module in model.modules())
 
 
@@ -199,7 +187,7 @@ def test_pickle_round_trip_gives_identical_scores(clean):
 
 def test_layer_subset_averages_the_chosen_layers(clean):
     network = default_reference()
-    noisy = _noisy(clean, 0.2)
+    noisy = add_noise(clean, 0.2)
     names = list(batchnorm_layers(network.model))
     assert names == ["features.0.1", "features.2.1", "features.4.1"]
     single = [bn_shift(network, noisy, layers=[name]) for name in names]

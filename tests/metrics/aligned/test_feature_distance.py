@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import kornia
 import pytest
 import torch
-from torch import Tensor
 
+from qualoader.corruptions import list_corruptions
 from qualoader.metrics import create_metric, metric_info
 from qualoader.metrics.aligned.feature_distance import (
     FeatureDistance,
@@ -22,18 +20,7 @@ from qualoader.reference import (
     default_reference,
     load_reference,
 )
-
-MIN_MONOTONIC = 12
-
-
-@pytest.fixture(scope="module")
-def clean(fashion_mnist_test) -> Tensor:
-    return fashion_mnist_test[0][:32].float() / 255
-
-
-def _noisy(images: Tensor, sigma: float, seed: int = 0) -> Tensor:
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
-    return (images + sigma * noise).clamp(0, 1)
+from tests.helpers import add_noise
 
 
 def _own_network(model: FashionCNN):
@@ -54,15 +41,14 @@ def test_identical_images_have_zero_distance(clean, device, dtype):
 
 def test_grows_with_noise_on_every_image(clean):
     metric = create_metric("feature-distance")
-    mild, strong = metric(_noisy(clean, 0.05), clean), metric(_noisy(clean, 0.4), clean)
+    mild, strong = metric(add_noise(clean, 0.05), clean), metric(add_noise(clean, 0.4), clean)
     assert bool((strong > mild).float().mean() > 0.9) and float(strong.mean()) > 3 * float(mild.mean())
 
 
-def test_moves_monotonically_with_severity_for_most_corruptions(severity_sweep):
-    curves = severity_sweep["feature-distance"]
-    monotonic = sorted(name for name, curve in curves.items() if all(b > a for a, b in pairwise(curve)))
-    print(f"feature-distance increases with severity for {len(monotonic)}/{len(curves)} corruptions: {monotonic}")
-    assert len(monotonic) >= MIN_MONOTONIC
+def test_moves_monotonically_with_severity_for_most_corruptions(increasing_with_severity):
+    monotonic = increasing_with_severity["feature-distance"]
+    print(f"feature-distance increases with severity for {len(monotonic)}/{len(list_corruptions())} corruptions: {monotonic}")
+    assert len(monotonic) >= 12
 
 
 def test_module_agrees_with_function_and_options(clean):
@@ -83,7 +69,7 @@ def test_module_agrees_with_function_and_options(clean):
 
 def test_batched_equals_per_image(clean):
     metric = create_metric("feature-distance")
-    noisy = _noisy(clean[:8], 0.2)
+    noisy = add_noise(clean[:8], 0.2)
     single = torch.cat([metric(noisy[i : i + 1], clean[i : i + 1]) for i in range(8)])
     torch.testing.assert_close(metric(noisy, clean[:8]), single, rtol=1e-4, atol=1e-6)
 
@@ -91,16 +77,16 @@ def test_batched_equals_per_image(clean):
 def test_rgb_and_resized_input_is_converted(clean):
     metric = create_metric("feature-distance")
     rgb = clean.expand(-1, 3, -1, -1)
-    torch.testing.assert_close(metric(_noisy(rgb, 0.2), rgb).shape, torch.Size([len(clean)]))
+    torch.testing.assert_close(metric(add_noise(rgb, 0.2), rgb).shape, torch.Size([len(clean)]))
     big = torch.nn.functional.interpolate(clean, size=(56, 56), mode="bilinear")
-    assert float(metric(_noisy(big, 0.3), big).mean()) > float(metric(big, big).mean())
+    assert float(metric(add_noise(big, 0.3), big).mean()) > float(metric(big, big).mean())
 
 
 def test_network_in_train_mode_is_not_modified(clean):
     model = default_reference().model.train()
     running = model.features[0][1].running_var.clone()
     metric = FeatureDistance(reference=_own_network(model))
-    noisy = _noisy(clean, 0.2)
+    noisy = add_noise(clean, 0.2)
     scores = metric(noisy, clean)
     assert model.training and torch.equal(model.features[0][1].running_var, running)
     torch.testing.assert_close(scores, create_metric("feature-distance")(noisy, clean))
@@ -154,14 +140,14 @@ def test_pickle_round_trip_gives_identical_scores(clean):
 
     metric = create_metric("feature-distance")
     clone = pickle.loads(pickle.dumps(metric))
-    noisy = _noisy(clean, 0.2)
+    noisy = add_noise(clean, 0.2)
     torch.testing.assert_close(clone(noisy, clean), metric(noisy, clean), rtol=0, atol=0)
     assert clone.fingerprint() == metric.fingerprint()
 
 
 def test_cached_clean_features_give_the_same_distances(clean):
     network = default_reference()
-    noisy = _noisy(clean, 0.2)
+    noisy = add_noise(clean, 0.2)
     for layers in (None, ["features.0.1", "classifier.1"]):
         cached = pooled_features(network, clean, layers=layers)
         assert len(cached) == (1 if layers is None else 2)

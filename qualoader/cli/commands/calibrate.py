@@ -402,13 +402,13 @@ def _run_profile(args: argparse.Namespace) -> int:
             "--metric should be an aligned metric with a reference network (bn-shift, feature-distance) to build a profile, but got "
             f"--metric={args.metric!r}"
         )
+    params = dict(refit.metric.params) if refit is not None else {}
     with user_errors():
         network = build_reference(spec)  # checks the weights' hash, their keys and shapes, and one output per label
-    params = dict(refit.metric.params) if refit is not None else {}
+        metric = create_metric(args.metric, reference=network, **params)  # a network the metric cannot read stops here, before the data
     data = load_labelled(args.source, spec.labels, spec.transform.input_size, spec.transform.in_channels,
                          split=args.split, label_key=args.label_key, max_images=args.max_images, seed=args.seed)
     with user_errors():
-        metric = create_metric(args.metric, reference=network, **params)
         calibration, figures = fit_held_out(
             metric, data.images, data.labels, network, args.corruptions, tuple(args.severities),
             holdout=args.holdout, seed=args.seed, method=args.method, progress=not args.no_progress,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,27 @@ from qualoader.reference import ReferenceNetwork, load_reference
 if TYPE_CHECKING:
     from qualoader.profiles.profile import QualityProfile
 
-__all__ = ["ReferenceMetric"]
+__all__ = ["ReferenceMetric", "check_layers_visible"]
+
+
+def check_layers_visible(network: ReferenceNetwork, metric: str) -> None:
+    """Refuse a TorchScript network for a metric that reads the network's layers.
+
+    A scripted or traced module hides its layers' Python types (no ``nn.BatchNorm2d`` to find) and
+    refuses forward hooks, so such a metric could not read it at all; say so at construction,
+    with the way out, rather than fail at the first batch.
+
+    Raises:
+        TypeError: ``network`` wraps a ``torch.jit.ScriptModule``.
+    """
+    if isinstance(network.model, torch.jit.ScriptModule):
+        raise TypeError(
+            f"reference should be a plain nn.Module for {metric!r}, which reads the network's layers (BatchNorm statistics, "
+            f"activations through forward hooks), but got the TorchScript module {network.name!r}, whose layers TorchScript hides "
+            "and which takes no forward hooks; load the network as a plain module instead: a torchvision or timm name with its "
+            "weights (reference='resnet18', weights=FILE; on the command line --reference resnet18 --weights FILE) or a "
+            "'package.module:function' entry point that returns it ('confidence' reads only the logits and accepts TorchScript)"
+        )
 
 
 class ReferenceMetric(QualityMetric):
@@ -35,7 +55,13 @@ class ReferenceMetric(QualityMetric):
         check_values: validate that float input is finite and in [0, 1].
         strict: raise instead of warning for input outside the reference's domain.
         **convention: input-convention overrides forwarded to ``load_reference``.
+
+    Raises:
+        TypeError: a TorchScript network for a metric that reads its layers (``reads_layers``).
     """
+
+    #: Whether the metric reads the network's layers (BatchNorm modules, forward hooks), which TorchScript hides.
+    reads_layers: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -48,6 +74,8 @@ class ReferenceMetric(QualityMetric):
     ) -> None:
         super().__init__(check_values=check_values)
         self.network: ReferenceNetwork = load_reference("default" if reference is None else reference, weights=weights, **convention)
+        if self.reads_layers:
+            check_layers_visible(self.network, self.name)
         #: The profile this metric was built from (``create_metric(name, profile=...)``), else ``None``.
         self.profile: QualityProfile | None = None
         network = self.network

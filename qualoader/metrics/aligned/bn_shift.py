@@ -141,6 +141,7 @@ class BNShift(ReferenceMetric):
 
     Raises:
         ValueError: the network has no ``BatchNorm2d`` layer with running statistics.
+        TypeError: a TorchScript network (its BatchNorm layers are hidden; load it as a plain module).
 
     With the embedded reference and the options of its entry in :data:`qualoader.calibration.SHIPPED_DEFAULTS`,
     the shipped difficulty calibration is attached.
@@ -155,6 +156,7 @@ class BNShift(ReferenceMetric):
 
     name = "bn-shift"
     higher_is_better = False
+    reads_layers = True
     requires_reference = False
     requires_weights = False
 

@@ -155,6 +155,7 @@ class FeatureDistance(ReferenceMetric):
 
     name = "feature-distance"
     higher_is_better = False
+    reads_layers = True
     requires_reference = True
     requires_weights = False
 

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from qualoader._atomic import write_bytes_atomic
 from qualoader._validation import check_choice, check_type
-from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric, check_layers_visible
 from qualoader.metrics.aligned.reference_features import ReferenceResponse, reference_feature_names, reference_response
 from qualoader.metrics.registry import register_metric
 from qualoader.reference import ReferenceNetwork
@@ -365,6 +365,7 @@ class TaskGuided(ReferenceMetric):
     Raises:
         FileNotFoundError: the checkpoint file does not exist.
         ValueError: the checkpoint was fitted to another reference network than ``reference``.
+        TypeError: a TorchScript reference for a head that reads the network (its layers are hidden).
 
     Example:
         >>> from qualoader.metrics import create_metric
@@ -394,6 +395,8 @@ class TaskGuided(ReferenceMetric):
         super().__init__(reference, weights=weights, check_values=check_values, **convention)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.inputs: str = payload["inputs"]
+        if self.inputs != "image":  # the network's response is read through forward hooks
+            check_layers_visible(self.network, self.name)
         fitted_to = payload["reference"]
         if self.inputs != "image" and fitted_to is not None and fitted_to != self.network.weights_hash:
             raise ValueError(

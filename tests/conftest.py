@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import socket
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -58,6 +61,40 @@ def fashion_mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FashionMNISTSampleWarning)  # the report header says which copy
         return load_fashion_mnist("test")
+
+
+@pytest.fixture
+def copied_default(tmp_path: Path) -> Path:
+    """The shipped bn-shift profile saved into ``tmp_path`` with a copy of its weights beside it (as a user would hold it)."""
+    # imported here: the root conftest loads for every test, and most never touch profiles
+    from qualoader.profiles import WeightsFile, default_profile_path, load_profile, save_profile
+    from qualoader.reference import DEFAULT_CHECKPOINT
+
+    profile = load_profile(default_profile_path("bn-shift"))
+    weights = tmp_path / "weights.pt"
+    shutil.copyfile(DEFAULT_CHECKPOINT, weights)
+    moved = replace(
+        profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256)), path=None
+    )
+    return save_profile(moved, tmp_path / "profile.json")
+
+
+@pytest.fixture
+def block_sockets(monkeypatch: pytest.MonkeyPatch) -> Callable[[type[Exception], str], None]:
+    """``block_sockets(error_type, message)``: until the test ends, every attempt to connect raises ``error_type(message)``.
+
+    The caller picks the error: ``AssertionError`` fails a test at once, while ``OSError`` is what the code under
+    test meets on a machine that is really offline.
+    """
+
+    def block(error_type: type[Exception], message: str) -> None:
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise error_type(message)
+
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+        monkeypatch.setattr(socket, "create_connection", refuse)
+
+    return block
 
 
 _REPOSITORY = Path(__file__).resolve().parents[1]

@@ -9,34 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from qualoader.cli import main
 from qualoader.data import ScoreStore
 from qualoader.metrics import create_metric
 from qualoader.webdataset import score_shard, sidecar_path, write_image_shards
+from tests.helpers import precompute_argv, save_photo_crops
 
 
 @pytest.fixture
 def store(tmp_path: Path, photos: torch.Tensor) -> Path:
     """``qualoader precompute`` of a 6-image folder, one of them unreadable (skipped)."""
-    for k in range(6):
-        (tmp_path / "images" / "c").mkdir(parents=True, exist_ok=True)
-        Image.fromarray((photos[k, :, :24, :24].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"{k}.png")
-    broken = tmp_path / "images" / "c" / "3.png"
+    broken = save_photo_crops(tmp_path / "images" / "c", photos, count=6, side=24)[3]
     broken.write_bytes(broken.read_bytes()[:200])
-    argv = [
-        "precompute",
-        str(tmp_path / "images"),
-        "--store",
-        str(tmp_path / "s"),
-        "--metric",
-        "sharpness",
-        "--no-progress",
-        "--on-error",
-        "skip",
-    ]
-    assert main(argv) == 0
+    assert main(precompute_argv(tmp_path / "images", tmp_path / "s", "--on-error", "skip")) == 0
     return tmp_path / "s"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,21 +14,8 @@ from qualoader.cli import main
 from qualoader.data import ScoreStore
 from qualoader.datasets import load_fashion_mnist
 from qualoader.metrics import create_metric
-from qualoader.profiles import WeightsFile, default_profile_path, load_profile, save_profile
-from qualoader.reference import DEFAULT_CHECKPOINT
+from qualoader.profiles import load_profile, save_profile
 from qualoader.webdataset import parse_quality_tags, read_shards, write_image_shards
-
-
-@pytest.fixture
-def profile_path(tmp_path: Path) -> Path:
-    """The shipped bn-shift profile with its weights copied beside it (a profile as a user would hold it)."""
-    profile = load_profile(default_profile_path("bn-shift"))
-    weights = tmp_path / "weights.pt"
-    shutil.copyfile(DEFAULT_CHECKPOINT, weights)
-    moved = replace(
-        profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256)), path=None
-    )
-    return save_profile(moved, tmp_path / "profile.json")
 
 
 @pytest.fixture
@@ -57,11 +43,11 @@ def flipped():
 """
 
 
-def test_two_profiles_of_one_metric_get_two_tables(tmp_path, profile_path, monkeypatch) -> None:
+def test_two_profiles_of_one_metric_get_two_tables(tmp_path, copied_default, monkeypatch) -> None:
     # two user networks with the same parameters and another forward: only the profiles tell them apart
     (tmp_path / "user_nets.py").write_text(_USER_NETS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    profile = load_profile(profile_path)
+    profile = load_profile(copied_default)
     paths = []
     for name in ("plain", "flipped"):
         reference = replace(profile.reference, source="entry_point", name=f"user_nets:{name}")
@@ -79,15 +65,13 @@ def test_two_profiles_of_one_metric_get_two_tables(tmp_path, profile_path, monke
     assert tables[1].num_scored == 0  # the second profile reads none of the first one's scores
 
 
-def test_precompute_with_profile(tmp_path, profile_path, capsys) -> None:
+def test_precompute_with_profile(tmp_path, copied_default, capsys) -> None:
     store = tmp_path / "store"
-    assert (
-        main(["precompute", "fashion-mnist:test", "--limit", "40", "--profile", str(profile_path), "--store", str(store), "--no-progress"])
-        == 0
-    )
+    argv = ["precompute", "fashion-mnist:test", "--limit", "40", "--profile", str(copied_default), "--store", str(store), "--no-progress"]
+    assert main(argv) == 0
     assert "40/40 scored" in capsys.readouterr().out
     (table,) = ScoreStore(store).tables()
-    metric = create_metric("bn-shift", profile=profile_path)
+    metric = create_metric("bn-shift", profile=copied_default)
     assert table.fingerprint == metric.fingerprint()
     images, _ = load_fashion_mnist("test")
     np.testing.assert_allclose(table.scores(), metric(images[:40]).double().numpy(), rtol=1e-5)
@@ -97,22 +81,22 @@ def test_precompute_with_profile(tmp_path, profile_path, capsys) -> None:
     assert len(ScoreStore(store).tables()) == 1
 
 
-def test_tag_and_score_with_profile(tmp_path, profile_path, shard, capsys) -> None:
+def test_tag_and_score_with_profile(tmp_path, copied_default, shard, capsys) -> None:
     out = tmp_path / "tagged"
-    assert main(["tag", str(shard), str(out), "--profile", str(profile_path), "--metric", "sharpness", "--no-progress"]) == 0
+    assert main(["tag", str(shard), str(out), "--profile", str(copied_default), "--metric", "sharpness", "--no-progress"]) == 0
     samples = list(parse_quality_tags()(read_shards()([str(path) for path in sorted(out.glob("*.tar"))])))
-    metric = create_metric("bn-shift", profile=profile_path)
+    metric = create_metric("bn-shift", profile=copied_default)
     assert len(samples) == 12 and set(samples[0]["__quality__"]) == {"bn-shift", "sharpness"}
     assert samples[0]["__fingerprints__"]["bn-shift"] == metric.fingerprint()
     assert all(0.0 <= sample["__difficulty__"]["bn-shift"] <= 1.0 for sample in samples)  # the profile's calibration
     sidecars = tmp_path / "sidecars"
-    assert main(["score", str(shard), "--out", str(sidecars), "--profile", str(profile_path), "--no-progress"]) == 0
+    assert main(["score", str(shard), "--out", str(sidecars), "--profile", str(copied_default), "--no-progress"]) == 0
     assert "with bn-shift (local)" in capsys.readouterr().out
     index = json.loads(next(sidecars.glob("*.quality.json")).read_text())
     assert "bn-shift" in json.dumps(index)
 
 
-def test_report_with_profile(tmp_path, profile_path, capsys) -> None:
+def test_report_with_profile(tmp_path, copied_default, capsys) -> None:
     out = tmp_path / "report"
     assert (
         main(
@@ -120,7 +104,7 @@ def test_report_with_profile(tmp_path, profile_path, capsys) -> None:
                 "report",
                 "fashion-mnist:test",
                 "--profile",
-                str(profile_path),
+                str(copied_default),
                 "--max-images",
                 "24",
                 "--examples",
@@ -146,14 +130,14 @@ def _newer(profile_path: Path) -> Path:
 
 @pytest.mark.parametrize("command", ["precompute", "tag", "score", "report"])
 @pytest.mark.parametrize("problem", ["altered weights", "newer format", "no metric"])
-def test_bad_profiles_are_one_line_errors(tmp_path, profile_path, shard, command, problem, capsys) -> None:
+def test_bad_profiles_are_one_line_errors(tmp_path, copied_default, shard, command, problem, capsys) -> None:
     if problem == "altered weights":
         weights = tmp_path / "weights.pt"
         data = weights.read_bytes()
         weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-        option, message = ["--profile", str(profile_path)], "should have the sha256"
+        option, message = ["--profile", str(copied_default)], "should have the sha256"
     elif problem == "newer format":
-        option, message = ["--profile", str(_newer(profile_path))], "written by a newer qualoader"
+        option, message = ["--profile", str(_newer(copied_default))], "written by a newer qualoader"
     else:
         option, message = [], "--metric or --profile should name at least one metric, but got neither"
     out = tmp_path / "out"
@@ -169,13 +153,13 @@ def test_bad_profiles_are_one_line_errors(tmp_path, profile_path, shard, command
     assert not out.exists()  # nothing written
 
 
-def test_precompute_scores_metric_and_profile_in_one_pass(tmp_path, profile_path, capsys) -> None:
+def test_precompute_scores_metric_and_profile_in_one_pass(tmp_path, copied_default, capsys) -> None:
     """As on tag, score and report: --metric names and --profile metrics are all scored, one table each."""
     store = tmp_path / "s"
-    command = ["precompute", "fashion-mnist:test", "--limit", "16", "--metric", "sharpness", "--profile", str(profile_path)]
+    command = ["precompute", "fashion-mnist:test", "--limit", "16", "--metric", "sharpness", "--profile", str(copied_default)]
     assert main([*command, "--store", str(store), "--no-progress"]) == 0
     tables = {table.fingerprint: table for table in ScoreStore(store).tables()}
     images, _ = load_fashion_mnist("test")
-    for metric in (create_metric("sharpness"), create_metric("bn-shift", profile=profile_path)):
+    for metric in (create_metric("sharpness"), create_metric("bn-shift", profile=copied_default)):
         np.testing.assert_allclose(tables.pop(metric.fingerprint()).scores(), metric(images[:16]).double().numpy(), rtol=1e-5)
     assert not tables

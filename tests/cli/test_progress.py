@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,48 +13,23 @@ import torch
 from qualoader.cli import build_parser, main
 from qualoader.webdataset import write_image_shards
 
+#: The smallest calibration sweep that still shows a bar: 6 images, one corruption, two severities.
+_SMALL_SWEEP = ["--max-images", "6", "--corruptions", "fog", "--severities", "0", "3"]
+
+
+def _calibrate(metric: str, out: str, *extra: str) -> Callable[[Path], list[str]]:
+    """``calibrate`` argv of :data:`_SMALL_SWEEP` for ``metric``, written to ``out`` in the scratch folder."""
+    return lambda tmp: ["calibrate", "--metric", metric, "--out", str(tmp / out), *_SMALL_SWEEP, *extra]
+
+
 # command -> (argv with the scratch folder, what the bar's description starts with)
 _LONG_COMMANDS = {
     "report": (
         lambda tmp: ["report", "fashion-mnist:test", "--metric", "brightness", "--max-images", "40", "--out", str(tmp / "r")],
         "report brightness",
     ),
-    "calibrate": (
-        lambda tmp: [
-            "calibrate",
-            "--metric",
-            "brightness",
-            "--out",
-            str(tmp / "c.json"),
-            "--max-images",
-            "6",
-            "--corruptions",
-            "fog",
-            "--severities",
-            "0",
-            "3",
-        ],
-        "sweep 1 corruptions",
-    ),
-    "calibrate-task-guided": (
-        lambda tmp: [
-            "calibrate",
-            "--metric",
-            "task-guided",
-            "--out",
-            str(tmp / "h.pt"),
-            "--max-images",
-            "6",
-            "--corruptions",
-            "fog",
-            "--severities",
-            "0",
-            "3",
-            "--steps",
-            "5",
-        ],
-        "sweep 1 corruptions",
-    ),
+    "calibrate": (_calibrate("brightness", "c.json"), "sweep 1 corruptions"),
+    "calibrate-task-guided": (_calibrate("task-guided", "h.pt", "--steps", "5"), "sweep 1 corruptions"),
     "precompute": (
         lambda tmp: ["precompute", "fashion-mnist:test", "--metric", "brightness", "--limit", "40", "--store", str(tmp / "s")],
         "precompute brightness",

@@ -18,6 +18,7 @@ from torchvision.datasets import ImageFolder
 
 from qualoader.data import ScoreStore, identify_dataset
 from qualoader.metrics import create_metric
+from tests.helpers import precompute_argv, save_photo_crops
 
 
 def _limit_file_size(limit: int) -> Callable[[], None]:
@@ -97,22 +98,9 @@ def test_full_disk_while_creating_a_store(tmp_path: Path, photos: torch.Tensor) 
 
 @pytest.mark.slow
 def test_full_disk_in_precompute_cli(tmp_path: Path, photos: torch.Tensor) -> None:
-    (tmp_path / "images" / "c").mkdir(parents=True)
-    for k in range(4):
-        Image.fromarray((photos[k, :, :16, :16].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "c" / f"{k}.png")
+    save_photo_crops(tmp_path / "images" / "c", photos, count=4, side=16)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qualoader",
-            "precompute",
-            str(tmp_path / "images"),
-            "--store",
-            str(tmp_path / "s"),
-            "--metric",
-            "sharpness",
-            "--no-progress",
-        ],
+        [sys.executable, "-m", "qualoader", *precompute_argv(tmp_path / "images", tmp_path / "s")],
         capture_output=True,
         text=True,
         timeout=180,

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pickle
-import socket
 import subprocess
 import sys
 import warnings
@@ -32,14 +31,9 @@ def pair() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture
-def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_sockets(block_sockets) -> None:
     """Fail the test at once if anything opens a connection."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a network connection was attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    block_sockets(AssertionError, "a network connection was attempted")
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
-"""Profiles built locally for the tests: the shipped defaults copied to a temporary folder, and user networks."""
+"""Profiles built locally for the tests from user networks (``copied_default``, the shipped one, is in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,23 +18,7 @@ from qualoader.profiles import (
     QualityProfile,
     ReferenceSpec,
     WeightsFile,
-    default_profile_path,
-    load_profile,
-    save_profile,
 )
-from qualoader.reference import DEFAULT_CHECKPOINT
-
-
-@pytest.fixture
-def copied_default(tmp_path: Path) -> Path:
-    """The shipped bn-shift profile saved into ``tmp_path`` with a copy of its weights beside it."""
-    profile = load_profile(default_profile_path("bn-shift"))
-    weights = tmp_path / "weights.pt"
-    shutil.copyfile(DEFAULT_CHECKPOINT, weights)
-    moved = replace(
-        profile, reference=replace(profile.reference, weights=WeightsFile(weights, profile.reference.weights.sha256)), path=None
-    )
-    return save_profile(moved, tmp_path / "profile.json")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,9 @@ from qualoader.reference import (
 
 
 @pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_network(block_sockets) -> None:
     """Any attempt to open a socket fails, and the default checkpoint is re-read from disk."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access is disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    block_sockets(OSError, "network access is disabled in this test")
     loading._default_checkpoint.cache_clear()
     yield
     loading._default_checkpoint.cache_clear()

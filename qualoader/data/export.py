@@ -7,9 +7,16 @@ sidecar indexes (:func:`shard_columns`). Store columns (in this order):
 * ``path`` for folder datasets (the file path relative to the dataset root) or ``key`` otherwise
   (the user's keys; null when the store records none).
 * per metric configuration, ``<metric>`` (the score, float64, NaN/null where not scored or skipped)
-  and ``<metric>_difficulty`` (the calibrated expected error in [0, 1]; NaN/null when the table has
-  no calibration). ``<metric>`` is the registry name, or ``<name>-<fingerprint>`` when the store
+  and ``<metric>_difficulty`` (the calibrated expected error in [0, 1]; NaN/null without a
+  calibration). ``<metric>`` is the registry name, or ``<name>-<fingerprint>`` when the store
   holds several configurations of one metric.
+
+Difficulty is mapped from the stored scores at read time, by the rule the readers given a metric follow
+(:func:`table_calibration`; :func:`~qualoader.data.describe` orders it the same way): an explicit
+``calibrations[name]``, else the *current* calibration of the metric (or quality profile's metric)
+given in ``metrics`` whose fingerprint is the table's, else the one saved in the table's header
+when the table was created. A table's fingerprint leaves the calibration out, so re-calibrating a
+metric or refitting its profile changes the exported difficulties without rescoring anything.
 
 Shard columns: ``index`` (running over the shards in order), ``shard`` (the shard path as given),
 ``key``, then the same per-metric score and difficulty columns (NaN/null where a sample has none).
@@ -35,21 +42,23 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from qualoader._atomic import write_bytes_atomic
-from qualoader._validation import check_choice
+from qualoader._validation import check_choice, check_type
+from qualoader.metrics.base import QualityMetric
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
     import pyarrow
 
-    from qualoader.data.store import ScoreStore
+    from qualoader.data.store import ScoreStore, ScoreTable
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -59,6 +68,7 @@ __all__ = [
     "store_columns",
     "store_to_arrow",
     "store_to_pandas",
+    "table_calibration",
     "write_columns",
 ]
 
@@ -78,28 +88,80 @@ def _require(module: str) -> Any:
         ) from error
 
 
-def _difficulty(state: dict[str, Any] | None, scores: np.ndarray) -> np.ndarray:
-    out = np.full(scores.shape, np.nan)
+#: A calibration as the store readers use it: scores :math:`(N,)` -> expected error :math:`(N,)`.
+Calibration = Callable[[Tensor], Tensor]
+
+
+def _check_sources(metrics: Sequence[QualityMetric] | None, calibrations: Mapping[str, Calibration] | None) -> None:
+    if calibrations is not None:
+        check_type(calibrations, "calibrations", Mapping, "a mapping of metric name to calibration, or None")
+    if metrics is not None:
+        check_type(metrics, "metrics", (list, tuple), "a list of QualityMetric, or None")
+        for metric in metrics:
+            check_type(metric, "metrics[i]", QualityMetric, "a QualityMetric")
+
+
+def table_calibration(
+    table: ScoreTable,
+    metrics: Sequence[QualityMetric] | None = None,
+    calibrations: Mapping[str, Calibration] | None = None,
+) -> tuple[Calibration | None, str | None]:
+    """The calibration that maps a table's stored scores to difficulty, and where it came from.
+
+    The first of: ``calibrations[table.metric_name]`` (``"override"``); the current
+    ``calibration`` of the metric in ``metrics`` whose fingerprint is the table's (``"metric"``: a
+    re-calibrated metric or a refitted profile maps the same stored scores anew); the calibration
+    saved in the table's header when it was created (``"table"``). ``(None, None)`` when none has one.
+
+    Args:
+        table: a :class:`~qualoader.data.ScoreTable`.
+        metrics: the metrics that scored the store (matched by fingerprint), or ``None``.
+        calibrations: ``{metric name: scores (N,) -> expected error (N,)}`` overrides, or ``None``.
+    """
+    _check_sources(metrics, calibrations)
+    override = (calibrations or {}).get(table.metric_name)
+    if override is not None:
+        return override, "override"
+    for metric in metrics or ():
+        if metric.calibration is not None and metric.fingerprint() == table.fingerprint:
+            return metric.calibration, "metric"
+    state = table.calibration_state
     if state is None:
-        return out
+        return None, None
     from qualoader.calibration import DifficultyCalibration
 
+    return DifficultyCalibration.from_state_dict(state), "table"
+
+
+def _difficulty(calibration: Calibration | None, scores: np.ndarray) -> np.ndarray:
+    out = np.full(scores.shape, np.nan)
     finite = np.isfinite(scores)
-    if finite.any():
-        calibration = DifficultyCalibration.from_state_dict(state)
-        out[finite] = calibration(torch.from_numpy(scores[finite])).double().numpy()
+    if calibration is not None and finite.any():  # NaN marks unscored and skipped samples: they keep a NaN difficulty
+        out[finite] = calibration(torch.from_numpy(scores[finite])).double().cpu().numpy()
     return out
 
 
-def store_columns(store: ScoreStore) -> dict[str, Any]:
+def store_columns(
+    store: ScoreStore,
+    *,
+    metrics: Sequence[QualityMetric] | None = None,
+    calibrations: Mapping[str, Calibration] | None = None,
+) -> dict[str, Any]:
     """The store as ordered columns (see the module docs): numpy arrays, and a list of str/None for keys.
 
     Args:
         store: a :class:`~qualoader.data.ScoreStore`.
+        metrics: the metrics (e.g. built from a quality profile) whose current calibrations map
+            their tables' scores to difficulty (see :func:`table_calibration`).
+        calibrations: ``{metric name: calibration}`` overrides.
 
     Returns:
         ``{column: values}``, every column of length ``store.length``.
+
+    Raises:
+        TypeError: ``metrics`` or ``calibrations`` of the wrong type.
     """
+    _check_sources(metrics, calibrations)
     identity = store.identity
     columns: dict[str, Any] = {"index": np.arange(store.length, dtype=np.int64)}
     if identity is not None and identity.kind == "files":
@@ -113,7 +175,7 @@ def store_columns(store: ScoreStore) -> dict[str, Any]:
         label = table.metric_name if names.count(table.metric_name) == 1 else f"{table.metric_name}-{table.fingerprint}"
         scores = table.scores()
         columns[label] = scores
-        columns[f"{label}_difficulty"] = _difficulty(table.calibration_state, scores)
+        columns[f"{label}_difficulty"] = _difficulty(table_calibration(table, metrics, calibrations)[0], scores)
     return columns
 
 
@@ -169,14 +231,18 @@ def columns_to_arrow(columns: Mapping[str, Any]) -> pyarrow.Table:
     return _arrow_table(columns, _require("pyarrow"))
 
 
-def store_to_pandas(store: ScoreStore) -> pandas.DataFrame:
+def store_to_pandas(
+    store: ScoreStore, *, metrics: Sequence[QualityMetric] | None = None, calibrations: Mapping[str, Calibration] | None = None
+) -> pandas.DataFrame:
     """:func:`store_columns` as a pandas DataFrame (``path``/``key`` as an object column, NaN where not scored)."""
-    return columns_to_pandas(store_columns(store))
+    return columns_to_pandas(store_columns(store, metrics=metrics, calibrations=calibrations))
 
 
-def store_to_arrow(store: ScoreStore) -> pyarrow.Table:
+def store_to_arrow(
+    store: ScoreStore, *, metrics: Sequence[QualityMetric] | None = None, calibrations: Mapping[str, Calibration] | None = None
+) -> pyarrow.Table:
     """:func:`store_columns` as a pyarrow Table (NaN scores become nulls)."""
-    return columns_to_arrow(store_columns(store))
+    return columns_to_arrow(store_columns(store, metrics=metrics, calibrations=calibrations))
 
 
 def _arrow_table(columns: Mapping[str, Any], pa: Any) -> Any:

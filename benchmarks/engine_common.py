@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from qualoader.datasets import PHOTO_NAMES
 from qualoader.decoding import load_image
-from qualoader.engine import ScoringEngine
+from qualoader.engine import ScoringEngine, parse_metric_spec
+from qualoader.metrics import create_metric, metric_info
 
 
 def photo_arrays() -> list[np.ndarray]:
@@ -69,15 +70,27 @@ def make_photo_folder(folder: Path, count: int, size: int | tuple[int, int] = 22
     return paths
 
 
+def build_engine(metrics: str, device: str = "cpu", downscale: int = 1) -> ScoringEngine:
+    """An engine of the metric specification ``metrics``; classical measures at ``downscale`` (1: full resolution)."""
+    if downscale == 1:
+        return ScoringEngine(metrics, device)
+    reduced = {"downscale": downscale}
+    built = [create_metric(name, device, **(reduced if metric_info(name).accepts_downscale else {})) for name in parse_metric_spec(metrics)]
+    return ScoringEngine(built, device)
+
+
 class _Batches(Dataset[Any]):
     """Item ``i``: the ``i``-th batch of files, decoded (and scored when ``metrics`` is given and ``score_here``)."""
 
-    def __init__(self, files: Sequence[Path], batch_size: int, metrics: str | None, score_here: bool, loader: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, files: Sequence[Path], batch_size: int, metrics: str | None, score_here: bool, loader: Callable[[Any], Any], downscale: int
+    ) -> None:
         self.files = [str(f) for f in files]
         self.batch_size = batch_size
         self.metrics = metrics
         self.score_here = score_here
         self.loader = loader
+        self.downscale = downscale
         self._engine: ScoringEngine | None = None
 
     def __len__(self) -> int:
@@ -88,7 +101,7 @@ class _Batches(Dataset[Any]):
         if self.metrics is None or not self.score_here:
             return images
         if self._engine is None:  # one engine per worker process, built on first use
-            self._engine = ScoringEngine(self.metrics, "cpu")
+            self._engine = build_engine(self.metrics, "cpu", self.downscale)
         return self._engine.score(images).scores
 
 
@@ -104,11 +117,15 @@ def score_folder(
     batch_size: int = 64,
     device: str = "cpu",
     loader: Callable[[Any], Any] = load_image,
+    downscale: int = 1,
 ) -> tuple[float, dict[str, torch.Tensor]]:
-    """Decode (and score with the engine, ``metrics=None``: decode only) every file; returns ``(seconds, scores)``."""
+    """Decode (and score with the engine, ``metrics=None``: decode only) every file; returns ``(seconds, scores)``.
+
+    ``downscale`` > 1 scores the classical measures at that reduced resolution (their ``downscale``).
+    """
     on_cpu = torch.device(device).type == "cpu"
-    dataset = _Batches(files, batch_size, metrics, on_cpu, loader)
-    engine = None if (on_cpu or metrics is None) else ScoringEngine(metrics, device)
+    dataset = _Batches(files, batch_size, metrics, on_cpu, loader, downscale)
+    engine = None if (on_cpu or metrics is None) else build_engine(metrics, device, downscale)
     start = time.perf_counter()
     collected: dict[str, list[torch.Tensor]] = {}
     for item in DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_identity):

@@ -7,6 +7,14 @@ of processes on both sides (``--workers``, default 2):
 * ``decode``: our decoder alone (:func:`qualoader.decoding.load_image`) in a DataLoader;
 * ``qualoader classical``: decode + the nine classical measures through one
   :class:`~qualoader.engine.ScoringEngine` per worker process;
+* ``qualoader classical, downscale F`` (``--downscale``, default 2; 1 leaves the row out): the same
+  suite with the reduced-resolution option of the classical measures
+  (:class:`~qualoader.metrics.classical.ClassicalMetric`'s ``downscale``), which computes the
+  gradients, second differences and block steps on the luma averaged over F x F blocks, as
+  CleanVision computes its blur check on 64 px thumbnails. Its agreement with full resolution is
+  printed per measure: Spearman over the same photos, each degraded by one of gaussian blur,
+  gaussian noise, JPEG, contrast or brightness at a random severity 0-5 (a fixed seed), so the
+  ranking is checked where quality actually varies;
 * ``cleanvision``: ``Imagelab.find_issues`` with its five per-image checks (blurry, dark, light,
   low_information, grayscale; ``n_jobs=workers``).
 
@@ -31,7 +39,15 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from engine_common import machine, make_photo_folder, score_folder
+import torch
+from engine_common import build_engine, machine, make_photo_folder, score_folder
+
+from qualoader.corruptions import corrupt
+from qualoader.decoding import load_image
+from qualoader.engine import METRIC_SUITES
+from qualoader.stats import spearman
+
+_AGREEMENT_DEGRADATIONS = ("gaussian_blur", "gaussian_noise", "jpeg", "contrast", "brightness")
 
 
 def _cpu_seconds() -> float:
@@ -59,6 +75,24 @@ def _cleanvision_seconds(folder: Path, workers: int) -> float:
     return time.perf_counter() - start
 
 
+def downscale_agreement(files: list[Path], factor: int, seed: int = 0) -> dict[str, float]:
+    """Spearman, per classical measure, of the scores at ``downscale=factor`` against full resolution.
+
+    Each photo is degraded by one of :data:`_AGREEMENT_DEGRADATIONS` at a random severity 0-5
+    (0: untouched), so the agreement is measured across real quality differences.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    images = []
+    for path in files:
+        image = load_image(path).float().div(255.0)[None]
+        severity = int(torch.randint(0, 6, (1,), generator=generator))
+        name = _AGREEMENT_DEGRADATIONS[int(torch.randint(len(_AGREEMENT_DEGRADATIONS), (1,), generator=generator))]
+        images.append((corrupt(image, name, severity, generator) if severity else image)[0])
+    full = build_engine("classical").score(images).scores
+    reduced = build_engine("classical", downscale=factor).score(images).scores
+    return {name: float(spearman(full[name].numpy(), reduced[name].numpy())) for name in METRIC_SUITES["classical"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=512)
@@ -66,6 +100,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes on both sides")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--downscale", type=int, default=2, help="also time the classical suite at this reduced resolution (1: skip)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,6 +110,9 @@ def main() -> None:
             "decode": lambda: score_folder(files, None, workers=args.workers),
             "qualoader classical": lambda: score_folder(files, "classical", workers=args.workers, device=args.device),
         }
+        reduced = f"qualoader classical, downscale {args.downscale}"
+        if args.downscale > 1:
+            runs[reduced] = lambda: score_folder(files, "classical", workers=args.workers, device=args.device, downscale=args.downscale)
         if importlib.util.find_spec("cleanvision") is not None:
             runs["cleanvision"] = lambda: _cleanvision_seconds(folder, args.workers)
         else:
@@ -85,15 +123,22 @@ def main() -> None:
             for name, run in runs.items():
                 wall, cpu = _timed(run)
                 timings[name] = (min(timings[name][0], wall), min(timings[name][1], cpu))
+        agreement = downscale_agreement(files, args.downscale) if args.downscale > 1 else {}
     rates = {name: args.count / wall for name, (wall, _) in timings.items()}
     cpu_ms = {name: 1e3 * cpu / args.count for name, (_, cpu) in timings.items()}
     print(f"{args.count} real photo PNGs at {args.size} px, {args.workers} processes each, device {args.device}; {machine()}")
     for name, rate in rates.items():
         print(f"  {name:<22} {rate:8.0f} images/s   {cpu_ms[name]:6.2f} CPU ms/image (all processes)")
+    ours = [name for name in rates if name.startswith("qualoader")]
     if "cleanvision" in rates:
-        print(f"  qualoader / cleanvision: {rates['qualoader classical'] / rates['cleanvision']:.2f}x images/s, "
-              f"{cpu_ms['cleanvision'] / cpu_ms['qualoader classical']:.2f}x less CPU per image")
-    print(f"  qualoader classical / decode alone: {rates['qualoader classical'] / rates['decode']:.2f}")
+        for name in ours:
+            print(f"  {name} / cleanvision: {rates[name] / rates['cleanvision']:.2f}x images/s, "
+                  f"{cpu_ms['cleanvision'] / cpu_ms[name]:.2f}x less CPU per image")
+    for name in ours:
+        print(f"  {name} / decode alone: {rates[name] / rates['decode']:.2f}")
+    if agreement:
+        print(f"  agreement of downscale {args.downscale} with full resolution (Spearman, {args.count} photos, degraded at random):")
+        print("    " + ", ".join(f"{name} {value:.3f}" for name, value in agreement.items()))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         figures = {
@@ -101,6 +146,7 @@ def main() -> None:
             "args": {k: str(v) for k, v in vars(args).items()},
             "images_per_s": rates,
             "cpu_ms_per_image": cpu_ms,
+            "downscale_agreement_spearman": agreement,
         }
         args.out.write_text(json.dumps(figures, indent=2))
 

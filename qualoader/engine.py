@@ -342,8 +342,11 @@ class ScoringEngine:
                 flags.append(_out_of_range(images_on_device))
             if classical:
                 for chunk_index, chunk in self._chunks(images_on_device, index):
-                    features = BatchFeatures(chunk)
+                    # one BatchFeatures per resolution the measures ask for (normally just one)
+                    shared: dict[int, BatchFeatures] = {}
                     for i, metric in classical:
+                        factor = metric.downscale  # type: ignore[attr-defined]
+                        features = shared.get(factor) or shared.setdefault(factor, BatchFeatures(chunk, factor))
                         _put(out[i], chunk_index, metric.score_features(features))  # type: ignore[attr-defined]
             for _, metric in (*native, *(pair for pairs in resized.values() for pair in pairs)):
                 _check_domain(metric, images_on_device)

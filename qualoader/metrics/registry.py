@@ -44,6 +44,9 @@ class MetricInfo:
     higher_is_better: bool
     requires_weights: bool
     summary: str
+    #: takes a ``downscale`` argument (the classical measures; see
+    #: :class:`~qualoader.metrics.classical.ClassicalMetric`).
+    accepts_downscale: bool = False
 
 
 def register_metric(cls: MetricType) -> MetricType:
@@ -90,6 +93,8 @@ def _lookup(name: str) -> type[QualityMetric]:
 
 def metric_info(name: str) -> MetricInfo:
     """Describe a registered metric (mode, direction, weights) without constructing it."""
+    from qualoader.metrics.classical import ClassicalMetric  # imported here: the classical measures import this registry
+
     cls = _lookup(name)
     doc = (cls.__doc__ or "").strip().splitlines()
     return MetricInfo(
@@ -98,6 +103,7 @@ def metric_info(name: str) -> MetricInfo:
         higher_is_better=cls.higher_is_better,
         requires_weights=cls.requires_weights,
         summary=doc[0] if doc else "",
+        accepts_downscale=issubclass(cls, ClassicalMetric),
     )
 
 

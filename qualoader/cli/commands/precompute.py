@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, name) is not None:
                 check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
         check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
-        metrics = cli_metrics([args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict)
+        metrics = cli_metrics(
+            [args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict, downscale=args.downscale
+        )
         if args.calibration is not None and len(metrics) != 1:
             names = ", ".join(m.name for m in metrics)
             raise UserError(f"--calibration should come with one metric, but got {len(metrics)} metrics ({names})")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from qualoader._validation import check_images
 from qualoader.metrics.base import QualityMetric
-from qualoader.metrics.classical._features import LUMA_WEIGHTS, BatchFeatures
+from qualoader.metrics.classical._features import LUMA_WEIGHTS, BatchFeatures, check_downscale
 
 __all__ = ["LUMA_WEIGHTS", "ClassicalMetric", "check_batch_structure", "check_min_size", "luminance", "working"]
 
@@ -36,9 +36,16 @@ def luminance(images: Tensor) -> Tensor:
 
 
 def check_min_size(images: Tensor | BatchFeatures, size: int) -> None:
-    """Raise ``ValueError`` unless both spatial sides of ``images`` are at least ``size``."""
+    """Raise ``ValueError`` unless both spatial sides of ``images`` (of the reduced luma for a
+    downscaled ``BatchFeatures``) are at least ``size``."""
     shape = images.shape
-    if min(shape[-2:]) < size:
+    if isinstance(images, BatchFeatures) and images.downscale > 1:
+        if min(images.height, images.width) < size:
+            raise ValueError(
+                f"images should be at least {size * images.downscale}x{size * images.downscale} pixels at "
+                f"downscale={images.downscale}, but got images.shape={tuple(shape)}"
+            )
+    elif min(shape[-2:]) < size:
         raise ValueError(f"images should be at least {size}x{size} pixels, but got images.shape={tuple(shape)}")
 
 
@@ -60,17 +67,43 @@ class ClassicalMetric(QualityMetric):
     :meth:`score_features` computes the scores from the cached intermediates of a batch; the
     scoring engine (:mod:`qualoader.engine`) builds one ``BatchFeatures`` per batch and hands it to
     every classical measure, so the luma, gradients and histograms are computed once.
+
+    Args:
+        downscale: 1 (default), 2 or 4: compute the neighbourhood intermediates on the luma
+            box-averaged over ``downscale x downscale`` blocks (see
+            :class:`~qualoader.metrics.classical.BatchFeatures`), about ``downscale**2`` times less
+            work for them. Scores change scale (not meaning), so a reduced resolution is part of
+            the score's identity. Only sharpness, gradient-energy and noise follow it; the other
+            measures (moments, histogram, counts, JPEG block steps) are computed at full
+            resolution at any factor, so their scores do not change.
+        check_values: validate that float input is finite and in [0, 1].
     """
 
-    #: smallest height and width the measure accepts.
+    #: smallest height and width the measure accepts (at full resolution).
     min_size: ClassVar[int] = 1
+    #: whether ``downscale`` changes the scores: True for the measures of fine detail (second
+    #: differences, gradients); False for those read at full resolution whatever the factor
+    #: (moments, histograms, counts, and block steps, whose 8-pixel grid a reduction would blur).
+    follows_downscale: ClassVar[bool] = True
+
+    def __init__(self, *, downscale: int = 1, check_values: bool = True) -> None:
+        super().__init__(check_values=check_values)
+        self.downscale = check_downscale(downscale)
+        if self.follows_downscale and downscale > 1:
+            # the kernel's window must still fit once the luma is reduced
+            self.min_size = type(self).min_size * downscale  # type: ignore[misc]
+
+    def get_config(self) -> dict[str, Any]:
+        # Only a downscale that changes the scores enters the identity, so full-resolution
+        # fingerprints (and the stores keyed by them) stay what they were.
+        return {"downscale": self.downscale} if self.follows_downscale and self.downscale > 1 else {}
 
     def score_features(self, features: BatchFeatures) -> Tensor:
         """Scores :math:`(B,)` from the intermediates of a validated batch."""
         raise NotImplementedError
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
-        return self.score_features(BatchFeatures(images))
+        return self.score_features(BatchFeatures(images, self.downscale))
 
     def forward(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Score a batch; ``uint8`` images are read as bytes, exactly as the scoring engine reads them.

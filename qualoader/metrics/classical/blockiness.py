@@ -46,7 +46,7 @@ def blockiness(images: Tensor | BatchFeatures, block: int = 8, eps: float = 1e-6
     """
     _check_block(block)
     features = as_features(images)
-    if min(features.height, features.width) <= block:
+    if min(features.shape[-2:]) <= block:
         raise ValueError(f"images should be larger than block={block} in H and W, but got images.shape={tuple(features.shape)}")
     boundary_x, inside_x, boundary_y, inside_y = features.steps(block)
     return (boundary_x + boundary_y + 2 * eps) / (inside_x + inside_y + 2 * eps)
@@ -62,14 +62,15 @@ class Blockiness(ClassicalMetric):
 
     name = "blockiness"
     higher_is_better = False
+    follows_downscale = False  # the 8-pixel JPEG grid is only seen at full resolution
 
-    def __init__(self, block: int = 8, *, check_values: bool = True) -> None:
-        super().__init__(check_values=check_values)
+    def __init__(self, block: int = 8, *, downscale: int = 1, check_values: bool = True) -> None:
+        super().__init__(downscale=downscale, check_values=check_values)
         self.block = _check_block(block)
         self.min_size = self.block + 1  # type: ignore[misc]  # one full block plus a step across its edge
 
     def get_config(self) -> dict[str, Any]:
-        return {"block": self.block}
+        return {"block": self.block, **super().get_config()}
 
     def score_features(self, features: BatchFeatures) -> Tensor:
         return blockiness(features, self.block)

@@ -37,6 +37,7 @@ class MeanBrightness(ClassicalMetric):
     """
 
     name = "brightness"
+    follows_downscale = False  # moments / counts over every pixel: downscale changes nothing
     higher_is_better = True
 
     def score_features(self, features: BatchFeatures) -> Tensor:

@@ -57,15 +57,16 @@ class ClippedFraction(ClassicalMetric):
     """
 
     name = "clipping"
+    follows_downscale = False  # moments / counts over every pixel: downscale changes nothing
     higher_is_better = False
 
-    def __init__(self, low: float = _LOW, high: float = _HIGH, *, check_values: bool = True) -> None:
-        super().__init__(check_values=check_values)
+    def __init__(self, low: float = _LOW, high: float = _HIGH, *, downscale: int = 1, check_values: bool = True) -> None:
+        super().__init__(downscale=downscale, check_values=check_values)
         _check_bounds(low, high)
         self.low, self.high = float(low), float(high)
 
     def get_config(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high}
+        return {"low": self.low, "high": self.high, **super().get_config()}
 
     def score_features(self, features: BatchFeatures) -> Tensor:
         return clipped_fraction(features, self.low, self.high)

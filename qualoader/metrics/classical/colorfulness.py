@@ -42,6 +42,7 @@ class Colorfulness(ClassicalMetric):
     """Hasler-Suesstrunk colourfulness (0 for grey images); higher is better."""
 
     name = "colorfulness"
+    follows_downscale = False  # moments / counts over every pixel: downscale changes nothing
     higher_is_better = True
 
     def score_features(self, features: BatchFeatures) -> Tensor:

@@ -33,6 +33,7 @@ class RMSContrast(ClassicalMetric):
     """RMS contrast (standard deviation of the luma); higher is better."""
 
     name = "contrast"
+    follows_downscale = False  # moments / counts over every pixel: downscale changes nothing
     higher_is_better = True
 
     def score_features(self, features: BatchFeatures) -> Tensor:

@@ -38,7 +38,7 @@ def histogram_entropy(images: Tensor | BatchFeatures, bins: int = 256) -> Tensor
     """
     check_positive_int(bins, "bins")
     features = as_features(images)
-    probability = features.luma_histogram(bins) / (features.height * features.width)
+    probability = features.luma_histogram(bins) / features.pixels_per_image
     # p log(1/p) rather than -p log(p): a one-level histogram then gives +0, not -0
     return torch.special.xlogy(probability, probability.reciprocal()).sum(dim=1) / math.log(2.0)
 
@@ -52,14 +52,15 @@ class HistogramEntropy(ClassicalMetric):
     """
 
     name = "entropy"
+    follows_downscale = False  # a histogram has no neighbourhood: counted over every pixel at any downscale
     higher_is_better = True
 
-    def __init__(self, bins: int = 256, *, check_values: bool = True) -> None:
-        super().__init__(check_values=check_values)
+    def __init__(self, bins: int = 256, *, downscale: int = 1, check_values: bool = True) -> None:
+        super().__init__(downscale=downscale, check_values=check_values)
         self.bins = check_positive_int(bins, "bins")
 
     def get_config(self) -> dict[str, Any]:
-        return {"bins": self.bins}
+        return {"bins": self.bins, **super().get_config()}
 
     def score_features(self, features: BatchFeatures) -> Tensor:
         return histogram_entropy(features, self.bins)

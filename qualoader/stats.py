@@ -112,13 +112,19 @@ def rankdata(values: Any) -> np.ndarray:
     return _rank_rows(_as_array(values, "values", allow_2d=True))
 
 
+def _correlation(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` clipped to [-1, 1], NaN where the denominator is 0 (a constant row)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = numerator / denominator
+    # rounding can push a perfect correlation a few ulps past 1
+    return np.where(denominator > 0, np.clip(value, -1.0, 1.0), np.nan)
+
+
 def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xc = x - x.mean(axis=-1, keepdims=True)
     yc = y - y.mean(axis=-1, keepdims=True)
     denominator = np.sqrt((xc * xc).sum(axis=-1) * (yc * yc).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = (xc * yc).sum(axis=-1) / denominator
-    return np.where(denominator > 0, np.clip(value, -1.0, 1.0), np.nan)
+    return _correlation((xc * yc).sum(axis=-1), denominator)
 
 
 def pearson(x: Any, y: Any) -> np.ndarray:
@@ -169,10 +175,7 @@ def kendall_tau_b(x: Any, y: Any) -> np.ndarray:
     sign_y = np.sign(y[..., :, None] - y[..., None, :])[..., upper]
     untied_x = np.count_nonzero(sign_x, axis=-1).astype(np.float64)
     untied_y = np.count_nonzero(sign_y, axis=-1).astype(np.float64)
-    denominator = np.sqrt(untied_x * untied_y)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = (sign_x * sign_y).sum(axis=-1) / denominator
-    return np.where(denominator > 0, np.clip(value, -1.0, 1.0), np.nan)
+    return _correlation((sign_x * sign_y).sum(axis=-1), np.sqrt(untied_x * untied_y))
 
 
 def _check_labels(labels: Any, size: int) -> np.ndarray:
@@ -184,12 +187,17 @@ def _check_labels(labels: Any, size: int) -> np.ndarray:
     return array.astype(bool)
 
 
+def _mann_whitney_auroc(rank_sum: Any, n_pos: Any, n_neg: Any) -> Any:
+    """AUROC from the sum of the positives' average ranks: the Mann-Whitney U over ``n_pos * n_neg``."""
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
 def _auroc_from_ranks(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
     n_pos = positive.sum(axis=-1).astype(np.float64)
     n_neg = positive.shape[-1] - n_pos
     rank_sum = np.where(positive, ranks, 0.0).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        value = _mann_whitney_auroc(rank_sum, n_pos, n_neg)
     return np.where((n_pos > 0) & (n_neg > 0), value, np.nan)
 
 
@@ -213,6 +221,11 @@ def auroc(scores: Any, labels: Any) -> float:
     scores = _as_array(scores, "scores")
     positive = _check_labels(labels, scores.size)
     return float(_auroc_from_ranks(_rank_rows(scores), positive))
+
+
+def _check_statistic(statistic: Any) -> None:
+    if not callable(statistic):
+        raise TypeError(f"statistic should be a callable like spearman, but got statistic of type {type(statistic).__name__}")
 
 
 def _check_bootstrap(n_boot: Any, level: Any, generator: Any) -> None:
@@ -256,8 +269,7 @@ def bootstrap_ci(
         ``ConfidenceInterval(estimate, low, high)``; resamples whose statistic is undefined
         (e.g. a constant resample) are dropped; all NaN when the estimate itself is undefined.
     """
-    if not callable(statistic):
-        raise TypeError(f"statistic should be a callable like spearman, but got statistic of type {type(statistic).__name__}")
+    _check_statistic(statistic)
     x, y = _pair(x, y)
     if x.ndim != 1:
         raise ValueError(f"x should be 1-D, but got x.shape={x.shape}")
@@ -304,7 +316,7 @@ def bootstrap_auroc(
         if n_pos == 0 or n_neg == 0:
             replicates[rep] = np.nan
             continue
-        replicates[rep] = ((count_pos * average_rank).sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        replicates[rep] = _mann_whitney_auroc((count_pos * average_rank).sum(), n_pos, n_neg)
     return _interval(estimate, replicates, level)
 
 
@@ -332,8 +344,7 @@ def bootstrap_ci_difference(
         level: coverage of the interval, in (0, 1).
         generator: seeded CPU ``torch.Generator``.
     """
-    if not callable(statistic):
-        raise TypeError(f"statistic should be a callable like spearman, but got statistic of type {type(statistic).__name__}")
+    _check_statistic(statistic)
     first, y = _pair(first, y)
     second, _ = _pair(second, y)
     if y.ndim != 1:

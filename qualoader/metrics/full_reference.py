@@ -129,14 +129,19 @@ def _ssim_and_cs(images: Tensor, reference: Tensor, kernel: Tensor, nonnegative_
     return ssim_map.flatten(1).mean(dim=1), cs_map.flatten(1).mean(dim=1)
 
 
+def _check_positive_real(value: Any, name: str) -> None:
+    # bool is an int subclass, but True as a sigma or an epsilon is a mistake, not 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} should be a float, but got {name} of type {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} should be positive, but got {name}={value}")
+
+
 def _check_window(window_size: Any, sigma: Any) -> None:
     check_positive_int(window_size, "window_size")
     if window_size % 2 == 0:
         raise ValueError(f"window_size should be an odd int, but got window_size={window_size}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
-        raise TypeError(f"sigma should be a float, but got sigma of type {type(sigma).__name__}")
-    if not sigma > 0:
-        raise ValueError(f"sigma should be positive, but got sigma={sigma}")
+    _check_positive_real(sigma, "sigma")
 
 
 def _downsample(images: Tensor) -> Tensor:
@@ -337,10 +342,7 @@ class PSNR(QualityMetric):
     def __init__(self, *, y_channel: bool = False, color_space: str = "yiq", eps: float = 1e-8, check_values: bool = True) -> None:
         super().__init__(check_values=check_values)
         _check_options(y_channel, color_space)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-            raise TypeError(f"eps should be a float, but got eps of type {type(eps).__name__}")
-        if not eps > 0:
-            raise ValueError(f"eps should be positive, but got eps={eps}")
+        _check_positive_real(eps, "eps")
         self.y_channel, self.color_space, self.eps = y_channel, color_space, float(eps)
 
     def get_config(self) -> dict[str, Any]:

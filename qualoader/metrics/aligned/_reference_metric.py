@@ -15,7 +15,13 @@ from qualoader.reference import ReferenceNetwork, load_reference
 if TYPE_CHECKING:
     from qualoader.profiles.profile import QualityProfile
 
-__all__ = ["ReferenceMetric", "check_layers_visible"]
+__all__ = ["ReferenceMetric", "ReferenceSource", "WeightsPath", "check_layers_visible"]
+
+#: What ``reference=`` of every aligned metric accepts: ``None``/``"default"`` (the embedded network), a
+#: torchvision name, ``"timm:<name>"``, a :class:`~qualoader.reference.ReferenceNetwork` or any ``nn.Module``.
+ReferenceSource = str | nn.Module | None
+#: The local weights file of ``reference=`` (``None``: the source's own, see :func:`~qualoader.reference.load_reference`).
+WeightsPath = str | os.PathLike[str] | None
 
 
 def check_layers_visible(network: ReferenceNetwork, metric: str) -> None:
@@ -65,9 +71,9 @@ class ReferenceMetric(QualityMetric):
 
     def __init__(
         self,
-        reference: str | nn.Module | None = None,
+        reference: ReferenceSource = None,
         *,
-        weights: str | os.PathLike[str] | None = None,
+        weights: WeightsPath = None,
         check_values: bool = True,
         strict: bool = False,
         **convention: Any,

@@ -20,7 +20,6 @@ call and its ``training`` flags and running statistics are left exactly as they 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from qualoader._validation import check_choice, check_probability, check_type
-from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric, ReferenceSource, WeightsPath
 from qualoader.metrics.registry import register_metric
 from qualoader.reference import ReferenceNetwork
 
@@ -157,14 +156,12 @@ class BNShift(ReferenceMetric):
     name = "bn-shift"
     higher_is_better = False
     reads_layers = True
-    requires_reference = False
-    requires_weights = False
 
     def __init__(
         self,
-        reference: str | nn.Module | None = None,
+        reference: ReferenceSource = None,
         *,
-        weights: str | os.PathLike[str] | None = None,
+        weights: WeightsPath = None,
         divergence: str = "kl",
         variance_floor: float = 0.01,
         layers: Sequence[str] | None = None,

@@ -14,14 +14,13 @@ Measures (:data:`MEASURES`; all oriented so that higher = more confident = bette
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from qualoader._validation import check_choice, check_type
-from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric, ReferenceSource, WeightsPath
 from qualoader.metrics.aligned.reference_features import logit_features
 from qualoader.metrics.registry import register_metric
 from qualoader.reference import ReferenceNetwork
@@ -81,14 +80,12 @@ class Confidence(ReferenceMetric):
 
     name = "confidence"
     higher_is_better = True
-    requires_reference = False
-    requires_weights = False
 
     def __init__(
         self,
-        reference: str | nn.Module | None = None,
+        reference: ReferenceSource = None,
         *,
-        weights: str | os.PathLike[str] | None = None,
+        weights: WeightsPath = None,
         measure: str = "probability",
         check_values: bool = True,
         **convention: Any,

@@ -7,15 +7,14 @@ Images and clean references go through the network in one forward pass.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from qualoader._validation import check_choice, check_type
-from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric, ReferenceSource, WeightsPath
 from qualoader.metrics.registry import register_metric
 from qualoader.reference import ReferenceNetwork
 
@@ -157,13 +156,12 @@ class FeatureDistance(ReferenceMetric):
     higher_is_better = False
     reads_layers = True
     requires_reference = True
-    requires_weights = False
 
     def __init__(
         self,
-        reference: str | nn.Module | None = None,
+        reference: ReferenceSource = None,
         *,
-        weights: str | os.PathLike[str] | None = None,
+        weights: WeightsPath = None,
         layers: Sequence[str] | None = None,
         distance: str = "cosine",
         check_values: bool = True,

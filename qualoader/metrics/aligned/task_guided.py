@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from qualoader._atomic import write_bytes_atomic
 from qualoader._validation import check_choice, check_type
-from qualoader.metrics.aligned._reference_metric import ReferenceMetric, check_layers_visible
+from qualoader.metrics.aligned._reference_metric import ReferenceMetric, ReferenceSource, WeightsPath, check_layers_visible
 from qualoader.metrics.aligned.reference_features import ReferenceResponse, reference_feature_names, reference_response
 from qualoader.metrics.registry import register_metric
 from qualoader.reference import ReferenceNetwork
@@ -376,16 +376,14 @@ class TaskGuided(ReferenceMetric):
 
     name = "task-guided"
     higher_is_better = True
-    requires_reference = False
-    requires_weights = False
     min_size = 3  # the 3x3 Immerkaer noise kernel runs without padding
 
     def __init__(
         self,
         checkpoint: str | os.PathLike[str] | None = None,
         *,
-        reference: str | nn.Module | None = None,
-        weights: str | os.PathLike[str] | None = None,
+        reference: ReferenceSource = None,
+        weights: WeightsPath = None,
         check_values: bool = True,
         **convention: Any,
     ) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 from qualoader.cli import main
 from qualoader.data import ScoreStore, StoreError
 from qualoader.metrics import create_metric
+from tests.helpers import precompute_argv
 
 
 def test_fashion_mnist_into_store(
@@ -45,7 +46,7 @@ def test_image_folder_variable_sizes(tmp_path: Path, photos: torch.Tensor, capsy
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array).save(folder / f"{k}.png")
         arrays.append(array)
-    assert main(["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"]) == 0
+    assert main(precompute_argv(tmp_path / "images", tmp_path / "s")) == 0
     metric = create_metric("sharpness")
     expected = np.array([float(metric(torch.from_numpy(a).permute(2, 0, 1)[None])[0]) for a in arrays])
     assert np.allclose(ScoreStore(tmp_path / "s").table(metric).scores(), expected, rtol=1e-5, atol=0)
@@ -70,7 +71,7 @@ def test_unreadable_image_named_or_skipped(tmp_path: Path, photos: torch.Tensor,
         Image.fromarray(array).save(tmp_path / "images" / "c" / f"{k}.jpg")
     bad = tmp_path / "images" / "c" / "2.jpg"
     bad.write_bytes(bad.read_bytes()[:400])
-    argv = ["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"]
+    argv = precompute_argv(tmp_path / "images", tmp_path / "s")
     argv += ["--batch-size", "2"]
     assert main([*argv, "--num-workers", "2"]) == 2
     err = capsys.readouterr().err

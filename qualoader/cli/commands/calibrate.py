@@ -8,7 +8,9 @@ names are labels, or webdataset shards whose ``--label-key`` member holds the la
 difficulty is fitted on one part of the images and measured on a seeded held-out part (AUROC of the
 difficulty for the network's errors, Brier against the base rate, error rate); the figures go into the
 profile's provenance. Labels outside the network's outputs, an error rate of 0 or 1 and undefined
-statistics stop it with an error; nothing is written then. Use the profile with
+statistics stop it with an error; nothing is written then. For ``--metric task-guided`` the head is
+trained on the fit part only (so the held-out figures measure it on images it never saw) and written
+beside the profile as ``<out>.head.pt``, which the profile names with its sha256. Use the profile with
 ``--profile PATH`` on precompute, tag, score and report, or ``create_metric(name, profile=PATH)``.
 
 **Without them** (the embedded network on Fashion-MNIST): for ``--metric task-guided`` it trains a
@@ -22,9 +24,11 @@ named by their ImageNet-C names too (jpeg_compression, elastic_transform).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -223,11 +227,6 @@ def _check_profile_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--holdout should be a fraction in (0, 1), but got --holdout={args.holdout!r}")
     if args.input_size is not None and len(args.input_size) not in (1, 2):
         raise UserError(f"--input-size should be H or H W, but got --input-size={args.input_size}")
-    if args.metric == "task-guided":
-        raise UserError(
-            "--metric should be bn-shift or feature-distance to build a profile (a task-guided profile, with its trained head, is not "
-            "built by calibrate yet), but got --metric='task-guided'"
-        )
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"--out should be a file path for the profile JSON, but got --out={str(args.out)!r}, which is a folder")
 
@@ -368,15 +367,40 @@ def _reference_spec(args: argparse.Namespace) -> Any:
         return ReferenceSpec(source=source, name=name, weights=weights, transform=transform, labels=labels, domain=domain)
 
 
+#: What a task-guided profile's provenance records of its head's training (the rest of the recipe is the profile's own).
+_HEAD_RECIPE = ("inputs", "target", "feature_names", "hidden", "steps", "n_images", "n_rows", "final_bce", "train_fit")
+
+
+def _head_path(out: Path) -> Path:
+    """Where a task-guided profile's head goes: beside the profile, ``profile.json`` -> ``profile.head.pt``."""
+    return out.with_suffix(".head.pt").resolve()
+
+
+def _train_head(args: argparse.Namespace, network: Any, images: Any, labels: Any, params: dict[str, Any], scratch: Path) -> tuple[Any, Any]:
+    """A task-guided metric whose head is trained on the fit part of the images (the part ``fit_held_out`` fits the calibration on)."""
+    from qualoader.calibration.heldout import held_out_split
+    from qualoader.metrics import create_metric
+    from qualoader.metrics.aligned.task_guided_training import save_head_checkpoint, train_task_guided
+
+    fit_index, _ = held_out_split(int(images.shape[0]), args.holdout, args.seed)
+    trained = train_task_guided(
+        network, images[fit_index], labels[fit_index], args.corruptions, tuple(args.severities),
+        seed=args.seed, steps=args.steps, progress=not args.no_progress,
+    )
+    checkpoint = save_head_checkpoint(trained, scratch / "fitting.pt")
+    return create_metric("task-guided", checkpoint=checkpoint, reference=network, **params), trained
+
+
 def _run_profile(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from qualoader._atomic import write_bytes_atomic
     from qualoader.calibration.heldout import fit_held_out
     from qualoader.cli._labelled import load_labelled
     from qualoader.metrics import create_metric
-    from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+    from qualoader.metrics.aligned._reference_metric import ReferenceMetric, check_layers_visible
     from qualoader.metrics.registry import _lookup
-    from qualoader.profiles import InputDomain, MetricSpec, QualityProfile, build_reference, save_profile
+    from qualoader.profiles import InputDomain, MetricSpec, QualityProfile, WeightsFile, build_reference, save_profile
 
     spec = _reference_spec(args)
     refit = None
@@ -397,23 +421,37 @@ def _run_profile(args: argparse.Namespace) -> int:
             cls = _lookup(args.metric)
         except KeyError as error:
             raise as_option(error, "name", "--metric") from error
-    if not issubclass(cls, ReferenceMetric) or args.metric == "task-guided":
+    if not issubclass(cls, ReferenceMetric):
         raise UserError(
-            "--metric should be an aligned metric with a reference network (bn-shift, feature-distance) to build a profile, but got "
-            f"--metric={args.metric!r}"
+            "--metric should be an aligned metric with a reference network (bn-shift, feature-distance, confidence, task-guided) to "
+            f"build a profile, but got --metric={args.metric!r}"
         )
     params = dict(refit.metric.params) if refit is not None else {}
     with user_errors():
         network = build_reference(spec)  # checks the weights' hash, their keys and shapes, and one output per label
-        metric = create_metric(args.metric, reference=network, **params)  # a network the metric cannot read stops here, before the data
+        # a network the metric cannot read stops here, before the data is loaded
+        if args.metric == "task-guided":
+            check_layers_visible(network, args.metric)  # its head is built after the data, from the network's response
+            metric = None
+        else:
+            metric = create_metric(args.metric, reference=network, **params)
     data = load_labelled(args.source, spec.labels, spec.transform.input_size, spec.transform.in_channels,
                          split=args.split, label_key=args.label_key, max_images=args.max_images, seed=args.seed)
-    with user_errors():
+    trained = None
+    with user_errors(), tempfile.TemporaryDirectory(prefix="qualoader-calibrate-") as scratch:
+        if metric is None:
+            metric, trained = _train_head(args, network, data.images, data.labels, params, Path(scratch))
         calibration, figures = fit_held_out(
             metric, data.images, data.labels, network, args.corruptions, tuple(args.severities),
             holdout=args.holdout, seed=args.seed, method=args.method, progress=not args.no_progress,
         )
         domain = InputDomain.measure(data.images, spec.transform.in_channels, spec.transform.input_size)
+        head = None
+        if trained is not None:  # the head as shipped with the profile: carrying the calibration measured here
+            from qualoader.metrics.aligned.task_guided_training import save_head_checkpoint
+
+            head_bytes = save_head_checkpoint(trained, Path(scratch) / "head.pt", calibration).read_bytes()
+            head = WeightsFile(_head_path(args.out), hashlib.sha256(head_bytes).hexdigest())
     data_text = data.description if args.source.kind != "fashion-mnist" else f"fashion-mnist:{args.split}"
     provenance = {
         "data": data_text,
@@ -426,17 +464,20 @@ def _run_profile(args: argparse.Namespace) -> int:
     }
     if refit is not None:
         provenance["refit_of"] = refit.identity
+    if trained is not None:
+        provenance["head"] = {key: trained.recipe[key] for key in _HEAD_RECIPE}
     name = args.name or (refit.name if refit is not None else f"{spec.name or Path(args.reference).stem}/{args.metric}")
-    profile = QualityProfile(name, replace(spec, domain=domain), MetricSpec(args.metric, params), calibration, None, provenance)
+    profile = QualityProfile(name, replace(spec, domain=domain), MetricSpec(args.metric, params), calibration, head, provenance)
     with user_errors():
-        # strict JSON before the atomic write: a NaN anywhere stops here, and no file appears
+        # strict JSON before the atomic writes: a NaN anywhere stops here, and no file appears
         json.dumps(profile.to_dict(), allow_nan=False)
+        if head is not None:
+            write_bytes_atomic(head.path, head_bytes)
         path = save_profile(profile, args.out)
-    print(
-        json.dumps(
-            {"profile": str(path), "identity": profile.identity, "held_out": provenance["held_out"], "fit": provenance["fit"]}, indent=1
-        )
-    )
+    summary = {"profile": str(path), "identity": profile.identity, "held_out": provenance["held_out"], "fit": provenance["fit"]}
+    if head is not None:
+        summary["head"] = str(head.path)
+    print(json.dumps(summary, indent=1))
     if provenance["held_out"]["auroc"] <= 0.5:  # written (the figures are honest), but the user should know
         print(
             f"qualoader calibrate: warning: the held-out AUROC is {provenance['held_out']['auroc']:.3f} (<= 0.5): this difficulty does not "

@@ -43,6 +43,7 @@ __all__ = [
     "feature_sweep",
     "fit_head",
     "head_target",
+    "save_head_checkpoint",
     "save_trained",
     "train_task_guided",
 ]
@@ -302,12 +303,26 @@ def train_task_guided(
     return TrainedHead(head, calibration, recipe)
 
 
-def save_trained(trained: TrainedHead, path: str | Path) -> tuple[Path, Path]:
-    """Write the head checkpoint (with its calibration) to ``path`` and the recipe to ``path`` with ``.json``."""
+def save_head_checkpoint(trained: TrainedHead, path: str | Path, calibration: DifficultyCalibration | None = None) -> Path:
+    """Write the head checkpoint to ``path`` (atomically), bound to the reference network it was fitted to.
+
+    Args:
+        trained: the result of :func:`train_task_guided`.
+        path: the checkpoint file (``.pt``), loadable with ``create_metric("task-guided", checkpoint=path)``.
+        calibration: the calibration to store with the head (default: ``trained.calibration``, the
+            in-sample one; a quality profile stores the one it measured on held-out images).
+    """
     path = Path(path)
     inputs = trained.recipe.get("inputs", "image")
     reference = trained.recipe.get("reference") if inputs != "image" else None
-    save_task_guided_head(trained.head, path, trained.calibration.state_dict(), inputs=inputs, reference=reference)
+    state = (trained.calibration if calibration is None else calibration).state_dict()
+    save_task_guided_head(trained.head, path, state, inputs=inputs, reference=reference)
+    return path
+
+
+def save_trained(trained: TrainedHead, path: str | Path) -> tuple[Path, Path]:
+    """Write the head checkpoint (with its calibration) to ``path`` and the recipe to ``path`` with ``.json``."""
+    path = save_head_checkpoint(trained, path)
     recipe_path = path.with_suffix(".json")
     write_json_atomic(recipe_path, trained.recipe)
     return path, recipe_path

@@ -6,6 +6,10 @@ seed), decode included, ``--workers`` processes (default 2; on CPU each worker d
 * **k metrics in one pass vs k single-metric passes** (k = 3 and 9, the first k of the classical
   suite): one engine pass decodes each image once and shares the luma, gradients and histograms;
   k passes decode k times and recompute them. Reported: time of k passes / time of one pass.
+* **aligned metrics of one network** (``--shared``, default ``bn-shift,confidence,task-guided``,
+  all on the embedded reference): one engine pass runs the network once per batch for all of them
+  (each metric hooks the same forward); k single-metric passes decode and run it k times.
+  Reported: time of k passes / time of one pass.
 * **mixed-size folder vs the same folder resized** for an aligned metric (``--aligned``, default
   ``bn-shift``): a folder whose images have random sides in [160, 288] px against the same crops
   written at 224 px. The engine resizes to the reference network's input before batching, so
@@ -35,6 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--aligned", default="bn-shift")
+    parser.add_argument("--shared", default="bn-shift,confidence,task-guided", help="aligned metrics of one network, scored together")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     suite = list(METRIC_SUITES["classical"])
@@ -54,6 +59,14 @@ def main() -> None:
                 f"  k={k}: one pass {args.count / together:6.0f} images/s, {k} passes {args.count / apart:6.0f} images/s -> "
                 f"{apart / together:.2f}x"
             )
+        shared = args.shared.split(",")
+        together = timed(photos, args.shared)
+        apart = sum(timed(photos, name) for name in shared)
+        report["shared_forward"] = {"metrics": shared, "one_pass_s": together, "k_passes_s": apart, "ratio": apart / together}
+        print(
+            f"  {args.shared}: one pass (one forward per batch) {args.count / together:6.0f} images/s, {len(shared)} passes "
+            f"{args.count / apart:6.0f} images/s -> {apart / together:.2f}x"
+        )
         mixed = make_photo_folder(Path(tmp) / "mixed", args.count, (160, 288), seed=1)
         resized = make_photo_folder(Path(tmp) / "resized", args.count, 224, seed=1)  # same crops, one size
         mixed_s, resized_s = timed(mixed, args.aligned), timed(resized, args.aligned)

@@ -14,14 +14,16 @@ the engine
    that would resize anyway (the ``ReferenceMetric`` family: ``bn-shift``,
    ``feature-distance``, or any metric with a ``resizes_to`` attribute), so a folder of mixed
    sizes makes one network call per batch instead of one per size;
-5. gathers every score on the device and copies them to the host in one transfer, then maps
+5. runs every aligned metric of one reference network (``bn-shift``, ``confidence``,
+   ``task-guided`` on the same weights) from a single forward pass per batch: each metric hands
+   over its hooks and a finishing step (``ReferenceMetric.tap``,
+   :class:`~qualoader.reference.ForwardTap`) instead of running the network itself;
+6. gathers every score on the device and copies them to the host in one transfer, then maps
    scores to difficulties on the host for calibrated metrics.
 
-Why metrics that share a reference network still run one forward each: ``bn-shift`` and
-``feature-distance`` each own their :class:`~qualoader.reference.ReferenceNetwork` and compute
-inside ``network.run`` with their own hooks, so a shared forward would need every aligned metric
-to expose its hooks instead of its scores. Their forwards run on the resized (for the default
-reference, 28 px) batch, so the repeated cost is small next to decoding.
+Networks are "the same" when their configs are equal, weights hash included: each metric owns
+its own copy of the network (so metrics stay independent objects), and the hash makes sure that
+reading one copy's pass for all of them gives exactly the scores each would compute alone.
 
 Metric specifications are parsed in one place, :func:`parse_metric_spec`: ``"a,b,c"``, a named
 suite such as ``"classical"`` (:data:`METRIC_SUITES`), or a list of them.
@@ -30,6 +32,7 @@ suite such as ``"classical"`` (:data:`METRIC_SUITES`), or a list of them.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -284,6 +287,10 @@ class ScoringEngine:
         self._targets = {
             name: None if isinstance(metric, ClassicalMetric) else resize_target(metric) for name, metric in self.metrics.items()
         }
+        # Aligned metrics whose networks compute the same function (equal config, weights hash
+        # included) share one forward pass per batch; the key is read once, as hashing the
+        # weights costs a pass over them.
+        self._network_keys = {name: _network_key(metric) for name, metric in self.metrics.items()}
 
     @property
     def names(self) -> list[str]:
@@ -368,10 +375,34 @@ class ScoringEngine:
                 parts = [(rows, part.expand(-1, 3, -1, -1) if part.shape[1] == 1 else part) for rows, part in parts]
             batch = parts[0][1] if len(parts) == 1 else torch.cat([part.float() for _, part in parts])
             index = parts[0][0] if len(parts) == 1 else torch.cat([_rows(rows, part) for rows, part in parts])
-            for i, metric in metrics:
-                _put(out[i], index, metric.score(batch))
+            for i, scores in self._score_resized(metrics, batch):
+                _put(out[i], index, scores)
         bad = torch.stack(flags).any() if flags else None
         return out, bad
+
+    def _score_resized(self, metrics: list[tuple[int, QualityMetric]], batch: Tensor) -> list[tuple[int, Tensor]]:
+        """``(row, scores)`` of metrics that read ``batch`` at their network's input size; one forward per network.
+
+        Metrics of the same network (see :meth:`ReferenceMetric.tap`) register their hooks on
+        one of them and read one pass; any other metric, or one that cannot share, scores alone.
+        """
+        results: list[tuple[int, Tensor]] = []
+        sharing: dict[str, list[tuple[int, QualityMetric]]] = {}
+        for i, metric in metrics:
+            key = self._network_keys[metric.name]
+            if key is None:
+                results.append((i, metric.score(batch)))
+            else:
+                sharing.setdefault(key, []).append((i, metric))
+        for group in sharing.values():
+            network = group[0][1].network  # type: ignore[attr-defined]
+            taps = [(i, metric, metric.tap(network, batch)) if len(group) > 1 else (i, metric, None) for i, metric in group]  # type: ignore[attr-defined]
+            shared = [(i, tap) for i, _, tap in taps if tap is not None]
+            if shared:
+                outputs = network.run_taps(batch, [tap for _, tap in shared])
+                results.extend((i, scores) for (i, _), scores in zip(shared, outputs, strict=True))
+            results.extend((i, metric.score(batch)) for i, metric, tap in taps if tap is None)
+        return results
 
     def _floats(self, groups: list[tuple[list[int] | None, Tensor]]) -> dict[int, Tensor]:
         """The ``uint8`` groups as floats in [0, 1] on the device, converted in one operation.
@@ -452,6 +483,15 @@ class ScoringEngine:
 
     def __repr__(self) -> str:
         return f"ScoringEngine(metrics={self.names}, device={str(self.device)!r})"
+
+
+def _network_key(metric: QualityMetric) -> str | None:
+    """Identity of an aligned metric's reference network (its config, weights hash included), or ``None``."""
+    from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+
+    if not isinstance(metric, ReferenceMetric):
+        return None
+    return json.dumps(metric.network.get_config(), sort_keys=True)
 
 
 def _check_domain(metric: QualityMetric, images: Tensor) -> None:

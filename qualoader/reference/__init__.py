@@ -23,7 +23,7 @@ from qualoader.reference.loading import (
     load_reference,
     load_state_dict_file,
 )
-from qualoader.reference.network import ReferenceNetwork, eval_mode, preprocess_images
+from qualoader.reference.network import ForwardTap, ReferenceNetwork, eval_mode, preprocess_images
 
 __all__ = [
     "CLIP_MEAN",
@@ -34,6 +34,7 @@ __all__ = [
     "FASHION_MNIST_STD",
     "ClipTokenizer",
     "FashionCNN",
+    "ForwardTap",
     "ReferenceNetwork",
     "default_clip_checkpoint",
     "default_reference",

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from qualoader._validation import (
     check_type,
 )
 
-__all__ = ["ReferenceNetwork", "eval_mode", "preprocess_images"]
+__all__ = ["ForwardTap", "ReferenceNetwork", "eval_mode", "preprocess_images"]
 
 #: ITU-R BT.601 luma weights used to turn RGB into one grey channel.
 _LUMA = (0.299, 0.587, 0.114)
@@ -89,6 +89,23 @@ def _as_stats(value: Any, name: str, channels: int, *, positive: bool) -> tuple[
     if positive and min(value) <= 0:
         raise ValueError(f"{name} should contain positive floats, but got {name}={tuple(value)!r}")
     return tuple(float(v) for v in value) * (channels if len(value) == 1 else 1)
+
+
+class ForwardTap(NamedTuple):
+    """One consumer's share of a forward pass: the hooks it reads the network through, and what it makes of them.
+
+    Several taps on one :meth:`ReferenceNetwork.run_taps` call share a single forward pass; this
+    is how the scoring engine runs every aligned metric of one network on one batch.
+
+    Attributes:
+        hooks: ``(module, hook, pre)`` triples, registered for the pass only
+            (``pre=True``: ``register_forward_pre_hook``).
+        finish: called with the logits :math:`(B, K)` once the pass (and so every hook) has run;
+            returns the consumer's result, e.g. scores :math:`(B,)`.
+    """
+
+    hooks: Sequence[tuple[nn.Module, Callable[..., Any], bool]]
+    finish: Callable[[Tensor], Any]
 
 
 def _pool(tensor: Tensor) -> Tensor:
@@ -239,15 +256,30 @@ class ReferenceNetwork(nn.Module):
         Returns:
             Logits :math:`(B, K)`.
         """
+        tap = ForwardTap([(module, hook, pre) for module, hook in (hooks or {}).items()], lambda logits: logits)
+        return self.run_taps(images, [tap])[0]
+
+    def run_taps(self, images: Tensor, taps: Sequence[ForwardTap]) -> list[Any]:
+        """One eval-mode forward pass serving several consumers: every tap's hooks, then every tap's ``finish``.
+
+        Args:
+            images: :math:`(B, C, H, W)` in [0, 1].
+            taps: the consumers (see :class:`ForwardTap`); their hooks may share modules.
+
+        Returns:
+            ``[tap.finish(logits) for tap in taps]``.
+        """
         handles = []
         try:
-            for module, hook in (hooks or {}).items():
-                handles.append(module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook))
+            for tap in taps:
+                for module, hook, pre in tap.hooks:
+                    handles.append(module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook))
             with eval_mode(self.model):
-                return self.model(self.preprocess(images))
+                logits = self.model(self.preprocess(images))
         finally:
             for handle in handles:
                 handle.remove()
+        return [tap.finish(logits) for tap in taps]
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits :math:`(B, K)` for images :math:`(B, C, H, W)` in [0, 1]."""

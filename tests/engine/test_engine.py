@@ -183,3 +183,37 @@ def test_reference_metric_domain_guard_sees_the_original_sizes(photo_bytes: torc
     engine = ScoringEngine("bn-shift")
     with pytest.warns(DomainWarning, match="far outside the input domain"):
         engine.score(photo_bytes[:2])  # 128 px colour photos for a 28 px grey network, resized by the engine
+
+
+def _count_forwards(metrics: list) -> list[int]:
+    """Count the forward passes of every metric's reference network (one counter per network object)."""
+    calls = [0]
+    for metric in metrics:
+        metric.network.model.register_forward_pre_hook(lambda _module, _inputs: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_aligned_metrics_of_one_network_share_one_forward(fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images = fashion_mnist_test[0][:48]
+    names = ["bn-shift", "confidence", "task-guided"]
+    metrics = [create_metric(name) for name in names]
+    assert len({id(metric.network) for metric in metrics}) == 3  # three copies of one network: shared by identity of weights
+    calls = _count_forwards(metrics)
+    shared = ScoringEngine(metrics).score(images).scores
+    assert calls[0] == 1
+    for name in names:  # the same scores as each metric through its own pass
+        torch.testing.assert_close(shared[name], ScoringEngine(name).score(images).scores[name], rtol=0, atol=0, msg=name)
+
+
+def test_metrics_of_different_networks_run_their_own_forward(fashion_mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    from qualoader.reference import default_reference
+
+    other = default_reference()
+    with torch.no_grad():
+        next(other.model.parameters()).add_(1e-3)  # other weights: another function, so no sharing
+    metrics = [create_metric("bn-shift"), create_metric("task-guided"), create_metric("confidence", reference=other)]
+    calls = _count_forwards(metrics)
+    images = fashion_mnist_test[0][:8]
+    scores = ScoringEngine(metrics).score(images).scores
+    assert calls[0] == 2  # bn-shift and task-guided share the default network's pass; confidence runs its own
+    torch.testing.assert_close(scores["confidence"], ScoringEngine([metrics[2]]).score(images).scores["confidence"], rtol=0, atol=0)

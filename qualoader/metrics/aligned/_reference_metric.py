@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from qualoader.metrics.base import QualityMetric
 from qualoader.profiles.domain import DomainGuard, InputDomain
-from qualoader.reference import ReferenceNetwork, load_reference
+from qualoader.reference import ForwardTap, ReferenceNetwork, load_reference
 
 if TYPE_CHECKING:
     from qualoader.profiles.profile import QualityProfile
@@ -122,6 +122,16 @@ class ReferenceMetric(QualityMetric):
         ):
             self._domain_guard.check(images)
         return super().forward(images, reference)
+
+    def tap(self, network: ReferenceNetwork, images: Tensor) -> ForwardTap | None:
+        """This metric's share of one forward pass of ``network`` over ``images``, or ``None`` when it cannot share one.
+
+        ``network`` computes what :attr:`network` computes (equal :meth:`ReferenceNetwork.get_config`,
+        so equal weights), and ``images`` are validated and already at its input size; the
+        tap's ``finish`` returns what :meth:`score` would, :math:`(B,)`. The scoring engine
+        uses it to run every aligned metric of one network in a single pass per batch.
+        """
+        return None
 
     def attach_shipped_calibration(self) -> None:
         """Attach the shipped calibration (and profile, measured domain) fitted for this exact configuration, if the package has one.

@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from qualoader._validation import check_choice, check_probability, check_type
 from qualoader.metrics.aligned._reference_metric import ReferenceMetric, ReferenceSource, WeightsPath
 from qualoader.metrics.registry import register_metric
-from qualoader.reference import ReferenceNetwork
+from qualoader.reference import ForwardTap, ReferenceNetwork
 
-__all__ = ["DIVERGENCES", "BNShift", "batchnorm_layers", "bn_shift"]
+__all__ = ["DIVERGENCES", "BNShift", "batchnorm_layers", "bn_shift", "bn_shift_tap"]
 
 #: Per-channel divergences between the image's and the running Gaussian (see the module docstring).
 DIVERGENCES = frozenset({"kl", "mean", "wasserstein"})
@@ -104,6 +104,22 @@ def bn_shift(
         torch.Size([3])
     """
     check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
+    tap = bn_shift_tap(network, images.dtype, divergence=divergence, variance_floor=variance_floor, layers=layers)
+    return network.run_taps(images, [tap])[0]
+
+
+def bn_shift_tap(
+    network: ReferenceNetwork,
+    dtype: torch.dtype,
+    *,
+    divergence: str = "kl",
+    variance_floor: float = 0.01,
+    layers: Sequence[str] | None = None,
+) -> ForwardTap:
+    """:func:`bn_shift` as a :class:`~qualoader.reference.ForwardTap`, to share a forward pass with other consumers.
+
+    Its ``finish`` returns the shifts :math:`(B,)` in ``dtype`` (that of the images).
+    """
     check_choice(divergence, "divergence", DIVERGENCES)
     floor = check_probability(variance_floor, "variance_floor", open_low=True)
     selected = _select_layers(network.model, layers, f"network {network.name!r}")
@@ -116,8 +132,7 @@ def bn_shift(
         running_var = module.running_var.float() + module.eps
         shifts.append(_divergence(mean, var + module.eps, running_mean, running_var, divergence, floor).mean(1))
 
-    network.run(images, {module: hook for module in selected.values()}, pre=True)
-    return torch.stack(shifts).mean(0).to(images.dtype)
+    return ForwardTap([(module, hook, True) for module in selected.values()], lambda _logits: torch.stack(shifts).mean(0).to(dtype))
 
 
 @register_metric
@@ -180,6 +195,9 @@ class BNShift(ReferenceMetric):
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Shifts :math:`(B,)` of validated images :math:`(B, C, H, W)`."""
         return bn_shift(self.network, images, divergence=self.divergence, variance_floor=self.variance_floor, layers=self.layers)
+
+    def tap(self, network: ReferenceNetwork, images: Tensor) -> ForwardTap:
+        return bn_shift_tap(network, images.dtype, divergence=self.divergence, variance_floor=self.variance_floor, layers=self.layers)
 
     def get_config(self) -> dict[str, Any]:
         layers = None if self.layers is None else list(self.layers)

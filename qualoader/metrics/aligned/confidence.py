@@ -23,9 +23,9 @@ from qualoader._validation import check_choice, check_type
 from qualoader.metrics.aligned._reference_metric import ReferenceMetric, ReferenceSource, WeightsPath
 from qualoader.metrics.aligned.reference_features import logit_features
 from qualoader.metrics.registry import register_metric
-from qualoader.reference import ReferenceNetwork
+from qualoader.reference import ForwardTap, ReferenceNetwork
 
-__all__ = ["MEASURES", "Confidence", "confidence"]
+__all__ = ["MEASURES", "Confidence", "confidence", "confidence_tap"]
 
 #: Column of :func:`~qualoader.metrics.aligned.reference_features.logit_features` and sign (higher = better) per measure.
 _COLUMNS: dict[str, tuple[int, float]] = {"probability": (0, 1.0), "entropy": (1, -1.0), "energy": (2, 1.0), "margin": (3, 1.0)}
@@ -52,9 +52,14 @@ def confidence(network: ReferenceNetwork, images: Tensor, measure: str = "probab
         torch.Size([2])
     """
     check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
+    return network.run_taps(images, [confidence_tap(images.dtype, measure)])[0]
+
+
+def confidence_tap(dtype: torch.dtype, measure: str = "probability") -> ForwardTap:
+    """:func:`confidence` as a :class:`~qualoader.reference.ForwardTap` (no hooks: it reads the logits only)."""
     check_choice(measure, "measure", MEASURES)
     column, sign = _COLUMNS[measure]
-    return (sign * logit_features(network(images))[:, column]).to(images.dtype)
+    return ForwardTap((), lambda logits: (sign * logit_features(logits)[:, column]).to(dtype))
 
 
 @register_metric
@@ -97,6 +102,9 @@ class Confidence(ReferenceMetric):
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Confidences :math:`(B,)` of validated images :math:`(B, C, H, W)`."""
         return confidence(self.network, images, self.measure)
+
+    def tap(self, network: ReferenceNetwork, images: Tensor) -> ForwardTap:
+        return confidence_tap(images.dtype, self.measure)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "measure": self.measure}

@@ -11,14 +11,14 @@ it was not trained on (``benchmarks/generalisation.py``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from qualoader._validation import check_type
 from qualoader.metrics.aligned.bn_shift import _divergence, batchnorm_layers
-from qualoader.reference import ReferenceNetwork
+from qualoader.reference import ForwardTap, ReferenceNetwork
 
 __all__ = [
     "OUTPUT_FEATURE_NAMES",
@@ -27,6 +27,7 @@ __all__ = [
     "reference_feature_names",
     "reference_features",
     "reference_response",
+    "reference_response_tap",
 ]
 
 #: Columns of :func:`reference_features` that come from the logits and the embedding, in order.
@@ -99,6 +100,11 @@ def reference_response(network: ReferenceNetwork, images: Tensor) -> ReferenceRe
         ``|mu - m| / sqrt(v)``, ``log(sigma^2 / v)`` and the symmetric KL of ``bn-shift``.
     """
     check_type(network, "network", ReferenceNetwork, "a ReferenceNetwork (see qualoader.reference.load_reference)")
+    return network.run_taps(images, [reference_response_tap(network)])[0]
+
+
+def reference_response_tap(network: ReferenceNetwork) -> ForwardTap:
+    """:func:`reference_response` as a :class:`~qualoader.reference.ForwardTap`; ``finish`` returns the :class:`ReferenceResponse`."""
     layers = batchnorm_layers(network.model)
     captured: dict[str, Tensor] = {}
 
@@ -120,9 +126,15 @@ def reference_response(network: ReferenceNetwork, images: Tensor) -> ReferenceRe
     def embedding_hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
         captured["__embedding__"] = inputs[0].float().flatten(1)
 
-    hooks = {module: (lambda m, i, name=name: layer_hook(m, i, name)) for name, module in layers.items()}
-    hooks[_last_linear(network.model)] = embedding_hook
-    logits = network.run(images, hooks, pre=True).float()
-    columns = [logit_features(logits), captured["__embedding__"].norm(dim=1).add(_EPS).log().unsqueeze(1)]
-    parts = columns + [captured[name] for name in layers]
-    return ReferenceResponse(torch.cat(parts, dim=1), captured["__embedding__"], logits)
+    hooks: list[tuple[nn.Module, Any, bool]] = [
+        (module, (lambda m, i, name=name: layer_hook(m, i, name)), True) for name, module in layers.items()
+    ]
+    hooks.append((_last_linear(network.model), embedding_hook, True))
+
+    def finish(logits: Tensor) -> ReferenceResponse:
+        logits = logits.float()
+        columns = [logit_features(logits), captured["__embedding__"].norm(dim=1).add(_EPS).log().unsqueeze(1)]
+        parts = columns + [captured[name] for name in layers]
+        return ReferenceResponse(torch.cat(parts, dim=1), captured["__embedding__"], logits)
+
+    return ForwardTap(hooks, finish)

@@ -37,9 +37,14 @@ from torch import Tensor, nn
 from qualoader._atomic import write_bytes_atomic
 from qualoader._validation import check_choice, check_type
 from qualoader.metrics.aligned._reference_metric import ReferenceMetric, ReferenceSource, WeightsPath, check_layers_visible
-from qualoader.metrics.aligned.reference_features import ReferenceResponse, reference_feature_names, reference_response
+from qualoader.metrics.aligned.reference_features import (
+    ReferenceResponse,
+    reference_feature_names,
+    reference_response,
+    reference_response_tap,
+)
 from qualoader.metrics.registry import register_metric
-from qualoader.reference import ReferenceNetwork
+from qualoader.reference import ForwardTap, ReferenceNetwork
 
 __all__ = [
     "FEATURE_NAMES",
@@ -188,6 +193,15 @@ def head_features(images: Tensor, inputs: str, network: ReferenceNetwork | None)
     return head_features_with_response(images, inputs, network)[0]
 
 
+def _at_input_size(images: Tensor, network: ReferenceNetwork | None) -> Tensor:
+    """``images`` resized to the network's input size (as its ``preprocess`` does), unless already there or no network."""
+    if network is None or tuple(images.shape[-2:]) == tuple(network.input_size):
+        return images
+    # The statistics of what the network sees (its preprocess resizes the same way); at 224 px
+    # this also makes them ~60x cheaper than at full resolution.
+    return F.interpolate(images.float(), size=network.input_size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+
+
 def head_features_with_response(images: Tensor, inputs: str, network: ReferenceNetwork | None) -> tuple[Tensor, ReferenceResponse | None]:
     """:func:`head_features` and, when the head reads the network, its :class:`ReferenceResponse` (else ``None``).
 
@@ -195,12 +209,7 @@ def head_features_with_response(images: Tensor, inputs: str, network: ReferenceN
     same forward pass saves two of the three passes a sweep would otherwise run.
     """
     check_choice(inputs, "inputs", INPUTS)
-    if network is not None and tuple(images.shape[-2:]) != tuple(network.input_size):
-        # The statistics of what the network sees (its preprocess resizes the same way); at 224 px
-        # this also makes them ~60x cheaper than at full resolution.
-        images = F.interpolate(images.float(), size=network.input_size, mode="bilinear", align_corners=False, antialias=True).clamp_(
-            0.0, 1.0
-        )
+    images = _at_input_size(images, network)
     parts = [] if inputs == "network" else [task_guided_features(images)]
     response = None
     if inputs != "image":
@@ -420,6 +429,18 @@ class TaskGuided(ReferenceMetric):
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Scores :math:`(B,)` in (0, 1) for validated images :math:`(B, C, H, W)`."""
         return self.head(head_features(images, self.inputs, self.network)).to(images.dtype)
+
+    def tap(self, network: ReferenceNetwork, images: Tensor) -> ForwardTap | None:
+        if self.inputs == "image":
+            return None  # the head reads no network: there is no pass to share
+        resized = _at_input_size(images, network)
+        statistics = [] if self.inputs == "network" else [task_guided_features(resized)]
+        response = reference_response_tap(network)
+
+        def finish(logits: Tensor) -> Tensor:
+            return self.head(torch.cat([*statistics, response.finish(logits).features], dim=1)).to(images.dtype)
+
+        return ForwardTap(response.hooks, finish)
 
     def get_config(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, **super().get_config()}

@@ -338,6 +338,11 @@ class ScoringEngine:
                 resized.setdefault(size, []).append((i, metric))
         pending: dict[tuple[int, int], list[tuple[Tensor | None, Tensor]]] = {size: [] for size in resized}
         flags: list[Tensor] = []
+        # Every metric's smallest accepted size, checked on every group before any work is done:
+        # the engine calls score()/score_features(), which skip forward()'s checks.
+        for _, stack in groups:
+            for _, metric in (*classical, *native):
+                _check_min_size(metric, stack)
         floats = self._floats(groups) if (native or resized) else {}
         for position, (rows, stack) in enumerate(groups):
             images_on_device = stack if stack.device == self.device else stack.to(self.device, non_blocking=True)
@@ -483,6 +488,16 @@ class ScoringEngine:
 
     def __repr__(self) -> str:
         return f"ScoringEngine(metrics={self.names}, device={str(self.device)!r})"
+
+
+def _check_min_size(metric: QualityMetric, images: Tensor) -> None:
+    """``ValueError`` naming the metric when ``images`` are smaller than its ``min_size`` (the message of ``check_images``)."""
+    if min(images.shape[-2:]) < metric.min_size:
+        size = metric.min_size
+        raise ValueError(
+            f"images should be at least {size}x{size} pixels (H, W >= {size}) for metric {metric.name!r}, "
+            f"but got images.shape={tuple(images.shape)}"
+        )
 
 
 def _network_key(metric: QualityMetric) -> str | None:

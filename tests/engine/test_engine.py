@@ -217,3 +217,14 @@ def test_metrics_of_different_networks_run_their_own_forward(fashion_mnist_test:
     scores = ScoringEngine(metrics).score(images).scores
     assert calls[0] == 2  # bn-shift and task-guided share the default network's pass; confidence runs its own
     torch.testing.assert_close(scores["confidence"], ScoringEngine([metrics[2]]).score(images).scores["confidence"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("metric", "side", "size"), [("blockiness", 8, 9), ("noise-reduced", 11, 12)])
+def test_images_below_a_metrics_min_size_are_refused_naming_it(metric: str, side: int, size: int) -> None:
+    built = create_metric("noise", downscale=4) if metric == "noise-reduced" else create_metric(metric)
+    engine = ScoringEngine(["sharpness", built])
+    images = [torch.rand(3, 40, 40), torch.rand(3, side, 30)]  # one image of the batch too small
+    expected = rf"at least {size}x{size} pixels .* for metric '{built.name}', but got images.shape=\(1, 3, {side}, 30\)"
+    with pytest.raises(ValueError, match=expected):
+        engine.score(images)
+    assert engine.score(images[:1]).scores[built.name].shape == (1,)

@@ -515,9 +515,10 @@ def _check_domain(metric: QualityMetric, images: Tensor) -> None:
     ``ReferenceMetric.forward`` runs this guard; the engine calls ``score`` on resized batches, so
     it runs the guard itself, on the original sizes (a shape test, no host sync, once warned).
     """
-    guard = getattr(metric, "_domain_guard", None)
-    if guard is not None:
-        guard.check(images)
+    from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+
+    if isinstance(metric, ReferenceMetric):
+        metric.check_domain(images)
 
 
 def _rows(rows: Tensor | None, part: Tensor) -> Tensor:

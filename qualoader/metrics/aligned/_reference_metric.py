@@ -107,6 +107,15 @@ class ReferenceMetric(QualityMetric):
         """Replace the input domain (e.g. by a profile's measured one); the once-per-instance warning is re-armed."""
         self._domain_guard = DomainGuard(domain, strict=self.strict, owner=self._domain_guard.owner)
 
+    def check_domain(self, images: Tensor) -> None:
+        """Check images :math:`(B, C, H, W)` *as given* (before any resize) against the input domain.
+
+        Warns once per instance (:class:`~qualoader.profiles.DomainWarning`), or raises
+        :class:`~qualoader.profiles.DomainError` with ``strict=True``. :meth:`forward` calls it; so
+        does the scoring engine, which hands :meth:`score` batches it has already resized.
+        """
+        self._domain_guard.check(images)
+
     def forward(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Score a batch (see :meth:`QualityMetric.forward`), checking it against the input domain first.
 
@@ -120,7 +129,7 @@ class ReferenceMetric(QualityMetric):
             and images.shape[1] in (1, 3)
             and (images.is_floating_point() or images.dtype == torch.uint8)
         ):
-            self._domain_guard.check(images)
+            self.check_domain(images)
         return super().forward(images, reference)
 
     def tap(self, network: ReferenceNetwork, images: Tensor) -> ForwardTap | None:

@@ -51,6 +51,7 @@ class ConfidenceInterval(NamedTuple):
 def _as_array(values: Any, name: str, *, allow_2d: bool = False) -> np.ndarray:
     """Return ``values`` (numpy array, tensor or sequence of reals) as finite float64 numpy."""
     if isinstance(values, Tensor):
+        # float64 throughout: rank sums and centred products over 10^5 values lose digits in float32.
         array = values.detach().to("cpu", torch.float64).numpy()
     elif isinstance(values, (np.ndarray, list, tuple)):
         try:
@@ -64,6 +65,8 @@ def _as_array(values: Any, name: str, *, allow_2d: bool = False) -> np.ndarray:
     dims = "1-D or 2-D (R, n)" if allow_2d else "1-D"
     if array.ndim not in ((1, 2) if allow_2d else (1,)) or array.shape[-1] == 0:
         raise ValueError(f"{name} should be a non-empty {dims} array, but got {name}.shape={array.shape}")
+    # Rejected rather than dropped: NaN sorts last and never equals itself, so it would get a rank of its own
+    # and silently shift every correlation; dropping would unpair x and y.
     if not np.isfinite(array).all():
         raise ValueError(f"{name} should be finite, but got {name} with {int((~np.isfinite(array)).sum())} NaN/Inf values")
     return array
@@ -89,6 +92,8 @@ def _rank_rows(values: np.ndarray) -> np.ndarray:
     starts_group[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
     ends_group = np.ones(values.shape, dtype=bool)
     ends_group[..., :-1] = starts_group[..., 1:]
+    # A tie group spans sorted positions [first, last]: a forward running max carries each group's start to its
+    # members and a backward running min carries its end, so all rows are averaged at once without a Python loop.
     first = np.maximum.accumulate(np.where(starts_group, positions, 0), axis=-1)
     last = np.flip(np.minimum.accumulate(np.flip(np.where(ends_group, positions, n - 1), axis=-1), axis=-1), axis=-1)
     ranks = np.empty(values.shape, dtype=np.float64)
@@ -121,6 +126,7 @@ def _correlation(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # Centre first (two-pass): sum(xy) - n*mean(x)*mean(y) cancels catastrophically for large, nearly constant scores.
     xc = x - x.mean(axis=-1, keepdims=True)
     yc = y - y.mean(axis=-1, keepdims=True)
     denominator = np.sqrt((xc * xc).sum(axis=-1) * (yc * yc).sum(axis=-1))
@@ -170,6 +176,8 @@ def kendall_tau_b(x: Any, y: Any) -> np.ndarray:
     """
     x, y = _pair(x, y)
     n = x.shape[-1]
+    # Upper triangle: each unordered pair once. A sign product is +1 (concordant), -1 (discordant) or 0 (tied in
+    # either), so its sum is concordant - discordant, and the non-zero signs count the untied pairs.
     upper = np.triu(np.ones((n, n), dtype=bool), k=1)
     sign_x = np.sign(x[..., :, None] - x[..., None, :])[..., upper]
     sign_y = np.sign(y[..., :, None] - y[..., None, :])[..., upper]
@@ -198,6 +206,7 @@ def _auroc_from_ranks(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
     rank_sum = np.where(positive, ranks, 0.0).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = _mann_whitney_auroc(rank_sum, n_pos, n_neg)
+    # With one class absent the ranking question is undefined (0/0), so NaN rather than a misleading 0 or 1.
     return np.where((n_pos > 0) & (n_neg > 0), value, np.nan)
 
 
@@ -231,12 +240,14 @@ def _check_statistic(statistic: Any) -> None:
 def _check_bootstrap(n_boot: Any, level: Any, generator: Any) -> None:
     check_positive_int(n_boot, "n_boot")
     check_probability(level, "level", open_low=True)
+    # check_probability accepts 1.0, but a 100% percentile interval is just the min/max of the resamples.
     if level >= 1.0:
         raise ValueError(f"level should be in (0, 1), but got level={level}")
     check_type(generator, "generator", torch.Generator, "a torch.Generator (e.g. torch.Generator().manual_seed(seed))")
 
 
 def _interval(estimate: float, replicates: np.ndarray, level: float) -> ConfidenceInterval:
+    # A resample can be constant (undefined correlation); np.quantile would turn one NaN into a NaN interval.
     finite = replicates[np.isfinite(replicates)]
     if not np.isfinite(estimate) or finite.size == 0:
         return ConfidenceInterval(float(estimate), float("nan"), float("nan"))
@@ -275,6 +286,8 @@ def bootstrap_ci(
         raise ValueError(f"x should be 1-D, but got x.shape={x.shape}")
     _check_bootstrap(n_boot, level, generator)
     estimate = float(statistic(x, y))
+    # Indices from the caller's torch.Generator (not numpy's global RNG) so one seed reproduces the whole run;
+    # one (n_boot, n) draw lets the row-wise statistic rank and correlate every resample in a single call.
     index = torch.randint(0, x.size, (n_boot, x.size), generator=generator).numpy()
     return _interval(estimate, np.asarray(statistic(x[index], y[index]), dtype=np.float64), level)
 
@@ -305,11 +318,15 @@ def bootstrap_auroc(
     estimate = float(_auroc_from_ranks(_rank_rows(scores), positive))
     values, ids = np.unique(scores, return_inverse=True)
     replicates = np.empty(n_boot, dtype=np.float64)
+    # One resample at a time keeps memory O(n): a single (n_boot, n) draw for 10^5 images would be 160 MB of
+    # int64 indices before any gathering.
     for rep in range(n_boot):
         index = torch.randint(0, scores.size, (scores.size,), generator=generator).numpy()
         drawn, drawn_positive = ids[index], positive[index]
         count_all = np.bincount(drawn, minlength=values.size).astype(np.float64)
         count_pos = np.bincount(drawn[drawn_positive], minlength=values.size).astype(np.float64)
+        # np.unique sorted the values, so value v's copies fill ranks after the smaller values' cumulative
+        # count: their average rank is (copies before v) + (count_v + 1) / 2.
         average_rank = np.cumsum(count_all) - count_all + (count_all + 1.0) / 2.0
         n_pos = count_pos.sum()
         n_neg = scores.size - n_pos

@@ -29,16 +29,21 @@ __all__ = ["build_report", "summarise"]
 
 
 def _slug(name: str) -> str:
+    # Metric names become file names: "pyiqa:niqe" has a ':' that Windows refuses, and a '/' would open a sub-folder.
     return "".join(char if char.isalnum() or char in "-_" else "_" for char in name)
 
 
 def _stat(values: np.ndarray, fn: Any) -> float | None:
+    # None rather than NaN: json.dumps writes NaN as a bare token that JSON.parse rejects, and numpy's
+    # min/max raise on an empty array (a metric whose every score is non-finite).
     finite = values[np.isfinite(values)]
     return float(fn(finite)) if finite.size else None
 
 
 def _examples(table: ScoreTable, name: str, metric: QualityMetric, count: int, out: Path) -> dict[str, list[dict[str, Any]]]:
     scores = table.scores[name]
+    # NaN would sort last and show up as a "highest" example; orienting by higher_is_better makes
+    # "lowest" mean worst quality for every metric, and the stable sort keeps tied picks reproducible.
     finite = np.flatnonzero(np.isfinite(scores))
     oriented = scores[finite] if metric.higher_is_better else -scores[finite]
     order = finite[np.argsort(oriented, kind="stable")]
@@ -52,6 +57,7 @@ def _examples(table: ScoreTable, name: str, metric: QualityMetric, count: int, o
             try:
                 save_thumbnail(sample.decode(), out / relative)
             except (ValueError, OSError) as error:
+                # One undecodable example should cost a thumbnail, not the whole report; the page lists it as a problem.
                 table.problems.append(f"{sample.key}: thumbnail failed ({error})")
                 continue
             result[side].append(
@@ -128,6 +134,7 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
     shard_rows = []
     if is_sharded:
         shard_array = np.asarray(shards)
+        # dict.fromkeys, not set: unique shards in first-seen (reading) order, so the table is stable between runs.
         for shard in dict.fromkeys(shards):
             members = shard_array == shard
             tagged = sum(1 for sample, member in zip(table.samples, members) if member and sample.tags)
@@ -201,6 +208,7 @@ def build_report(
             metric = create_metric(metric, device=device)
         check_type(metric, "metrics[i]", QualityMetric, "a metric name or QualityMetric")
         if metric.name in built:
+            # Scores, plots and thumbnails are keyed by metric name; a duplicate would silently overwrite the first.
             raise ValueError(f"metrics should be distinct, but got {metric.name!r} twice")
         built[metric.name] = metric
     loaded = load_source(source, max_images=max_images)

@@ -49,9 +49,12 @@ def assign_strata(scores: Tensor, num_strata: int | None = None, edges: Sequence
         if num_strata > scores.numel():
             raise ValueError(f"num_strata should be at most the number of scores {scores.numel()}, but got num_strata={num_strata}")
         ranks = torch.empty(scores.numel(), dtype=torch.int64)
+        # Strata from ranks, not score quantiles: tied scores (common for clipped or integer metrics) are split
+        # by index, so the strata still have equal sizes; the integer division makes the sizes differ by at most one.
         ranks[torch.argsort(scores, stable=True)] = torch.arange(scores.numel())
         return ranks * num_strata // scores.numel()
     boundaries = torch.tensor(check_edges(edges), dtype=torch.float64)
+    # right=True puts a score equal to an edge in the upper stratum, as the docstring's edges[k-1] <= score says.
     return torch.bucketize(scores, boundaries, right=True)
 
 
@@ -64,6 +67,7 @@ def resolve_proportions(proportions: str | Sequence[float], sizes: Tensor) -> Te
     """
     shares = check_proportions(proportions, sizes.numel())
     targets = sizes.double() / sizes.sum() if shares is None else torch.tensor(shares, dtype=torch.float64)
+    # Refused here rather than at the first epoch, where drawing from an empty stratum would divide by zero.
     empty = (sizes == 0) & (targets > 0)
     if bool(empty.any()):
         raise ValueError(
@@ -79,6 +83,7 @@ def apportion(proportions: Tensor, total: int) -> Tensor:
     counts = quotas.floor().long()
     shortfall = total - int(counts.sum())
     if shortfall > 0:
+        # Stable: equal remainders go to the lower strata, the same on every rank and every run.
         counts[torch.argsort(quotas - counts, descending=True, stable=True)[:shortfall]] += 1
     return counts
 
@@ -87,6 +92,8 @@ class _Strata:
     """Members of each stratum, stored as one index array sorted by stratum plus offsets."""
 
     def __init__(self, strata: Tensor, num_strata: int) -> None:
+        # One index tensor plus offsets instead of K Python lists: O(N) memory, and the stable sort keeps each
+        # stratum's members in index order, so a draw depends on the seed only.
         self.members = torch.argsort(strata, stable=True)
         self.sizes = torch.bincount(strata, minlength=num_strata)
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.int64), self.sizes.cumsum(0)])
@@ -97,6 +104,8 @@ class _Strata:
         for stratum, count in enumerate(counts.tolist()):
             size = int(self.sizes[stratum])
             members = self.members[self.offsets[stratum] : self.offsets[stratum + 1]]
+            # Whole permutations back to back: every member is drawn once before any is drawn twice. A stratum
+            # with no quota draws nothing (torch.cat would refuse an empty list), hence members[:0].
             passes = [torch.randperm(size, generator=generator) for _ in range(math.ceil(count / size))] if count else []
             draws.append(members[torch.cat(passes)[:count]] if passes else members[:0])
         return draws
@@ -164,6 +173,7 @@ class QualityStratifiedSampler(QualitySampler[int]):
 
     def epoch_indices(self, generator: torch.Generator) -> Tensor:
         draw = torch.cat(self._groups.draw(self.counts, generator))
+        # The draw is stratum-major; without this shuffle the epoch would start with all the low-quality samples.
         return draw[torch.randperm(draw.numel(), generator=generator)]
 
     def __repr__(self) -> str:
@@ -231,6 +241,8 @@ class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
         counts = base.long().expand(self.num_batches, -1).clone()
         if leftover:
             cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), fractions.cumsum(0)])
+            # The fractions sum to `leftover` only up to rounding; rescaling pins the last boundary to it exactly, so
+            # every batch gets exactly `leftover` extra slots.
             cumulative *= leftover / float(cumulative[-1])
             offsets = torch.rand(self.num_batches, 1, generator=generator, dtype=torch.float64)
             hits = torch.ceil(cumulative - offsets)  # points offset + j below each boundary
@@ -239,13 +251,17 @@ class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
 
     def epoch_indices(self, generator: torch.Generator) -> Tensor:
         counts = self.batch_counts(generator)
+        # One draw per stratum for the whole epoch, so "without replacement" holds across batches, not just within one.
         draws = self._groups.draw(counts.sum(0), generator)
         batch_of = torch.cat([torch.repeat_interleave(torch.arange(self.num_batches), counts[:, k]) for k in range(self.num_strata)])
+        # batch_of is stratum-major like the draws; sorting by batch + a jitter in [0, 1) groups each batch's
+        # samples together and shuffles the strata within it.
         jitter = torch.rand(batch_of.numel(), generator=generator, dtype=torch.float64)
         order = torch.argsort(batch_of.double() + jitter)
         return torch.cat(draws)[order].view(self.num_batches, self.batch_size)
 
     def _emit(self, draw: Tensor, start: int) -> Iterator[list[int]]:
+        # About 2^16 indices per tolist() call, as iterate_chunks does for single indices.
         rows = max(1, (1 << 16) // self.batch_size)
         for begin in range(start, draw.shape[0], rows):
             yield from draw[begin : begin + rows].tolist()

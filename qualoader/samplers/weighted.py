@@ -34,6 +34,8 @@ def standardized_ranks(scores: Tensor) -> Tensor:
     _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
     first = counts.cumsum(0) - counts
     ranks = (first.double() + (counts.double() - 1) / 2)[inverse]
+    # std() of one value is NaN (Bessel's correction), and all-tied scores have spread 0: both mean
+    # "no information", so every z is 0 and the weights come out uniform instead of NaN.
     spread = ranks.std() if ranks.numel() > 1 else ranks.new_tensor(0.0)
     return (ranks - ranks.mean()) / spread if float(spread) > 0 else torch.zeros_like(ranks)
 
@@ -68,8 +70,10 @@ def softmax_weights(
     z = standardized_ranks(easiness(scores, higher_is_better))
     z = z if favour == "easy" else -z
     if temperature == 0:
+        # softmax(z / 0) would be inf/NaN; the limit itself is uniform weight on the tied maxima.
         top = (z == z.max()).double()
         return top / top.sum()
+    # torch.softmax subtracts the max first, so a small T cannot overflow exp().
     return torch.softmax(z / temperature, 0)
 
 
@@ -95,6 +99,8 @@ def draw_weighted(weights: Tensor, num_samples: int, replacement: bool, generato
     if replacement:
         cumulative = weights.cumsum(0)
         targets = torch.rand(num_samples, generator=generator, dtype=torch.float64) * cumulative[-1]
+        # right=True: a zero weight repeats the previous cumulative value, so no target lands on it. The clamp
+        # covers rand() * total rounding up to exactly the total.
         return torch.searchsorted(cumulative, targets, right=True).clamp_(max=weights.numel() - 1)
     positive = int((weights > 0).sum())
     if num_samples > positive:
@@ -102,6 +108,8 @@ def draw_weighted(weights: Tensor, num_samples: int, replacement: bool, generato
             f"num_samples should be at most the number of positive weights ({positive}) without replacement, but got "
             f"num_samples={num_samples}"
         )
+    # Zero weights give infinite keys, never among the k smallest since k <= positive; ascending keys are
+    # also the order in which sequential weighted draws would pick the items, hence sorted=True.
     keys = torch.empty(weights.numel(), dtype=torch.float64).exponential_(generator=generator) / weights
     return torch.topk(keys, num_samples, largest=False, sorted=True).indices
 
@@ -172,6 +180,7 @@ class QualityWeightedSampler(QualitySampler[int]):
                 higher_is_better=bool(self.higher_is_better),
             )
         else:
+            # A clone: a weight_fn that works in place must not rewrite the sampler's own scores.
             weights = weight_fn(self.scores.clone())
         self.set_weights(weights)
 
@@ -184,6 +193,7 @@ class QualityWeightedSampler(QualitySampler[int]):
         """
         checked = check_weights(weights, self.scores.numel())
         positive = int((checked > 0).sum())
+        # Checked here so a bad set_weights fails at the call, not at the next epoch's first draw.
         if not self.replacement and positive < self.num_samples:
             raise ValueError(
                 f"weights should have at least num_samples={self.num_samples} positive entries without replacement, but got {positive}"

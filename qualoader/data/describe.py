@@ -15,15 +15,15 @@ Two things a store cannot know by itself come from the caller:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
+from qualoader.data.export import Calibration, _check_sources, table_calibration
 from qualoader.data.store import ScoreStore, ScoreTable
 from qualoader.metrics.base import QualityMetric
 
@@ -111,29 +111,21 @@ def _domain_line(domain: Mapping[str, float]) -> str:
     )
 
 
-def _calibration_of(table: ScoreTable) -> Callable[[Tensor], Tensor] | None:
-    state = table.calibration_state
-    if state is None:
-        return None
-    from qualoader.calibration import DifficultyCalibration
-
-    return DifficultyCalibration.from_state_dict(state)
-
-
 def summarize_table(
     table: ScoreTable,
     *,
     bins: int = 10,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     difficulty_edges: Sequence[float] = DEFAULT_DIFFICULTY_EDGES,
-    calibration: Callable[[Tensor], Tensor] | None = None,
-    calibration_source: str = "override",
+    calibration: Calibration | None = None,
+    calibration_source: str | None = "override",
     domain: dict[str, float] | None = None,
 ) -> MetricSummary:
     """Summarise one :class:`ScoreTable` (arguments as in :func:`describe`).
 
     ``calibration`` (labelled ``calibration_source``) wins over the one saved in the table's
-    header; ``domain`` is passed through to :attr:`MetricSummary.domain`.
+    header (:func:`~qualoader.data.export.table_calibration`); ``domain`` is passed through to
+    :attr:`MetricSummary.domain`.
     """
     values = table.scores()
     values = values[np.isfinite(values)]
@@ -145,7 +137,7 @@ def summarize_table(
         qs = {float(q): float("nan") for q in quantiles}
         histogram = ((), ())
     if calibration is None:
-        calibration, calibration_source = _calibration_of(table), "table"
+        calibration, calibration_source = table_calibration(table)
     difficulty = None
     if calibration is not None:
         edges_d = np.asarray(difficulty_edges, dtype=np.float64)
@@ -178,18 +170,18 @@ def describe(
     bins: int = 10,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     difficulty_edges: Sequence[float] = DEFAULT_DIFFICULTY_EDGES,
-    calibrations: Mapping[str, Callable[[Tensor], Tensor]] | None = None,
+    calibrations: Mapping[str, Calibration] | None = None,
     metrics: Sequence[QualityMetric] | None = None,
     dataset: Any = None,
     max_domain_images: int | None = None,
 ) -> StoreSummary:
     """Dataset quality summary: per metric, count, quantiles, histogram, difficulty buckets and input domain.
 
-    Difficulty is computed at read time from the stored scores, with the first of:
-    ``calibrations[metric_name]``; the current ``calibration`` of the metric in ``metrics`` whose
-    fingerprint is the table's (so re-calibrating a metric changes the difficulties without
-    rescoring); the calibration saved in the table's header when the table was created. Metrics
-    without any get ``difficulty=None``.
+    Difficulty is computed at read time from the stored scores, with the calibration that
+    :func:`~qualoader.data.export.table_calibration` picks for each table (as exports do): an
+    override in ``calibrations``, else the current one of the matching metric in ``metrics`` (so
+    re-calibrating a metric changes the difficulties without rescoring), else the table header's.
+    Metrics without any get ``difficulty=None``.
 
     Args:
         store: a :class:`ScoreStore`, a single :class:`ScoreTable`, or a store folder.
@@ -232,12 +224,7 @@ def describe(
         raise ValueError(
             f"difficulty_edges should be at least 2 increasing values in [0, 1], but got difficulty_edges={list(difficulty_edges)!r}"
         )
-    if calibrations is not None:
-        check_type(calibrations, "calibrations", Mapping, "a mapping of metric name to calibration, or None")
-    if metrics is not None:
-        check_type(metrics, "metrics", (list, tuple), "a list of QualityMetric, or None")
-        for metric in metrics:
-            check_type(metric, "metrics[i]", QualityMetric, "a QualityMetric")
+    _check_sources(metrics, calibrations)  # before any table is read: a bad argument fails on an empty store too
     if dataset is not None and not metrics:
         raise ValueError(
             f"metrics should name the aligned metrics whose input domain to check when dataset is given, but got metrics={metrics!r}"
@@ -253,10 +240,8 @@ def describe(
     domains: dict[Any, dict[str, float]] = {}  # metrics sharing a reference share one pass over the images
     summaries = []
     for table in tables:
-        calibration, source = (calibrations or {}).get(table.metric_name), "override"
+        calibration, source = table_calibration(table, metrics, calibrations)
         metric = by_fingerprint.get(table.fingerprint)
-        if calibration is None and metric is not None and metric.calibration is not None:
-            calibration, source = metric.calibration, "metric"
         domain = None
         input_domain = getattr(metric, "input_domain", None)
         if dataset is not None and input_domain is not None:

@@ -12,7 +12,7 @@ sidecar indexes (:func:`shard_columns`). Store columns (in this order):
   holds several configurations of one metric.
 
 Difficulty is mapped from the stored scores at read time, by the rule the readers given a metric follow
-(:func:`table_calibration`; :func:`~qualoader.data.describe` orders it the same way): an explicit
+(:func:`table_calibration`, which :func:`~qualoader.data.describe` uses too): an explicit
 ``calibrations[name]``, else the *current* calibration of the metric (or quality profile's metric)
 given in ``metrics`` whose fingerprint is the table's, else the one saved in the table's header
 when the table was created. A table's fingerprint leaves the calibration out, so re-calibrating a

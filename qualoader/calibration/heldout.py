@@ -44,6 +44,7 @@ def held_out_split(n: int, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"holdout should be a fraction in (0, 1), but got holdout={holdout!r}")
     held = min(max(1, round(n * holdout)), n - 1)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    # Sorted: each part keeps the dataset's order, so only membership depends on the seed.
     return order[held:].sort().values, order[:held].sort().values
 
 
@@ -105,6 +106,8 @@ def fit_held_out(
     images = check_images(images)
     check_type(labels, "labels", Tensor, "a torch.Tensor of class indices (N,)")
     with torch.no_grad():
+        # One image, to learn the number of outputs before the slow sweep: a label the network cannot
+        # predict would just count as an error every time and inflate the error rate silently.
         outputs = reference(images[:1]).shape[-1]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= outputs):
         raise ValueError(
@@ -135,6 +138,8 @@ def fit_held_out(
         batch_size,
         progress,
     )
+    # Both parts are checked before fitting, so a failure names the part and the cause instead of
+    # surfacing later as a NaN AUROC in the report.
     for part, sweep in (("fit", fit_sweep), ("held-out", held_sweep)):
         bad = int((~torch.isfinite(sweep.scores)).sum())
         if bad:
@@ -146,6 +151,7 @@ def fit_held_out(
         "metric": metric.name,
         "corruptions": list(fit_sweep.names),
         "severities": sorted(set(severities)),
+        # What the map was fitted on: the fit part only, not the images the caller passed.
         "n_images": int(fit_index.numel()),
     }
     calibration = DifficultyCalibration.fit(fit_sweep.scores, fit_sweep.errors, metric.higher_is_better, method, info)

@@ -32,6 +32,7 @@ class Sweep(NamedTuple):
 def reference_errors(reference: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
     """``1 - correct`` of ``reference`` on images :math:`(B, C, H, W)` with labels :math:`(B,)`, float32 :math:`(B,)`."""
     logits = reference(images)
+    # float32 0/1, the target a calibration fit and a Brier score average directly.
     return (logits.argmax(dim=1) != labels).to(torch.float32)
 
 
@@ -66,14 +67,19 @@ def iterate_sweep(
         raise ValueError("corruptions should name at least one corruption, but got corruptions=()")
     for name in names:
         check_choice(name, "corruptions[i]", set(list_corruptions()))
+    # Deduplicated: a repeated severity would score the same condition twice and double its weight in the fit.
     levels = sorted(set(severities))
     if any(isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5 for level in levels):
         raise ValueError(f"severities should be ints in 0..5, but got severities={tuple(severities)!r}")
+    # Clean images once, not once per corruption: severity 0 of every corruption is the same clean
+    # batch, and repeating it would give clean images len(names) times their weight in the fit.
     conditions = ([(-1, 0)] if 0 in levels else []) + [(k, s) for k in range(len(names)) for s in levels if s > 0]
+    # Labels follow the images, where the logits will be, so argmax != label needs no transfer per batch.
     batches = _sweep_batches(images, labels.to(images.device), reference, names, conditions, generator, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
+        # -(-a // b) is ceil(a / b) in integers: the last, partial batch counts too.
         total = -(-images.shape[0] // batch_size) * len(conditions)
         batches = iter(tqdm(batches, total=total, unit="batch", desc=f"sweep {len(names)} corruptions x {len(levels)} severities"))
     return names, batches
@@ -91,12 +97,17 @@ def _sweep_batches(
     from qualoader.corruptions import corrupt
 
     was_training = reference.training
+    # Eval mode: in train mode BatchNorm would use each batch's statistics and dropout would flip
+    # predictions, so errors would depend on the batch. The finally restores it even when the consumer
+    # stops early (closing a generator runs its finally).
     reference.eval()
     try:
         for start in range(0, images.shape[0], batch_size):
             clean, label = images[start : start + batch_size], labels[start : start + batch_size]
             # conditions are the inner loop so every condition of a batch shares its clean images (and their features)
             for index, level in conditions:
+                # The generator is consumed batch by batch, condition by condition: a seed reproduces a sweep
+                # only with the same images, conditions and batch_size.
                 batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator).clamp(0.0, 1.0)
                 yield clean, batch, label, index, level
     finally:

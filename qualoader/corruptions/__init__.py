@@ -112,6 +112,7 @@ def resolve_corruption(name: str) -> str:
     if name in CORRUPTION_ALIASES:
         return CORRUPTION_ALIASES[name]
     if name not in CORRUPTIONS:
+        # Aliases too: a misspelt ImageNet-C name ("jpeg_compresion") should get a suggestion as well.
         close = difflib.get_close_matches(name, [*CORRUPTIONS, *CORRUPTION_ALIASES], n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
@@ -156,4 +157,6 @@ def corrupt(images: Tensor, name: str, severity: int, generator: torch.Generator
     severity = check_severity(severity)
     if generator is not None:
         check_type(generator, "generator", torch.Generator, "a torch.Generator or None")
+    # Clamped once here rather than in each corruption: added noise and grey-image brightness leave [0, 1], which every
+    # metric's check_images refuses.
     return CORRUPTIONS[name](images, severity, generator).clamp(0.0, 1.0)

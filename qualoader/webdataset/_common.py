@@ -92,6 +92,7 @@ class SkipAndCount:
         if self.warn and kind not in self.counts:
             warnings.warn(f"skipping after {kind}: {exn}", RuntimeWarning, stacklevel=2)
         self.counts[kind] += 1
+        # Capped: a stream of corrupt shards must not grow memory without bound; counts keep the totals.
         if len(self.messages) < 100:
             self.messages.append(f"{kind}: {exn}")
         return True
@@ -133,6 +134,8 @@ def find_image(sample: Mapping[str, Any], image_keys: tuple[str, ...]) -> Any:
     """
     for key in image_keys:
         value = sample.get(key)
+        # `is not None`, not truthiness: an empty member is returned and fails to decode under the handler,
+        # instead of silently falling back to another image member.
         if value is not None:
             return value
     members = sorted(k for k in sample if not k.startswith("_"))
@@ -153,6 +156,8 @@ def worker_identity() -> tuple[int, int]:
 def make_rng(seed: int, epoch: int) -> np.random.Generator:
     """A numpy generator seeded from ``(seed, epoch, rank, worker)`` only."""
     rank, worker = worker_identity()
+    # SeedSequence of the tuple, not seed + epoch: (seed 1, epoch 0) and (seed 0, epoch 1) would collide.
+    # Rank and worker are in it because each process reads different shards and must not repeat the others' draws.
     return np.random.default_rng(np.random.SeedSequence([seed, epoch, rank, worker]))
 
 
@@ -162,6 +167,7 @@ class UniformStream:
     def __init__(self, rng: np.random.Generator, block: int = 1024) -> None:
         self.rng = rng
         self.block = block
+        # One rng.random() call per sample costs more than the draw; a block amortises the call overhead.
         self._values = rng.random(block)
         self._next = 0
 

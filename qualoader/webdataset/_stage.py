@@ -79,6 +79,8 @@ def lookup_tag(sample: dict[str, Any], field: str, metric: str) -> float:
                 f"sample {sample.get('__key__')!r} should carry a {TAG_MEMBER} member or a {key!r} entry, but got neither"
             )
         tag = parse_tag(member)
+        # Both entries cached, so the next stage in the chain does not parse quality.json again; setdefault
+        # keeps entries an earlier annotate_quality already put there.
         sample.setdefault(QUALITY_KEY, tag["quality"])
         sample.setdefault(DIFFICULTY_KEY, tag["difficulty"])
         values = sample[key]
@@ -146,6 +148,8 @@ class SeededStage:
         self.epoch = check_positive_int(epoch, "epoch", allow_zero=True)
 
     def _next_rng(self) -> np.random.Generator:
+        # Increment after drawing: with_epoch/repeat call the stage again without set_epoch, and each pass
+        # must draw anew (webdataset's detshuffle does the same).
         rng = make_rng(self.seed, self.epoch)
         self.epoch += 1
         return rng

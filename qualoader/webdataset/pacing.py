@@ -46,6 +46,8 @@ class TrainingProgress:
     """
 
     def __init__(self, value: float = 0.0) -> None:
+        # Moved to shared memory at construction, before any worker starts: a forked worker would otherwise
+        # get a private copy-on-write copy and never see set(). float64 so get() returns what set() stored.
         self._value = torch.zeros(1, dtype=torch.float64).share_memory_()
         self.set(value)
 
@@ -112,12 +114,14 @@ class Curriculum(SeededStage):
     def __post_init__(self) -> None:
         check_metric(self.metric)
         if not isinstance(self.progress, TrainingProgress):
+            # A plain float is wrapped so set_progress always has shared storage to write to.
             self.progress = TrainingProgress(check_real(self.progress, "progress"))
         self.pacing = check_pacing(self.pacing)
         self.start_fraction = check_start_fraction(self.start_fraction)
         check_positive_int(self.num_steps, "num_steps")
         self.temperature = check_temperature(self.temperature)
         check_choice(self.order, "order", ORDERS)
+        # Non-negative because numpy's SeedSequence refuses negative entries, and it would only do so at the first pass.
         check_positive_int(self.seed, "seed", allow_zero=True)
         self.handler = resolve_handler(self.handler)
 
@@ -140,8 +144,12 @@ class Curriculum(SeededStage):
         return 0.0 if self.temperature == 0 else math.exp(-excess / self.temperature)
 
     def __call__(self, source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        # A fresh generator per pass (seed, epoch, rank, worker): workers reading different shards make
+        # independent decisions, and a repeated pass does not reject the same samples again.
         uniform = UniformStream(self._next_rng())
         for sample, difficulty in read_values(source, TagValue("difficulty", self.metric), self.handler):  # type: ignore[arg-type]
+            # Strict '<' with draws in [0, 1): acceptance 1 always keeps and acceptance 0 never does. The competence
+            # is read from the shared progress at every sample, so a set() mid-epoch takes effect at once.
             if uniform() < self.acceptance(difficulty):
                 yield sample
 

@@ -70,7 +70,7 @@ def test_quick_mode_writes_sound_results(quick_run: tuple[Path, dict]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--images", "0"], ["--severities", "6"], ["--n-boot", "-1"], ["--models", "resnet"]],
+    [["--images", "0"], ["--severities", "6"], ["--n-boot", "-1"], ["--models", "resnet"], ["--from-results", "no/such/results.json"]],
 )
 def test_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import generalisation
+from benchmarks.alignment import generalisation
 
 
 @pytest.mark.slow

@@ -1,9 +1,11 @@
-"""Task models of the alignment benchmark: three Fashion-MNIST classifiers of different architectures.
+"""Task models of the alignment benchmarks: three Fashion-MNIST classifiers of different architectures.
 
 They are trained by the benchmark itself on the TRAIN split (clean images only, fixed seeds) and are
 distinct from the reference network of the aligned metrics: the claim under test is that quality
 predicts the accuracy of networks the metric never saw. Trained weights are cached next to the
-results, keyed by architecture, epochs and seed, so re-runs skip training.
+results, keyed by architecture, epochs and seed, so re-runs skip training. Both the alignment run
+(:mod:`benchmarks.alignment.run`) and the leave-one-family-out run (:mod:`benchmarks.alignment.generalisation`)
+use them, so their task-model accuracies are those of the same architectures and recipe.
 """
 
 from __future__ import annotations

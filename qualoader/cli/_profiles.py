@@ -22,8 +22,12 @@ from qualoader.cli._errors import UserError, as_option, create_cli_metric, user_
 __all__ = ["add_profile_argument", "cli_metrics"]
 
 
-def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool) -> None:
-    """Add ``--profile PATH`` (repeatable for the commands that take several metrics) and ``--strict``."""
+def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool, scoring: bool = True) -> None:
+    """Add ``--profile PATH`` (repeatable for the commands that take several metrics), and ``--strict`` and ``--downscale``.
+
+    ``scoring=False`` leaves out ``--strict`` and ``--downscale``, which only act on images being
+    scored, for the commands that read stored scores (``export``).
+    """
     parser.add_argument(
         "--profile",
         type=Path,
@@ -32,6 +36,8 @@ def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool) -> No
         metavar="PATH",
         help="quality profile JSON (from 'qualoader calibrate') defining an aligned metric" + ("; repeat for several" if repeat else ""),
     )
+    if not scoring:
+        return
     parser.add_argument(
         "--strict",
         action="store_true",

@@ -8,14 +8,22 @@ metrics). Scores that are missing (not scored, skipped, uncalibrated difficulty)
 and null in Parquet and JSON lines. The output file is written atomically (a temporary file in its
 folder, renamed when complete), so a reader never sees half a table. Parquet needs pyarrow
 (``pip install 'qualoader[export]'``).
+
+A store's difficulty columns map its stored scores with the calibration saved when each table was
+created, unless ``--metric`` / ``--profile`` name the metrics that scored it: then each table whose
+metric configuration they match is mapped with that metric's current calibration (a re-calibrated
+metric, a refitted profile), without rescoring anything. Shards carry the difficulty written when
+they were tagged, so these options apply to stores only.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._profiles import add_profile_argument, cli_metrics
 
 __all__ = ["add_parser", "run"]
 
@@ -35,23 +43,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", "-o", required=True, type=Path, help="the file to write (replaced atomically when it exists)")
     parser.add_argument("--format", choices=("csv", "jsonl", "parquet"), default=None,
                         help="output format (default: from the --output suffix: .csv, .parquet, .jsonl)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        help="metric(s) that scored the store, whose current calibration gives the difficulty: a name, a,b,c or the suite classical "
+        "(repeatable; default: the calibration saved in the store)",
+    )
+    add_profile_argument(parser, repeat=True, scoring=False)
     parser.set_defaults(func=run)
 
 
-def _columns(items: list[str]) -> tuple[dict[str, object], str]:
-    """The columns of SOURCE and a description of it."""
+def _store_columns(root: str, metrics: list[Any]) -> dict[str, object]:
+    """The columns of the store at ``root``, difficulties mapped by the current calibrations of ``metrics`` where they match a table."""
     from qualoader.data import ScoreStore
-    from qualoader.data.export import shard_columns, store_columns
+    from qualoader.data.export import store_columns
+
+    store = ScoreStore(root)
+    fingerprints = {table.fingerprint for table in store.tables()}
+    unmatched = [metric.name for metric in metrics if metric.fingerprint() not in fingerprints]
+    if unmatched:
+        # a typo or another profile would silently leave the header's difficulties in place
+        tables = ", ".join(f"{table.metric_name} [{table.fingerprint}]" for table in store.tables()) or "none"
+        raise UserError(
+            f"--metric and --profile should name metric configurations the store holds, but got {', '.join(unmatched)}, which match "
+            f"none of its tables ({tables})"
+        )
+    return store_columns(store, metrics=metrics)
+
+
+def _columns(items: list[str], metrics: list[Any]) -> tuple[dict[str, object], str]:
+    """The columns of SOURCE and a description of it."""
+    from qualoader.data.export import shard_columns
 
     if len(items) == 1 and (Path(items[0]) / "store.json").exists():
-        store = ScoreStore(items[0])
-        return store_columns(store), f"score store {items[0]!r}"
+        return _store_columns(items[0], metrics), f"score store {items[0]!r}"
     from qualoader.cli._sources import parse_source
 
     source = parse_source(items, kinds=("shards",))
     if not source.shards:
         raise UserError(
             f"SOURCE should be a score store folder (with store.json) or tagged shards, but got SOURCE={source.text!r} without either"
+        )
+    if metrics:
+        raise UserError(
+            "--metric and --profile apply to a score store (shards keep the difficulty written when they were tagged), but got "
+            f"SOURCE={source.text!r} of {len(source.shards)} shard(s)"
         )
     return shard_columns(list(source.shards)), f"{len(source.shards)} shard(s)"
 
@@ -69,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--output should be in an existing folder, but got --output={str(args.output)!r}")
         if args.output.is_dir():
             raise UserError(f"--output should be a file, but got --output={str(args.output)!r}, which is a folder")
-        columns, what = _columns(args.source)
+        metrics = cli_metrics(args.metric, args.profile) if args.metric or args.profile else []
+        columns, what = _columns(args.source, metrics)
     try:
         write_columns(columns, args.output, output_format)
     except ImportError as error:

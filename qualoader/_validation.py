@@ -30,6 +30,7 @@ _LAST_DIM_CHANNELS = frozenset({1, 3, 4})
 
 def _short(value: Any) -> str:
     text = repr(value)
+    # A long list or a tensor in an error message would bury the sentence; 80 characters identify it.
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -42,12 +43,15 @@ def check_type(value: Any, name: str, expected: type | tuple[type, ...], expecta
 def check_choice(value: Any, name: str, choices: Collection[Any]) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices`` (listed, sorted, in the message)."""
     if value not in choices:
+        # Sorted so the message does not change with set iteration order (PYTHONHASHSEED); key=str because
+        # choices may mix types that do not compare (None and str).
         options = ", ".join(repr(c) for c in sorted(choices, key=str))
         raise ValueError(f"{name} should be one of {{{options}}}, but got {name}={_short(value)}")
 
 
 def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
     """Return ``value`` if it is an ``int`` (not ``bool``) > 0 (or >= 0 with ``allow_zero``)."""
+    # bool is a subclass of int: True would otherwise pass as 1.
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} should be an int, but got {name} of type {type(value).__name__}")
     if value < 0 or (value == 0 and not allow_zero):
@@ -142,12 +146,16 @@ def check_images(
             f"{name} should be at least {min_size}x{min_size} pixels (H, W >= {min_size}){needed}, but got {name}.shape={shape}"
         )
     if images.dtype == torch.uint8:
+        # float() makes a new tensor, so the in-place division never touches the caller's uint8 images; no range
+        # check is needed since every uint8 value maps into [0, 1].
         return images.float().div_(255.0)
     if images.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{name} should have dtype uint8 or floating, but got {name}.dtype={images.dtype}")
     if check_values:
         finite = torch.isfinite(images)
         low, high = images.aminmax()
+        # One bool() on the combined condition: a single device-to-host sync on the good path; the detailed
+        # message is only worked out once something failed.
         if not bool(finite.all() & (low >= 0) & (high <= 1)):
             if not bool(finite.all()):
                 raise ValueError(f"{name} should be finite, but got {name} with {int((~finite).sum())} NaN/Inf values")
@@ -160,6 +168,7 @@ def check_same_shape(reference: Any, images: Tensor, name: str = "reference", *,
     reference = check_images(reference, name, check_values=check_values)
     if reference.shape != images.shape:
         raise ValueError(f"{name} should have the shape of images {tuple(images.shape)}, but got {name}.shape={tuple(reference.shape)}")
+    # Refused rather than moved: an implicit copy would hide a host-device transfer on every batch.
     if reference.device != images.device:
         raise ValueError(f"{name} should be on the device of images ({images.device}), but got {name}.device={reference.device}")
     return reference.to(images.dtype)

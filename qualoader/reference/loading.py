@@ -57,6 +57,8 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
             state: Any = load_file(str(path), device="cpu")
         else:
+            # weights_only: a weights file is untrusted input and a full unpickle can run code. map_location: a
+            # checkpoint saved on a GPU must still load on a CPU-only machine.
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises pickle, zip and runtime errors alike for a damaged file
         raise ValueError(
@@ -70,6 +72,8 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         raise ValueError(
             f"weights should be a file holding a state_dict of tensors, but got weights={str(path)!r} holding {type(state).__name__}"
         )
+    # Only when every key has it: that is DataParallel's wrapping, while a model with a real submodule
+    # called "module" has other keys too and must keep its names.
     if state and all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     return state
@@ -85,6 +89,7 @@ def _default_checkpoint() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             "'python tools/train_default.py' (in the qualoader repository)"
         )
     record = json.loads(DEFAULT_RECORD.read_text())
+    # A checkpoint out of step with its record would shift every default-reference score silently.
     digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()
     if digest != record["sha256"]:
         raise RuntimeError(
@@ -112,6 +117,7 @@ def default_reference() -> ReferenceNetwork:
     """
     record, state = _default_checkpoint()
     model = FashionCNN(num_classes=record["num_classes"])
+    # load_state_dict copies into the new module's parameters, so the cached tensors are never shared.
     model.load_state_dict(state)
     model.eval()
     return ReferenceNetwork(
@@ -139,6 +145,7 @@ def _torchvision_reference(name: str, weights: str | os.PathLike[str] | None) ->
         )
     pretrained = models.get_model_weights(name).DEFAULT
     if weights is None:
+        # The very file torchvision's own download writes, so a machine that ever fetched it is ready.
         expected = Path(torch.hub.get_dir()) / "checkpoints" / Path(pretrained.url).name
         if not expected.is_file():
             raise FileNotFoundError(
@@ -150,6 +157,7 @@ def _torchvision_reference(name: str, weights: str | os.PathLike[str] | None) ->
     model = models.get_model(name, weights=None)
     model.load_state_dict(load_state_dict_file(weights))
     transform = pretrained.transforms()
+    # The network sees the eval crop (e.g. 224 for ResNet), not the size it is first resized to (256).
     crop = transform.crop_size[0]
     return model, {"input_size": (crop, crop), "in_channels": 3, "mean": tuple(transform.mean), "std": tuple(transform.std), "name": name}
 
@@ -159,6 +167,8 @@ def _timm_reference(name: str, weights: str | os.PathLike[str] | None) -> tuple[
 
     if not timm.is_model(name):
         raise ValueError(f"source should be 'timm:<a timm model name>', but got source={'timm:' + name!r}; see timm.list_models()")
+    # pretrained=False builds the architecture offline; pretrained_cfg still describes the weights' input
+    # convention (size, mean, std).
     model = timm.create_model(name, pretrained=False)
     cfg = dict(model.pretrained_cfg)
     if weights is None:
@@ -214,6 +224,7 @@ def load_reference(
     unknown = set(kwargs) - _CONVENTION_KEYS
     if unknown:
         raise ValueError(f"kwargs should be among {sorted(_CONVENTION_KEYS)}, but got unexpected {sorted(unknown)}")
+    # Before the generic nn.Module branch: a ReferenceNetwork is an nn.Module and must not be wrapped twice.
     if isinstance(source, ReferenceNetwork):
         if weights is not None or kwargs:
             raise ValueError("weights and kwargs should be omitted for a ReferenceNetwork source, but got some")
@@ -239,5 +250,6 @@ def load_reference(
             "name": type(source).__name__,
         }
     convention.setdefault("feature_layer", None)
+    # After the defaults, so the caller's overrides win.
     convention.update(kwargs)
     return ReferenceNetwork(model, **convention)

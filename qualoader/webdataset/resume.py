@@ -57,12 +57,15 @@ class StreamPosition:
         if "__url__" not in sample or "__index__" not in sample:
             raise KeyError(f"sample should carry '__url__' and '__index__' (added by track_position), but got keys {sorted(sample)}")
         urls, indices, lasts = sample["__url__"], sample["__index__"], sample.get("__last__")
+        # A str __url__ is one sample; default collation turns the strings into a list and the ints into tensors.
         if isinstance(urls, str):
             urls, indices, lasts = [urls], [indices], [lasts]
         else:
             indices = indices.tolist() if hasattr(indices, "tolist") else list(indices)
             lasts = [None] * len(urls) if lasts is None else (lasts.tolist() if hasattr(lasts, "tolist") else list(lasts))
         for url, index, last in zip(urls, indices, lasts, strict=True):
+            # max, not the last one seen: a shuffle buffer after track_position hands a shard's samples out of
+            # tar order, and the offset must never move backwards.
             self.offsets[url] = max(self.offsets.get(url, 0), int(index) + 1)
             if last:
                 self.complete.add(url)
@@ -73,6 +76,7 @@ class StreamPosition:
 
     def state_dict(self) -> dict[str, Any]:
         """``{"version", "offsets": {url: next offset}, "complete": [urls]}`` (JSON-serialisable)."""
+        # Sorted so equal positions give byte-identical JSON, whatever order the shards were read in.
         return {"version": _STATE_VERSION, "offsets": dict(sorted(self.offsets.items())), "complete": sorted(self.complete)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -134,10 +138,13 @@ class TrackPosition:
         for sample in source:
             url = sample.get("__url__", "")
             index = counters.get(url, 0)
+            # Counted before the skip test: offsets are tar positions, so skipped samples must advance them too.
             counters[url] = index + 1
             if resume is not None and (url in resume.complete or index < resume.consumed(url)):  # type: ignore[union-attr]
                 continue
             sample["__index__"] = index
+            # Held back one sample: whether a sample is its shard's last is known only when the next one (or the
+            # end of the stream) arrives.
             sample["__last__"] = False
             if held is not None:
                 # the previous sample was its shard's last when this one comes from another shard
@@ -210,6 +217,7 @@ def resumable_pipeline(
     check_positive_int(seed, "seed", allow_zero=True)
     check_positive_int(epoch, "epoch", allow_zero=True)
     if isinstance(shardshuffle, bool):
+        # True is refused because detshuffle would read it as a buffer of one shard: silently no shuffle.
         if shardshuffle:
             raise ValueError("shardshuffle should be False or a positive buffer size, but got shardshuffle=True")
     else:
@@ -220,6 +228,9 @@ def resumable_pipeline(
         wds.SimpleShardList(urls),
         nodesplitter,
         workersplitter,
+        # detshuffle increments its epoch before each pass, hence epoch - 1 for the first pass to use `epoch`.
+        # _SkipShards sits after the splitters and before ReadShards: each worker drops complete shards from
+        # its own share, and they are never opened.
         wds.detshuffle(shardshuffle, seed=seed, epoch=epoch - 1) if shardshuffle else None,
         _SkipShards(resume),
         ReadShards(handler_fn),

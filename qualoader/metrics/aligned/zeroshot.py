@@ -54,6 +54,8 @@ def _confidence(probabilities: Tensor, confidence: str) -> Tensor:
     if confidence == "margin":
         top = probabilities.topk(2, dim=1).values
         return top[:, 0] - top[:, 1]
+    # clamp_min: a probability of exactly 0 must contribute 0, not 0 * -inf = NaN. Dividing by log K
+    # makes 1 the certain image and 0 the uniform one, whatever the number of classes.
     entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1)
     return 1.0 - entropy / torch.log(torch.tensor(float(probabilities.shape[1])))
 
@@ -82,6 +84,8 @@ def zeroshot_quality(
     check_choice(confidence, "confidence", CONFIDENCES)
     if class_embeddings.ndim != 2 or class_embeddings.shape[0] < 2:
         raise ValueError(f"class_embeddings should have shape (K >= 2, D), but got class_embeddings.shape={tuple(class_embeddings.shape)}")
+    # float32 even for a half-precision model: fp16 cosines carry ~1e-3 error, which logit_scale=100
+    # turns into ~0.1 on every logit.
     images = F.normalize(image_embeddings.float(), dim=1)
     classes = F.normalize(class_embeddings.float(), dim=1)
     quality = _confidence((logit_scale * images @ classes.T).softmax(1), confidence)
@@ -206,11 +210,14 @@ class ZeroShot(QualityMetric):
         self.register_buffer("std", torch.tensor(_as_stats(std, "std", 3, positive=True)).view(1, 3, 1, 1))
         if logit_scale is None:
             stored = getattr(model, "logit_scale", None)
+            # CLIP stores the log of its learned temperature, hence exp().
             logit_scale = float(stored.detach().exp()) if isinstance(stored, Tensor) else 100.0
         check_type(logit_scale, "logit_scale", (int, float), "a positive float")
         if not logit_scale > 0:
             raise ValueError(f"logit_scale should be a positive float, but got logit_scale={logit_scale}")
         self.logit_scale = float(logit_scale)
+        # Buffers, so .to(device) moves the prompt embeddings with the metric; the text encoder runs once here,
+        # never per batch.
         self.register_buffer("class_embeddings", self._encode_text(tokenizer, [template.format(c) for c in self.class_names]))
         self.register_buffer("antonym_embeddings", None if self.antonyms is None else self._encode_text(tokenizer, list(self.antonyms)))
 
@@ -231,6 +238,7 @@ class ZeroShot(QualityMetric):
         inputs = preprocess_images(images, self.input_size, 3, self.mean, self.std)
         parameter = next(self.model.parameters(), None)
         if parameter is not None:
+            # A half-precision checkpoint refuses float32 input; a model without parameters takes it as is.
             inputs = inputs.to(parameter.dtype)
         with eval_mode(self.model):
             embeddings = self.model.encode_image(inputs)

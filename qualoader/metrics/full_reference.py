@@ -46,12 +46,14 @@ _LUMA = {"yiq": ((0.299, 0.587, 0.114), 0.0), "ycbcr": ((65.481 / 255, 128.553 /
 
 
 def _working(images: Tensor) -> Tensor:
+    # Half precision is upcast: the variances below are E[x^2] - E[x]^2, which cancels away in fp16/bf16.
     return images.float() if images.dtype in (torch.float16, torch.bfloat16) else images
 
 
 def _prepare(images: Tensor, y_channel: bool, color_space: str, quantize: bool) -> Tensor:
     """Luma (or all channels) in the working dtype, optionally rounded to 8-bit levels."""
     images = _working(images)
+    # Grey images already are luma.
     if y_channel and images.shape[1] == 3:
         (wr, wg, wb), offset = _LUMA[color_space]
         red, green, blue = images.unbind(1)
@@ -116,8 +118,10 @@ def _gaussian(window_size: int, sigma: float, like: Tensor) -> Tensor:
 
 def _ssim_and_cs(images: Tensor, reference: Tensor, kernel: Tensor, nonnegative_cs: bool) -> tuple[Tensor, Tensor]:
     """Mean SSIM and mean contrast-structure term :math:`(B,)` of prepared images (``valid`` windows)."""
+    # (K1 * L)^2 and (K2 * L)^2 with Wang et al.'s K1, K2 and dynamic range L = 1 for [0, 1] images.
     c1, c2 = 0.01**2, 0.03**2
     channels = images.shape[1]
+    # All five local moments in one filter call instead of five.
     stacked = torch.cat([images, reference, images * images, reference * reference, images * reference], dim=1)
     moments = filter2d_separable(stacked, kernel, kernel, padding="valid")
     mu_x, mu_y, xx, yy, xy = moments.split(channels, dim=1)
@@ -207,6 +211,8 @@ def ssim(
 def _scale_sizes(size: int, levels: int) -> list[int]:
     sizes = [size]
     for _ in range(levels - 1):
+        # avg_pool2d's output size for kernel 2 and padding size % 2, as ms_ssim pools: the size check then
+        # matches the real pyramid exactly.
         size = (size + 2 * (size % 2) - 2) // 2 + 1
         sizes.append(size)
     return sizes
@@ -256,6 +262,7 @@ def ms_ssim(
     smallest = min(
         _effective_size(h, w, downsample) for h, w in zip(_scale_sizes(images.shape[2], levels), _scale_sizes(images.shape[3], levels))
     )
+    # Checked up front, so too-small images fail before four scales of filtering.
     if smallest < window_size:
         raise ValueError(
             f"images should be large enough for {levels} scales of a {window_size}-pixel window "
@@ -273,6 +280,8 @@ def ms_ssim(
             images = F.avg_pool2d(images, kernel_size=2, padding=padding)
             reference = F.avg_pool2d(reference, kernel_size=2, padding=padding)
     weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=images.dtype, device=images.device)
+    # Luminance enters at the coarsest scale only (Wang et al. 2003), hence the last loop's full SSIM there.
+    # nonnegative_cs keeps the powers defined: a negative cs to a fractional exponent is NaN.
     cs_stack = torch.stack(contrast_structure[:-1], dim=1)  # (B, levels - 1)
     return (cs_stack ** weights[:-1]).prod(dim=1) * similarity ** weights[-1]
 

@@ -179,6 +179,8 @@ def _scored_samples(urls: list[str], stage: AnnotateQuality, ledger: _SkipLedger
                     sequence = next(counter)
                     pending.append((sequence, raw))
                     ledger.sequence, ledger.sample = sequence, raw
+                    # The sequence number rides along through the stage, so its output can be matched against `pending`
+                    # and every sample it dropped without a word is still reported.
                     yield {**raw.as_webdataset(), _SEQUENCE: sequence}
             except Exception as exn:  # noqa: BLE001 - unreadable shard (corrupt, missing, ...): to the explicit handler
                 if not skip(url, getattr(exn, "sample_key", None), exn):
@@ -268,6 +270,7 @@ def _is_local(url: str) -> bool:
 def _check_inputs_outside(out: Path, shards: list[str]) -> None:
     """Refuse an output folder holding any input shard: by resolved path (symlinks) or by file identity (hard links)."""
     inputs = [Path(url.removeprefix("file:")) for url in shards if _is_local(url)]
+    # Only local inputs can sit in a local out_dir; a missing one fails later, at reading, under the handler.
     inputs = [path for path in inputs if path.exists()]
     out_real = out.resolve()
     identities: dict[tuple[int, int], Path] = {}
@@ -278,6 +281,7 @@ def _check_inputs_outside(out: Path, shards: list[str]) -> None:
                 f"{str(path)!r}"
             )
         stat = path.stat()
+        # (device, inode) catches hard links, which resolve() cannot: a different path to the same file.
         identities[(stat.st_dev, stat.st_ino)] = path
     if identities and out.is_dir():
         for entry in out.iterdir():
@@ -300,11 +304,15 @@ def _tagged_members(scored: _Scored, fingerprints: dict[str, str], names_in_shar
         MissingTagError: the sample carries a malformed tag (never silently replaced).
     """
     raw = scored.sample
+    # A copy: hard links may also point to this sample's own earlier members, but the shard's set only
+    # grows once the sample is written.
     names = set(names_in_shard)
     members: list[tuple[tarfile.TarInfo, bytes]] = []
     tagged = False
     for info, data in raw.members:
         _, extension = split_member_name(info.name)
+        # A tar hard link resolves inside its own archive: a target in another output shard, or later in
+        # this one, would extract as a broken link.
         if info.islnk() and info.linkname not in names:
             raise UnsupportedMemberError(
                 f"{raw.url}: sample {raw.key!r} should hold hard links to members written before them in the same output shard, "
@@ -316,6 +324,7 @@ def _tagged_members(scored: _Scored, fingerprints: dict[str, str], names_in_shar
                     f"{raw.url}: sample {raw.key!r} should hold its tag as a file, but got {info.name!r} of tar type {info.type!r}"
                 )
             data = merge_tag(data, scored.quality, scored.difficulty, fingerprints)
+            # Copied: the input's TarInfo stays as read (its size is the original tag's).
             info = copy.copy(info)
             info.size = len(data)
             tagged = True
@@ -416,6 +425,8 @@ def tag_shards(
                 continue
             raw = event.sample
             try:
+                # A key only clashes within one output shard: when this sample opens a new shard, the current index is
+                # irrelevant.
                 if not shard_set.needs_new_shard() and shard_set.index is not None and raw.key in shard_set.index.quality:
                     raise DuplicateKeyError(
                         f"{raw.url}: sample key {raw.key!r} should be new in output shard {shard_set.staged[-1]!r}, but got it there "
@@ -425,6 +436,8 @@ def tag_shards(
                 members = _tagged_members(event, fingerprints, shard_set.names_before_next())
             except (DuplicateKeyError, UnsupportedMemberError, MissingTagError) as exn:
                 entry = SkippedSample.from_error(raw.url, raw.key, exn)
+                # The user's handler, not the ledger: as a ledger "batch error" this would be blamed for samples the
+                # stage drops later.
                 go_on = ledger.handler(exn)
                 shard_set.skip(entry)
                 skipped.append(entry)

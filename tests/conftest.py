@@ -102,7 +102,7 @@ _REPOSITORY = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def load_script() -> Callable[[str], ModuleType]:
-    """Import a script of the repository (``"benchmarks/alignment.py"``) as a module, once."""
+    """Import a script of the repository (``"benchmarks/engine_common.py"``) as a module, once."""
 
     def load(relative_path: str) -> ModuleType:
         name = "script_" + Path(relative_path).stem

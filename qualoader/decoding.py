@@ -72,6 +72,7 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
     image = _upright(image)
     mode = image.mode
     if mode in _GREY_16BIT:
+        # Mode "I" is signed 32-bit, so values outside 0..65535 are possible; the clip keeps [0, 1].
         array = (np.asarray(image, dtype=np.float32) / _16BIT_MAX).clip(0.0, 1.0)
         return torch.from_numpy(np.ascontiguousarray(array)[None])
     if mode == "F":
@@ -80,6 +81,7 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
     if mode in _GREY_8BIT:
         if mode != "L":
             image = image.convert("L")
+        # np.array (a copy), not asarray: PIL exposes read-only memory, which torch.from_numpy warns about.
         return torch.from_numpy(np.array(image, dtype=np.uint8)[None])
     if mode in ("P", "PA"):
         # RGBA first: PIL warns (and ignores the transparency) on a direct P -> RGB conversion.
@@ -93,6 +95,7 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag (a no-op copy-free return when there is none)."""
     try:
+        # 0x0112 is the EXIF Orientation tag; 1 (or no tag) means already upright, so no transposed copy.
         orientation = image.getexif().get(0x0112, 1)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
         return image
@@ -106,6 +109,8 @@ def _open(source: Any, label: str) -> Tensor:
         with Image.open(source) as image:
             image.load()
             return pil_to_tensor(image)
+    # Pillow reports damage with several types: some plugins raise SyntaxError on a broken header, and
+    # DecompressionBombError guards against images far beyond its pixel limit.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"{label} should decode to an image, but got {error}") from error
 
@@ -148,6 +153,7 @@ def load_image(path: str | os.PathLike[str]) -> Tensor:
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path should be a str or os.PathLike, but got path of type {type(path).__name__}")
+    # Checked first: FileNotFoundError is an OSError, which _open would report as an undecodable image.
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path should be an existing image file, but got path={str(path)!r}")
     return _open(os.fspath(path), f"path={str(path)!r}")

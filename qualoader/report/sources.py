@@ -53,6 +53,8 @@ class Sample:
         if isinstance(self.locator, Path):
             return decode_image(self.locator.read_bytes())
         shard, member = self.locator
+        # Nothing is held open between decodes, at the cost of re-opening the shard and re-reading its
+        # headers on every call (extractfile by name scans the member list).
         with tarfile.open(shard) as archive:
             handle = archive.extractfile(member)
             if handle is None:
@@ -94,6 +96,8 @@ def _fashion_mnist(spec: str, max_images: int) -> Source:
 
 def _folder(root: Path, max_images: int) -> Source:
     files = sorted(
+        # Sorted: rglob follows directory order, which differs between file systems, and max_images must
+        # pick the same files everywhere.
         path for path in root.rglob("*") if path.is_file() and path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS
     )
     if not files:
@@ -103,6 +107,7 @@ def _folder(root: Path, max_images: int) -> Source:
     samples = []
     for path in files[:max_images]:
         relative = path.relative_to(root)
+        # ImageFolder's convention: the first sub-folder is the class; files at the top have none.
         label = relative.parts[0] if len(relative.parts) > 1 else None
         samples.append(Sample(key=str(relative.with_suffix("")), shard=None, locator=path, label=label))
     return Source("folder", str(root), samples, len(files))
@@ -124,13 +129,16 @@ def _read_shard(shard: Path, archive: tarfile.TarFile, samples: list[Sample], pr
                 key, extension = _split_member(member.name)
                 grouped.setdefault(key, {})[extension] = member
     except (tarfile.TarError, OSError) as error:
+        # Recorded, not raised: the samples read before the damage are still worth a report.
         problems.append(f"{shard.name}: truncated or corrupt shard after {len(grouped)} samples ({error})")
     total = 0
     for key, members in grouped.items():
+        # Last part of a multi-dot extension ("seg.png"), which says what the bytes are.
         image_extension = next((ext for ext in members if ext.rpartition(".")[2] in IMAGE_EXTENSIONS), None)
         if image_extension is None:
             problems.append(f"{shard.name}/{key}: no image member (members: {', '.join(sorted(members))})")
             continue
+        # Counted past max_images too, so the report can say "n of total".
         total += 1
         if len(samples) >= max_images:
             continue
@@ -207,4 +215,5 @@ def load_source(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     not_tar = [str(path) for path in paths if path.suffix != ".tar"]
     if not_tar:
         raise ValueError(f"source should be a single folder or .tar shards, but got source with non-shard paths {not_tar[:3]}")
+    # Sorted like a folder's shards, so max_images picks the same images whatever order the paths came in.
     return _shards(sorted(paths), max_images)

@@ -44,6 +44,7 @@ __all__ = [
 _META = re.compile(r"__[^/]*__($|/)")
 
 
+# A ReadError subclass, so code that already catches tarfile.ReadError around webdataset catches it too.
 class CorruptShardError(tarfile.ReadError):
     """A shard is truncated or its tar structure is broken."""
 
@@ -76,18 +77,21 @@ def _strict_members(url: str) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
             or not a tar.
     """
     try:
+        # Stream mode ("r|*"): pipes and urls cannot seek; '*' still detects gzip and friends.
         with gopen(url, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*", tarinfo=_StrictTarInfo) as archive:
             for info in archive:
                 data = b""
                 if info.isreg():
                     handle = archive.extractfile(info)
                     data = handle.read() if handle is not None else b""
+                    # In stream mode a member cut short just reads fewer bytes; only the recorded size gives it away.
                     if len(data) != info.size:
                         raise CorruptShardError(
                             f"{url}: truncated: member {info.name!r} should have {info.size} bytes, but got {len(data)}"
                         )
                 yield info, data
                 archive.members = []  # stream mode: keep no member list (shards can be large)
+    # Ours already name the url; only tarfile's own errors are wrapped below (a subclass would match there too).
     except CorruptShardError:
         raise
     except tarfile.ReadError as error:
@@ -171,6 +175,7 @@ def raw_samples(url: str) -> Iterator[RawSample]:
             lowered.add(extension.lower())
             current.members.append((info, data))
     except CorruptShardError as error:
+        # The tag writer lists the sample that was in progress when the shard broke under this key.
         error.sample_key = current.key if current is not None else None  # type: ignore[attr-defined]
         raise
     if current is not None:
@@ -181,8 +186,11 @@ def _shard_samples(url: str) -> Iterator[dict[str, Any]]:
     """Complete samples of one shard as webdataset groups them; raises :class:`CorruptShardError` on damage."""
     current: dict[str, Any] | None = None
     for info, data in _strict_members(url):
+        # __name__ members are archive metadata, not sample data; webdataset skips them as well.
         if not info.isreg() or _META.match(info.name):
             continue
+        # webdataset's own splitter, so keys are exactly what wds.WebDataset would produce; a name
+        # without a dot has no key and is skipped, as there.
         prefix, suffix = base_plus_ext(info.name)
         if prefix is None:
             continue
@@ -210,6 +218,7 @@ class ReadShards:
             try:
                 yield from _shard_samples(url)
             except Exception as exn:  # noqa: BLE001 - every error goes to the explicit handler
+                # The url appended to args as webdataset's own readers do, so a handler's log names the shard.
                 exn.args = (*exn.args, url)
                 if self.handler(exn):
                     continue

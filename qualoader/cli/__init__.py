@@ -8,18 +8,23 @@ is instant.
 What every command shares is set up here, once: ``--debug`` and ``--no-progress`` options, the
 check of ``--device``, the lists of metric and corruption names in ``--help``, and the handling of
 user errors (:mod:`qualoader.cli._errors`): ``qualoader <command>: error: <message>`` on one line
-and exit code 2, or the traceback with ``--debug``.
+and exit code 2, or the traceback with ``--debug``. qualoader's own warnings raised while a command
+runs (:class:`~qualoader.profiles.DomainWarning`, :class:`~qualoader.datasets.FashionMNISTSampleWarning`)
+are shown the same way, ``qualoader <command>: warning: <message>``, once per distinct message.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import pkgutil
 import sys
 import textwrap
-from collections.abc import Sequence
-from typing import NoReturn
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn, TextIO
 
 from qualoader.cli import commands
 from qualoader.cli._errors import UserError, check_device, error_line, report_user_error
@@ -81,26 +86,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(command: str, message: str) -> str:
+    """``qualoader <command>: warning: <message>`` on one line, as :func:`~qualoader.cli._errors.error_line` writes errors."""
+    return f"qualoader {command}: warning: {' '.join(message.split())}"
+
+
+@contextmanager
+def _command_warnings(command: str) -> Iterator[None]:
+    """While the block runs, show warnings of qualoader's own categories as one line each on stderr.
+
+    Python's filters still decide whether a warning is shown at all (``-W error``, ``-W ignore``);
+    of those shown, each distinct message is printed once. Other libraries' warnings go to the
+    ``warnings.showwarning`` in place before, which is restored afterwards.
+    """
+    previous = warnings.showwarning
+    shown: set[tuple[type[Warning], str]] = set()
+
+    def show(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None, line: str | None = None
+    ) -> None:
+        if not category.__module__.startswith("qualoader."):
+            previous(message, category, filename, lineno, file, line)
+            return
+        # Handed on with a throwaway file: Python's own display writes its "file:line: Category: ..."
+        # there instead of stderr, while a recorder (catch_warnings(record=True), pytest.warns) still gets it.
+        previous(message, category, filename, lineno, io.StringIO(), line)
+        text = " ".join(str(message).split())
+        if (category, text) not in shown:
+            shown.add((category, text))
+            print(_warning_line(command, text), file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the console script; returns the process exit code.
 
     A user error (:class:`~qualoader.cli._errors.UserError`, raised by a command or by the
     ``--device`` check) prints ``qualoader <command>: error: <message>`` on stderr and returns 2;
-    with ``--debug`` it propagates with its traceback.
+    with ``--debug`` it propagates with its traceback. Warnings of qualoader's own categories print
+    ``qualoader <command>: warning: <message>`` on stderr, once per distinct message.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    try:
-        if getattr(args, "device", None) is not None:
-            check_device(args.device)
-        return int(args.func(args) or 0)
-    except UserError as error:
-        if args.debug:
-            raise
-        return report_user_error(args.command, error)
+    with _command_warnings(args.command):
+        try:
+            if getattr(args, "device", None) is not None:
+                check_device(args.device)
+            return int(args.func(args) or 0)
+        except UserError as error:
+            if args.debug:
+                raise
+            return report_user_error(args.command, error)
 
 
 if __name__ == "__main__":  # pragma: no cover

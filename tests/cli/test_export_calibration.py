@@ -1,4 +1,4 @@
-"""``qualoader export --metric/--profile``: difficulties from the current calibration of the metrics that scored a store, without rescoring."""
+"""``qualoader export --metric/--profile``: difficulties from the current calibrations of the metrics that scored a store."""
 
 from __future__ import annotations
 

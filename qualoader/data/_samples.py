@@ -70,6 +70,8 @@ class SampleLoadError(OSError):
         return str(self.args[0]) if self.args else ""
 
     def __reduce__(self) -> tuple[Any, ...]:
+        # Default exception pickling calls type(*args) with the message only; this keeps index and path through
+        # process pools (DataLoader's own wrapper still rebuilds from the text, hence the docstring's caveat).
         return (type(self), (str(self), self.index, self.path))
 
 
@@ -223,6 +225,7 @@ def image_to_tensor(image: Any, name: str = "image") -> Tensor:
         return pil_to_tensor(image)  # the one decoder's rules (16-bit, palette, EXIF, ...)
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[2] in (1, 3):
+            # ascontiguousarray: torch.from_numpy refuses negative strides (a flipped array, e.g. BGR -> RGB by [..., ::-1]).
             return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         if image.ndim == 2:
             return torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)
@@ -251,6 +254,7 @@ def batch_image(images: Any, name: str = "images") -> Tensor | list[Tensor]:
         ValueError: wrong rank or channel count.
     """
     if isinstance(images, Tensor):
+        # In a collated batch three dims can only be (B, H, W): default_collate stacked (H, W) grey images.
         if images.ndim == 3:
             return images.unsqueeze(1)
         if images.ndim == 4 and images.shape[1] in (1, 3):
@@ -277,6 +281,8 @@ def group_by_size(images: Tensor | list[Tensor]) -> list[tuple[Tensor, Tensor]]:
         return [(torch.arange(images.shape[0]), images)]
     groups: dict[tuple[tuple[int, ...], torch.dtype], list[int]] = {}
     for row, image in enumerate(images):
+        # dtype is part of the key: stacking uint8 with float images would promote them to float with their
+        # 0..255 values, which the metric would read as far outside [0, 1].
         groups.setdefault((tuple(image.shape), image.dtype), []).append(row)
     return [(torch.tensor(rows, dtype=torch.int64), torch.stack([images[r] for r in rows])) for rows in groups.values()]
 
@@ -311,6 +317,7 @@ def add_fields(sample: Any, fields: Sequence[tuple[str, Any]], output: str, imag
         if is_image(sample):
             return {"image": sample, **dict(fields)}
         position = 0 if image_key is None else int(image_key)
+        # Normalised so a negative image_key (e.g. -1) excludes the right element from `rest` below.
         position = position % len(sample)
         rest = tuple(value for k, value in enumerate(sample) if k != position)
         out: dict[str, Any] = {"image": sample[position]}

@@ -81,6 +81,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
+        # Chunked: reference weights can be hundreds of MB, and hashing them must not need that much memory.
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -112,6 +113,7 @@ class WeightsFile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
+        # Lower case only: hexdigest() is lower case, so an upper-case record would never match in verify().
         if not (isinstance(self.sha256, str) and len(self.sha256) == 64 and all(c in "0123456789abcdef" for c in self.sha256)):
             raise ProfileError(f"sha256 should be 64 lower-case hex digits, but got sha256={self.sha256!r}")
 
@@ -156,6 +158,7 @@ class WeightsFile:
         data = _keys(data, name, {"path", "sha256"})
         check_type(data["path"], f"{name}['path']", str, "a path (str)")
         path = Path(data["path"])
+        # Relative to the profile's folder, not the working directory: a profile folder can be moved as a whole.
         return cls(path if path.is_absolute() else (base / path).resolve(), data["sha256"])
 
 
@@ -180,6 +183,7 @@ class InputTransform:
             values = getattr(self, name)
             if not (
                 isinstance(values, (tuple, list))
+                # One value is accepted for any channel count and broadcasts over the channels.
                 and len(values) in (1, self.in_channels)
                 and all(isinstance(v, (int, float)) for v in values)
             ):
@@ -284,6 +288,8 @@ class QualityProfile:
             "metric": {"name": self.metric.name, "params": dict(self.metric.params)},
             "head": None if self.head is None else self.head.to_dict(base),
             "calibration": None if self.calibration is None else self.calibration.state_dict(),
+            # Round-tripped through JSON (anything else as str) so that Paths or numpy numbers in the provenance
+            # cannot make save_profile fail half-way, and the identities below hash plain JSON.
             "provenance": json.loads(json.dumps(dict(self.provenance), default=str)),
         }
 
@@ -296,6 +302,8 @@ class QualityProfile:
         if data["head"] is not None:
             data["head"] = data["head"]["sha256"]
         payload = {key: data[key] for key in ("reference", "metric", "head")}
+        # Weights by hash, not path (moving files keeps the identity); domain and labels describe the network
+        # but do not change a single score, so editing them must not invalidate stored scores.
         payload["reference"] = {k: v for k, v in payload["reference"].items() if k not in ("domain", "labels")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -320,6 +328,7 @@ def _parse(data: Any, base: Path, where: str) -> QualityProfile:
     version = data["format_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ProfileError(f"profile['format_version'] should be a positive int, but got {version!r} in {where}")
+    # Refused rather than read best-effort: a newer format may give the same keys another meaning.
     if version > PROFILE_VERSION:
         raise ProfileError(
             f"profile['format_version'] should be at most {PROFILE_VERSION} (the newest this qualoader reads), but got "
@@ -347,6 +356,7 @@ def _parse(data: Any, base: Path, where: str) -> QualityProfile:
             feature_layer=ref.get("feature_layer"),
         )
         calibration = None if data.get("calibration") is None else DifficultyCalibration.from_state_dict(data["calibration"])
+    # ProfileError is a ValueError: without this it would be re-wrapped below with a vaguer message.
     except ProfileError:
         raise
     except (TypeError, ValueError) as error:
@@ -421,6 +431,8 @@ def _read_state(weights: WeightsFile) -> dict[str, torch.Tensor]:
 def _fit_state(model: nn.Module, state: Mapping[str, torch.Tensor], weights: WeightsFile, architecture: str) -> None:
     """Load ``state`` strictly, with an error naming every missing, unexpected or mis-shaped key."""
     own = model.state_dict()
+    # Compared by hand instead of load_state_dict's RuntimeError: a ProfileError naming the file, with at
+    # most five keys of each kind (a wrong architecture mismatches hundreds).
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [
@@ -442,6 +454,7 @@ def _fit_state(model: nn.Module, state: Mapping[str, torch.Tensor], weights: Wei
 
 def _architecture(spec: ReferenceSpec) -> tuple[nn.Module, str]:
     """The un-initialised network of ``spec`` (TorchScript is handled by the caller)."""
+    # The head is sized from the label set, so a fine-tuned network with other classes loads without edits.
     classes = len(spec.labels)
     if spec.source == "embedded":
         from qualoader.reference.architectures import FashionCNN

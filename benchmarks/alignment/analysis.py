@@ -16,7 +16,7 @@ import torch
 from benchmarks.alignment.candidates import MetricEntry
 from qualoader.stats import auroc, bootstrap_auroc, bootstrap_ci, bootstrap_ci_difference, kendall_tau_b, pearson, spearman
 
-__all__ = ["STATISTICS", "analyse", "ci_dict", "compare", "mean", "stable_seed", "summarise"]
+__all__ = ["STATISTICS", "analyse", "ci_dict", "compare", "fmt_ci", "mean", "stable_seed", "summarise"]
 
 STATISTICS: dict[str, Callable[[Any, Any], np.ndarray]] = {"spearman": spearman, "pearson": pearson, "kendall": kendall_tau_b}
 
@@ -203,3 +203,12 @@ def compare(args: Any, summary: list[dict], mean_quality: dict, accuracy: dict) 
             differences[model_name] = ci_dict(interval)
         comparisons.append({"aligned": aligned, "rival": rival, "scope": label, "spearman_difference": differences})
     return comparisons
+
+
+def fmt_ci(ci: dict[str, float | None], digits: int = 3) -> str:
+    """``+0.897 [+0.84, +0.93]`` (``digits`` for the estimate); the estimate alone without an interval; ``n/a`` without either."""
+    if ci["estimate"] is None:
+        return "n/a"
+    if ci["low"] is None:
+        return f"{ci['estimate']:+.{digits}f}"
+    return f"{ci['estimate']:+.{digits}f} [{ci['low']:+.2f}, {ci['high']:+.2f}]"

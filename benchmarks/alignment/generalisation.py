@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.alignment.analysis import ci_dict
+from benchmarks.alignment.analysis import ci_dict, fmt_ci
 from benchmarks.alignment.models import TASK_MODELS, load_or_train, predict_correct
 from qualoader.calibration import iterate_sweep
 from qualoader.corruptions import CORRUPTION_FAMILIES, list_corruptions
@@ -325,14 +325,6 @@ def _summary_line(figures: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:+.3f}" if v is not None else f"{k}=n/a" for k, v in summary.items())
 
 
-def _fmt(ci: dict[str, float | None]) -> str:
-    if ci["estimate"] is None:
-        return "n/a"
-    if ci["low"] is None:
-        return f"{ci['estimate']:+.2f}"
-    return f"{ci['estimate']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]"
-
-
 def render_markdown(results: dict[str, Any]) -> str:
     """Markdown tables of a results dictionary (as written to ``results.md``)."""
     config = results["config"]
@@ -365,7 +357,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     for label, entry in rows:
         lines += [f"### `{label}` ({entry['kind']})", "", "| group | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
         for group, by_model in entry["figures"].items():
-            lines.append(f"| {group} | " + " | ".join(_fmt(by_model[m]) for m in models) + " |")
+            lines.append(f"| {group} | " + " | ".join(fmt_ci(by_model[m], digits=2) for m in models) + " |")
         lines.append("")
     lines += ["## Task models (clean accuracy)", "", "| model | clean | mean over corrupted conditions |", "|---|---|---|"]
     for m in models:

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.alignment import generalisation
+from benchmarks.alignment.analysis import fmt_ci
 from benchmarks.alignment.options import parse_args
 
-__all__ = ["LOFO_CANDIDATES", "fmt_ci", "load_lofo", "render_lofo", "render_markdown", "reproduce_command"]
+__all__ = ["LOFO_CANDIDATES", "load_lofo", "render_lofo", "render_markdown", "reproduce_command"]
 
 #: Which candidate of the leave-one-family-out run measures each aligned metric of this benchmark.
 #: ``task-guided`` -> the shipped recipe (a linear head on image statistics plus the reference network's
@@ -20,15 +21,6 @@ __all__ = ["LOFO_CANDIDATES", "fmt_ci", "load_lofo", "render_lofo", "render_mark
 #: figures would not be out-of-family. ``confidence`` (default measure: max probability) and
 #: ``neg-bn-shift`` (bn-shift oriented higher = better, as here) are training-free, so every family is unseen.
 LOFO_CANDIDATES: dict[str, str] = {"task-guided": "head:both:linear", "confidence": "confidence", "bn-shift": "neg-bn-shift"}
-
-
-def fmt_ci(ci: dict[str, float | None]) -> str:
-    """``+0.897 [+0.84, +0.93]``; the estimate alone when the interval is undefined; ``n/a`` when nothing is."""
-    if ci["estimate"] is None:
-        return "n/a"
-    if ci["low"] is None:
-        return f"{ci['estimate']:+.3f}"
-    return f"{ci['estimate']:+.3f} [{ci['low']:+.2f}, {ci['high']:+.2f}]"
 
 
 def _num(value: float | None, digits: int = 3) -> str:

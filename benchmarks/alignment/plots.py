@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.alignment.markdown import fmt_ci
+from benchmarks.alignment.analysis import fmt_ci
 
 __all__ = ["oriented_label", "plot_all", "slug"]
 

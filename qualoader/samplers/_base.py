@@ -132,6 +132,7 @@ def shard(indices: Tensor, num_replicas: int, rank: int, drop_last: bool) -> Ten
     else:
         total = math.ceil(length / num_replicas) * num_replicas
         if total > length:
+            # Repeated, not just sliced: with more replicas than draws the padding must wrap more than once.
             repeats = math.ceil((total - length) / length)
             padding = indices.repeat(repeats, *[1] * (indices.ndim - 1))[: total - length]
             indices = torch.cat([indices, padding])
@@ -192,6 +193,8 @@ class QualitySampler(Sampler[T]):
 
     def generator(self) -> torch.Generator:
         """The generator of the current epoch, seeded with ``seed + epoch``."""
+        # A fresh CPU generator from (seed, epoch) alone, as DistributedSampler does: every rank draws the same
+        # global sequence and shard() splits it, and a restored sampler redraws the very same epoch.
         return torch.Generator().manual_seed(self.seed + self.epoch)
 
     def rank_indices(self) -> Tensor:
@@ -207,6 +210,7 @@ class QualitySampler(Sampler[T]):
         return per_rank_length(self.global_length(), self.num_replicas, self.drop_last)
 
     def __iter__(self) -> Iterator[T]:
+        # The resume offset is consumed by this iteration only; the epoch after it starts from 0 again.
         start, self._resume_from = self._resume_from, 0
         draw = self.rank_indices()
         self._position = start
@@ -229,6 +233,7 @@ class QualitySampler(Sampler[T]):
         check_type(state, "state", dict, "a dict from state_dict()")
         if set(state) != {"epoch", "position", "seed"}:
             raise ValueError(f"state should have keys ['epoch', 'position', 'seed'], but got keys {sorted(state)}")
+        # Another seed would give another draw for the epoch, and the saved position would skip the wrong items.
         if state["seed"] != self.seed:
             raise ValueError(f"state should come from a sampler with seed={self.seed}, but got state['seed']={state['seed']!r}")
         self.set_epoch(state["epoch"])

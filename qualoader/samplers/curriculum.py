@@ -102,6 +102,8 @@ class CurriculumSampler(QualitySampler[int]):
         self.higher_is_better = resolve_higher_is_better(scores, higher_is_better)
         easy = easiness(values, self.higher_is_better)
         #: Sample indices from first to last admitted, int64 (N,).
+        # Ranked once: every pool is a prefix of this order, so pools only grow and a sample admitted once stays
+        # admitted; the stable sort puts tied samples in index order on every run and rank.
         self.ranking = torch.argsort(easy if order == "hard-to-easy" else -easy, stable=True)
         # None: each epoch is one pass over the pool (pace_by="epoch" only); "sample" defaults to N draws.
         self._num_samples = None if num_samples is None and pace_by == "epoch" else check_num_samples(num_samples, values.numel())
@@ -114,6 +116,8 @@ class CurriculumSampler(QualitySampler[int]):
     def pool_size(self, progress: float | Tensor) -> Tensor | int:
         """Number of admitted samples ``k(t)`` at progress ``t`` (a float or a tensor :math:`(T,)`)."""
         values = torch.as_tensor(progress, dtype=torch.float64)
+        # The 1e-9 keeps a product that is an integer up to rounding (0.07 * 100 = 7.000000000000001) from
+        # ceiling to one more; the pool never drops below one sample, which the draws divide by.
         sizes = torch.ceil(self.fraction(values.reshape(-1)) * self.ranking.numel() - 1e-9).long().clamp_(1, self.ranking.numel())
         return int(sizes[0]) if values.ndim == 0 else sizes
 
@@ -135,11 +139,15 @@ class CurriculumSampler(QualitySampler[int]):
         length = self.global_length()
         if self.pace_by == "epoch":
             pool = self.admitted()
+            # Whole shuffled passes: each admitted sample is drawn once before any is drawn twice.
             passes = [pool[torch.randperm(pool.numel(), generator=generator)] for _ in range(math.ceil(length / pool.numel()))]
             return torch.cat(passes)[:length]
+        # Global draw counter (before sharding, so the same on every rank), continuing across epochs: the pool
+        # keeps growing where the previous epoch left it.
         steps = self.epoch * length + torch.arange(length, dtype=torch.float64)
         sizes = self.pool_size(steps / self.full_at)
         positions = (torch.rand(length, generator=generator, dtype=torch.float64) * sizes).long()
+        # rand() * size can round up to size itself in float64; the minimum keeps the draw inside the pool.
         return self.ranking[torch.minimum(positions, sizes - 1)]
 
     def __repr__(self) -> str:

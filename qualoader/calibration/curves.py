@@ -58,6 +58,7 @@ def fit_monotone_logistic(z: np.ndarray, y: np.ndarray, *, increasing: bool) -> 
     Returns:
         ``(slope, bias)``.
     """
+    # Clipped so all-0 or all-1 targets still give a finite logit.
     mean = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
     base = math.log(mean / (1 - mean))
 
@@ -68,6 +69,9 @@ def fit_monotone_logistic(z: np.ndarray, y: np.ndarray, *, increasing: bool) -> 
         residual = expit(logits) - y
         return value, np.array([np.mean(residual * z), np.mean(residual)])
 
+    # Starting flat at the base rate is feasible for either sign and is the answer when the data contradict
+    # the direction. Tolerances are tight because two parameters make it cheap, and the stored curve should
+    # not depend on where the optimiser happened to stop.
     bounds = [(0.0, None) if increasing else (None, 0.0), (None, None)]
     result = minimize(
         loss, np.array([0.0, base]), jac=True, method="L-BFGS-B", bounds=bounds, options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 500}

@@ -57,6 +57,7 @@ class ShippedDefault:
 
 
 def _table(*entries: ShippedDefault) -> Mapping[str, ShippedDefault]:
+    # Read-only: patching the table at run time would silently change every metric built afterwards.
     return MappingProxyType({entry.metric: entry for entry in entries})
 
 
@@ -117,6 +118,7 @@ def default_calibration(metric_name: str) -> DifficultyCalibration | None:
     entry = SHIPPED_DEFAULTS.get(metric_name)
     if entry is not None and entry.profile is not None:
         calibration = _shipped_profile(metric_name).calibration
+        # A fresh copy: the cached profile's calibration must not be shared by every metric that attaches it.
         return None if calibration is None else DifficultyCalibration.from_state_dict(calibration.state_dict())
     text = _shipped_text(default_calibration_path(metric_name))
     return None if text is None else DifficultyCalibration.from_state_dict(json.loads(text))
@@ -136,6 +138,8 @@ def _matches(metric: QualityMetric, entry: ShippedDefault) -> bool:
     else:
         params, embedded = entry.params, entry.reference == "embedded"
     config = metric.get_config()
+    # A sentinel rather than None: a config without the key must not match an expected value of None
+    # (task-guided expects "checkpoint": None).
     missing = object()
     if any(config.get(key, missing) != value for key, value in params.items()):
         return False

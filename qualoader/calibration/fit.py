@@ -54,12 +54,14 @@ def calibrate_metric(
     sweep = corruption_sweep(metric, images, labels, reference, corruptions, severities, generator, batch_size, progress)
     info = {
         "metric": metric.name,
+        # The weights' hash when the network has one: two networks of one class differ only in their weights.
         "reference": str(getattr(reference, "weights_hash", type(reference).__name__)),
         "corruptions": list(sweep.names),
         "severities": sorted(set(severities)),
         "n_images": int(images.shape[0]),
     }
     calibration = DifficultyCalibration.fit(sweep.scores, sweep.errors, metric.higher_is_better, method, info)
+    # In-sample, so optimistic; fit_held_out measures on images the fit never saw.
     calibration.info["fit"] = calibration_report(calibration(sweep.scores), sweep.errors)
     return calibration
 
@@ -93,6 +95,7 @@ def calibration_report(predicted: Tensor, errors: Tensor) -> dict[str, float]:
     return {
         "auroc": auroc(p, e),
         "brier": float(np.mean((p - e) ** 2)),
+        # Always predicting the base rate p scores p(1 - p) on 0/1 targets: the bar a useful prior must beat.
         "brier_base": rate * (1 - rate),
         "error_rate": rate,
     }

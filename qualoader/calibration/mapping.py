@@ -119,6 +119,8 @@ class DifficultyCalibration:
             y = _as_float64(params["y"], "params['y']")
             if x.size != y.size:
                 raise ValueError(f"params['y'] should have the length of params['x'] ({x.size}), but got len(params['y'])={y.size}")
+            # Strictly: the interpolation in __call__ divides by x1 - x0. The checks run on loaded states too, so a
+            # hand-edited file cannot yield a map that is not monotone.
             if np.any(np.diff(x) <= 0):
                 raise ValueError("params['x'] should be strictly increasing, but got params['x'] with repeated or decreasing knots")
             steps = np.diff(y) * (-1.0 if higher_is_better else 1.0)
@@ -184,6 +186,7 @@ class DifficultyCalibration:
         if method == "isotonic":
             knots_x, knots_y = fit_isotonic(x, y, increasing=increasing)
             return cls("isotonic", higher_is_better, {"x": knots_x.tolist(), "y": np.clip(knots_y, 0.0, 1.0).tolist()}, info)
+        # Standardised before the fit so slope and bias are well scaled whatever the metric's units.
         mean, std = float(x.mean()), float(x.std())
         std = std if std > 0 else 1.0  # constant scores: any scale gives the same flat curve
         slope, bias = fit_monotone_logistic((x - mean) / std, y, increasing=increasing)
@@ -192,6 +195,7 @@ class DifficultyCalibration:
     # -- evaluation ----------------------------------------------------------------------------
     def _tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
         key = (device, dtype)
+        # Knots are converted once per (device, dtype): a host-to-device copy per call would cost a sync per batch.
         if key not in self._cache:
             if self.method == "isotonic":
                 values = (self.params["x"], self.params["y"])
@@ -223,6 +227,7 @@ class DifficultyCalibration:
         if x.numel() == 1:
             return (y.expand_as(s) + s * 0).clamp(0.0, 1.0).to(out_dtype)  # s * 0 keeps NaN
         flat = s.reshape(-1).contiguous()
+        # Clamped so right - 1 and right are valid knots for scores outside the fitted range as well.
         right = torch.searchsorted(x, flat, right=True).clamp_(1, x.numel() - 1)
         x0, x1, y0, y1 = x[right - 1], x[right], y[right - 1], y[right]
         # clamping t makes the curve constant outside the fitted range instead of extrapolating
@@ -240,6 +245,7 @@ class DifficultyCalibration:
             "format_version": _FORMAT_VERSION,
             "method": self.method,
             "higher_is_better": self.higher_is_better,
+            # Copies: a caller editing the returned state must not change this calibration behind its cache.
             "params": {key: list(value) if isinstance(value, list) else value for key, value in self.params.items()},
             "info": _json_safe(self.info),
         }
@@ -295,6 +301,7 @@ class DifficultyCalibration:
             return NotImplemented
         return self.state_dict() == other.state_dict()
 
+    # Equal by value but mutable (load_state_dict), so it must not be usable as a dict key.
     __hash__ = None  # type: ignore[assignment]
 
     def __getstate__(self) -> dict[str, Any]:  # pickling for DataLoader workers: drop device caches

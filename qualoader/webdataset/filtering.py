@@ -26,6 +26,8 @@ def _filter_quality(
             yield sample
 
 
+# Curried from a module-level generator: the resulting FilterFunction pickles by reference for
+# DataLoader workers, where a closure or lambda would not.
 _filter_stage = pipelinefilter(_filter_quality)
 
 

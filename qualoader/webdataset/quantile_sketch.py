@@ -54,6 +54,7 @@ class QuantileSketch:
         slot = int(self._uniform() * self.count)
         if slot < self.capacity:
             old = self._reservoir[slot]
+            # Any copy of an equal value will do: copies are indistinguishable in the sorted list.
             del self._sorted[bisect_left(self._sorted, old)]
             self._reservoir[slot] = value
             insort(self._sorted, value)
@@ -64,6 +65,8 @@ class QuantileSketch:
             raise ValueError("the sketch should have seen a value before cdf(), but got an empty sketch")
         below = bisect_left(self._sorted, value)
         not_above = bisect_right(self._sorted, value)
+        # Mid-rank: a run of tied values lands in the middle of its range instead of at its low end, so a
+        # heavily tied tag does not pile into the lowest stratum.
         return (below + not_above) / (2.0 * len(self._sorted))
 
     def quantile(self, q: float) -> float:

@@ -78,6 +78,7 @@ class QualityWeight:
 
     def __call__(self, sample: dict[str, Any]) -> float:
         value = lookup_tag(sample, self.field, self.metric)
+        # `not >= 0` rather than `< 0`: it rejects NaN as well.
         if not value >= 0:
             raise ValueError(f"sample[{FIELDS[self.field]!r}][{self.metric!r}] should be >= 0 to be used as a weight, but got {value}")
         return self.scale * value**self.exponent
@@ -178,6 +179,7 @@ class Reweight(SeededStage):
     def _rank_weights(self, source: Iterable[dict[str, Any]], rng: Any) -> Iterator[tuple[dict[str, Any], float]]:
         """``(sample, weight)`` from the softmax of the easiness rank (the first ``warmup`` samples wait for the sketch)."""
         sketch = QuantileSketch(self.sketch_size, rng)
+        # Ranked by easiness (larger = easier) whatever the tag's direction, so favour means the same for both.
         sign = 1.0 if self.higher_is_better else -1.0
         pending: list[tuple[dict[str, Any], float]] = []
         read = TagValue(self.field, self.weight, finite=True)  # type: ignore[arg-type]
@@ -207,8 +209,11 @@ class Reweight(SeededStage):
             weighted = self._rank_weights(source, rng)
         for sample, weight in weighted:
             whole = math.floor(weight)
+            # floor(w) + Bernoulli(frac(w)) has mean exactly w with the least variance of any integer count.
             copies = min(self.max_repeats, whole + (uniform() < weight - whole))
             for copy in range(copies):
+                # Shallow copies for the repeats: a later stage that sets keys in place (annotate_quality does) must
+                # not change the other copies; the first one is the original and costs nothing.
                 yield sample if copy == 0 else dict(sample)
 
 

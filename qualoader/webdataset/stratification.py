@@ -113,10 +113,13 @@ class Stratify(SeededStage):
             if sketch is None:
                 stratum = bisect_right(self.edges or (), value)
             else:
+                # cdf can be exactly 1 for the largest value seen, which would index one past the last stratum.
                 stratum = min(strata - 1, int(sketch.cdf(value) * strata))
             self.received[stratum] += 1
             buffer = buffers[stratum]
             if len(buffer) >= self.buffer_size:  # full: a random element makes room
+                # The newcomer replaces a random element instead of being refused, so a rarely emitted stratum keeps
+                # turning over rather than holding its first samples for the whole pass.
                 buffer[int(uniform() * len(buffer))] = sample
                 self.dropped += 1
             else:
@@ -134,6 +137,8 @@ class Stratify(SeededStage):
                 share = target(k)
                 if share == 0 or (only_nonempty and not buffers[k]):
                     continue
+                # The deficit after one more output sample: always serving the largest one keeps the proportions close
+                # in every prefix of the output, not only on average.
                 gap = share * (total + 1) - self.emitted[k]
                 if gap > best_gap:
                     best, best_gap = k, gap
@@ -141,12 +146,15 @@ class Stratify(SeededStage):
 
         def emit(only_nonempty: bool) -> Iterator[dict[str, Any]]:
             nonlocal total
+            # Without only_nonempty this stops as soon as the most lacking stratum is empty: waiting for it instead of
+            # serving the others is what holds the proportions, and thins the strata the input over-represents.
             while (k := most_lacking(only_nonempty)) is not None and buffers[k]:
                 self.emitted[k] += 1
                 total += 1
                 yield buffers[k].popleft()
 
         for sample, value in read_values(source, TagValue(self.field, self.metric, finite=True), self.handler):  # type: ignore[arg-type]
+            # Held, not assigned, until the sketch has seen `warmup` values: early quantile edges would be noise.
             pending.append((sample, value))
             if sketch is not None:
                 sketch.update(value)

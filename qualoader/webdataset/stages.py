@@ -105,6 +105,7 @@ def _resolve_metrics(metric: Any, device: torch.device) -> tuple[QualityMetric, 
             raise ValueError(f"metric should be a no-reference metric, but got metric={item.name!r}, which needs a reference image")
         metrics.append(item.to(device).eval())
     names = [m.name for m in metrics]
+    # Scores are stored by metric name, so two metrics of one name would overwrite each other's tags.
     if len(set(names)) != len(names):
         raise ValueError(f"metric should hold distinct metric names, but got names {names}")
     return tuple(metrics)

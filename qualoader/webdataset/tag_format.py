@@ -100,6 +100,7 @@ def parse_tag(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         MissingTagError: the member is not JSON, or not an object with a ``quality`` mapping.
     """
     try:
+        # A Mapping when webdataset's .decode(...) already parsed the member; raw bytes before it.
         tag = json.loads(data) if isinstance(data, (bytes, bytearray, str)) else dict(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise MissingTagError(
@@ -135,6 +136,7 @@ def merge_tag(
 def _number(value: Any) -> float | None:
     if isinstance(value, dict):
         value = next((value[k] for k in _SCORE_FIELDS if k in value), None)
+    # bool is excluded: a flag such as {"ok": true} is not a score of 1.
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -260,6 +262,7 @@ class SidecarIndex:
                 "skipped": self.skipped,
                 "skipped_samples": [entry.to_dict() for entry in self.skipped_samples],
             },
+            # Unsorted on purpose: the key order of `quality` is the stream order that readers rely on.
             sort_keys=False,
         )
 

@@ -64,6 +64,7 @@ def encode_image(image: Tensor, image_format: str = "png") -> bytes:
     pixels = check_images(image.unsqueeze(0) if image.ndim == 3 else image, "image")[0]
     array = (pixels.detach().cpu().double() * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     buffer = io.BytesIO()
+    # PIL refuses an (H, W, 1) array: grey images go in as (H, W).
     Image.fromarray(np.ascontiguousarray(array[:, :, 0] if array.shape[2] == 1 else array)).save(buffer, format=_PIL_FORMAT[image_format])
     return buffer.getvalue()
 
@@ -100,6 +101,7 @@ def write_image_shards(
     pattern = os.fspath(pattern)
     check_type(pattern, "pattern", str, "a ShardWriter pattern (str)")
     try:
+        # Probed here for an error that names the argument; ShardWriter's own `pattern % n` raises a bare TypeError.
         pattern % 0
     except TypeError as error:
         raise ValueError(f"pattern should contain one %d field, but got pattern={pattern!r}") from error
@@ -108,6 +110,7 @@ def write_image_shards(
     count = len(images)
     if labels is not None and len(labels) != count:
         raise ValueError(f"labels should have one entry per image ({count}), but got len(labels)={len(labels)}")
+    # No dots: readers take the key up to the first dot, so "a.b" would be read as key "a".
     if keys is not None and (len(keys) != count or len(set(keys)) != count or any("." in k or not k for k in keys)):
         raise ValueError(f"keys should be {count} distinct non-empty keys without '.', but got keys={list(keys)[:5]!r}...")
     files = _AtomicFiles()
@@ -137,6 +140,8 @@ class _AtomicFiles:
 
     def open(self, name: str) -> io.BufferedWriter:
         final = Path(name)
+        # Beside the final name (same file system, so the rename is atomic), hidden and ending in .tmp so no
+        # "*.tar" glob picks up a partial shard.
         handle, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         file = os.fdopen(handle, "wb")
         self.open_files[name] = (file, temp)
@@ -278,6 +283,8 @@ class StagedShardSet:
         foreign = [
             e.name
             for e in self._old
+            # Anything but shards and sidecars is refused even with overwrite: a mistyped out_dir must not be
+            # emptied of someone's other files.
             if e.is_symlink() or not e.is_file() or not (e.name.endswith(".tar") or e.name.endswith(".tar" + SIDECAR_SUFFIX))
         ]
         if foreign:
@@ -294,6 +301,7 @@ class StagedShardSet:
             return
         self._lock = os.open(self.out, os.O_RDONLY)
         try:
+            # Non-blocking: a second writer fails at once with a clear message instead of waiting for the first.
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             os.close(self._lock)
@@ -345,6 +353,7 @@ class StagedShardSet:
         name = self.name_pattern % len(self.staged)
         self._file = open(self._staging_folder() / name, "wb")  # noqa: SIM115 - closed in _close_shard
         self.staged.append(name)
+        # PAX: member names of any length or encoding, and the input's own pax records, survive the copy.
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed in _close_shard
         self._names, self._count, self._size = set(), 0, 0
         self.index = self.new_index(name)

@@ -86,11 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warning_line(command: str, message: str) -> str:
-    """``qualoader <command>: warning: <message>`` on one line, as :func:`~qualoader.cli._errors.error_line` writes errors."""
-    return f"qualoader {command}: warning: {' '.join(message.split())}"
-
-
 @contextmanager
 def _command_warnings(command: str) -> Iterator[None]:
     """While the block runs, show warnings of qualoader's own categories as one line each on stderr.
@@ -114,7 +109,7 @@ def _command_warnings(command: str) -> Iterator[None]:
         text = " ".join(str(message).split())
         if (category, text) not in shown:
             shown.add((category, text))
-            print(_warning_line(command, text), file=sys.stderr)
+            print(error_line(command, text, kind="warning"), file=sys.stderr)
 
     warnings.showwarning = show
     try:

@@ -35,10 +35,10 @@ def _message(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def error_line(command: str | None, message: str) -> str:
-    """``qualoader <command>: error: <message>`` on one line (newlines in the message become spaces)."""
+def error_line(command: str | None, message: str, *, kind: str = "error") -> str:
+    """``qualoader <command>: <kind>: <message>`` on one line (newlines in the message become spaces); ``kind``: error or warning."""
     prefix = f"qualoader {command}" if command else "qualoader"
-    return f"{prefix}: error: {' '.join(message.split())}"
+    return f"{prefix}: {kind}: {' '.join(message.split())}"
 
 
 def report_user_error(command: str | None, error: BaseException) -> int:

@@ -113,7 +113,7 @@ class Stratify(SeededStage):
             if sketch is None:
                 stratum = bisect_right(self.edges or (), value)
             else:
-                # cdf can be exactly 1 for the largest value seen, which would index one past the last stratum.
+                # cdf is exactly 1 for a value above all the sketch holds, which would index one past the last stratum.
                 stratum = min(strata - 1, int(sketch.cdf(value) * strata))
             self.received[stratum] += 1
             buffer = buffers[stratum]

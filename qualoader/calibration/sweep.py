@@ -54,7 +54,7 @@ def iterate_sweep(
     :func:`corruption_sweep`. Validation happens here, eagerly, so a bad argument fails before
     the first (slow) batch. ``progress`` shows a tqdm bar over the batches (on stderr).
     """
-    from qualoader.corruptions import list_corruptions
+    from qualoader.corruptions import CORRUPTION_ALIASES, list_corruptions, resolve_corruption
 
     images = check_images(images)
     check_type(labels, "labels", Tensor, "a torch.Tensor of class indices (N,)")
@@ -66,7 +66,10 @@ def iterate_sweep(
     if not names:
         raise ValueError("corruptions should name at least one corruption, but got corruptions=()")
     for name in names:
-        check_choice(name, "corruptions[i]", set(list_corruptions()))
+        check_choice(name, "corruptions[i]", {*list_corruptions(), *CORRUPTION_ALIASES})
+    # ImageNet-C names (jpeg_compression) accepted as everywhere else, then deduplicated like the
+    # severities: "jpeg" and "jpeg_compression" are one condition, not two of double weight.
+    names = tuple(dict.fromkeys(resolve_corruption(name) for name in names))
     # Deduplicated: a repeated severity would score the same condition twice and double its weight in the fit.
     levels = sorted(set(severities))
     if any(isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5 for level in levels):
@@ -108,7 +111,7 @@ def _sweep_batches(
             for index, level in conditions:
                 # The generator is consumed batch by batch, condition by condition: a seed reproduces a sweep
                 # only with the same images, conditions and batch_size.
-                batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator).clamp(0.0, 1.0)
+                batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator)
                 yield clean, batch, label, index, level
     finally:
         reference.train(was_training)
@@ -134,7 +137,7 @@ def corruption_sweep(
         images: clean images :math:`(N, C, H, W)`, uint8 or float in [0, 1].
         labels: class indices :math:`(N,)` for ``reference``.
         reference: the reference network: ``reference(images) -> logits (N, K)``.
-        corruptions: names from :func:`qualoader.corruptions.list_corruptions` (default: all).
+        corruptions: names from :func:`qualoader.corruptions.list_corruptions` or their ImageNet-C aliases (default: all).
         severities: severities in 0..5; 0 means the clean images (included once).
         generator: seeds the random corruptions.
         batch_size: images per forward pass.

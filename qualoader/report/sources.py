@@ -19,6 +19,7 @@ from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.decoding import decode_image  # the one decoder, re-exported for the report API
+from qualoader.webdataset.reading import split_member_name
 from qualoader.webdataset.tag_format import TAG_MEMBER
 from qualoader.webdataset.tag_format import tag_scores as parse_quality_tags  # the tag format's lenient reader, re-exported
 
@@ -113,21 +114,15 @@ def _folder(root: Path, max_images: int) -> Source:
     return Source("folder", str(root), samples, len(files))
 
 
-def _split_member(name: str) -> tuple[str, str]:
-    """WebDataset convention: the key is the path up to the first dot of the file name."""
-    folder, _, base = name.rpartition("/")
-    stem, _, extension = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), extension.lower()
-
-
 def _read_shard(shard: Path, archive: tarfile.TarFile, samples: list[Sample], problems: list[str], max_images: int) -> int:
     """Append the samples of one open shard (up to ``max_images`` in all); return its image-sample count."""
     grouped: dict[str, dict[str, tarfile.TarInfo]] = {}
     try:
         for member in archive:
             if member.isfile():
-                key, extension = _split_member(member.name)
-                grouped.setdefault(key, {})[extension] = member
+                key, extension = split_member_name(member.name)  # the tag format's rule
+                # lower case: the report matches image extensions (".PNG" is a PNG too)
+                grouped.setdefault(key, {})[extension.lower()] = member
     except (tarfile.TarError, OSError) as error:
         # Recorded, not raised: the samples read before the damage are still worth a report.
         problems.append(f"{shard.name}: truncated or corrupt shard after {len(grouped)} samples ({error})")

@@ -70,3 +70,15 @@ def test_sweep_rejects_bad_input(sweep_inputs, intensity_classifier, toy_sharpne
         corruption_sweep(toy_sharpness, images, labels, "default", names)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="metric should be a QualityMetric"):
         corruption_sweep(lambda x: x.mean((1, 2, 3)), images, labels, intensity_classifier, names)  # type: ignore[arg-type]
+
+
+def test_imagenet_c_names_are_one_condition_with_ours(sweep_inputs, intensity_classifier, toy_sharpness) -> None:
+    images, labels = sweep_inputs
+
+    def sweep(names):
+        return corruption_sweep(toy_sharpness, images, labels, intensity_classifier, names, (0, 3), torch.Generator().manual_seed(0))
+
+    aliased = sweep(["jpeg_compression", "jpeg", "gaussian_noise"])
+    ours = sweep(["jpeg", "gaussian_noise"])
+    assert aliased.names == ("jpeg", "gaussian_noise")
+    assert torch.equal(aliased.scores, ours.scores) and torch.equal(aliased.errors, ours.errors)

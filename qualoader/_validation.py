@@ -90,6 +90,19 @@ def _layout_hint(shape: tuple[int, ...], name: str) -> str:
     return f"; it looks like one channels-last image (H, W, C): pass {name}{alpha}.permute(2, 0, 1).unsqueeze(0)"
 
 
+def check_min_size(images: Tensor, min_size: int, name: str = "images", *, owner: str = "") -> None:
+    """``ValueError`` unless both spatial sides of ``images`` :math:`(..., H, W)` are at least ``min_size``.
+
+    ``owner`` (e.g. ``"metric 'ssim'"``) says who needs that size, for the message.
+    """
+    if min(images.shape[-2:]) < min_size:
+        needed = f" for {owner}" if owner else ""
+        shape = tuple(images.shape)
+        raise ValueError(
+            f"{name} should be at least {min_size}x{min_size} pixels (H, W >= {min_size}){needed}, but got {name}.shape={shape}"
+        )
+
+
 def check_images(
     images: Any,
     name: str = "images",
@@ -140,11 +153,7 @@ def check_images(
         raise ValueError(f"{name} should have C in {{1, 3}} channels, but got {name}.shape={shape}{_layout_hint(shape, name)}")
     if batch == 0 or height == 0 or width == 0:
         raise ValueError(f"{name} should be non-empty in B, H and W, but got {name}.shape={shape}")
-    if min(height, width) < min_size:
-        needed = f" for {owner}" if owner else ""
-        raise ValueError(
-            f"{name} should be at least {min_size}x{min_size} pixels (H, W >= {min_size}){needed}, but got {name}.shape={shape}"
-        )
+    check_min_size(images, min_size, name, owner=owner)
     if images.dtype == torch.uint8:
         # float() makes a new tensor, so the in-place division never touches the caller's uint8 images; no range
         # check is needed since every uint8 value maps into [0, 1].

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from qualoader._validation import check_positive_int, check_type
+from qualoader._validation import check_min_size, check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
 from qualoader.metrics.classical import BatchFeatures, ClassicalMetric
 from qualoader.metrics.classical._common import check_batch_structure
@@ -342,7 +342,7 @@ class ScoringEngine:
         # the engine calls score()/score_features(), which skip forward()'s checks.
         for _, stack in groups:
             for _, metric in (*classical, *native):
-                _check_min_size(metric, stack)
+                check_min_size(stack, metric.min_size, owner=f"metric {metric.name!r}")
         floats = self._floats(groups) if (native or resized) else {}
         for position, (rows, stack) in enumerate(groups):
             images_on_device = stack if stack.device == self.device else stack.to(self.device, non_blocking=True)
@@ -358,7 +358,9 @@ class ScoringEngine:
                     shared: dict[int, BatchFeatures] = {}
                     for i, metric in classical:
                         factor = metric.downscale  # type: ignore[attr-defined]
-                        features = shared.get(factor) or shared.setdefault(factor, BatchFeatures(chunk, factor))
+                        if factor not in shared:
+                            shared[factor] = BatchFeatures(chunk, factor)
+                        features = shared[factor]
                         _put(out[i], chunk_index, metric.score_features(features))  # type: ignore[attr-defined]
             for _, metric in (*native, *(pair for pairs in resized.values() for pair in pairs)):
                 _check_domain(metric, images_on_device)
@@ -400,8 +402,11 @@ class ScoringEngine:
             else:
                 sharing.setdefault(key, []).append((i, metric))
         for group in sharing.values():
+            if len(group) == 1:  # nothing to share
+                results.append((group[0][0], group[0][1].score(batch)))
+                continue
             network = group[0][1].network  # type: ignore[attr-defined]
-            taps = [(i, metric, metric.tap(network, batch)) if len(group) > 1 else (i, metric, None) for i, metric in group]  # type: ignore[attr-defined]
+            taps = [(i, metric, metric.tap(network, batch)) for i, metric in group]  # type: ignore[attr-defined]
             shared = [(i, tap) for i, _, tap in taps if tap is not None]
             if shared:
                 outputs = network.run_taps(batch, [tap for _, tap in shared])
@@ -488,16 +493,6 @@ class ScoringEngine:
 
     def __repr__(self) -> str:
         return f"ScoringEngine(metrics={self.names}, device={str(self.device)!r})"
-
-
-def _check_min_size(metric: QualityMetric, images: Tensor) -> None:
-    """``ValueError`` naming the metric when ``images`` are smaller than its ``min_size`` (the message of ``check_images``)."""
-    if min(images.shape[-2:]) < metric.min_size:
-        size = metric.min_size
-        raise ValueError(
-            f"images should be at least {size}x{size} pixels (H, W >= {size}) for metric {metric.name!r}, "
-            f"but got images.shape={tuple(images.shape)}"
-        )
 
 
 def _network_key(metric: QualityMetric) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from qualoader import _validation as validation
 from qualoader._validation import check_images
 from qualoader.metrics.base import QualityMetric
 from qualoader.metrics.classical._features import LUMA_WEIGHTS, BatchFeatures, check_downscale
@@ -37,16 +38,16 @@ def luminance(images: Tensor) -> Tensor:
 
 def check_min_size(images: Tensor | BatchFeatures, size: int) -> None:
     """Raise ``ValueError`` unless both spatial sides of ``images`` (of the reduced luma for a
-    downscaled ``BatchFeatures``) are at least ``size``."""
-    shape = images.shape
+    downscaled ``BatchFeatures``: ``size * downscale`` of the images) are at least ``size``."""
     if isinstance(images, BatchFeatures) and images.downscale > 1:
         if min(images.height, images.width) < size:
+            full = size * images.downscale
+            shape = tuple(images.shape)
             raise ValueError(
-                f"images should be at least {size * images.downscale}x{size * images.downscale} pixels at "
-                f"downscale={images.downscale}, but got images.shape={tuple(shape)}"
+                f"images should be at least {full}x{full} pixels at downscale={images.downscale}, but got images.shape={shape}"
             )
-    elif min(shape[-2:]) < size:
-        raise ValueError(f"images should be at least {size}x{size} pixels, but got images.shape={tuple(shape)}")
+    else:
+        validation.check_min_size(images, size)  # type: ignore[arg-type]  # a BatchFeatures has .shape too
 
 
 def check_batch_structure(images: object, name: str = "images") -> None:

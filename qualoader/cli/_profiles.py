@@ -48,8 +48,8 @@ def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool, scori
         type=int,
         default=1,
         metavar="F",
-        help="score the classical measures' gradients, steps and histograms on the luma reduced F x F (1, 2 or 4; default 1: full "
-        "resolution); about 2x less scoring work at F=2, scores change scale and are stored apart from full-resolution ones",
+        help="score sharpness, gradient-energy and noise on the luma averaged over F x F blocks (1, 2 or 4; default 1: full "
+        "resolution; the other classical measures always read every pixel); their scores change scale and are stored apart",
     )
 
 

@@ -10,8 +10,9 @@ of processes on both sides (``--workers``, default 2):
 * ``qualoader classical, downscale F`` (``--downscale``, default 2; 1 leaves the row out): the same
   suite with the reduced-resolution option of the classical measures
   (:class:`~qualoader.metrics.classical.ClassicalMetric`'s ``downscale``), which computes the
-  gradients, second differences and block steps on the luma averaged over F x F blocks, as
-  CleanVision computes its blur check on 64 px thumbnails. Its agreement with full resolution is
+  gradients and second differences (sharpness, gradient-energy, noise) on the luma averaged over
+  F x F blocks, as CleanVision computes its blur check on 64 px thumbnails; the other six measures
+  read every pixel either way. Its agreement with full resolution is
   printed per measure: Spearman over the same photos, each degraded by one of gaussian blur,
   gaussian noise, JPEG, contrast or brightness at a random severity 0-5 (a fixed seed), so the
   ranking is checked where quality actually varies;

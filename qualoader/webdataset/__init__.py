@@ -37,6 +37,7 @@ from qualoader.webdataset._common import (
     ImageDecodeError,
     MissingImageError,
     SkipAndCount,
+    SkippedSampleWarning,
     decode_image,
 )
 from qualoader.webdataset._stage import DIFFICULTY_KEY, FINGERPRINTS_KEY, QUALITY_KEY
@@ -94,6 +95,7 @@ __all__ = [
     "Reweight",
     "SidecarIndex",
     "SkipAndCount",
+    "SkippedSampleWarning",
     "SkippedSample",
     "Stratify",
     "StreamPosition",

@@ -27,6 +27,7 @@ __all__ = [
     "MissingImageError",
     "MissingTagError",
     "SkipAndCount",
+    "SkippedSampleWarning",
     "UniformStream",
     "check_image_keys",
     "decode_image",
@@ -53,6 +54,10 @@ def reraise(exn: Exception) -> bool:
     raise exn
 
 
+class SkippedSampleWarning(RuntimeWarning):
+    """A sample or shard was skipped after an error (first of each error type, see :class:`SkipAndCount`)."""
+
+
 class SkipAndCount:
     """Error handler that skips the failing sample (or shard) and counts the error.
 
@@ -61,7 +66,7 @@ class SkipAndCount:
 
     Args:
         max_errors: re-raise the error that would exceed this many (``None``: never).
-        warn: emit a :class:`RuntimeWarning` for the first error of each type.
+        warn: emit a :class:`SkippedSampleWarning` (a ``RuntimeWarning``) for the first error of each type.
 
     Example:
         >>> handler = SkipAndCount(warn=False)
@@ -90,7 +95,7 @@ class SkipAndCount:
             raise exn
         kind = type(exn).__name__
         if self.warn and kind not in self.counts:
-            warnings.warn(f"skipping after {kind}: {exn}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"skipping after {kind}: {exn}", SkippedSampleWarning, stacklevel=2)
         self.counts[kind] += 1
         # Capped: a stream of corrupt shards must not grow memory without bound; counts keep the totals.
         if len(self.messages) < 100:

@@ -14,7 +14,7 @@ import webdataset as wds
 from qualoader.calibration import DifficultyCalibration
 from qualoader.cli import main
 from qualoader.metrics import create_metric
-from qualoader.webdataset import read_sidecar, write_image_shards
+from qualoader.webdataset import SkippedSampleWarning, read_sidecar, write_image_shards
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +71,12 @@ def test_tag_corrupt_input(shards: list[str], tmp_path: Path, capsys: pytest.Cap
     bad.write_bytes(data[: len(data) // 2])
     assert main(["tag", str(bad), shards[1], str(tmp_path / "a"), "--metric", "sharpness"]) == 1
     assert "CorruptShardError" in capsys.readouterr().err
-    with pytest.warns(RuntimeWarning, match="skipping after CorruptShardError"):
+    with pytest.warns(SkippedSampleWarning, match="skipping after CorruptShardError"):
         assert main(["tag", str(bad), shards[1], str(tmp_path / "b"), "--metric", "sharpness", "--on-error", "skip"]) == 0
-    out = capsys.readouterr().out
-    assert "1 skipped" in out and "skipped 1 x CorruptShardError" in out
+    captured = capsys.readouterr()
+    assert "1 skipped" in captured.out and "skipped 1 x CorruptShardError" in captured.out
+    # qualoader's own warning: one line naming the command, as errors are
+    assert "qualoader tag: warning: skipping after CorruptShardError" in captured.err
 
 
 @pytest.mark.parametrize(

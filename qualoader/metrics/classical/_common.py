@@ -70,7 +70,7 @@ class ClassicalMetric(QualityMetric):
     every classical measure, so the luma, gradients and histograms are computed once.
 
     Args:
-        downscale: 1 (default), 2 or 4: compute the neighbourhood intermediates on the luma
+        downscale: 1 (default), 2 or 4: compute the fine-detail intermediates (second differences, Sobel gradients) on the luma
             box-averaged over ``downscale x downscale`` blocks (see
             :class:`~qualoader.metrics.classical.BatchFeatures`), about ``downscale**2`` times less
             work for them. Scores change scale (not meaning), so a reduced resolution is part of

@@ -91,7 +91,8 @@ class BatchFeatures:
             for clipping counts) or floating in [0, 1] (half precisions are computed in float32).
             Not validated here: the engine or the metric's ``forward`` has done that.
         downscale: box-average the luma over ``downscale x downscale`` blocks before the
-            neighbourhood intermediates (see the module docstring); 1 (default) is full resolution.
+            fine-detail intermediates (second differences, Sobel gradients; see the module docstring);
+            1 (default) is full resolution.
             Rows and columns past the last whole block are left out.
 
     Attributes are computed on first access; every one has a leading batch dimension ``B``.
@@ -160,7 +161,7 @@ class BatchFeatures:
 
     @cached_property
     def luma(self) -> Tensor:
-        """The luma the neighbourhood measures read, :math:`(B, H / f, W / f)` for ``downscale=f``."""
+        """The luma the fine-detail measures (sharpness, gradient-energy, noise) read, :math:`(B, H / f, W / f)` for ``downscale=f``."""
         if self.downscale == 1:
             return self.full_luma
         if min(self.height, self.width) < 1:

@@ -1,4 +1,4 @@
-"""``downscale``: the classical measures' neighbourhood intermediates on a box-reduced luma, moments untouched."""
+"""``downscale``: the fine-detail intermediates on a box-reduced luma, every other measure untouched."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_full_resolution_measures_do_not_change(photos: torch.Tensor, degrade, n
 
 @pytest.mark.parametrize("name", ["sharpness", "gradient-energy", "noise"])
 @pytest.mark.parametrize("factor", [2, 4])
-def test_neighbourhood_measures_read_the_box_averaged_luma(photos: torch.Tensor, name: str, factor: int) -> None:
+def test_fine_detail_measures_read_the_box_averaged_luma(photos: torch.Tensor, name: str, factor: int) -> None:
     # The luma is linear in the channels, so the luma of box-averaged RGB is the box-averaged luma:
     # the reduced measure equals the full measure of the images averaged over factor x factor blocks.
     expected = create_metric(name)(F.avg_pool2d(photos, factor))

@@ -16,7 +16,7 @@ import torch
 from benchmarks.alignment.candidates import MetricEntry
 from qualoader.stats import auroc, bootstrap_auroc, bootstrap_ci, bootstrap_ci_difference, kendall_tau_b, pearson, spearman
 
-__all__ = ["STATISTICS", "analyse", "ci_dict", "compare", "fmt_ci", "mean", "stable_seed", "summarise"]
+__all__ = ["STATISTICS", "analyse", "ci_dict", "compare", "fmt_ci", "fmt_number", "mean", "stable_seed", "summarise"]
 
 STATISTICS: dict[str, Callable[[Any, Any], np.ndarray]] = {"spearman": spearman, "pearson": pearson, "kendall": kendall_tau_b}
 
@@ -203,6 +203,11 @@ def compare(args: Any, summary: list[dict], mean_quality: dict, accuracy: dict) 
             differences[model_name] = ci_dict(interval)
         comparisons.append({"aligned": aligned, "rival": rival, "scope": label, "spearman_difference": differences})
     return comparisons
+
+
+def fmt_number(value: float | None, digits: int = 3) -> str:
+    """``+0.897`` (signed, ``digits`` decimals), or ``n/a`` for a figure that is undefined."""
+    return "n/a" if value is None else f"{value:+.{digits}f}"
 
 
 def fmt_ci(ci: dict[str, float | None], digits: int = 3) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.alignment.analysis import ci_dict, fmt_ci
+from benchmarks.alignment.analysis import ci_dict, fmt_ci, fmt_number
 from benchmarks.alignment.models import TASK_MODELS, load_or_train, predict_correct
 from qualoader.calibration import iterate_sweep
 from qualoader.corruptions import CORRUPTION_FAMILIES, list_corruptions
@@ -347,10 +347,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     for label, entry in rows:
         s = entry["summary"]
-        cell = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
         lines.append(
-            f"| `{label}` | {cell(s['in_family'])} | **{cell(s['leave_one_family_out'])}** | "
-            + " | ".join(cell(s[f]) for f in FAMILIES)
+            f"| `{label}` | {fmt_number(s['in_family'])} | **{fmt_number(s['leave_one_family_out'])}** | "
+            + " | ".join(fmt_number(s[f]) for f in FAMILIES)
             + " |"
         )
     lines += ["", "## Per task model, with 95% CIs", ""]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.alignment import generalisation
-from benchmarks.alignment.analysis import fmt_ci
+from benchmarks.alignment.analysis import fmt_ci, fmt_number
 from benchmarks.alignment.options import parse_args
 
 __all__ = ["LOFO_CANDIDATES", "load_lofo", "render_lofo", "render_markdown", "reproduce_command"]
@@ -21,10 +21,6 @@ __all__ = ["LOFO_CANDIDATES", "load_lofo", "render_lofo", "render_markdown", "re
 #: figures would not be out-of-family. ``confidence`` (default measure: max probability) and
 #: ``neg-bn-shift`` (bn-shift oriented higher = better, as here) are training-free, so every family is unseen.
 LOFO_CANDIDATES: dict[str, str] = {"task-guided": "head:both:linear", "confidence": "confidence", "bn-shift": "neg-bn-shift"}
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:+.{digits}f}"
 
 
 def reproduce_command(program: str, config: dict[str, Any], parse_args: Callable[[Sequence[str]], Any]) -> str:
@@ -108,8 +104,8 @@ def render_lofo(results: dict[str, Any], lofo: dict[str, Any] | None, lofo_path:
     for name in present:
         summary = lofo["candidates"][LOFO_CANDIDATES[name]]["summary"]
         lines.append(
-            f"| `{name}` | `{LOFO_CANDIDATES[name]}` | {_num(rows[name]['mean_spearman'])} | {_num(summary['in_family'])} | "
-            f"**{_num(summary['leave_one_family_out'])}** | " + " | ".join(_num(summary[f]) for f in families) + " |"
+            f"| `{name}` | `{LOFO_CANDIDATES[name]}` | {fmt_number(rows[name]['mean_spearman'])} | {fmt_number(summary['in_family'])} | "
+            f"**{fmt_number(summary['leave_one_family_out'])}** | " + " | ".join(fmt_number(summary[f]) for f in families) + " |"
         )
     lines += [
         "",
@@ -161,8 +157,8 @@ def render_markdown(results: dict[str, Any], lofo: dict[str, Any] | None = None,
         lines.append(
             f"| {rank} | `{row['metric']}` | {kind} | "
             + " | ".join(cells)
-            + f" | {_num(row['mean_pearson'])} | {_num(row['mean_kendall'])} | {_num(row['mean_auroc'])} | "
-            f"{_num(row['mean_auroc_within'])} |"
+            + f" | {fmt_number(row['mean_pearson'])} | {fmt_number(row['mean_kendall'])} | {fmt_number(row['mean_auroc'])} | "
+            f"{fmt_number(row['mean_auroc_within'])} |"
         )
     families = [f for f in results["families"] if f != "all"]
     lines += [
@@ -177,7 +173,8 @@ def render_markdown(results: dict[str, Any], lofo: dict[str, Any] | None = None,
     ]
     for row in results["summary"]:
         fam = row["family_mean_spearman"]
-        lines.append(f"| `{row['metric']}` | {row['kind']} | {_num(fam['all'])} | " + " | ".join(_num(fam[f]) for f in families) + " |")
+        cells = [fmt_number(fam[f]) for f in ("all", *families)]
+        lines.append(f"| `{row['metric']}` | {row['kind']} | " + " | ".join(cells) + " |")
     if lofo_path is not None:
         lines += render_lofo(results, lofo, lofo_path)[:-1]  # the next section starts with its own blank line
     for comparison in results["comparison"]:

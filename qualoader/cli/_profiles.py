@@ -53,27 +53,31 @@ def add_profile_argument(parser: argparse.ArgumentParser, *, repeat: bool, scori
     )
 
 
-def _checks_domain(name: str) -> bool:
-    """Whether the registered metric ``name`` is an aligned metric (one that takes ``strict``); unknown names are left to create_metric."""
-    from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+def _is_registered(name: str, kind: type) -> bool:
+    """Whether the registered metric ``name`` is a ``kind`` subclass; prefixed (pyiqa:...) and unknown names are not
+    (unknown ones are left to create_metric, which names them)."""
     from qualoader.metrics.registry import _lookup
 
-    if ":" in name:  # prefixed (pyiqa:...) metrics have no reference network
+    if ":" in name:
         return False
     try:
-        return issubclass(_lookup(name), ReferenceMetric)
+        return issubclass(_lookup(name), kind)
     except KeyError:
         return False
+
+
+def _checks_domain(name: str) -> bool:
+    """Whether ``name`` is an aligned metric (one that takes ``strict``)."""
+    from qualoader.metrics.aligned._reference_metric import ReferenceMetric
+
+    return _is_registered(name, ReferenceMetric)
 
 
 def _accepts_downscale(name: str) -> bool:
-    """Whether the registered metric ``name`` takes ``downscale``; unknown and prefixed names are left to create_metric."""
-    from qualoader.metrics import metric_info
+    """Whether ``name`` is a classical measure (one that takes ``downscale``)."""
+    from qualoader.metrics.classical import ClassicalMetric
 
-    try:
-        return ":" not in name and metric_info(name).accepts_downscale
-    except KeyError:
-        return False
+    return _is_registered(name, ClassicalMetric)
 
 
 def _metric_names(values: Sequence[str] | None) -> list[str]:
@@ -128,10 +132,12 @@ def cli_metrics(
                 f"{metric.name!r}"
             )
         by_name[metric.name] = metric
-    from qualoader.metrics.classical._features import DOWNSCALE_FACTORS
+    from qualoader.metrics.classical._features import check_downscale
 
-    if downscale not in DOWNSCALE_FACTORS:
-        raise UserError(f"--downscale should be one of {', '.join(map(str, DOWNSCALE_FACTORS))}, but got --downscale={downscale}")
+    try:
+        check_downscale(downscale)
+    except (TypeError, ValueError) as error:
+        raise as_option(error, "downscale", "--downscale") from error
     if downscale != 1 and not any(_accepts_downscale(name) for name in names):
         raise UserError(f"--downscale applies to the classical measures, but got --downscale={downscale} and none of them in --metric")
     metrics = [

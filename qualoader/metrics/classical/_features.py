@@ -51,7 +51,7 @@ def check_downscale(downscale: int) -> int:
     """Return ``downscale`` if it is one of :data:`DOWNSCALE_FACTORS`, else raise ``ValueError``."""
     check_positive_int(downscale, "downscale")
     if downscale not in DOWNSCALE_FACTORS:
-        raise ValueError(f"downscale should be one of {DOWNSCALE_FACTORS}, but got downscale={downscale}")
+        raise ValueError(f"downscale should be one of {', '.join(map(str, DOWNSCALE_FACTORS))}, but got downscale={downscale}")
     return downscale
 
 

@@ -40,7 +40,6 @@ from qualoader.metrics.aligned._reference_metric import ReferenceMetric, Referen
 from qualoader.metrics.aligned.reference_features import (
     ReferenceResponse,
     reference_feature_names,
-    reference_response,
     reference_response_tap,
 )
 from qualoader.metrics.registry import register_metric
@@ -209,17 +208,30 @@ def head_features_with_response(images: Tensor, inputs: str, network: ReferenceN
     same forward pass saves two of the three passes a sweep would otherwise run.
     """
     check_choice(inputs, "inputs", INPUTS)
+    if inputs == "image":
+        return task_guided_features(_at_input_size(images, network)), None
+    if network is None:
+        raise ValueError(f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None")
+    images = _at_input_size(images, network)  # the network then reads exactly the images the statistics saw
+    with torch.no_grad():
+        return network.run_taps(images, [head_features_tap(images, inputs, network)])[0]
+
+
+def head_features_tap(images: Tensor, inputs: str, network: ReferenceNetwork) -> ForwardTap:
+    """The network half of :func:`head_features_with_response` as a :class:`~qualoader.reference.ForwardTap`.
+
+    The image statistics are computed now; ``finish`` returns ``(features, response)`` once the
+    pass has run. ``inputs`` is ``"network"`` or ``"both"`` (a head on ``"image"`` reads no network).
+    """
     images = _at_input_size(images, network)
-    parts = [] if inputs == "network" else [task_guided_features(images)]
-    response = None
-    if inputs != "image":
-        if network is None:
-            raise ValueError(
-                f"network should be a ReferenceNetwork when inputs={inputs!r} (the head reads its response), but got network=None"
-            )
-        response = reference_response(network, images)
-        parts.append(response.features)
-    return torch.cat(parts, dim=1), response
+    statistics = [] if inputs == "network" else [task_guided_features(images)]
+    response = reference_response_tap(network)
+
+    def finish(logits: Tensor) -> tuple[Tensor, ReferenceResponse]:
+        reply = response.finish(logits)
+        return torch.cat([*statistics, reply.features], dim=1), reply
+
+    return ForwardTap(response.hooks, finish)
 
 
 class TaskGuidedHead(nn.Module):
@@ -433,14 +445,8 @@ class TaskGuided(ReferenceMetric):
     def tap(self, network: ReferenceNetwork, images: Tensor) -> ForwardTap | None:
         if self.inputs == "image":
             return None  # the head reads no network: there is no pass to share
-        resized = _at_input_size(images, network)
-        statistics = [] if self.inputs == "network" else [task_guided_features(resized)]
-        response = reference_response_tap(network)
-
-        def finish(logits: Tensor) -> Tensor:
-            return self.head(torch.cat([*statistics, response.finish(logits).features], dim=1)).to(images.dtype)
-
-        return ForwardTap(response.hooks, finish)
+        features = head_features_tap(images, self.inputs, network)
+        return ForwardTap(features.hooks, lambda logits: self.head(features.finish(logits)[0]).to(images.dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, **super().get_config()}

@@ -9,8 +9,8 @@ short side, so 28 px Fashion-MNIST and 224 px photos degrade alike. Randomness c
 The ``"extra"`` family (:mod:`qualoader.corruptions.extra`: low light, posterize, occlusion, vignette,
 over-sharpening, scanline dropout) is not part of ImageNet-C; it tests generalisation to unseen types.
 
-Not implemented: snow and frost (ImageNet-C uses downloaded frost textures; a procedural version
-is future work).
+Families follow ImageNet-C (weather: brightness, fog, frost, snow, plus spatter, which ImageNet-C keeps
+as an extra); frost and snow are procedural, with no downloaded textures.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from qualoader.corruptions.noise import (
     shot_noise,
     speckle_noise,
 )
-from qualoader.corruptions.weather import fog, spatter
+from qualoader.corruptions.weather import fog, frost, snow, spatter
 
 __all__ = ["CORRUPTIONS", "CORRUPTION_ALIASES", "CORRUPTION_FAMILIES", "corrupt", "list_corruptions", "resolve_corruption"]
 
@@ -74,6 +74,8 @@ CORRUPTIONS: dict[str, Corruption] = {
     "jpeg": jpeg,
     "elastic": elastic,
     "fog": fog,
+    "frost": frost,
+    "snow": snow,
     "spatter": spatter,
     "low_light": low_light,
     "posterize": posterize,
@@ -86,8 +88,9 @@ CORRUPTIONS: dict[str, Corruption] = {
 CORRUPTION_FAMILIES: dict[str, str] = {
     **dict.fromkeys(("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"), "noise"),
     **dict.fromkeys(("defocus_blur", "gaussian_blur", "motion_blur", "zoom_blur", "glass_blur"), "blur"),
-    **dict.fromkeys(("brightness", "contrast", "saturate", "pixelate", "jpeg", "elastic"), "digital"),
-    **dict.fromkeys(("fog", "spatter"), "weather"),
+    **dict.fromkeys(("contrast", "saturate", "pixelate", "jpeg", "elastic"), "digital"),
+    # brightness is a weather corruption in ImageNet-C (sunlight), as in its paper's family table
+    **dict.fromkeys(("brightness", "fog", "frost", "snow", "spatter"), "weather"),
     # Not in ImageNet-C (qualoader.corruptions.extra): held out to test generalisation to unseen degradations.
     **dict.fromkeys(("low_light", "posterize", "occlusion", "vignette", "oversharpen", "scanline"), "extra"),
 }
@@ -127,7 +130,7 @@ def list_corruptions(family: str | None = None) -> list[str]:
 
     Example:
         >>> list_corruptions("weather")
-        ['fog', 'spatter']
+        ['brightness', 'fog', 'frost', 'snow', 'spatter']
     """
     if family is None:
         return sorted(CORRUPTIONS)

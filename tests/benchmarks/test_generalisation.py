@@ -7,6 +7,7 @@ import json
 import pytest
 
 from benchmarks.alignment import generalisation
+from qualoader.corruptions import list_corruptions
 
 
 @pytest.mark.slow
@@ -33,7 +34,7 @@ def test_tiny_run_writes_every_family_and_candidate(tmp_path, fashion_mnist_test
         summary = entry["summary"]
         assert summary["leave_one_family_out"] is not None and -1 <= summary["leave_one_family_out"] <= 1
     conditions = results["conditions"]
-    assert len(conditions) == 1 + 23 * 2 and conditions[0]["corruption"] == "clean"
+    assert len(conditions) == 1 + len(list_corruptions()) * 2 and conditions[0]["corruption"] == "clean"
     assert {c["family"] for c in conditions} == {"clean", *generalisation.FAMILIES}
     # The sweeps are cached: a second run reads them instead of corrupting and scoring again.
     assert sorted(path.name.split("_")[1] for path in tmp_path.glob("sweep_*.pt")) == ["test", "train"]

@@ -19,7 +19,7 @@ The shipped head is scored too, as it is.
 Usage (from the repository root; ``benchmarks/generalisation.py`` is a shim that runs this module)::
 
     python -m benchmarks.generalisation --quick     # < 5 min on 2 cores
-    python -m benchmarks.generalisation             # the committed figures (about 8 min on 2 cores)
+    python -m benchmarks.generalisation             # the committed figures (about 7 min on 2 cores)
 
 Writes ``results.json`` and ``results.md`` to ``--out`` (default ``benchmarks/results/generalisation``);
 the task models are cached in ``--out/models``. The alignment report (:mod:`benchmarks.alignment.markdown`)

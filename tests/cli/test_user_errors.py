@@ -114,8 +114,8 @@ def test_cuda_device_without_a_gpu(command: str, argv: Argv, tmp_path: Path, sha
         ("calibrate", ["calibrate", "--metric", "bn-shif"], ["did you mean 'bn-shift'?"]),
         (
             "calibrate",
-            ["calibrate", "--metric", "bn-shift", "--corruptions", "frost"],
-            ["--corruptions should be one of", "got --corruptions='frost'"],
+            ["calibrate", "--metric", "bn-shift", "--corruptions", "hail"],
+            ["--corruptions should be one of", "got --corruptions='hail'"],
         ),
         ("demo", ["demo", "fashion-mnist:valid"], ["SOURCE should be fashion-mnist, fashion-mnist:train"]),
     ],

@@ -16,6 +16,7 @@ re-calibrating re-reads stored scores instead of re-scoring.
 
 from qualoader.calibration.defaults import (
     SHIPPED_DEFAULTS,
+    SHIPPED_SWEEP,
     ShippedDefault,
     default_calibration,
     default_calibration_path,
@@ -29,6 +30,7 @@ from qualoader.calibration.sweep import Sweep, corruption_sweep, iterate_sweep, 
 __all__ = [
     "CALIBRATION_METHODS",
     "SHIPPED_DEFAULTS",
+    "SHIPPED_SWEEP",
     "Calibration",
     "DifficultyCalibration",
     "ShippedDefault",

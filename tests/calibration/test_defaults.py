@@ -7,11 +7,13 @@ import torch
 
 from qualoader.calibration import (
     SHIPPED_DEFAULTS,
+    SHIPPED_SWEEP,
     DifficultyCalibration,
     default_calibration,
     default_calibration_path,
     shipped_calibration,
 )
+from qualoader.corruptions import CORRUPTION_FAMILIES
 from qualoader.metrics import create_metric, list_metrics
 
 
@@ -64,3 +66,11 @@ def test_shipped_aligned_metrics_yield_a_difficulty_that_rises_with_corruption(n
         assert difficulty.shape == (200,) and bool(((difficulty >= 0) & (difficulty <= 1)).all())
         difficulties.append(float(difficulty.mean()))
     assert difficulties == sorted(difficulties) and difficulties[-1] > difficulties[0], difficulties
+
+
+@pytest.mark.parametrize("name", ["bn-shift", "feature-distance"])
+def test_shipped_sweep_is_the_sweep_recorded_in_the_shipped_profiles(name: str) -> None:
+    calibration = default_calibration(name)
+    assert calibration is not None and tuple(calibration.info["corruptions"]) == SHIPPED_SWEEP
+    # ImageNet-C corruptions only, none from the held-out "extra" family
+    assert {CORRUPTION_FAMILIES[corruption] for corruption in SHIPPED_SWEEP} == {"noise", "blur", "digital", "weather"}

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from qualoader.calibration import SHIPPED_SWEEP
 from qualoader.cli._errors import UserError, create_cli_metric, user_errors
 from qualoader.cli._sources import parse_source
 
@@ -27,11 +28,8 @@ __all__ = ["DEMO_CORRUPTIONS", "DEMO_METRICS", "add_parser", "demo_summary", "ru
 
 #: The shipped no-reference aligned metrics that carry a calibration (a difficulty) out of the box.
 DEMO_METRICS: tuple[str, ...] = ("bn-shift", "task-guided")
-#: ImageNet-C's corruptions (qualoader's "extra" family stays out: the shipped calibrations never saw it).
-DEMO_CORRUPTIONS: tuple[str, ...] = (
-    "brightness", "contrast", "defocus_blur", "elastic", "fog", "gaussian_blur", "gaussian_noise", "glass_blur",
-    "impulse_noise", "jpeg", "motion_blur", "pixelate", "saturate", "shot_noise", "spatter", "speckle_noise", "zoom_blur",
-)
+#: The corruptions the shipped calibrations were fitted on: the demo shows their difficulty prior where it was fitted.
+DEMO_CORRUPTIONS: tuple[str, ...] = SHIPPED_SWEEP
 _SEVERITIES = 6  # image i gets severity i % 6: 0 (clean) to 5, so every level has the same share
 
 

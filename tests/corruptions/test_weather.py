@@ -26,9 +26,9 @@ def test_snow_adds_bright_streaks_whose_cover_does_not_depend_on_image_size() ->
 
 def test_frost_hides_detail_in_ice_not_uniformly(photos: torch.Tensor) -> None:
     frosty = corrupt(photos, "frost", 5, generator=torch.Generator().manual_seed(0))
-    added = frosty - 0.75 * photos  # the ice layer alone, before clamping
+    added = frosty - 0.75 * photos  # severity 5 keeps 0.75 of the image: the rest is the ice (cut where the sum passes 1)
     per_pixel = added.mean(dim=1).flatten(1)
-    # Thin bright crests over dim background: a skewed layer whose spread is a good share of its mean (fog is smoother).
+    # Thin bright crests over a dim background: the layer's spread is a good share of its mean (a uniform veil has none).
     assert bool((per_pixel.std(dim=1) > 0.3 * per_pixel.mean(dim=1)).all())
     assert float(frosty.mean()) > float(photos.mean())
 

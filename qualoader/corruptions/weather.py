@@ -65,7 +65,7 @@ def spatter(images: Tensor, severity: int, generator: torch.Generator | None = N
 def frost(images: Tensor, severity: int, generator: torch.Generator | None = None) -> Tensor:
     """Blend with a procedural ice layer: ``a * image + b * ice`` with ``(a, b)`` from ``(1, 0.25)`` to ``(0.75, 0.6)``.
 
-    The ice is ridged value noise (bright thin crests where the noise crosses its median), so it hides
+    The ice is ridged value noise (bright thin crests where the noise passes the middle of its range), so it hides
     fine detail in streaks rather than uniformly like fog.
     """
     image_weight, ice_weight = _FROST[severity - 1]
@@ -84,9 +84,11 @@ def snow(images: Tensor, severity: int, generator: torch.Generator | None = None
     batch, _, height, width = images.shape
     kernel = max(3, 2 * round(scale(images, length) / 2) + 1)
     seeds = rand_like(images.new_empty(batch, 2, height, width), generator)
-    # one seed in `kernel` pixels per covered pixel: the cover stays the same at any image size
+    # Each seed becomes a streak about `kernel` pixels long: seeding cover / kernel of the pixels covers about `cover`
+    # of them, at any image size.
     flakes = (seeds[:, :1] < cover / kernel).to(images.dtype) * (0.5 + 0.5 * seeds[:, 1:])
     device = generator.device if generator is not None else images.device
+    # near-vertical fall: 60 to 120 degrees
     angle = (torch.rand(batch, generator=generator, device=device) * 60.0 - 30.0 + 90.0).to(images.device, images.dtype)
     # Each flake spreads over ~kernel pixels; rescaling by kernel keeps its peak visible instead of fading as it lengthens.
     streaks = (KF.motion_blur(flakes, kernel, angle, torch.zeros_like(angle), border_type="constant") * kernel / 2).clamp(0.0, 1.0)

@@ -16,7 +16,6 @@ def tool(load_script, monkeypatch: pytest.MonkeyPatch, fashion_mnist_test: tuple
     """The script, reading real Fashion-MNIST images (the bundled sample where the full split is absent) as its TRAIN split."""
     module = load_script("tools/train_task_guided.py")
     monkeypatch.setattr(module, "load_fashion_mnist", lambda split, source="full": fashion_mnist_test)
-    torch.set_num_threads(1)
     return module
 
 

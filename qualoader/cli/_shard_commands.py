@@ -90,7 +90,9 @@ def run_reporting_errors(command: str, work: Callable[[], int], *, interruptible
         return code
     except UserError:
         raise  # qualoader.cli.main prints it (or its traceback with --debug)
-    except (ImageDecodeError, MissingImageError, MissingTagError, CorruptShardError, OSError) as error:
+    except ImageDecodeError as error:  # a bad input image (undecodable, too small or large, NaN): named, exit 2
+        return report_user_error(command, error)
+    except (MissingImageError, MissingTagError, CorruptShardError, OSError) as error:
         failure: Exception = error
     except (KeyError, ValueError, TypeError) as error:  # the library's argument checks (out_dir, prefix, ...)
         return report_user_error(command, error)

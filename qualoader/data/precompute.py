@@ -37,17 +37,18 @@ class SkippedSample:
 class _IndexedImages(Dataset[tuple[int, Any]]):
     """``(index, image (C, H, W))`` pairs of a dataset's samples, or ``(index, SkippedSample)`` (picklable for workers)."""
 
-    def __init__(self, dataset: Dataset[Any], image_key: int | str | None, skip: bool) -> None:
+    def __init__(self, dataset: Dataset[Any], image_key: int | str | None, skip: bool, min_size: int = 1) -> None:
         self.dataset = dataset
         self.image_key = image_key
         self.skip = skip
+        self.min_size = min_size  # the metrics' smallest input: a smaller image is its own sample's error
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
         try:
-            return index, load_image_tensor(self.dataset, index, self.image_key)
+            return index, load_image_tensor(self.dataset, index, self.image_key, self.min_size)
         except SampleLoadError as error:
             if not self.skip:
                 raise
@@ -173,7 +174,7 @@ def precompute(
     if missing.size == 0:
         return result
     loader = DataLoader(
-        _IndexedImages(dataset, image_key, on_error == "skip"),
+        _IndexedImages(dataset, image_key, on_error == "skip", max(metric.min_size for metric in chosen)),
         batch_size=batch_size,
         sampler=missing.tolist(),
         num_workers=num_workers,

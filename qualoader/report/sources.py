@@ -18,7 +18,7 @@ from typing import Any
 from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
-from qualoader.decoding import decode_image  # the one decoder, re-exported for the report API
+from qualoader.decoding import check_scorable, decode_image  # the one decoder, re-exported for the report API
 from qualoader.webdataset.reading import split_member_name
 from qualoader.webdataset.tag_format import TAG_MEMBER
 from qualoader.webdataset.tag_format import tag_scores as parse_quality_tags  # the tag format's lenient reader, re-exported
@@ -47,12 +47,17 @@ class Sample:
     label: str | None = None
     image: Tensor | None = None  # (C, H, W) uint8, kept only for in-memory sources
 
-    def decode(self) -> Tensor:
-        """The image :math:`(C, H, W)`: ``uint8``, or ``float32`` in [0, 1] for 16-bit sources (see :mod:`qualoader.decoding`)."""
+    def decode(self, min_size: int = 1) -> Tensor:
+        """The image :math:`(C, H, W)`: ``uint8``, or ``float32`` in [0, 1] for 16-bit sources (see :mod:`qualoader.decoding`).
+
+        Raises:
+            ImageDecodeError: (a ``ValueError``) not an image, or one that fails
+                :func:`~qualoader.decoding.check_scorable` (``min_size``: the metrics' smallest input).
+        """
         if self.image is not None:
-            return self.image
+            return check_scorable(self.image, self.key, min_size=min_size)
         if isinstance(self.locator, Path):
-            return decode_image(self.locator.read_bytes())
+            return decode_image(self.locator.read_bytes(), min_size=min_size)
         shard, member = self.locator
         # Nothing is held open between decodes, at the cost of re-opening the shard and re-reading its
         # headers on every call (extractfile by name scans the member list).
@@ -60,7 +65,7 @@ class Sample:
             handle = archive.extractfile(member)
             if handle is None:
                 raise ValueError(f"member should be a regular file, but got member={member!r} in {shard}")
-            return decode_image(handle.read())
+            return decode_image(handle.read(), min_size=min_size)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.decoding import check_scorable, decode_image  # the one decoder, re-exported for the report API
-from qualoader.webdataset.reading import split_member_name
+from qualoader.webdataset.reading import open_shard, split_member_name
 from qualoader.webdataset.tag_format import TAG_MEMBER
 from qualoader.webdataset.tag_format import tag_scores as parse_quality_tags  # the tag format's lenient reader, re-exported
 
@@ -122,13 +122,16 @@ def _folder(root: Path, max_images: int) -> Source:
 def _read_shard(shard: Path, archive: tarfile.TarFile, samples: list[Sample], problems: list[str], max_images: int) -> int:
     """Append the samples of one open shard (up to ``max_images`` in all); return its image-sample count."""
     grouped: dict[str, dict[str, tarfile.TarInfo]] = {}
+    last: tarfile.TarInfo | None = None
     try:
         for member in archive:
             if member.isfile():
                 key, extension = split_member_name(member.name)  # the tag format's rule
                 # lower case: the report matches image extensions (".PNG" is a PNG too)
-                grouped.setdefault(key, {})[extension.lower()] = member
+                grouped.setdefault(key, {})[extension.lower()] = last = member
     except (tarfile.TarError, OSError) as error:
+        if last is not None:  # the sample in progress may lack members: dropped, as the strict reader drops it
+            grouped.pop(split_member_name(last.name)[0], None)
         # Recorded, not raised: the samples read before the damage are still worth a report.
         problems.append(f"{shard.name}: truncated or corrupt shard after {len(grouped)} samples ({error})")
     total = 0
@@ -164,7 +167,8 @@ def _shards(paths: Sequence[Path], max_images: int) -> Source:
     total = 0
     for shard in paths:
         try:
-            with tarfile.open(shard) as archive:
+            # The strict reader: a truncated shard is a listed problem, never a shorter shard read quietly.
+            with open_shard(shard) as archive:
                 total += _read_shard(shard, archive, samples, problems, max_images)
         except (tarfile.TarError, OSError) as error:
             problems.append(f"{shard.name}: unreadable shard ({error})")

@@ -18,6 +18,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
@@ -274,6 +275,13 @@ class StagedShardSet:
                 f"but got out_dir={str(self.out)!r} also holding {foreign[:5]}"
             )
         self.staging, self._beside = staging_folder(self._real)
+        if self._old and not self._beside:  # the all-or-nothing guarantee is weaker: say so
+            warnings.warn(
+                f"out_dir {str(self.out)!r} cannot be swapped in one step (a mount point, a parent folder without write access, "
+                "or no renameat2): the old set is replaced file by file, so a kill during publishing can leave old and new shards mixed",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if self._beside:  # it becomes the output folder at publishing: a second writer must find it locked too
             self._locks.append(lock_folder(self.staging))
 

@@ -84,7 +84,8 @@ def test_file_by_file_fallback_publishes_the_whole_set(tmp_path: Path, old_and_n
     out = tmp_path / "out"
     assert main(["tag", *inputs, str(out), *_OLD, "--no-progress"]) == 0
     monkeypatch.setattr(publishing, "_can_exchange", lambda: False)
-    assert main(["tag", *inputs, str(out), *_NEW, "--no-progress", "--overwrite"]) == 0
+    with pytest.warns(RuntimeWarning, match="replaced file by file"):
+        assert main(["tag", *inputs, str(out), *_NEW, "--no-progress", "--overwrite"]) == 0
     assert _files(out) == new and staging_folders(out) == []
 
 

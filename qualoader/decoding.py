@@ -161,7 +161,9 @@ def _open(source: Any, label: str, min_size: int = 1) -> Tensor:
     # Pillow reports damage with several types: some plugins raise SyntaxError on a broken header, and
     # DecompressionBombError guards against images far beyond its pixel limit.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageDecodeError(f"{label} should decode to an image, but got {error}") from error
+        # Pillow's own text for an unknown format names its in-memory buffer object, which tells a user nothing.
+        reason = "bytes in no image format Pillow can identify" if isinstance(error, UnidentifiedImageError) else str(error)
+        raise ImageDecodeError(f"{label} should decode to an image, but got {reason}") from error
 
 
 def decode_image(data: bytes | bytearray | memoryview, *, min_size: int = 1) -> Tensor:

@@ -227,7 +227,8 @@ def build_report(
         summary = summarise(loaded, table, built, folder, examples)
         (folder / "report.json").write_text(json.dumps(summary, indent=1))
         index = folder / "index.html"
-        index.write_text(render_html(summary), encoding="utf-8")
+        # "replace": a name that is not UTF-8 elsewhere in the page (a shard's, a problem's) cannot stop the write
+        index.write_bytes(render_html(summary).encode("utf-8", "replace"))
     except BaseException:
         for path in created:  # new folders first: removing one removes everything this call wrote there
             if path.is_dir() and not path.is_symlink():

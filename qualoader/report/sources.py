@@ -36,6 +36,16 @@ IMAGE_EXTENSIONS = frozenset({"bmp", "gif", "jpeg", "jpg", "pgm", "png", "ppm", 
 _FASHION_PREFIX = "fashion-mnist:"
 
 
+def _printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name (surrogate escapes) shown as U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decoding makes
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass
 class Sample:
     """One image of a source: its key, its shard (``None`` outside shards), tags, and how to decode it."""
@@ -46,6 +56,13 @@ class Sample:
     tags: dict[str, float] = field(default_factory=dict)
     label: str | None = None
     image: Tensor | None = None  # (C, H, W) uint8, kept only for in-memory sources
+
+    def __post_init__(self) -> None:
+        # Shown in the page and the JSON: a file name that is not UTF-8 (kept by Python as lone surrogates)
+        # would make writing them fail, so it is shown with U+FFFD; the locator keeps the real name.
+        self.key = _printable(self.key)
+        self.shard = None if self.shard is None else _printable(self.shard)
+        self.label = None if self.label is None else _printable(self.label)
 
     def decode(self, min_size: int = 1) -> Tensor:
         """The image :math:`(C, H, W)`: ``uint8``, or ``float32`` in [0, 1] for 16-bit sources (see :mod:`qualoader.decoding`).

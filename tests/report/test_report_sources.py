@@ -131,3 +131,23 @@ def test_bad_paths(tmp_path: Path, image_folder: Path) -> None:
     not_a_tar.write_bytes(b"nothing")
     with pytest.raises(ValueError, match="without any"):
         load_source([not_a_tar])
+
+
+def test_file_name_that_is_not_utf8(tmp_path: Path, image_folder: Path) -> None:
+    import os
+
+    from qualoader.report import build_report
+
+    png = next(image_folder.rglob("*.png")).read_bytes()
+    folder = tmp_path / "odd-names"
+    (folder / "cls").mkdir(parents=True)
+    (folder / "cls" / "good.png").write_bytes(png)
+    odd = os.path.join(os.fsencode(folder / "cls"), b"caf\xe9.png")  # latin-1, not UTF-8
+    with open(odd, "wb") as file:
+        file.write(png)
+    source = load_source(folder)
+    assert sorted(sample.key for sample in source.samples) == ["cls/caf\ufffd", "cls/good"]
+    torch.testing.assert_close(source.samples[0].decode(), source.samples[1].decode())  # the real file is still read
+    index = build_report(folder, ["sharpness"], tmp_path / "report")
+    assert "caf\ufffd" in index.read_text(encoding="utf-8")  # shown, with the undecodable byte marked
+    assert len(json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))["metrics"]) == 1

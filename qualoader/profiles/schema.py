@@ -217,7 +217,9 @@ class InputTransform:
                 and len(values) in (1, self.in_channels)
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
             ):
-                raise ProfileError(f"{name} should be 1 or {self.in_channels} finite numbers, but got {name}={_short(values)}")
+                raise ProfileError(
+                    f"{name} should be finite numbers, 1 or one per channel ({self.in_channels}), but got {name}={_short(values)}"
+                )
             object.__setattr__(self, name, tuple(float(v) for v in values))
         # The input is divided by std: zero or a negative value would give Inf or flip every score's sign.
         if not all(v > 0 for v in self.std):

@@ -10,7 +10,7 @@ import difflib
 import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -176,7 +176,9 @@ def metric_from_profile(
         params["checkpoint"] = str(profile.head.verify("profile['head']"))
     metric = cls(reference=build_reference(profile), check_values=check_values, strict=strict, **params)
     metric.calibration = None if profile.calibration is None else DifficultyCalibration.from_state_dict(profile.calibration.state_dict())
-    metric.set_input_domain(profile.reference.domain)
+    # named after the profile: the guard then knows the user's own profile is in use (and checks sizes against the
+    # range of its calibration images, which its transform resized)
+    metric.set_input_domain(replace(profile.reference.domain, profile=profile.name))
     metric.profile = profile
     return metric
 

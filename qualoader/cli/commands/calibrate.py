@@ -454,7 +454,7 @@ def _run_profile(args: argparse.Namespace) -> int:
             metric, data.images, data.labels, network, args.corruptions, tuple(args.severities),
             holdout=args.holdout, seed=args.seed, method=args.method, progress=not args.no_progress,
         )
-        domain = InputDomain.measure(data.images, spec.transform.in_channels, spec.transform.input_size)
+        domain = InputDomain.measure(data.images, spec.transform.in_channels, spec.transform.input_size, source_sizes=data.sizes)
         head = None
         if trained is not None:  # the head as shipped with the profile: carrying the calibration measured here
             from qualoader.metrics.aligned.task_guided_training import save_head_checkpoint

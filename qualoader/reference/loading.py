@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qualoader._json import read_json
 from qualoader._validation import check_type
 from qualoader.reference.architectures import FashionCNN
 from qualoader.reference.network import ReferenceNetwork
@@ -88,7 +88,7 @@ def _default_checkpoint() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             "but got a qualoader install without them; reinstall qualoader or regenerate them with "
             "'python tools/train_default.py' (in the qualoader repository)"
         )
-    record = json.loads(DEFAULT_RECORD.read_text())
+    record = read_json(DEFAULT_RECORD, what=f"the default reference's record {str(DEFAULT_RECORD)!r}")
     # A checkpoint out of step with its record would shift every default-reference score silently.
     digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()
     if digest != record["sha256"]:

@@ -200,7 +200,8 @@ def cli_metrics(
 def _weights_hash(profile: Any) -> str | None:
     """:attr:`ReferenceNetwork.weights_hash` of the profile's network, from its state_dict file alone (no network is built).
 
-    ``None`` for a TorchScript reference, whose tensors only a TorchScript load could read.
+    ``None`` for a TorchScript reference, whose tensors only a TorchScript load could read. The
+    tensors are taken in the dtypes a freshly built network holds (float32, int64 counters).
     """
     import hashlib
     import json
@@ -224,6 +225,12 @@ def _weights_hash(profile: Any) -> str | None:
               "std": buffer(transform.std), "feature_layer": reference.feature_layer}
     digest.update(json.dumps(config, sort_keys=True).encode())
     for key, tensor in sorted(state.items()):
+        # As load_state_dict would cast them into a freshly built network: floats to the default float32,
+        # BatchNorm's counters to int64 (a file may hold them as floats).
+        if key.endswith("num_batches_tracked"):
+            tensor = tensor.to(torch.int64)
+        elif tensor.is_floating_point():
+            tensor = tensor.to(torch.get_default_dtype())
         digest.update(key.encode())
         if tensor.numel():
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -22,15 +22,12 @@ from qualoader.profiles.domain import (
     out_of_domain_fraction,
 )
 from qualoader.profiles.profile import (
-    TRUSTED_PROFILES_ENV,
-    ProfileTrustError,
     WeakProfileWarning,
     build_reference,
     default_profile_path,
     load_profile,
     read_profile,
     save_profile,
-    trusted_profile_hashes,
     weak_reason,
 )
 from qualoader.profiles.schema import (
@@ -50,6 +47,7 @@ from qualoader.profiles.schema import (
     file_sha256,
     parse_profile,
 )
+from qualoader.profiles.trust import TRUSTED_PROFILES_ENV, ProfileTrustError, trusted_profile_hashes
 
 __all__ = [
     "CODE_SOURCES",

@@ -6,7 +6,8 @@ called, or the TorchScript program run. :func:`load_profile` therefore refuses s
 line saying what would run, unless the user opts in for it: ``load_profile(path, trust=True)``
 (``create_metric(name, profile=path, trust_profile=True)``, ``--trust-profile`` on the command line),
 or by listing the sha256 of the profile's JSON file in the allow-list named by the environment
-variable :data:`TRUSTED_PROFILES_ENV` (one 64-hex-digit digest per line, ``#`` starts a comment).
+variable ``QUALOADER_TRUSTED_PROFILES`` (one 64-hex-digit digest per line, ``#`` starts a comment;
+see :mod:`qualoader.profiles.trust`).
 A trusted entry point resolves from the current folder as ``python -m`` does; the folder is put on
 ``sys.path`` for that import only. Embedded, torchvision and timm references run only library code.
 
@@ -42,33 +43,20 @@ from qualoader.profiles.schema import (
     WeightsFile,
     parse_profile,
 )
+from qualoader.profiles.trust import check_trusted
 
 if TYPE_CHECKING:
     from qualoader.reference import ReferenceNetwork
 
 __all__ = [
-    "TRUSTED_PROFILES_ENV",
-    "ProfileTrustError",
     "WeakProfileWarning",
     "build_reference",
     "default_profile_path",
     "load_profile",
     "read_profile",
     "save_profile",
-    "trusted_profile_hashes",
     "weak_reason",
 ]
-
-#: Environment variable naming the allow-list of trusted profiles: a text file with the sha256 of each
-#: trusted profile JSON file, one per line (``sha256sum profile.json`` prints it first).
-TRUSTED_PROFILES_ENV = "QUALOADER_TRUSTED_PROFILES"
-#: An allow-list of a million digests is 65 MB; anything larger is not one.
-_MAX_ALLOW_LIST_BYTES = 1 << 20
-
-
-class ProfileTrustError(ProfileError):
-    """A profile would run code its author wrote, and the user has not said they trust it."""
-
 
 class WeakProfileWarning(UserWarning):
     """A profile's difficulty calibration did not beat chance on its held-out images."""
@@ -81,52 +69,6 @@ def default_profile_path(metric_name: str) -> Path:
     """
     check_type(metric_name, "metric_name", str, "a metric name (str)")
     return Path(str(resources.files("qualoader") / "assets" / f"profile_fashion-mnist_{metric_name}.json"))
-
-
-def trusted_profile_hashes() -> frozenset[str]:
-    """The sha256 digests in the allow-list file named by :data:`TRUSTED_PROFILES_ENV` (empty when it is unset).
-
-    Raises:
-        ProfileError: the variable names a file that is missing, too large or holds a line that is
-            not a 64-hex-digit digest.
-    """
-    name = os.environ.get(TRUSTED_PROFILES_ENV)
-    if not name:
-        return frozenset()
-    path = Path(name)
-    try:
-        with path.open("rb") as file:
-            data = file.read(_MAX_ALLOW_LIST_BYTES + 1)
-    except OSError as error:
-        raise ProfileError(
-            f"{TRUSTED_PROFILES_ENV} should name a readable allow-list file, but got {TRUSTED_PROFILES_ENV}={name!r} ({error.strerror})"
-        ) from error
-    if len(data) > _MAX_ALLOW_LIST_BYTES:
-        raise ProfileError(f"{TRUSTED_PROFILES_ENV} should name a file of at most {_MAX_ALLOW_LIST_BYTES} bytes, but got {name!r}")
-    digests = set()
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-        digest = line.split("#", 1)[0].split()
-        if not digest:
-            continue
-        # `sha256sum` output ("<digest>  <file>") is accepted: its first word is the digest.
-        text = digest[0].lower()
-        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-            raise ProfileError(
-                f"{TRUSTED_PROFILES_ENV} should name a file of sha256 digests (64 hex digits per line), but got {name!r} with line "
-                f"{number} {line[:80]!r}"
-            )
-        digests.add(text)
-    return frozenset(digests)
-
-
-def _check_trusted(profile: QualityProfile, digest: str, trust: bool, where: str) -> None:
-    what = profile.reference.runs_code
-    if what is None or trust or digest in trusted_profile_hashes():
-        return
-    raise ProfileTrustError(
-        f"profile {where} should be trusted before it is used, but its reference {what} when used; if you trust its author, pass "
-        f"--trust-profile (load_profile(..., trust=True)) or add its sha256 {digest} to the file named by {TRUSTED_PROFILES_ENV}"
-    )
 
 
 def _read(path: Path) -> tuple[Any, str]:
@@ -184,7 +126,7 @@ def load_profile(path: str | os.PathLike[str], *, verify: bool = True, trust: bo
     check_type(trust, "trust", bool, "a bool")
     profile, digest = read_profile(path)
     where = repr(str(path))
-    _check_trusted(profile, digest, trust, where)
+    check_trusted(profile, digest, trust, where)
     if verify:
         profile.reference.weights.verify("profile['reference']['weights']")
         if profile.head is not None:

@@ -18,7 +18,6 @@ import pytest
 import torch
 from torch import nn
 
-from qualoader.calibration import DifficultyCalibration
 from qualoader.cli import main
 from qualoader.metrics import create_metric
 from qualoader.profiles import (
@@ -217,11 +216,20 @@ def test_torchscript_runs_nothing_untrusted_and_bn_shift_refuses_before_forward(
         assert marker.read_bytes() != bytes(16), "trusted, its forward ran (the output-shape check)"
 
 
-def test_a_weak_profile_warns_whenever_it_is_loaded(tmp_path: Path, weights: Path, capsys) -> None:
-    calibration = DifficultyCalibration.fit(torch.linspace(0, 1, 50), (torch.arange(50) % 2).float(), higher_is_better=False)
-    weak = _profile(tmp_path, "torchvision", "resnet18", weights, calibration=calibration,
-                    provenance={"held_out": {"auroc": 0.52, "auroc_ci": [0.44, 0.60]}})
+def test_a_weak_profile_warns_whenever_it_is_loaded(copied_default: Path, tmp_path: Path, capsys) -> None:
+    from dataclasses import replace
+
+    shipped = load_profile(copied_default)
+    held_out = {**shipped.provenance["held_out"], "auroc": 0.52, "auroc_ci": [0.44, 0.60]}
+    weak = save_profile(replace(shipped, provenance={**shipped.provenance, "held_out": held_out}, path=None), tmp_path / "weak.json")
     with pytest.warns(WeakProfileWarning, match=r"is weak \(held-out AUROC 0.520 \[0.440, 0.600\] does not clear chance"):
-        load_profile(weak, verify=False)
+        create_metric("bn-shift", profile=weak)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WeakProfileWarning)
+        load_profile(copied_default)  # the shipped fit is strong: silent
     assert main(["profile", "show", str(weak)]) == 0
     assert "strength   WEAK: held-out AUROC 0.520" in capsys.readouterr().out
+    store = tmp_path / "store"
+    assert main(["precompute", "fashion-mnist:test", "--limit", "8", "--profile", str(weak), "--store", str(store), "--no-progress"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "is weak" in line]
+    assert len(err) == 1 and err[0].startswith("qualoader precompute: warning: profile ")

@@ -230,6 +230,8 @@ def test_a_weak_profile_warns_whenever_it_is_loaded(copied_default: Path, tmp_pa
     assert main(["profile", "show", str(weak)]) == 0
     assert "strength   WEAK: held-out AUROC 0.520" in capsys.readouterr().out
     store = tmp_path / "store"
-    assert main(["precompute", "fashion-mnist:test", "--limit", "8", "--profile", str(weak), "--store", str(store), "--no-progress"]) == 0
+    argv = ["precompute", "fashion-mnist:test", "--limit", "8", "--profile", str(weak), "--store", str(store), "--no-progress"]
+    with pytest.warns(WeakProfileWarning):  # recorded, and printed as one line by the command
+        assert main(argv) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "is weak" in line]
     assert len(err) == 1 and err[0].startswith("qualoader precompute: warning: profile ")

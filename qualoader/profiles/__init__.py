@@ -26,7 +26,6 @@ from qualoader.profiles.profile import (
     build_reference,
     default_profile_path,
     load_profile,
-    read_profile,
     save_profile,
     weak_reason,
 )
@@ -79,7 +78,6 @@ __all__ = [
     "out_of_domain",
     "out_of_domain_fraction",
     "parse_profile",
-    "read_profile",
     "save_profile",
     "trusted_profile_hashes",
     "weak_reason",

@@ -90,7 +90,8 @@ def _read(path: Path) -> tuple[Any, str]:
 def read_profile(path: str | os.PathLike[str]) -> tuple[QualityProfile, str]:
     """The profile at ``path`` and the sha256 of its file, with no trust check and no file verified (nothing runs).
 
-    For showing a profile (``qualoader profile show``); use :func:`load_profile` to use one.
+    Only for showing a profile (``qualoader profile show``): its result never goes to
+    :func:`build_reference` or a metric, which would run an untrusted reference; use :func:`load_profile`.
     """
     check_type(path, "path", (str, os.PathLike), "a path to a profile JSON (str or PathLike)")
     path = Path(path)

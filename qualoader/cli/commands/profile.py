@@ -105,7 +105,8 @@ def _lines(profile: Any, version: int, files: dict[str, str], digest: str) -> li
 
 
 def run(args: argparse.Namespace) -> int:
-    from qualoader.profiles import PROFILE_VERSION, read_profile, weak_reason
+    from qualoader.profiles import PROFILE_VERSION, weak_reason
+    from qualoader.profiles.profile import read_profile
 
     with user_errors():
         # read, not loaded: no trust check and no file verified, so a profile whose files are missing or

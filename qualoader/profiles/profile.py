@@ -36,6 +36,7 @@ from qualoader._atomic import write_json_atomic
 from qualoader._json import MAX_JSON_BYTES, loads_json
 from qualoader._validation import check_type
 from qualoader.calibration.strength import weak_fit_reason
+from qualoader.profiles._guard_messages import caller_stacklevel
 from qualoader.profiles.schema import (
     ProfileError,
     QualityProfile,
@@ -138,7 +139,7 @@ def load_profile(path: str | os.PathLike[str], *, verify: bool = True, trust: bo
             f"profile {where} is weak ({reason}): its difficulty may rank images no better than chance; rebuild it on more or other "
             "data ('qualoader calibrate')",
             WeakProfileWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),  # the user's line, however many qualoader frames lie between
         )
     return profile
 

@@ -37,6 +37,8 @@ def test_num_classes_builds_a_torchvision_network_with_the_users_head(tmp_path: 
     profile = load_profile(out)  # a torchvision reference runs no code of the profile's: no trust needed
     assert profile.reference.labels == ("Bag", "Shirt", "Sneaker", "Trouser")  # the data's own class names, one per output
     assert profile.reference.weights.path == weights and out.parent == weights.parent
+    # the folder's images are 28 px, resized to the 32 px input: the domain records the sizes it was calibrated on
+    assert profile.reference.domain.source_size_range == ((28, 28), (28, 28))
     metric = create_metric("confidence", profile=out)
     assert metric(torch.rand(3, 3, 32, 32)).shape == (3,)
     assert main([*argv, "--num-classes", "5", "--labels", "a,b,c,d", "--out", str(tmp_path / "x.json")]) == 2

@@ -222,8 +222,9 @@ def test_a_weak_profile_warns_whenever_it_is_loaded(copied_default: Path, tmp_pa
     shipped = load_profile(copied_default)
     held_out = {**shipped.provenance["held_out"], "auroc": 0.52, "auroc_ci": [0.44, 0.60]}
     weak = save_profile(replace(shipped, provenance={**shipped.provenance, "held_out": held_out}, path=None), tmp_path / "weak.json")
-    with pytest.warns(WeakProfileWarning, match=r"is weak \(held-out AUROC 0.520 \[0.440, 0.600\] does not clear chance"):
+    with pytest.warns(WeakProfileWarning, match=r"is weak \(held-out AUROC 0.520 \[0.440, 0.600\] does not clear chance") as caught:
         create_metric("bn-shift", profile=weak)
+    assert caught[0].filename == __file__  # named at the user's line, not inside qualoader
     with warnings.catch_warnings():
         warnings.simplefilter("error", WeakProfileWarning)
         load_profile(copied_default)  # the shipped fit is strong: silent

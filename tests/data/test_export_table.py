@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 from torchvision.datasets import ImageFolder
 
 from qualoader.data import ScoreStore, precompute
-from qualoader.data.export import shard_columns, store_columns, write_columns
+from qualoader.data.export import shard_columns, store_columns, store_to_arrow, store_to_pandas, write_columns
 from qualoader.metrics import QualityMetric, create_metric
 from qualoader.webdataset import score_shard, sidecar_path, write_image_shards
 
@@ -55,12 +55,12 @@ def test_two_configurations_get_fingerprinted_names(tmp_path: Path, fmnist_small
 
 
 def test_pandas_and_arrow(folder_store: ScoreStore) -> None:
-    frame = folder_store.to_pandas()
+    frame = store_to_pandas(folder_store)
     columns = store_columns(folder_store)
     assert frame.columns.tolist() == list(columns) and len(frame) == 12
     assert np.array_equal(frame["sharpness"].to_numpy(), columns["sharpness"])
     assert frame["path"].tolist() == columns["path"]
-    table = folder_store.to_arrow()
+    table = store_to_arrow(folder_store)
     assert table.num_rows == 12 and table.column_names == list(columns)
     assert table["brightness"].null_count == 7 and table["sharpness_difficulty"].null_count == 12
     assert table["sharpness"].to_pylist() == columns["sharpness"].tolist()
@@ -69,7 +69,7 @@ def test_pandas_and_arrow(folder_store: ScoreStore) -> None:
 def test_missing_pandas_is_one_clear_error(folder_store: ScoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     with pytest.raises(ImportError, match=r"this export needs pandas, but got no pandas installed; pip install 'qualoader\[export\]'"):
-        folder_store.to_pandas()
+        store_to_pandas(folder_store)
 
 
 @pytest.mark.parametrize("output_format", ["csv", "jsonl", "parquet"])

@@ -9,7 +9,7 @@ interrupted pass (Ctrl-C, SIGTERM or kill -9 lose at most the batch being scored
 since the last run are rescored; a store built for other images is refused. An unreadable image
 stops the pass with an error naming its file, or with ``--on-error skip`` is recorded as skipped
 (NaN score) and listed in the summary. Read the scores back with ``qualoader export`` or
-``qualoader.data.ScoreStore(STORE).to_pandas()``.
+``qualoader.data.store_to_pandas(ScoreStore(STORE))``.
 
 Several metrics (``--metric sharpness,noise`` or a suite, ``--metric classical``) are scored from
 one decode of each image, into one table per metric of the same store.

@@ -3,7 +3,8 @@
 * :class:`QualityDataset` wraps any map-style dataset (per-sample scoring, or deferred: index only).
 * :class:`QualityLoader` wraps a DataLoader and scores each batch on the training device.
 * :func:`precompute` fills a :class:`ScoreStore` in one resumable pass.
-* :func:`describe` summarises a store; :func:`store_to_pandas` / :func:`store_to_arrow` (:mod:`qualoader.data.export`, beside the store) export it.
+* :func:`describe` summarises a store; :func:`store_to_pandas` / :func:`store_to_arrow` export it
+  (:mod:`qualoader.data.export`, beside the store).
 * :func:`identify_dataset` builds the :class:`DatasetIdentity` a store checks its dataset against.
 """
 

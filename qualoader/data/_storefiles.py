@@ -107,7 +107,7 @@ def write_filled_npy(path: Path, dtype: np.dtype, length: int, value: float) -> 
         np.lib.format.write_array_header_1_0(
             file, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)}
         )
-        chunk = np.full(min(length, 1 << 20), value, dtype=dtype)
+        chunk = np.zeros(min(length, 1 << 20), dtype=dtype) if value == 0 else np.full(min(length, 1 << 20), value, dtype=dtype)
         remaining = length
         while remaining:
             count = min(remaining, chunk.size)

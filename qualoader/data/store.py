@@ -61,6 +61,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -68,6 +69,7 @@ import numpy as np
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.data._lock import store_lock
+from qualoader.data._provenance import UNKNOWN_STAT, Provenance
 from qualoader.data._storefiles import (
     REBUILD,
     SCORED,
@@ -140,6 +142,10 @@ class ScoreStore:
             length = identity.length
         self.root = Path(root)
         self.rescored: np.ndarray = np.empty(0, dtype=np.int64)  #: indices dropped by the last match_dataset (changed files)
+        #: indices whose bytes the last match_dataset hashed and found unchanged (a new mtime, the same content)
+        self.verified: np.ndarray = np.empty(0, dtype=np.int64)
+        #: whether this object created the store (``discard_if_empty`` may then remove it again)
+        self.created = False
         if not (self.root / "store.json").exists():
             if length is None:
                 raise ValueError(f"length should be given to create a new store, but got length=None and no store at {str(self.root)!r}")
@@ -150,6 +156,7 @@ class ScoreStore:
             with store_lock(self.root):
                 if not (self.root / "store.json").exists():  # another process may have created it while we waited
                     self._create(length, dataset_id, identity)
+                    self.created = True
         meta = read_store_meta(self.root)
         stored_length = meta["length"]
         if length is not None and length != stored_length:
@@ -172,7 +179,9 @@ class ScoreStore:
     def _create(self, length: int, dataset_id: str | None, identity: DatasetIdentity | None) -> None:
         """Write a new store (the caller holds the lock): the manifest first, ``store.json`` last."""
         leftovers = [
-            p.name for p in self.root.iterdir() if not p.name.startswith(".") and not re.fullmatch(r"samples-[0-9a-f]+\.json", p.name)
+            p.name
+            for p in self.root.iterdir()
+            if not p.name.startswith(".") and not re.fullmatch(r"samples-[0-9a-f]+\.json|content\.npy", p.name)
         ]
         if leftovers:
             raise StoreError(
@@ -189,9 +198,44 @@ class ScoreStore:
             "uid": uuid.uuid4().hex,
             "identity": None,
         }
+        files = identity is not None and identity.kind == "files"
+        Provenance.create(  # before store.json: a store never lacks its provenance records
+            self.root / "content.npy",
+            length,
+            identity.sizes if files else [UNKNOWN_STAT] * length,  # type: ignore[union-attr]
+            identity.mtimes_ns if files else [UNKNOWN_STAT] * length,  # type: ignore[union-attr]
+        )
         if identity is not None:
             meta["identity"] = self._write_manifest(identity)
         write_json_atomic(self.root / "store.json", meta)
+
+    def discard_if_empty(self) -> bool:
+        """Remove a store this object created while nothing is scored in it (a creation that failed half-way, e.g. a full disk).
+
+        Returns whether it was removed. ``store.json`` goes first, so what is left never reads as a store.
+        """
+        if not self.created:
+            return False
+        with store_lock(self.root):
+            try:
+                tables = self.tables()
+            except StoreError:
+                return False
+            if any(table.num_scored or table.num_skipped for table in tables):
+                return False
+            (self.root / "store.json").unlink(missing_ok=True)
+            for path in self.root.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.name != ".lock":  # held open by this lock; an empty .lock does not read as a store
+                    path.unlink(missing_ok=True)
+        self.created = False
+        return True
+
+    @property
+    def provenance(self) -> Provenance:
+        """The per-sample content records the store's writes are checked against (see :mod:`qualoader.data._provenance`)."""
+        return Provenance(self.root, self.length)
 
     def _write_manifest(self, identity: DatasetIdentity) -> dict[str, str]:
         name = f"samples-{identity.digest[:16]}.json"
@@ -278,15 +322,33 @@ class ScoreStore:
                         f"{self._difference(stored, identity)}); the store at {str(self.root)!r} holds scores for other data: "
                         "use another folder, or delete this one to rescore"
                     )
-                changed = found
+                changed = self._content_changed(stored, identity, found)
                 for table in tables:
                     table.invalidate(changed)  # before the new manifest: a crash in between re-finds the same change
+            if identity.kind == "files":
+                self.provenance.match(changed, identity.sizes or (), identity.mtimes_ns or ())
             meta["identity"] = self._write_manifest(identity)
             write_json_atomic(self.root / "store.json", meta)
             if record is not None and record["manifest"] != meta["identity"]["manifest"]:
                 (self.root / record["manifest"]).unlink(missing_ok=True)
             self.rescored = changed
             return changed
+
+    def _content_changed(self, stored: DatasetIdentity, identity: DatasetIdentity, found: np.ndarray) -> np.ndarray:
+        """Of the samples whose size or mtime changed (``found``), those whose bytes changed too.
+
+        A file with its old size and a new mtime (a copied folder, a ``touch``) is hashed and kept
+        when its bytes are the ones the store's scores were computed from (the sample's recorded
+        digest); without a recorded digest, or without the files at hand, it counts as changed.
+        """
+        paths = identity.paths()
+        if paths is None or stored.sizes is None or identity.sizes is None:
+            self.verified = np.empty(0, dtype=np.int64)
+            return found
+        same_size = found[np.asarray(stored.sizes, dtype=np.int64)[found] == np.asarray(identity.sizes, dtype=np.int64)[found]]
+        same = same_size[self.provenance.same_content(same_size, paths)]
+        self.verified = same
+        return np.setdiff1d(found, same).astype(np.int64)
 
     @staticmethod
     def _difference(stored: DatasetIdentity, given: DatasetIdentity) -> str:

@@ -78,7 +78,7 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
     import torch.nn.functional as F
     from torch.utils.data import Subset, TensorDataset
 
-    from qualoader.datasets import load_fashion_mnist
+    from qualoader.datasets import fashion_mnist_digest, load_fashion_mnist
 
     source = parse_source(args.source, kinds=("fashion-mnist", "folder"))
     if source.kind == "fashion-mnist":
@@ -89,7 +89,8 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
         if args.size is not None:
             resized = F.interpolate(images.float(), size=(args.size, args.size), mode="bilinear", align_corners=False)
             images = resized.round().clamp(0, 255).to(torch.uint8)
-        return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}"
+        # the source's digest: another copy under the same split and limit is another dataset, never scored as this one
+        return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}:src={fashion_mnist_digest(split)}"
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 

@@ -408,6 +408,9 @@ class ScoreStore:
                 "dataset_id": self.dataset_id,
                 "store_uid": self.uid,
             }
+            profile = getattr(metric, "profile", None)
+            if profile is not None and isinstance(getattr(profile, "name", None), str):
+                header["profile"] = profile.name  # names the export column when two profiles of one metric share the store
             with store_lock(self.root):
                 if not path.exists():  # a concurrent creator may have won while we waited
                     ScoreTable._create(path, json.loads(json.dumps(header, default=str)))

@@ -64,7 +64,8 @@ class ScoreTable:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         header = read_json_object(self.path / "header.json", "the table header")
-        if header.get("format") != TABLE_FORMAT or header.get("version") != VERSION or set(header) != HEADER_KEYS:
+        # "profile" (the name of the quality profile that scored it) is optional: tables made before it have none
+        if header.get("format") != TABLE_FORMAT or header.get("version") != VERSION or set(header) - {"profile"} != HEADER_KEYS:
             raise StoreError(
                 f"the table header should be a {TABLE_FORMAT} version {VERSION} header with keys {sorted(HEADER_KEYS)}, "
                 f"but got {str(self.path / 'header.json')!r} with format={header.get('format')!r}, version={header.get('version')!r}, "
@@ -109,6 +110,12 @@ class ScoreTable:
     def config(self) -> dict[str, Any]:
         """``metric.get_config()`` of the metric that wrote the scores."""
         return dict(self.header["config"])
+
+    @property
+    def profile_name(self) -> str | None:
+        """The name of the quality profile whose metric wrote the scores (as ``profile show`` prints it), else ``None``."""
+        name = self.header.get("profile")
+        return name if isinstance(name, str) else None
 
     @property
     def higher_is_better(self) -> bool:

@@ -155,6 +155,23 @@ class DatasetIdentity:
             return None
         return [os.path.join(self.root, *key.split("/")) for key in self.keys]
 
+    def difference(self, given: DatasetIdentity) -> str:
+        """How ``given`` differs from this (stored) identity, for error messages: ``""`` or ``"; <what>"``."""
+        if self.kind != given.kind:
+            return f"; identified by {given.kind}, the store by {self.kind}"
+        if self.kind == "files" and self.keys is not None and given.keys is not None:
+            old, new = set(self.keys), set(given.keys)
+            added, removed = sorted(new - old), sorted(old - new)
+            parts = []
+            if added:
+                parts.append(f"{len(added)} file(s) added, e.g. {added[0]!r}")
+            if removed:
+                parts.append(f"{len(removed)} file(s) removed, e.g. {removed[0]!r}")
+            if not parts:
+                parts.append("the same files in another order")
+            return "; " + ", ".join(parts)
+        return ""
+
     def describe(self) -> str:
         """A short human-readable description for error messages."""
         what = {"files": "a folder manifest", "id": "a dataset id", "content": "a sampled content hash"}[self.kind]

@@ -5,9 +5,10 @@ Layout of a store folder (``length`` = number of samples of the dataset)::
     root/
       store.json                      format, version, length, dataset_id, uid, identity (written last)
       samples-<digest>.json           the dataset identity: per-sample paths (folders) or keys, sizes, mtimes
+      content.npy                     per sample: digest of the bytes its scores came from, size and mtime last matched
       .lock                           fcntl lock file (creation, writes, identity changes)
       <metric>-<fingerprint>/         one ScoreTable per metric configuration
-        header.json                   metric name, fingerprint, config, calibration at creation, length, dataset_id, store_uid
+        header.json                   metric, fingerprint, config, calibration at creation, profile name, store's uid/length/id
         scores.npy                    float64 (N,), the scores
         scored.npy                    uint8 (N,): 0 missing, 1 scored, 2 skipped (unreadable sample)
         skipped.json                  why each skipped sample was skipped (index -> message naming its file)
@@ -15,19 +16,22 @@ Layout of a store folder (``length`` = number of samples of the dataset)::
 Guarantees:
 
 * **The store knows its dataset.** ``store.json`` records a :class:`~qualoader.data.identity.DatasetIdentity`
-  built from content (a folder's manifest of relative paths, sizes and modification times; or a
-  user-given ``dataset_id``; or a sampled content hash), and the store keeps the manifest, so every
-  sample's path (folders) or key is recorded. :meth:`ScoreStore.match_dataset` (called by
+  (a folder's manifest of relative paths, sizes and modification times; or a user-given
+  ``dataset_id``; or a sampled content hash). :meth:`ScoreStore.match_dataset` (called by
   ``precompute``, :class:`~qualoader.data.QualityDataset` and :class:`~qualoader.data.QualityLoader`)
-  compares a dataset with it. **Choice: exactly the changed samples are rescored** when that can
-  be known, i.e. a folder with the same files in the same order of which some were rewritten or
-  touched: their scores are dropped from every table (flags cleared under the lock) before the new
-  manifest is recorded, so they are scored again and stale scores are never served. Any other
-  difference (files added, removed or renamed, another ``dataset_id``, another content hash,
-  another length) is refused with a :class:`StoreError`. A store that records no identity (made by
-  ``ScoreStore(root, length)``, filled by the caller's own ``table.write``) adopts the first
-  dataset matched with it and is checked from then on; ``precompute``, ``QualityDataset`` and
-  ``QualityLoader`` record the identity before they write a score.
+  compares a dataset with it: the same files in the same order of which some changed get exactly
+  those samples' scores dropped from every table before the new manifest is recorded; any other
+  difference (files added, removed or renamed, another ``dataset_id``, content hash or length) is a
+  :class:`StoreError`. A store made by ``ScoreStore(root, length)`` adopts the first dataset matched.
+* **Never stale (folders).** Each sample's record in ``content.npy`` holds the BLAKE2b digest of the
+  size and bytes its scores were computed from (hashed by the ``precompute`` workers that read the
+  file to decode it). A file with a new mtime but its old size is hashed when matched: the same
+  bytes (a copied folder, a ``touch``) keep their scores. ``precompute`` also reads every
+  already-scored file once per run and rescores those whose bytes changed with size and mtime
+  kept (``trust_mtime=True`` skips that read). Every write is claimed under the lock against the
+  record (:mod:`qualoader.data._provenance`): a score read from another version of the file than
+  the one the store holds is dropped with that sample's cells, so overlapping runs cannot mix
+  versions. Readers given a store between runs trust size and mtime.
 * **Cross-checked metadata.** Every table header names the store's ``uid``, length and
   ``dataset_id``, and is checked against ``store.json``, its folder name and its arrays' shapes; the
   manifest must hash to the digest in ``store.json``. A mismatch or a corrupt file raises
@@ -42,9 +46,10 @@ Guarantees:
   only readers without a metric (``describe(store)``, exports) fall back to the header's.
 * **Atomic, crash-safe writes.** JSON files are written to a temporary file, fsynced and
   ``os.replace``-d; ``store.json`` is written last, so a store whose creation was interrupted does
-  not read as a store. A new table is built in a temporary folder with its arrays preallocated by
+  not read as a store, and a store that ``precompute`` made is removed again (``store.json`` first)
+  when its tables do not fit on the disk. A new table is built in a temporary folder with its arrays preallocated by
   real writes (not a sparse ``truncate``: a full disk then fails the write with an ``OSError``
-  instead of a later ``SIGBUS`` in a memory-mapped store) and renamed into place.
+  instead of a later ``SIGBUS`` in a memory-mapped store; ``content.npy`` too) and renamed into place.
   :meth:`ScoreTable.write` writes and flushes the scores *before* it sets and flushes their flags,
   so a crash can leave a computed score unflagged (it is recomputed) but never a flag without its
   score.
@@ -319,7 +324,7 @@ class ScoreStore:
                 if found is None:
                     raise StoreError(
                         f"the dataset should be the store's ({stored.describe()}), but got another dataset ({identity.describe()}"
-                        f"{self._difference(stored, identity)}); the store at {str(self.root)!r} holds scores for other data: "
+                        f"{stored.difference(identity)}); the store at {str(self.root)!r} holds scores for other data: "
                         "use another folder, or delete this one to rescore"
                     )
                 changed = self._content_changed(stored, identity, found)
@@ -349,23 +354,6 @@ class ScoreStore:
         same = same_size[self.provenance.same_content(same_size, paths)]
         self.verified = same
         return np.setdiff1d(found, same).astype(np.int64)
-
-    @staticmethod
-    def _difference(stored: DatasetIdentity, given: DatasetIdentity) -> str:
-        if stored.kind != given.kind:
-            return f"; identified by {given.kind}, the store by {stored.kind}"
-        if stored.kind == "files" and stored.keys is not None and given.keys is not None:
-            old, new = set(stored.keys), set(given.keys)
-            added, removed = sorted(new - old), sorted(old - new)
-            parts = []
-            if added:
-                parts.append(f"{len(added)} file(s) added, e.g. {added[0]!r}")
-            if removed:
-                parts.append(f"{len(removed)} file(s) removed, e.g. {removed[0]!r}")
-            if not parts:
-                parts.append("the same files in another order")
-            return "; " + ", ".join(parts)
-        return ""
 
     # -- tables --------------------------------------------------------------------------------
     def table(self, metric: QualityMetric, *, create: bool = False) -> ScoreTable:

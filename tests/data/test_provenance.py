@@ -143,3 +143,16 @@ def test_write_of_another_version_is_refused(tmp_path: Path, bmp_folder: list[Pa
     assert provenance.claim([5], [file_digest(bmp_folder[5])], store.tables).tolist() == [False]
     final = precompute(dataset, create_metric("sharpness"), tmp_path / "s", progress=False)
     assert final.complete and np.allclose(final.scores(), _fresh(bmp_folder), rtol=1e-5, atol=0)
+
+
+def test_cli_trust_mtime_option(tmp_path: Path, bmp_folder: list[Path]) -> None:
+    from qualoader.cli import main
+
+    argv = ["precompute", str(tmp_path / "images"), "--store", str(tmp_path / "s"), "--metric", "sharpness", "--no-progress"]
+    assert main(argv) == 0
+    before = ScoreStore(tmp_path / "s").table(create_metric("sharpness")).scores()
+    _rewrite_keeping_stat(bmp_folder[2], bmp_folder[7].read_bytes())
+    assert main([*argv, "--trust-mtime"]) == 0
+    assert ScoreStore(tmp_path / "s").table(create_metric("sharpness")).scores()[2] == before[2]  # trusted: not read
+    assert main(argv) == 0
+    assert np.isclose(ScoreStore(tmp_path / "s").table(create_metric("sharpness")).scores()[2], before[7], rtol=1e-5)

@@ -69,6 +69,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                         help="unreadable image: stop with an error naming the file (raise, default) or record it as skipped (skip)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--trust-mtime", action="store_true",
+                        help="do not re-read already-scored files: trust an unchanged size and modification time "
+                        "(default: their bytes are hashed, so edits that keep both are rescored)")
     parser.set_defaults(func=run)
 
 
@@ -194,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             on_error=args.on_error,
             dataset_id=dataset_id,
+            trust_mtime=args.trust_mtime,
         )
     except DomainError as error:  # --strict: images outside the aligned metric's domain are the user's to fix
         raise UserError(str(error)) from error

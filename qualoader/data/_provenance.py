@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from qualoader.data._lock import store_lock
-from qualoader.data._storefiles import REBUILD, StoreError, as_indices, disk_error, fsync_dir, write_filled_npy
+from qualoader.data._storefiles import REBUILD, StoreError, allocate, as_indices, disk_error, fsync_dir, write_filled_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from qualoader.data.table import ScoreTable
@@ -115,6 +115,7 @@ class Provenance:
         with store_lock(self.root):
             if not self.path.exists():
                 self.create(self.path, self.length, [UNKNOWN_STAT] * self.length, [UNKNOWN_STAT] * self.length)
+            allocate(self.path)
             try:
                 records = np.load(self.path, mmap_mode="r+", allow_pickle=False)
             except (ValueError, OSError, EOFError) as error:

@@ -30,6 +30,7 @@ __all__ = [
     "UNSCORED",
     "VERSION",
     "StoreError",
+    "allocate",
     "as_indices",
     "disk_error",
     "fsync_dir",
@@ -95,6 +96,23 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise StoreError(f"{what} should be a JSON object, but got {type(payload).__name__} in {str(path)!r}; {REBUILD}")
     return payload
+
+
+def allocate(path: Path) -> None:
+    """Give a file real blocks for its whole size before it is memory-mapped for writing.
+
+    A sparse file (a hole left by ``truncate``, a ``cp --sparse`` copy) that is mapped and written on a
+    full disk kills the process with SIGBUS; ``posix_fallocate`` fails with ENOSPC instead, a clear error.
+    """
+    try:
+        with open(path, "r+b") as file:
+            status = os.fstat(file.fileno())
+            if status.st_blocks * 512 < status.st_size:
+                os.posix_fallocate(file.fileno(), 0, status.st_size)
+    except FileNotFoundError:
+        return  # the caller's own open names the missing file
+    except OSError as error:
+        raise disk_error(error, str(path)) from error
 
 
 def write_filled_npy(path: Path, dtype: np.dtype, length: int, value: float) -> None:

@@ -26,6 +26,7 @@ from qualoader.data._storefiles import (
     UNSCORED,
     VERSION,
     StoreError,
+    allocate,
     as_indices,
     disk_error,
     fsync_dir,
@@ -134,6 +135,8 @@ class ScoreTable:
     # -- arrays --------------------------------------------------------------------------------
     def _open_array(self, name: str, dtype: np.dtype, writable: bool) -> np.ndarray:
         path = self.path / name
+        if writable:
+            allocate(path)
         try:
             array = np.load(path, mmap_mode="r+" if writable else "r", allow_pickle=False)
         except FileNotFoundError as error:

@@ -149,3 +149,22 @@ def test_sparse_store_arrays_are_never_mapped(tmp_path: Path) -> None:
     for path in (tmp_path / "s" / "content.npy", table.path / "scores.npy", table.path / "scored.npy"):
         status = path.stat()
         assert status.st_blocks * 512 >= status.st_size, path  # allocated, not a hole
+
+
+def test_a_sparse_table_gets_real_blocks_before_it_is_written(tmp_path: Path) -> None:
+    """A table whose scores file has a hole (a sparse copy) is allocated before it is mapped for writing."""
+    store = ScoreStore(tmp_path / "s", 100_000, dataset_id="big")
+    table = store.table(create_metric("sharpness"), create=True)
+    path = table.path / "scores.npy"
+    data = path.read_bytes()
+    header = data[: data.index(b"\n") + 1]
+    with open(path, "wb") as file:  # the same file, its NaN body left as a hole
+        file.write(header)
+        file.truncate(len(data))
+    hole = path.stat()
+    if hole.st_blocks * 512 >= hole.st_size:
+        pytest.skip("this file system does not make sparse files")
+    table = ScoreStore(tmp_path / "s").table(create_metric("sharpness"))
+    table.write([5], [0.25])
+    status = path.stat()
+    assert status.st_blocks * 512 >= status.st_size and table.read([5])[0].tolist() == [0.25]

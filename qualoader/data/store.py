@@ -74,7 +74,7 @@ import numpy as np
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.data._lock import store_lock
-from qualoader.data._provenance import UNKNOWN_STAT, Provenance
+from qualoader.data._provenance import Provenance
 from qualoader.data._storefiles import (
     REBUILD,
     SCORED,
@@ -203,13 +203,9 @@ class ScoreStore:
             "uid": uuid.uuid4().hex,
             "identity": None,
         }
-        files = identity is not None and identity.kind == "files"
-        Provenance.create(  # before store.json: a store never lacks its provenance records
-            self.root / "content.npy",
-            length,
-            identity.sizes if files else [UNKNOWN_STAT] * length,  # type: ignore[union-attr]
-            identity.mtimes_ns if files else [UNKNOWN_STAT] * length,  # type: ignore[union-attr]
-        )
+        if identity is not None and identity.kind == "files":
+            # before store.json: a folder's store never lacks its provenance records (other stores make them when first used)
+            Provenance.create(self.root / "content.npy", length, identity.sizes, identity.mtimes_ns)
         if identity is not None:
             meta["identity"] = self._write_manifest(identity)
         write_json_atomic(self.root / "store.json", meta)

@@ -45,7 +45,7 @@ _CREATE_TABLE = """
 import sys
 from qualoader.data import ScoreStore
 from qualoader.metrics import create_metric
-store = ScoreStore(sys.argv[1], 200_000, dataset_id="big")   # made before the disk filled (opened here)
+store = ScoreStore(sys.argv[1], 200_000, dataset_id="big")   # store.json fits under the limit
 try:
     store.table(create_metric("sharpness"), create=True)     # 1.6 MB of scores does not
 except OSError as error:
@@ -56,13 +56,12 @@ except OSError as error:
 
 @pytest.mark.slow
 def test_full_disk_while_creating_a_table(tmp_path: Path) -> None:
-    ScoreStore(tmp_path / "s", 200_000, dataset_id="big")  # its per-sample records (6.4 MB) would not fit either
     result = _run(_CREATE_TABLE, 64 * 1024, str(tmp_path / "s"))
     assert result.returncode == 3, (result.returncode, result.stderr)  # an error, not a SIGBUS/SIGXFSZ death
     assert "OSError 27" in result.stdout and "could not be written (File too large); free some disk space" in result.stdout
     store = ScoreStore(tmp_path / "s")  # the store itself is intact
     assert store.length == 200_000 and store.tables() == []
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [".lock", "content.npy", "store.json"]  # no half-made table
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [".lock", "store.json"]  # no half-made table
     with pytest.raises(LookupError, match="store should hold scores for metric 'sharpness'"):
         store.table(create_metric("sharpness"))
     assert store.table(create_metric("sharpness"), create=True).num_scored == 0  # with space, it just works
@@ -146,6 +145,7 @@ def test_sparse_store_arrays_are_never_mapped(tmp_path: Path) -> None:
     """Every array of a store is written with real blocks (a full disk fails the write, never a later SIGBUS)."""
     store = ScoreStore(tmp_path / "s", 100_000, dataset_id="big")
     table = store.table(create_metric("sharpness"), create=True)
+    assert store.provenance.records().shape == (100_000,)  # made when first used (a store of in-memory data)
     for path in (tmp_path / "s" / "content.npy", table.path / "scores.npy", table.path / "scored.npy"):
         status = path.stat()
         assert status.st_blocks * 512 >= status.st_size, path  # allocated, not a hole

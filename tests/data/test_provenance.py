@@ -156,3 +156,41 @@ def test_cli_trust_mtime_option(tmp_path: Path, bmp_folder: list[Path]) -> None:
     assert ScoreStore(tmp_path / "s").table(create_metric("sharpness")).scores()[2] == before[2]  # trusted: not read
     assert main(argv) == 0
     assert np.isclose(ScoreStore(tmp_path / "s").table(create_metric("sharpness")).scores()[2], before[7], rtol=1e-5)
+
+
+class Interleaving(Counting):
+    """``sharpness`` whose first batch runs ``hook`` between reading its images and storing their scores."""
+
+    def __init__(self, hook: Any) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def score(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return super().score(images)
+
+
+@pytest.mark.parametrize("keep_stat", [False, True], ids=["rewritten", "rewritten-keeping-size-and-mtime"])
+def test_overlapping_run_cannot_store_the_version_it_read_before_a_change(tmp_path: Path, bmp_folder: list[Path], keep_stat: bool) -> None:
+    """Run A reads the files; file 2 then changes and run B scores the new version; A's old score must not be kept."""
+    dataset = ImageFolder(str(tmp_path / "images"))
+
+    def change_then_run_b() -> None:
+        if keep_stat:
+            _rewrite_keeping_stat(bmp_folder[2], bmp_folder[5].read_bytes())
+        else:
+            bmp_folder[2].write_bytes(bmp_folder[5].read_bytes())
+            os.utime(bmp_folder[2], ns=(0, bmp_folder[2].stat().st_mtime_ns + 10**9))
+        assert precompute(dataset, create_metric("sharpness"), tmp_path / "s", progress=False).complete
+
+    run_a = Interleaving(change_then_run_b)
+    table = precompute(dataset, run_a, tmp_path / "s", batch_size=8, progress=False)
+    assert run_a.images == 8 + 1  # its batch of 8 (file 2's score refused), then file 2 again in a further pass
+    fresh = _fresh(bmp_folder)
+    assert table.complete and np.allclose(table.scores(), fresh, rtol=1e-5, atol=0)
+    # nothing stale is left for a later run to trust: even one that trusts size and mtime finds every score fresh
+    again = Counting()
+    assert np.allclose(precompute(dataset, again, tmp_path / "s", progress=False, trust_mtime=True).scores(), fresh, rtol=1e-5, atol=0)
+    assert again.images == 0

@@ -136,3 +136,17 @@ def test_shard_columns(tmp_path: Path, fmnist_small: TensorDataset) -> None:
     sidecar_path(shards[1]).unlink()
     with pytest.raises(FileNotFoundError, match="without .*in-000001.tar.quality.json'; run qualoader tag or qualoader score"):
         shard_columns([str(s) for s in shards])
+
+
+def test_csv_cells_that_start_a_formula_are_text(tmp_path: Path) -> None:
+    keys = ["=1+1", "+A1", "-A1", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"]
+    columns = {"index": np.arange(8), "key": keys, "=score": np.array([-1.5, 2.0, np.nan, 0.0, 1e-9, -0.0, 3.0, 4.0])}
+    write_columns(columns, tmp_path / "t.csv", "csv")
+    with open(tmp_path / "t.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["index", "key", "'=score"]
+    assert [row[1] for row in rows[1:]] == ["'=1+1", "'+A1", "'-A1", "'@SUM(A1)", "'\tx", "'\rx", "plain", "a=b"]
+    # numbers stay numbers, negative ones included, and read back bit for bit
+    assert [row[2] for row in rows[1:]] == ["-1.5", "2.0", "", "0.0", "1e-09", "-0.0", "3.0", "4.0"]
+    write_columns(columns, tmp_path / "t.jsonl", "jsonl")  # JSON is not run by spreadsheets: kept as they are
+    assert [json.loads(line)["key"] for line in (tmp_path / "t.jsonl").read_text().splitlines()] == keys

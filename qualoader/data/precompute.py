@@ -295,7 +295,9 @@ def _write_skipped(
         return
     ok = [True] * len(skipped)
     if provenance is not None:
-        ok = provenance.claim([s.index for s, _ in skipped], [v for _, v in skipped], store.tables).tolist()
+        # a file that cannot even be opened has no version to claim: it is recorded as skipped all the same
+        claimed = provenance.claim([s.index for s, _ in skipped], [v for _, v in skipped], store.tables).tolist()
+        ok = [keep or version is None for keep, (_, version) in zip(claimed, skipped)]
     for name, table in tables.items():
         lacking = [s for (s, _), keep in zip(skipped, ok) if keep and need[name][s.index]]
         if lacking:

@@ -194,3 +194,11 @@ def test_overlapping_run_cannot_store_the_version_it_read_before_a_change(tmp_pa
     again = Counting()
     assert np.allclose(precompute(dataset, again, tmp_path / "s", progress=False, trust_mtime=True).scores(), fresh, rtol=1e-5, atol=0)
     assert again.images == 0
+
+
+def test_a_vanished_file_is_skipped_by_name(tmp_path: Path, bmp_folder: list[Path]) -> None:
+    dataset = ImageFolder(str(tmp_path / "images"))
+    bmp_folder[3].unlink()  # listed, then gone: nothing to hash and nothing to decode
+    table = precompute(dataset, create_metric("sharpness"), tmp_path / "s", progress=False, on_error="skip")
+    assert table.complete and list(table.skipped()) == [3] and "06.bmp" in table.skipped()[3]  # named by its file
+    assert table.num_scored == 7

@@ -20,17 +20,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from qualoader.calibration import SHIPPED_SWEEP
 from qualoader.cli._errors import UserError, create_cli_metric, user_errors
 from qualoader.cli._sources import parse_source
 
-__all__ = ["DEMO_CORRUPTIONS", "DEMO_METRICS", "add_parser", "demo_summary", "run"]
+__all__ = ["DEMO_METRICS", "add_parser", "demo_summary", "run"]
 
 #: The shipped no-reference aligned metrics that carry a calibration (a difficulty) out of the box.
 DEMO_METRICS: tuple[str, ...] = ("bn-shift", "task-guided")
-#: The corruptions the shipped calibrations were fitted on: the demo shows their difficulty prior where it was fitted.
-DEMO_CORRUPTIONS: tuple[str, ...] = SHIPPED_SWEEP
 _SEVERITIES = 6  # image i gets severity i % 6: 0 (clean) to 5, so every level has the same share
+
+
+def _corruptions() -> tuple[str, ...]:
+    """The corruptions the shipped calibrations were fitted on: the demo shows their difficulty prior where it was fitted."""
+    # imported here, not at the top: the calibration package pulls in torch, which `qualoader --help` must not wait for
+    from qualoader.calibration import SHIPPED_SWEEP
+
+    return SHIPPED_SWEEP
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,14 +66,15 @@ def _degrade(images: Any, seed: int) -> tuple[Any, Any, Any]:
 
     from qualoader.corruptions import corrupt
 
+    corruptions = _corruptions()
     generator = torch.Generator().manual_seed(seed)
     count = images.shape[0]
     severity = torch.arange(count) % _SEVERITIES
-    corruption = torch.randint(len(DEMO_CORRUPTIONS), (count,), generator=generator)
+    corruption = torch.randint(len(corruptions), (count,), generator=generator)
     corruption[severity == 0] = -1
     degraded = images.float() / 255
     # One call per (corruption, severity) group: the corruptions are batched, not per image.
-    for index, name in enumerate(DEMO_CORRUPTIONS):
+    for index, name in enumerate(corruptions):
         for level in range(1, _SEVERITIES):
             rows = torch.nonzero((corruption == index) & (severity == level)).flatten()
             if rows.numel():
@@ -161,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
     degraded, corruption, severity = _degrade(images, args.seed)
     print(
-        f"degraded: {int((severity > 0).sum())} images with {len(DEMO_CORRUPTIONS)} ImageNet-C corruptions at severities 1-5, "
+        f"degraded: {int((severity > 0).sum())} images with {len(_corruptions())} ImageNet-C corruptions at severities 1-5, "
         f"{int((severity == 0).sum())} clean"
     )
     device = torch.device(args.device)
@@ -182,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     summary: dict[str, Any] = {
-        "data": {"split": split, "copy": copy, "images": len(labels), "seed": args.seed, "corruptions": list(DEMO_CORRUPTIONS)},
+        "data": {"split": split, "copy": copy, "images": len(labels), "seed": args.seed, "corruptions": list(_corruptions())},
         "reference": {"name": reference.name, "accuracy": float(correct.mean())},
         "metrics": {},
     }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import os
 import pkgutil
 import sys
 import textwrap
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from typing import NoReturn, TextIO
 
 from qualoader.cli import commands
-from qualoader.cli._errors import UserError, check_device, error_line, report_user_error
+from qualoader.cli._errors import OUTPUT_OPTIONS, WRITE_ERRNOS, UserError, check_device, error_line, report_user_error, write_error
 
 __all__ = ["build_parser", "main"]
 
@@ -123,23 +124,60 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A user error (:class:`~qualoader.cli._errors.UserError`, raised by a command or by the
     ``--device`` check) prints ``qualoader <command>: error: <message>`` on stderr and returns 2;
-    with ``--debug`` it propagates with its traceback. Warnings of qualoader's own categories print
-    ``qualoader <command>: warning: <message>`` on stderr, once per distinct message.
+    with ``--debug`` it propagates with its traceback. A write that fails for want of space or
+    permission (:data:`~qualoader.cli._errors.WRITE_ERRNOS`) and escaped the command's own report is
+    one such line too. Warnings of qualoader's own categories print ``qualoader <command>: warning:
+    <message>`` on stderr, once per distinct message.
+
+    Ctrl-C at any point, imports included, prints one line and returns 130. A closed standard output
+    (``qualoader ... | head``) ends the command quietly with 141, the shells' code for SIGPIPE.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    with _command_warnings(args.command):
-        try:
-            if getattr(args, "device", None) is not None:
-                check_device(args.device)
-            return int(args.func(args) or 0)
-        except UserError as error:
-            if args.debug:
-                raise
-            return report_user_error(args.command, error)
+    command: str | None = None
+    debug = False
+    args = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command, debug = args.command, args.debug
+        if args.command is None:
+            parser.print_help()
+            sys.stdout.flush()
+            return 0
+        with _command_warnings(args.command):
+            try:
+                if getattr(args, "device", None) is not None:
+                    check_device(args.device)
+                code = int(args.func(args) or 0)
+            except UserError as error:
+                if args.debug:
+                    raise
+                return report_user_error(args.command, error)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at the interpreter's exit
+        return code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(error_line(command, "interrupted by SIGINT (Ctrl-C)"), file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    except OSError as error:
+        if debug or error.errno not in WRITE_ERRNOS:
+            raise
+        option, dest = OUTPUT_OPTIONS.get(command or "", (None, ""))
+        path = getattr(args, dest, None) if option else None
+        return report_user_error(command, write_error(error, option, path if path is not None else error.filename))
+
+
+def _closed_pipe() -> int:
+    """Point stdout at /dev/null (the interpreter's final flush would fail again) and return 128 + SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or replaced (tests)
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+from qualoader.cli._errors import UserError, check_outputs, create_cli_metric, output_errors, user_errors
 from qualoader.cli._sources import parse_source
 
 __all__ = ["DEMO_METRICS", "add_parser", "demo_summary", "run"]
@@ -28,6 +27,13 @@ __all__ = ["DEMO_METRICS", "add_parser", "demo_summary", "run"]
 #: The shipped no-reference aligned metrics that carry a calibration (a difficulty) out of the box.
 DEMO_METRICS: tuple[str, ...] = ("bn-shift", "task-guided")
 _SEVERITIES = 6  # image i gets severity i % 6: 0 (clean) to 5, so every level has the same share
+
+
+def _data_folder() -> Path | None:
+    """The full Fashion-MNIST copy's folder when there is one (the bundled sample lies inside the package)."""
+    from qualoader.datasets import fashion_mnist_root, fashion_mnist_source
+
+    return fashion_mnist_root() if fashion_mnist_source() == "full" else None
 
 
 def _corruptions() -> tuple[str, ...]:
@@ -127,12 +133,10 @@ def demo_summary(scores: Any, difficulty: Any, correct: Any, severity: Any, high
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+    from qualoader._atomic import atomic_writer
+
+    with atomic_writer(path) as handle:
         write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    partial.replace(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         split = parse_source(args.source, kinds={"fashion-mnist"}).resolved_split(None)
         if args.output is not None and args.output.exists() and not args.output.is_dir():
             raise UserError(f"--output should be a folder, but got --output={str(args.output)!r}, which is a file")
+        if args.output is not None:
+            check_outputs(args.output, "--output", [("SOURCE", _data_folder())])
     metrics = {name: create_cli_metric(name, device=args.device) for name in names}
     copy = fashion_mnist_source()
     images, labels = load_fashion_mnist(split, source=copy)  # source chosen explicitly: the line below says which
@@ -212,10 +218,11 @@ def run(args: argparse.Namespace) -> int:
         _print_metric(name, result)
 
     output = args.output if args.output is not None else Path(tempfile.mkdtemp(prefix="qualoader-demo-"))
-    output.mkdir(parents=True, exist_ok=True)
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    _write_atomic(output / "demo.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
-    _write_atomic(output / "scores.npz", lambda handle: np.savez_compressed(handle, **arrays))
+    with output_errors("--output", output):
+        output.mkdir(parents=True, exist_ok=True)
+        _write_atomic(output / "demo.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+        _write_atomic(output / "scores.npz", lambda handle: np.savez_compressed(handle, **arrays))
     print(f"wrote {output / 'demo.json'} and {output / 'scores.npz'} ({summary['seconds']:.1f} s)")
     return 0
 

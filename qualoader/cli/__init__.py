@@ -25,7 +25,7 @@ import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from qualoader.cli import commands
 from qualoader.cli._errors import OUTPUT_OPTIONS, WRITE_ERRNOS, UserError, check_device, error_line, report_user_error, write_error
@@ -41,8 +41,38 @@ def _wrap(title: str, names: Sequence[str]) -> str:
     return f"{title}:\n{text}\n"
 
 
+class _StoreOnce(argparse._StoreAction):
+    """``store``, refusing a second value: an option that takes one value and is given twice is an error, not "the last wins".
+
+    Options that take several values say so (``action="append"``, repeatable everywhere: ``--metric``,
+    ``--profile``); every other option is this one, in every command, so a repeat never goes unnoticed.
+    """
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None
+    ) -> None:
+        given = namespace.__dict__.setdefault("_qualoader_given", {})
+        if option_string is not None and self.dest in given:
+            parser.error(
+                f"{option_string} should be given once (it takes one value), but got {option_string}={given[self.dest]!r} "
+                f"and {option_string}={values!r}"
+            )
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _CommandParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors take one line and whose help ends with the valid metric / corruption names."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, rest = super().parse_known_args(args, namespace)
+        vars(parsed).pop("_qualoader_given", None)  # _StoreOnce's record of this parse, not an option
+        return parsed, rest
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("qualoader").strip() or None

@@ -34,7 +34,8 @@ __all__ = ["STALE_AFTER_S", "atomic_writer", "current_umask", "new_file_mode", "
 STALE_AFTER_S = 60.0
 
 _SUFFIX = ".tmp"
-_RANDOM_CHARS = 8  # tempfile.mkstemp's random part
+_RANDOM_CHARS = 8  # tempfile.mkstemp's random part, drawn from:
+_RANDOM_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def current_umask() -> int:
@@ -101,8 +102,11 @@ def writes_through(path: str | os.PathLike[str]) -> bool:
 
 
 def _is_temporary_of(name: str, destination: str) -> bool:
+    """Whether ``name`` has the exact shape of :func:`atomic_writer`'s temporaries of ``destination`` (others' files never do)."""
     prefix = f".{destination}."
-    return name.startswith(prefix) and name.endswith(_SUFFIX) and len(name) == len(prefix) + _RANDOM_CHARS + len(_SUFFIX)
+    if not (name.startswith(prefix) and name.endswith(_SUFFIX) and len(name) == len(prefix) + _RANDOM_CHARS + len(_SUFFIX)):
+        return False
+    return all(char in _RANDOM_ALPHABET for char in name[len(prefix) : len(prefix) + _RANDOM_CHARS])
 
 
 def _remove_stale_temporaries(path: Path) -> None:

@@ -167,7 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:  # --help, or a usage error: what argparse printed must meet a closed pipe here, not at exit
+            sys.stdout.flush()
+            raise
         command, debug = args.command, args.debug
         if args.command is None:
             parser.print_help()

@@ -99,16 +99,10 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
             resized = F.interpolate(images.float(), size=(args.size, args.size), mode="bilinear", align_corners=False)
             images = resized.round().clamp(0, 255).to(torch.uint8)
         return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}"
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
-
-    transform = transforms.Resize((args.size, args.size)) if args.size is not None else None
-    from qualoader.cli._flat_folder import FlatImageFolder, has_class_folders
+    from qualoader.cli._image_folder import ImageFiles, Resize
     from qualoader.decoding import load_image  # the one decoder: 16-bit, palette, EXIF as on every other path
 
-    folder = Path(str(source.folder))  # parse_source's folder kind always has one
-    folder_class = ImageFolder if has_class_folders(folder) else FlatImageFolder
-    dataset = folder_class(str(folder), transform=transform, loader=load_image)
+    dataset = ImageFiles(str(source.folder), transform=Resize(args.size) if args.size is not None else None, loader=load_image)
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     # the files themselves are identified by the store's manifest (paths relative to the root, so the

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -219,10 +220,16 @@ def run(args: argparse.Namespace) -> int:
 
     output = args.output if args.output is not None else Path(tempfile.mkdtemp(prefix="qualoader-demo-"))
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    with output_errors("--output", output):
-        output.mkdir(parents=True, exist_ok=True)
-        _write_atomic(output / "demo.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
-        _write_atomic(output / "scores.npz", lambda handle: np.savez_compressed(handle, **arrays))
+    created = not output.exists()
+    try:
+        with output_errors("--output", output):
+            output.mkdir(parents=True, exist_ok=True)
+            _write_atomic(output / "demo.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+            _write_atomic(output / "scores.npz", lambda handle: np.savez_compressed(handle, **arrays))
+    except BaseException:
+        if created:  # a folder this run made holds nothing worth keeping without both files
+            shutil.rmtree(output, ignore_errors=True)
+        raise
     print(f"wrote {output / 'demo.json'} and {output / 'scores.npz'} ({summary['seconds']:.1f} s)")
     return 0
 

@@ -1,6 +1,6 @@
 """Whole-process timings of the ``qualoader`` command line: what a user waits for, start-up included.
 
-Builds ``--count`` PNGs (default 1024) of ``--size`` px (default 224) from seeded random crops of
+Builds ``--count`` PNGs (default 1024) of ``--size`` px (default 224), in ``images/photos/``, from seeded random crops of
 the scikit-image photos, then times each command below as a fresh subprocess, ``--repeats`` times
 (default 5, interleaved so that load on a shared machine spreads over all of them), and reports the
 median wall-clock seconds and ratios against baselines measured in the same run:
@@ -39,7 +39,7 @@ import sys, torch
 from pathlib import Path
 from torch.utils.data import DataLoader
 from qualoader.decoding import load_image
-paths = sorted(Path(sys.argv[1]).glob('*.png'))
+paths = sorted(Path(sys.argv[1]).rglob('*.png'))
 loader = DataLoader(paths, batch_size=64, num_workers=int(sys.argv[2]), collate_fn=lambda batch: [load_image(p) for p in batch])
 count = sum(len(batch) for batch in loader)
 assert count == len(paths)
@@ -88,7 +88,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="qualoader-cli-startup-") as temp:
         root = Path(temp)
         images = root / "images"
-        write_images(images, args.count, args.size)
+        # one class folder: the ImageFolder layout every version of precompute reads (flat folders are newer)
+        write_images(images / "photos", args.count, args.size)
         stores = iter(range(10**6))
         commands = {
             "python -c pass": lambda: [python, "-c", "pass"],

@@ -73,7 +73,7 @@ def time_command(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     return seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=1024, help="PNGs in the folder (default: 1024)")
     parser.add_argument("--size", type=int, default=224, help="side of each PNG in pixels (default: 224)")
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command; the median is reported (default: 5)")
     parser.add_argument("--pythonpath", default=str(REPO), help="the qualoader checkout the commands import (default: this one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     env = {**os.environ, "PYTHONPATH": args.pythonpath}
     python = sys.executable

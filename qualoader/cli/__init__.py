@@ -25,6 +25,7 @@ import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from qualoader.cli import commands
@@ -200,7 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         option, dest = OUTPUT_OPTIONS.get(command or "", (None, ""))
         path = getattr(args, dest, None) if option else None
-        return report_user_error(command, write_error(error, option, path if path is not None else error.filename))
+        if path is None or not _belongs_to(error.filename, path):
+            option, path = None, error.filename  # another file (an input, say): named by itself, not as the output
+        return report_user_error(command, write_error(error, option, path))
+
+
+def _belongs_to(filename: object, output: object) -> bool:
+    """Whether a failing ``filename`` (``None``: unknown, as for a failed ``write``) is the output, inside it, or its temporary."""
+    if filename is None:
+        return True
+    name, out = Path(os.path.abspath(str(filename))), Path(os.path.abspath(str(output)))
+    return name == out or out in name.parents or (name.parent == out.parent and name.name.startswith(f".{out.name}."))
 
 
 def _closed_pipe() -> int:

@@ -107,9 +107,10 @@ def write_error(error: OSError, option: str | None, path: object) -> UserError:
     reason += f" ({code})" if code else ""
     if path is None:
         return UserError(f"the output should be writable, but writing failed: {reason}")
-    where = f"{option}={str(path)!r}" if option else repr(str(path))
+    if option is None:
+        return UserError(f"{str(path)!r} could not be read or written: {reason}")
     detail = f" while writing {str(error.filename)!r}" if error.filename is not None and str(error.filename) != str(path) else ""
-    return UserError(f"{option or 'the output'} should be writable, but got {where}: {reason}{detail}")
+    return UserError(f"{option} should be writable, but got {option}={str(path)!r}: {reason}{detail}")
 
 
 @contextmanager

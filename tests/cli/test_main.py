@@ -196,3 +196,13 @@ def test_device_meta_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "sharpness", "--device", "meta"]) == 2
     assert "--device should be a device that holds data" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_failed_write_is_blamed_on_the_output_only_when_it_is_the_outputs(tmp_path: Path) -> None:
+    from qualoader.cli import _belongs_to
+
+    out = tmp_path / "scores.csv"
+    assert _belongs_to(None, out)  # a failed write() names no file: the command's output is the one being written
+    assert _belongs_to(out, out) and _belongs_to(tmp_path / ".scores.csv.abcd1234.tmp", out)
+    assert _belongs_to(tmp_path / "rep" / "plots" / "a.png", tmp_path / "rep")
+    assert not _belongs_to(tmp_path / "profile.json", out)  # an input that failed: named by itself, not as --output

@@ -76,6 +76,7 @@ def test_help_does_not_import_torch() -> None:
     assert result.returncode == 0 and result.stdout.splitlines()[-1] == "False", result.stderr
 
 
+@pytest.mark.slow  # a process that imports torch (~5-10 s on two shared cores)
 def test_export_over_the_file_size_limit_is_one_line(store: Path, tmp_path: Path) -> None:
     result = run_cli(["export", str(store), "-o", "scores.csv"], tmp_path, file_size=64)
     assert_one_line_error(result, "export", "--output should be writable", "--output='scores.csv'", "EFBIG")

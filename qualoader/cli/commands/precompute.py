@@ -175,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
         source = parse_source(args.source, kinds=("fashion-mnist", "folder"))
         inputs = [("SOURCE", source.folder), ("--calibration", args.calibration), *(("--profile", p) for p in args.profile)]
         check_outputs(args.store, "--store", inputs)
-        metrics = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale)
+        metrics = cli_metrics(
+            args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale, trust=args.trust_profile
+        )
         if args.calibration is not None and len(metrics) != 1:
             names = ", ".join(m.name for m in metrics)
             raise UserError(f"--calibration should come with one metric, but got {len(metrics)} metrics ({names})")

@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
         source = parsed.report_source()
         if len(set(args.metric)) != len(args.metric):
             raise UserError(f"--metric should name distinct metrics, but got --metric={args.metric}")
-        metrics = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale,
-                              trust=args.trust_profile)
+        metrics = cli_metrics(
+            args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale, trust=args.trust_profile
+        )
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out should be a folder, but got --out={str(args.out)!r}, which is a file")
         check_outputs(args.out, "--out", _inputs(parsed, args.profile))

@@ -6,7 +6,10 @@ metric configuration) or tagged webdataset shards (paths, brace patterns or a fo
 read from their ``<shard>.quality.json`` sidecars; columns ``index``, ``shard``, ``key``, then the
 metrics). Scores that are missing (not scored, skipped, uncalibrated difficulty) are empty in CSV
 and null in Parquet and JSON lines. The output file is written atomically (a temporary file in its
-folder, renamed when complete), so a reader never sees half a table. Parquet needs pyarrow
+folder, renamed when complete), so a reader never sees half a table; it gets the permissions your
+umask gives. A FIFO, a device or /dev/stdout as --output is written into, never replaced. An
+--output that is, or lies inside, one of the inputs (the store folder, a shard, its sidecar, a
+profile) is refused. Parquet needs pyarrow
 (``pip install 'qualoader[export]'``).
 
 A store's columns are named by metric (``<metric>``, or ``<metric>-<profile name>`` when two
@@ -23,7 +26,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._errors import UserError, check_outputs, output_errors, user_errors
 from qualoader.cli._profiles import add_profile_argument, cli_metrics, stored_profile_metrics
 
 __all__ = ["add_parser", "run"]
@@ -96,10 +99,23 @@ def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None =
     return shard_columns(list(source.shards)), f"{len(source.shards)} shard(s)"
 
 
+def _inputs(items: list[str], profiles: list[Path]) -> list[tuple[str, object]]:
+    """What ``--output`` must not overwrite: the store folder (``store.json``, tables) or the shards and their sidecars; profiles."""
+    from qualoader._outputs import sidecar_inputs
+
+    pairs: list[tuple[str, object]] = [("--profile", profile) for profile in profiles]
+    if len(items) == 1 and Path(items[0]).is_dir():
+        pairs.append(("SOURCE", items[0]))  # a store, or a folder of shards: nothing is written inside it
+    from qualoader.webdataset import expand_shards
+
+    return pairs + sidecar_inputs("SOURCE", [shard for shard in expand_shards(items) if not Path(shard).is_dir()])
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader.data.export import write_columns
 
     with user_errors():
+        check_outputs(args.output, "--output", _inputs(args.source, args.profile))  # first: whatever else is wrong, say this
         output_format = args.format or _SUFFIXES.get(args.output.suffix.lower())
         if output_format is None:
             raise UserError(
@@ -112,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = cli_metrics(args.metric, None) if args.metric else []
         columns, what = _columns(args.source, metrics, args.profile)
     try:
-        write_columns(columns, args.output, output_format)
+        with output_errors("--output", args.output):  # a FIFO or a device is written through, never replaced
+            write_columns(columns, args.output, output_format)
     except ImportError as error:
         raise UserError(str(error)) from error
     rows = len(next(iter(columns.values()))) if columns else 0

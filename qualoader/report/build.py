@@ -87,10 +87,20 @@ def _domain_figures(table: ScoreTable, metrics: dict[str, QualityMetric]) -> dic
     return figures
 
 
+def _weak_profile(metric: QualityMetric) -> dict[str, str] | None:
+    """``{"profile": name, "reason": why}`` when ``metric``'s quality profile is weak (the rule of ``profile show``), else ``None``."""
+    from qualoader.profiles import weak_reason
+
+    profile = getattr(metric, "profile", None)
+    reason = None if profile is None else weak_reason(profile)
+    return None if reason is None else {"profile": profile.name, "reason": reason}
+
+
 def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetric], out: Path, examples: int) -> dict[str, Any]:
     """Draw every figure into ``out`` and return the report's summary dictionary (relative file names).
 
-    Each aligned metric's entry has ``"domain"``: the fractions of
+    A metric whose quality profile is weak has ``"weak_profile"``: ``{"profile": name, "reason": why}``
+    (else ``None``). Each aligned metric's entry has ``"domain"``: the fractions of
     :func:`~qualoader.profiles.out_of_domain_fraction` (``out_of_domain``, ``channels``, ``size``,
     ``intensity``), ``n_images`` and ``reference_domain`` (a one-line description); other
     metrics have ``"domain": None``.
@@ -120,6 +130,7 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
             "summary_line": (type(metric).__doc__ or "").strip().splitlines()[0] if type(metric).__doc__ else "",
             "distribution": f"plots/distribution_{slug}.png",
             "domain": domains.get(name),
+            "weak_profile": _weak_profile(metric),
         }
         plot_distribution(scores, name, metric.higher_is_better, out / entry["distribution"])
         if name in table.difficulty:
@@ -157,6 +168,8 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
         "metrics": entries,
         "shards": shard_rows,
         "problems": source.problems + table.problems,
+        # by origin, for the command's one-line count: reading the source (shards) and decoding images (thumbnails too)
+        "problem_counts": {"source": len(source.problems), "images": len(table.problems)},
     }
 
 

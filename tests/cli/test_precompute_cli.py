@@ -140,3 +140,30 @@ def test_flat_folder_and_repeated_metric_options(tmp_path: Path, photos: torch.T
 def test_size_too_large_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "sharpness", "--size", "100000"]) == 2
     assert "--size should be at most 4096" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_summary_names_each_weak_profile_in_use(copied_default: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A weak profile says so in the summary (one line, the rule of ``profile show``); a strong one and a replaced calibration do not."""
+    from dataclasses import replace
+
+    from qualoader.profiles import WeakProfileWarning, load_profile, save_profile
+
+    strong = load_profile(copied_default)
+    held_out = {**strong.provenance["held_out"], "auroc": 0.55, "auroc_ci": [0.47, 0.63]}
+    weak = save_profile(replace(strong, name="mine\x1b[31m", provenance={**strong.provenance, "held_out": held_out}, path=None),
+                        tmp_path / "weak.json")
+    argv = ["precompute", "fashion-mnist:test", "--limit", "8", "--no-progress"]
+    with pytest.warns(WeakProfileWarning):
+        assert main([*argv, "--store", str(tmp_path / "s1"), "--profile", str(weak), "--metric", "brightness"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "is weak" in line]
+    assert lines == [
+        "profile 'mine\\x1b[31m' (bn-shift) is weak: held-out AUROC 0.550 [0.470, 0.630] does not clear chance (0.5) by 0.05; "
+        "its difficulty may rank images no better than chance"
+    ]
+    assert main([*argv, "--store", str(tmp_path / "s2"), "--profile", str(copied_default)]) == 0
+    assert "is weak" not in capsys.readouterr().out
+    calibration = tmp_path / "calibration.json"
+    strong.calibration.save(calibration)
+    with pytest.warns(WeakProfileWarning):  # loading still warns; the summary describes the calibration in use, which is not the profile's
+        assert main([*argv, "--store", str(tmp_path / "s3"), "--profile", str(weak), "--calibration", str(calibration)]) == 0
+    assert "is weak" not in capsys.readouterr().out

@@ -111,7 +111,7 @@ def test_undecodable_images_are_dropped_and_listed(tmp_path: Path, image_folder:
 def test_cli_report(tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
     assert main(["report", str(image_folder), "--metric", "sharpness", "--metric", "entropy", "--out", str(out), "--examples", "2"]) == 0
-    assert capsys.readouterr().out.strip() == str(out / "index.html")
+    assert capsys.readouterr().out.splitlines() == [str(out / "index.html"), "problems: none"]
     _check_page(out / "index.html")
     assert main(["report", str(image_folder), "--out", str(out)]) == 2  # no --metric (nor --profile): a one-line user error
     assert "--metric or --profile should name at least one metric" in capsys.readouterr().err
@@ -217,3 +217,47 @@ def test_full_disk_leaves_no_partial_report(tmp_path: Path, image_folder: Path) 
     assert result.stdout.split("\n")[:2] == ["OSError 27"] * 2, result.stderr  # EFBIG: the size limit, as a full disk fails a write
     assert not new.parent.exists()  # the folders it made are gone
     assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+
+
+def test_cli_prints_the_problem_count(tmp_path: Path, image_folder: Path, shards: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Truncated shards and undecodable images are counted in one terminal line, not only on the page."""
+    (image_folder / "fashion" / "broken.png").write_bytes(b"not an image")
+    (image_folder / "fashion" / "tiny.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # a PNG header and nothing after it
+    argv = ["--metric", "contrast", "--examples", "1", "--no-progress"]
+    assert main(["report", str(image_folder), "--out", str(tmp_path / "a"), *argv]) == 0
+    index = tmp_path / "a" / "index.html"
+    assert capsys.readouterr().out.splitlines() == [
+        str(index),
+        f"problems: 2 (0 reading the source: truncated or unreadable shards, samples without an image; 2 with images: undecodable or "
+        f"too small), listed under Skipped in {index}",
+    ]
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(shards[2].read_bytes()[:5000])  # cut inside the third sample
+    assert main(["report", str(shards[0]), str(truncated), "--out", str(tmp_path / "b"), *argv]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("problems: 1 (1 reading the source:") and "0 with images" in line
+    assert len(json.loads((tmp_path / "b" / "report.json").read_text())["problems"]) == 1
+
+
+def test_a_weak_profile_is_noted_beside_its_metric(tmp_path: Path, image_folder: Path, copied_default: Path) -> None:
+    from dataclasses import replace
+
+    from qualoader.profiles import WeakProfileWarning, load_profile, save_profile
+
+    strong = load_profile(copied_default)
+    held_out = {**strong.provenance["held_out"], "auroc": 0.51, "auroc_ci": None}
+    weak = save_profile(replace(strong, name="weak <b>", provenance={**strong.provenance, "held_out": held_out}, path=None),
+                        tmp_path / "weak.json")
+    with pytest.warns(WeakProfileWarning):
+        metric = create_metric("bn-shift", profile=weak)
+    index = build_report(image_folder / "fashion", [metric, "sharpness"], tmp_path / "report", examples=1)
+    entries = {entry["name"]: entry for entry in json.loads((tmp_path / "report" / "report.json").read_text())["metrics"]}
+    reason = "held-out AUROC 0.510 does not clear chance (0.5) by 0.05"
+    assert entries["bn-shift"]["weak_profile"] == {"profile": "weak <b>", "reason": reason}
+    assert entries["sharpness"]["weak_profile"] is None
+    page = index.read_text()
+    section = page[page.index('<h2 id="bn-shift">') : page.index('<h2 id="sharpness">')]
+    assert f'<p class="warning weak-profile">Weak profile: weak &lt;b&gt; (bn-shift) is weak: {reason};' in section
+    assert page.count("weak-profile") == 1
+    build_report(image_folder / "fashion", [create_metric("bn-shift", profile=copied_default)], tmp_path / "strong", examples=1)
+    assert "weak-profile" not in (tmp_path / "strong" / "index.html").read_text()

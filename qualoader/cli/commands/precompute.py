@@ -18,8 +18,9 @@ per metric of the same store. The store must not be, contain or lie inside the i
 would be read as images next time) or the ``--calibration`` and ``--profile`` files.
 
 The summary shows, per metric, the score quantiles and histogram, the difficulty buckets (from the
-metric's current calibration) and, for an aligned metric, how much of the dataset lies far outside
-its reference network's input domain (counted on the images, on at most 10000 evenly spaced ones).
+metric's current calibration), for an aligned metric how much of the dataset lies far outside
+its reference network's input domain (counted on the images, on at most 10000 evenly spaced ones), and
+one line per weak profile in use ("profile X is weak: <reason>", the rule of ``profile show``).
 """
 
 from __future__ import annotations
@@ -162,6 +163,25 @@ def _summary(store: Any, tables: dict[str, Any], metrics: list[Any], dataset: An
     return str(StoreSummary(summary.root, summary.length, tuple(by_fingerprint[table.fingerprint] for table in tables.values())))
 
 
+def _weak_profile_lines(metrics: list[Any]) -> list[str]:
+    """One line per metric whose quality profile (``--profile`` or a shipped default) is weak, saying why.
+
+    The rule is :func:`qualoader.profiles.weak_reason` (the one ``profile show`` and loading use); a
+    metric whose calibration was replaced (``--calibration``) is the caller's to leave out.
+    """
+    from qualoader.profiles import weak_reason
+
+    lines = []
+    for metric in metrics:
+        profile = getattr(metric, "profile", None)
+        reason = None if profile is None else weak_reason(profile)
+        if reason is not None:  # repr: a received profile's name may hold terminal escape sequences
+            lines.append(
+                f"profile {profile.name!r} ({metric.name}) is weak: {reason}; its difficulty may rank images no better than chance"
+            )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader._validation import check_positive_int
     from qualoader.data import SampleLoadError, ScoreStore, identify_dataset, precompute
@@ -239,4 +259,7 @@ def run(args: argparse.Namespace) -> int:
     for index, reason in sorted(skipped.items()):  # the same unreadable files for every metric: listed once
         print(f"skipped {index}: {reason}")
     print(_summary(store, tables, metrics, dataset, args))
+    # --calibration replaces the one metric's calibration: its profile's held-out fit no longer describes it
+    for line in _weak_profile_lines(metrics if args.calibration is None else metrics[1:]):
+        print(line)
     return 0

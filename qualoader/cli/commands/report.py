@@ -96,6 +96,20 @@ def _publish(out: Path, build: Callable[[Path], Path]) -> Path:
     return out / index.name
 
 
+def _problem_line(index: Path) -> str:
+    """The report's problem count as one terminal line (the list itself is on the page, under "Skipped", and in report.json)."""
+    from qualoader._json import read_json
+
+    counts = read_json(index.parent / "report.json", what="report.json").get("problem_counts", {})
+    source, images = int(counts.get("source", 0)), int(counts.get("images", 0))
+    if source + images == 0:
+        return "problems: none"
+    return (
+        f"problems: {source + images} ({source} reading the source: truncated or unreadable shards, samples without an image; "
+        f"{images} with images: undecodable or too small), listed under Skipped in {index}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader._validation import check_positive_int
     from qualoader.report import build_report
@@ -137,4 +151,5 @@ def run(args: argparse.Namespace) -> int:
     except DomainError as error:  # --strict: images outside an aligned metric's domain are the user's to fix
         raise UserError(str(error)) from error
     print(index)
+    print(_problem_line(index))
     return 0

@@ -14,6 +14,12 @@ Temporary files left by a killed writer (kill -9, power loss) are removed by the
 same destination. A writer holds an exclusive ``flock`` on its temporary file while it writes, so a
 live writer's file is never taken for a stale one; a file that can be locked but is empty and
 younger than :data:`STALE_AFTER_S` is also left alone (its writer may not have locked it yet).
+
+A whole folder of outputs (a report) is built in a *staging folder* beside its destination
+(:func:`staging_folder`, ``.<name>.XXXXXXXX.partial``) by the same rule: its writer locks it, and the
+next staging of the same destination removes the ones no live writer holds. A staging folder is
+locked before it gets that name (it is made as ``.<name>.XXXXXXXX.birth``, locked, then renamed), so
+an unlocked one is always a dead writer's, empty or not.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -28,12 +35,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["STALE_AFTER_S", "atomic_writer", "current_umask", "new_file_mode", "write_bytes_atomic", "write_json_atomic", "writes_through"]
+__all__ = [
+    "STALE_AFTER_S",
+    "atomic_writer",
+    "current_umask",
+    "new_file_mode",
+    "staging_folder",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "writes_through",
+]
 
 #: An empty, unlocked temporary file younger than this may belong to a writer between creating and locking it.
 STALE_AFTER_S = 60.0
 
 _SUFFIX = ".tmp"
+_STAGING_SUFFIX = ".partial"  # a staging folder, locked from its first moment under this name
+_BIRTH_SUFFIX = ".birth"  # a staging folder between mkdtemp and its lock (an instant, unless its writer was killed there)
 _RANDOM_CHARS = 8  # tempfile.mkstemp's random part, drawn from:
 _RANDOM_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -101,16 +119,21 @@ def writes_through(path: str | os.PathLike[str]) -> bool:
     return _through_proc(path)
 
 
-def _is_temporary_of(name: str, destination: str) -> bool:
-    """Whether ``name`` has the exact shape of :func:`atomic_writer`'s temporaries of ``destination`` (others' files never do)."""
+def _is_temporary_of(name: str, destination: str, suffix: str = _SUFFIX) -> bool:
+    """Whether ``name`` has the exact shape of a temporary (``suffix``) of ``destination`` made here (others' files never do)."""
     prefix = f".{destination}."
-    if not (name.startswith(prefix) and name.endswith(_SUFFIX) and len(name) == len(prefix) + _RANDOM_CHARS + len(_SUFFIX)):
+    if not (name.startswith(prefix) and name.endswith(suffix) and len(name) == len(prefix) + _RANDOM_CHARS + len(suffix)):
         return False
     return all(char in _RANDOM_ALPHABET for char in name[len(prefix) : len(prefix) + _RANDOM_CHARS])
 
 
-def _remove_stale_temporaries(path: Path) -> None:
-    """Remove the temporary files of ``path`` that no live writer holds (see the module's docstring)."""
+def _remove_stale(path: Path, suffix: str = _SUFFIX, *, folders: bool = False, locked_from_birth: bool = False) -> None:
+    """Remove the temporaries (``suffix``) of ``path`` that no live writer holds (see the module's docstring).
+
+    ``folders`` chooses what is removed: staging folders, else temporary files (never the other kind).
+    ``locked_from_birth``: such a temporary is locked before it has this name, so one that can be
+    locked is stale even when empty and young.
+    """
     import fcntl
 
     try:
@@ -118,7 +141,7 @@ def _remove_stale_temporaries(path: Path) -> None:
     except OSError:
         return
     for name in names:
-        if not _is_temporary_of(name, path.name):
+        if not _is_temporary_of(name, path.name, suffix):
             continue
         temp = path.parent / name
         try:
@@ -126,14 +149,62 @@ def _remove_stale_temporaries(path: Path) -> None:
         except OSError:
             continue
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives (and where there are no locks)
             info = os.fstat(handle)
-            if stat.S_ISREG(info.st_mode) and (info.st_size > 0 or time.time() - info.st_mtime > STALE_AFTER_S):
-                temp.unlink(missing_ok=True)
+            if not (stat.S_ISDIR(info.st_mode) if folders else stat.S_ISREG(info.st_mode)):
+                continue
+            used = bool(os.listdir(handle)) if folders else info.st_size > 0
+            if locked_from_birth or used or time.time() - info.st_mtime > STALE_AFTER_S:
+                if folders:
+                    shutil.rmtree(temp, ignore_errors=True)
+                else:
+                    temp.unlink(missing_ok=True)
         except OSError:
             pass
         finally:
             os.close(handle)
+
+
+@contextlib.contextmanager
+def staging_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A new hidden folder beside ``path`` in which to build ``path``'s content, locked while the block runs.
+
+    The folder (``.<name>.XXXXXXXX.partial``, mode 0700 as ``mkdtemp`` makes it) is the caller's to
+    publish (rename) before the block ends; on an error it is removed. Staging folders of ``path`` left
+    by a killed writer are removed first; a live writer's never are (it holds the lock).
+
+    Raises:
+        OSError: the folder cannot be made (no write access to ``path``'s folder, no space).
+    """
+    path = Path(path)
+    _remove_stale(path, _STAGING_SUFFIX, folders=True, locked_from_birth=True)
+    _remove_stale(path, _BIRTH_SUFFIX, folders=True)
+    birth = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_BIRTH_SUFFIX, dir=path.parent))
+    staging = birth.with_name(birth.name[: -len(_BIRTH_SUFFIX)] + _STAGING_SUFFIX)
+    try:
+        handle = os.open(birth, os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
+        birth.rmdir()
+        raise
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)  # held through the rename: the lock belongs to the folder, not its name
+        except OSError:  # a file system without locks: no one else can lock it either, so no one removes it
+            pass
+        try:
+            os.rename(birth, staging)
+        except BaseException:
+            birth.rmdir()
+            raise
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    finally:
+        os.close(handle)
 
 
 @contextlib.contextmanager
@@ -157,7 +228,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         with os.fdopen(os.open(path, flags), "wb") as file:
             yield file
         return
-    _remove_stale_temporaries(path)
+    _remove_stale(path)
     mode = new_file_mode(path)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_SUFFIX, dir=path.parent)
     try:
@@ -165,7 +236,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             try:
                 import fcntl
 
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # marks the file as live for _remove_stale_temporaries
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # marks the file as live for _remove_stale
             except OSError:  # a file system without locks: the size and age rule still protects it
                 pass
             os.fchmod(file.fileno(), mode)

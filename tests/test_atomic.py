@@ -174,3 +174,51 @@ def test_a_locked_or_fresh_empty_temporary_is_kept(tmp_path: Path) -> None:
     finally:
         os.close(handle)
     assert locked.exists() and fresh.exists() and unrelated.exists() and not old_empty.exists()
+
+
+def test_staging_folder_removes_only_dead_writers_folders_of_its_destination(tmp_path: Path) -> None:
+    from qualoader._atomic import staging_folder
+
+    out = tmp_path / "out"
+
+    def folder(name: str, content: bool = True, age: float = 0.0) -> Path:
+        made = tmp_path / name
+        made.mkdir()
+        if content:
+            (made / "index.html").write_text("partial")
+        if age:
+            os.utime(made, (time.time() - age,) * 2)
+        return made
+
+    killed = folder(".out.killed01.partial")
+    killed_early = folder(".out.empty001.partial", content=False)  # killed before writing: empty and young, still dead
+    old_birth = folder(".out.birth001.birth", content=False, age=STALE_AFTER_S + 5)  # killed between mkdtemp and its lock
+    kept = [
+        folder(".out.birth002.birth", content=False),  # a writer between mkdtemp and its lock: young, kept
+        folder(".out.not-ours.partial"),  # not mkdtemp's shape
+        folder(".out2.killed01.partial"),  # another destination's
+        folder(".out.abcd1234.tmp"),  # an atomic write's name, but a folder: not a staging folder
+    ]
+    live = folder(".out.live0001.partial")
+    not_folder = tmp_path / ".out.file0001.partial"
+    not_folder.write_bytes(b"x")
+    handle = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # a running writer's
+        with staging_folder(out) as staging:
+            assert staging.name.startswith(".out.") and staging.name.endswith(".partial") and staging.is_dir()
+            probe = os.open(staging, os.O_RDONLY)
+            try:  # locked for as long as the block runs
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(probe)
+            os.rename(staging, out)
+    finally:
+        os.close(handle)
+    assert not killed.exists() and not killed_early.exists() and not old_birth.exists()
+    assert all(path.exists() for path in [*kept, live, not_folder, out])
+    with pytest.raises(RuntimeError, match="build failed"), staging_folder(out) as staging:
+        (staging / "half.png").write_bytes(b"x")
+        raise RuntimeError("build failed")
+    assert not staging.exists() and list(tmp_path.glob(".out.*.birth")) == [kept[0]]

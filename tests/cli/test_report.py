@@ -50,3 +50,41 @@ def test_report_is_published_whole_with_the_umask_mode(images: Path, tmp_path: P
     assert main(_report(images, out)) == 0
     assert (out / "notes.txt").read_text() == "mine" and not (out / "plots" / "stale.png").exists()
     assert (out / "index.html").stat().st_size > 0 and os.listdir(out.parent) == ["r1"]
+
+
+@pytest.mark.slow  # a process of its own (torch's import) and a classical report of 40 images
+def test_a_staging_folder_left_by_kill_9_is_removed_by_the_next_report(images: Path, tmp_path: Path) -> None:
+    """kill -9 of a real report process leaves its hidden staging folder; the next report into the same --out removes it,
+    but not the staging folder of a report still running (held here by the same lock a running report holds)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qualoader._atomic import staging_folder
+
+    out = tmp_path / "reports" / "r"
+    out.parent.mkdir()
+    for k in range(4, 40):  # enough images that the report is still writing when it is killed
+        (images / "c" / f"more{k}.png").write_bytes((images / "c" / os.listdir(images / "c")[0]).read_bytes())
+    argv = [sys.executable, "-m", "qualoader", *_report(images, out)[:-5], "--metric", "classical", "--no-progress"]
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (leftover := list(out.parent.glob(".r.*.partial"))) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        while leftover and not any(leftover[0].iterdir()) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # killed while writing its files, if it gets that far in time
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert len(leftover) == 1 and leftover[0].is_dir() and not out.exists(), "killed mid-report, its staging folder is left"
+    with staging_folder(out) as running:  # another report, still running, into the same --out
+        (running / "index.html").write_text("being written")
+        assert main(_report(images, out)) == 0
+        assert running.is_dir() and (running / "index.html").read_text() == "being written"
+    assert not leftover[0].exists() and (out / "index.html").stat().st_size > 0
+    assert main(_report(images, out)) == 0
+    assert sorted(os.listdir(out.parent)) == ["r"]

@@ -8,7 +8,8 @@ no server.
 
 The report is written to a hidden staging folder beside --out and moved into place when complete:
 a failure (a full disk, a read-only file system, Ctrl-C) leaves --out as it was, with one line naming
-the problem. --out must not be, contain or lie inside the image folder, a shard or a profile (a
+the problem. A staging folder left by a killed run (kill -9) is removed by the next report into the
+same --out (never one a running report holds). --out must not be, contain or lie inside the image folder, a shard or a profile (a
 report inside the image folder would be read as images next time).
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,31 +62,32 @@ def _inputs(parsed: Source, profiles: list[Path]) -> list[tuple[str, object]]:
 def _publish(out: Path, build: Callable[[Path], Path]) -> Path:
     """Run ``build(staging)`` in a hidden folder beside ``out``, then move what it wrote into ``out``.
 
+    The staging folder is :func:`qualoader._atomic.staging_folder`'s: locked while this run lives, so the
+    next report into ``out`` removes the ones a killed run (kill -9) left, and never a live one.
     On any error (or Ctrl-C) the staging folder, and the parent folders made for it, are removed: ``out`` is untouched.
     When ``out`` exists, the report's own entries (index.html, report.json, plots/, thumbs/) are replaced; other files stay.
 
     Returns:
         ``out / <the name build returned>`` (index.html).
     """
+    from qualoader._atomic import current_umask, staging_folder
+
     made = [parent for parent in reversed(out.absolute().parents) if not parent.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        from qualoader._atomic import current_umask
-
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would become --out's mode
-        index = build(staging)
-        if not out.exists():
-            os.rename(staging, out)
-        else:
-            for entry in sorted(staging.iterdir()):
-                target = out / entry.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                os.replace(entry, target)
-            staging.rmdir()
+        with staging_folder(out) as staging:
+            os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would become --out's mode
+            index = build(staging)
+            if not out.exists():
+                os.rename(staging, out)
+            else:
+                for entry in sorted(staging.iterdir()):
+                    target = out / entry.name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    os.replace(entry, target)
+                staging.rmdir()
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         for parent in reversed(made):
             try:
                 parent.rmdir()

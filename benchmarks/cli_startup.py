@@ -13,11 +13,17 @@ median wall-clock seconds and ratios against baselines measured in the same run:
 * ``precompute, first image``: ``qualoader precompute DIR --metric classical --limit 1`` into a new
   store: start-up plus one image, i.e. the time before the first image is scored;
 * ``precompute, all images``: ``qualoader precompute DIR --metric classical --num-workers W`` into a
-  new store (the command of the comparison with CleanVision).
+  new store (the command of the comparison with CleanVision);
+* ``cleanvision`` (with ``--cleanvision-python PATH``, the interpreter of a venv holding CleanVision):
+  ``Imagelab(data_path=DIR).find_issues()`` as a whole process on the same folder; the run then prints
+  how many times faster the precompute command is (CleanVision's median seconds / precompute's).
+
+``--only NAME`` (repeatable) times a subset of these commands (e.g. the two of the comparison).
 
 ``--pythonpath`` chooses the qualoader checkout the commands import (default: this one), so one
 run can time two checkouts on the same machine and the same images. ``--json`` writes the figures.
-Run: ``python benchmarks/cli_startup.py --count 256 --repeats 3``.
+Run: ``python benchmarks/cli_startup.py --count 256 --repeats 3``; the comparison with CleanVision:
+``python benchmarks/cli_startup.py --cleanvision-python /path/to/cv-venv/bin/python --only cleanvision --only "precompute, all images"``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ paths = sorted(Path(sys.argv[1]).rglob('*.png'))
 loader = DataLoader(paths, batch_size=64, num_workers=int(sys.argv[2]), collate_fn=lambda batch: [load_image(p) for p in batch])
 count = sum(len(batch) for batch in loader)
 assert count == len(paths)
+"""
+
+# CleanVision's whole run as a user starts it: its own imports, the folder scan, every default check.
+_CLEANVISION = """
+import sys
+from cleanvision import Imagelab
+Imagelab(data_path=sys.argv[1]).find_issues()
 """
 
 
@@ -81,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command; the median is reported (default: 5)")
     parser.add_argument("--pythonpath", default=str(REPO), help="the qualoader checkout the commands import (default: this one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--cleanvision-python", type=Path, default=None, metavar="PATH",
+                        help="python of a venv with CleanVision installed: also time its whole run on the same folder")
+    parser.add_argument("--only", action="append", default=None, metavar="NAME", help="time only this command (repeatable)")
     args = parser.parse_args(argv)
 
     env = {**os.environ, "PYTHONPATH": args.pythonpath}
@@ -105,20 +121,37 @@ def main(argv: list[str] | None = None) -> None:
                 "--metric", "classical", "--num-workers", str(args.workers), "--no-progress",
             ],
         }  # fmt: skip
+        if args.cleanvision_python is not None:
+            commands["cleanvision"] = lambda: [str(args.cleanvision_python), "-c", _CLEANVISION, str(images)]
+        if args.only:
+            unknown = sorted(set(args.only) - set(commands))
+            if unknown:
+                parser.error(f"--only should name commands of {sorted(commands)}, but got --only={unknown}")
+            commands = {name: argv for name, argv in commands.items() if name in args.only}
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):  # interleaved: a burst of load on the machine hits every command alike
             for name, argv in commands.items():
                 times[name].append(time_command(argv(), env, root))
     medians = {name: statistics.median(values) for name, values in times.items()}
-    torch_s, decode_s = medians["import torch"], medians["decode only"]
+    torch_s, decode_s = medians.get("import torch", float("nan")), medians.get("decode only", float("nan"))
     print(f"{args.count} PNGs of {args.size} px, {args.workers} workers, median of {args.repeats} runs, qualoader from {args.pythonpath}")
     print(f"{'command':<26}{'median s':>10}{'min s':>9}{'x import torch':>16}{'x decode only':>15}")
     for name, median in medians.items():
         print(f"{name:<26}{median:>10.2f}{min(times[name]):>9.2f}{median / torch_s:>16.2f}{median / decode_s:>15.2f}")
-    rate = args.count / medians["precompute, all images"]
-    print(f"precompute, all images: {rate:.0f} images/s as a whole process ({args.count / decode_s:.0f} for decode only)")
+    precompute_s = medians.get("precompute, all images")
+    if precompute_s is not None:
+        rate, decode_rate = args.count / precompute_s, args.count / decode_s
+        print(f"precompute, all images: {rate:.0f} images/s as a whole process ({decode_rate:.0f} for decode only)")
+    if precompute_s is not None and "cleanvision" in medians:
+        # per run too: the machine's load changes between runs, a pair run back to back shares it
+        pairs = sorted(cv / qualoader for cv, qualoader in zip(times["cleanvision"], times["precompute, all images"]))
+        per_run = ", ".join(f"{ratio:.2f}" for ratio in pairs)
+        print(f"precompute vs CleanVision, whole processes: {medians['cleanvision'] / precompute_s:.2f}x as fast "
+              f"(CleanVision {medians['cleanvision']:.2f} s, precompute {precompute_s:.2f} s; per run {per_run})")
     if args.json is not None:
         payload = {"count": args.count, "size": args.size, "workers": args.workers, "repeats": args.repeats, "seconds": times}
+        if precompute_s is not None and "cleanvision" in medians:
+            payload["cleanvision_ratio"] = medians["cleanvision"] / precompute_s
         args.json.write_text(json.dumps({**payload, "median_s": medians}, indent=1) + "\n")
 
 

@@ -167,3 +167,35 @@ def test_summary_names_each_weak_profile_in_use(copied_default: Path, tmp_path: 
     with pytest.warns(WeakProfileWarning):  # loading still warns; the summary describes the calibration in use, which is not the profile's
         assert main([*argv, "--store", str(tmp_path / "s3"), "--profile", str(weak), "--calibration", str(calibration)]) == 0
     assert "is weak" not in capsys.readouterr().out
+
+
+def test_scoring_threads_leave_the_decoding_workers_their_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Default: the cores this process may use, less --num-workers (at least 1); --threads wins; OMP_NUM_THREADS is kept."""
+    import os
+
+    from qualoader.cli.commands.precompute import _scoring_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert _scoring_threads(None, 0) == cores and _scoring_threads(None, cores + 3) == 1
+    assert _scoring_threads(None, 1) == max(1, cores - 1) and _scoring_threads(3, 8) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _scoring_threads(None, 0) is None and _scoring_threads(2, 0) == 2
+    argv = ["precompute", "fashion-mnist:test", "--limit", "8", "--metric", "brightness", "--no-progress", "--store", str(tmp_path / "s")]
+    assert main([*argv, "--threads", "0"]) == 2
+    assert "--threads should be" in capsys.readouterr().err
+    from qualoader.metrics.classical.brightness import MeanBrightness
+
+    seen: list[int] = []
+    original = MeanBrightness.score_features
+
+    def recording(self: MeanBrightness, features: object) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return original(self, features)
+
+    monkeypatch.setattr(MeanBrightness, "score_features", recording)
+    before = torch.get_num_threads()
+    assert main([*argv, "--threads", str(before + 1)]) == 0  # scored under that many threads, and the caller's setting is back after
+    assert seen and set(seen) == {before + 1} and torch.get_num_threads() == before and "8/8 scored" in capsys.readouterr().out

@@ -32,6 +32,8 @@ METRIC_SUITES: Mapping[str, tuple[str, ...]] = {
         "clipping",
         "entropy",
     ),
+    # the no-reference metrics of a reference network that the embedded network serves as it is (calibrate builds a profile of each)
+    "aligned": ("confidence", "task-guided", "bn-shift"),
 }
 MetricSpec = str | QualityMetric | Sequence[str | QualityMetric]
 

@@ -76,18 +76,15 @@ class _Progress:
     def __init__(self, total: int, report: Reporter | None) -> None:
         self.total, self.report, self.done = total, report, 0
         self.started = time.perf_counter()
-        self.next_note = max(_ESTIMATE_AFTER, total // 4)
+        # an estimate after the first batches, then at each quarter of a long sweep
+        self.notes = {_ESTIMATE_AFTER} | ({total * quarter // 4 for quarter in (1, 2, 3)} if total >= 4 * _ESTIMATE_AFTER else set())
 
     def step(self) -> None:
         self.done += 1
-        if self.report is None or self.done >= self.total:
-            return
-        if self.done == _ESTIMATE_AFTER or self.done == self.next_note:
+        if self.report is not None and self.done < self.total and self.done in self.notes:
             elapsed = time.perf_counter() - self.started
             left = elapsed / self.done * (self.total - self.done)
             self.report("sweep", f"{self.done}/{self.total} batches in {elapsed:.0f} s, about {left:.0f} s left")
-            if self.done == self.next_note:
-                self.next_note += max(1, self.total // 4)
 
 
 def _errors_tap(label: Tensor) -> ForwardTap:
@@ -132,6 +129,8 @@ def joint_sweep(
     names, batches = iterate_sweep(
         images, labels, network, corruptions, severities, generator, batch_size, conditions_per_batch=conditions_per_batch
     )
+    shared = [metric for metric in metrics.values() if not metric.requires_reference]
+    full_reference = [metric for metric in metrics.values() if metric.requires_reference]
     size = tuple(network.input_size)
     last_clean: Tensor | None = None
     clean_embedding: Tensor | None = None
@@ -140,9 +139,11 @@ def joint_sweep(
         extra = [_errors_tap(label)]
         if head_inputs is not None:
             extra.append(head_features_tap(small, head_inputs, network))
-        metric_scores, outputs = run_shared_pass(network, list(metrics.values()), small, extra)
-        for name, values in zip(metrics, metric_scores, strict=True):
-            scores[name].append(values.float())
+        metric_scores, outputs = run_shared_pass(network, shared, small, extra)
+        for metric, values in zip(shared, metric_scores, strict=True):
+            scores[metric.name].append(values.float())
+        for metric in full_reference:  # compares with the clean image: its own passes, as when it scores a dataset
+            scores[metric.name].append(metric.score(small, resize_batch(clean, size)).float())
         rows["errors"].append(outputs[0])
         rows["severity"].append(torch.full_like(label, level))
         if head_inputs is not None:

@@ -239,7 +239,7 @@ def run_profiles(args: argparse.Namespace) -> int:
         from qualoader.profiles import load_profile
 
         with user_errors():
-            refit = load_profile(args.profile)
+            refit = load_profile(args.profile, trust=args.trust_profile)
         if args.metrics is not None and args.metrics != [refit.metric.name]:
             raise UserError(
                 f"--metric should be the profile's metric {refit.metric.name!r} (or left out), but got --metric={args.metric!r}"
@@ -270,7 +270,7 @@ def run_profiles(args: argparse.Namespace) -> int:
             f"the held-out fit should rank the network's errors better than chance, but got {shown}; nothing was written: use more "
             "images or another metric, or --allow-weak to write it marked weak"
         )
-    domain = InputDomain.measure(fit_data[0], spec.transform.in_channels, spec.transform.input_size)
+    domain = InputDomain.measure(fit_data[0], spec.transform.in_channels, spec.transform.input_size, source_sizes=data.sizes)
     data_text = data.description if args.source.kind != "fashion-mnist" else f"fashion-mnist:{args.split}"
     profiles, heads = {}, {}
     with user_errors(), tempfile.TemporaryDirectory(prefix="qualoader-calibrate-") as scratch:

@@ -85,7 +85,7 @@ def reference_spec(args: argparse.Namespace) -> Any:
 
     if args.profile is not None:
         with user_errors():
-            return load_profile(args.profile).reference
+            return load_profile(args.profile, trust=args.trust_profile).reference
     source, name = reference_kind(args.reference)
     if source == "embedded":
         shipped = load_profile(default_profile_path("bn-shift")).reference
@@ -129,7 +129,11 @@ def reference_spec(args: argparse.Namespace) -> Any:
         )
     mean = tuple(args.mean) if args.mean is not None else mean
     std = tuple(args.std) if args.std is not None else std
-    if args.labels is not None:
+    if args.num_classes is not None:
+        from qualoader.cli._profiles import labels_for_num_classes
+
+        labels = labels_for_num_classes(args.num_classes, None if args.labels is None else read_labels(args.labels), args.source)
+    elif args.labels is not None:
         labels = read_labels(args.labels)
     elif labels is None:
         labels = source_class_names(args.source)

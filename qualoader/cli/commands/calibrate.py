@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from qualoader.cli._errors import UserError, as_option, create_cli_metric, user_errors
+from qualoader.cli._profiles import add_trust_argument
 from qualoader.cli._sources import SOURCE_KINDS, parse_source
 
 __all__ = ["add_parser", "run"]
@@ -77,6 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--labels", default=None, help="the network's class names, one per output: comma-separated, or a text file with one per line"
     )
+    parser.add_argument(
+        "--num-classes", type=int, default=None, metavar="N",
+        help="the network's number of outputs, when its head is not the ImageNet one (labels: --labels, else the data's N class names, "
+        "else 0..N-1)",
+    )
+    add_trust_argument(parser)
     parser.add_argument("--label-key", default="cls", help="shard member that holds the label (default: cls)")
     parser.add_argument(
         "--input-size",
@@ -174,7 +181,7 @@ def _check_arguments(args: argparse.Namespace, profile_mode: bool) -> None:
 
         check_profile_arguments(args)
         return
-    for option in ("weights", "labels", "input_size", "in_channels", "mean", "std", "name", "holdout", "holdout_images"):
+    for option in ("weights", "labels", "num_classes", "input_size", "in_channels", "mean", "std", "name", "holdout", "holdout_images"):
         if getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
             raise UserError(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qualoader.cli._errors import UserError, user_errors
-from qualoader.cli._profiles import add_profile_argument, cli_metrics
+from qualoader.cli._profiles import add_profile_argument, cli_metrics, stored_profile_metrics
 
 __all__ = ["add_parser", "run"]
 
@@ -54,12 +54,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _store_columns(root: str, metrics: list[Any]) -> dict[str, object]:
+def _store_columns(root: str, metrics: list[Any], profiles: list[Path] | None = None) -> dict[str, object]:
     """The columns of the store at ``root``, difficulties mapped by the current calibrations of ``metrics`` where they match a table."""
     from qualoader.data import ScoreStore
     from qualoader.data.export import store_columns
 
     store = ScoreStore(root)
+    # profiles are matched to their tables from their files: exporting stored scores builds no network (and runs none of a profile's code)
+    metrics = metrics + stored_profile_metrics(profiles, store.tables())
     fingerprints = {table.fingerprint for table in store.tables()}
     unmatched = [metric.name for metric in metrics if metric.fingerprint() not in fingerprints]
     if unmatched:
@@ -72,12 +74,12 @@ def _store_columns(root: str, metrics: list[Any]) -> dict[str, object]:
     return store_columns(store, metrics=metrics)
 
 
-def _columns(items: list[str], metrics: list[Any]) -> tuple[dict[str, object], str]:
+def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None = None) -> tuple[dict[str, object], str]:
     """The columns of SOURCE and a description of it."""
     from qualoader.data.export import shard_columns
 
     if len(items) == 1 and (Path(items[0]) / "store.json").exists():
-        return _store_columns(items[0], metrics), f"score store {items[0]!r}"
+        return _store_columns(items[0], metrics, profiles), f"score store {items[0]!r}"
     from qualoader.cli._sources import parse_source
 
     source = parse_source(items, kinds=("shards",))
@@ -85,7 +87,7 @@ def _columns(items: list[str], metrics: list[Any]) -> tuple[dict[str, object], s
         raise UserError(
             f"SOURCE should be a score store folder (with store.json) or tagged shards, but got SOURCE={source.text!r} without either"
         )
-    if metrics:
+    if metrics or profiles:
         raise UserError(
             "--metric and --profile apply to a score store (shards keep the difficulty written when they were tagged), but got "
             f"SOURCE={source.text!r} of {len(source.shards)} shard(s)"
@@ -106,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--output should be in an existing folder, but got --output={str(args.output)!r}")
         if args.output.is_dir():
             raise UserError(f"--output should be a file, but got --output={str(args.output)!r}, which is a folder")
-        metrics = cli_metrics(args.metric, args.profile) if args.metric or args.profile else []
-        columns, what = _columns(args.source, metrics)
+        metrics = cli_metrics(args.metric, None) if args.metric else []
+        columns, what = _columns(args.source, metrics, args.profile)
     try:
         write_columns(columns, args.output, output_format)
     except ImportError as error:

@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
         check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
         metrics = cli_metrics(
-            [args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict, downscale=args.downscale
+            [args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict, downscale=args.downscale,
+            trust=args.trust_profile,
         )
         if args.calibration is not None and len(metrics) != 1:
             names = ", ".join(m.name for m in metrics)

@@ -67,6 +67,7 @@ def _table(*entries: ShippedDefault) -> Mapping[str, ShippedDefault]:
 SHIPPED_DEFAULTS: Mapping[str, ShippedDefault] = _table(
     ShippedDefault("bn-shift", profile="profile_fashion-mnist_bn-shift.json"),
     ShippedDefault("feature-distance", profile="profile_fashion-mnist_feature-distance.json"),
+    ShippedDefault("confidence", profile="profile_fashion-mnist_confidence.json"),
     ShippedDefault("task-guided", params={"checkpoint": None}, asset="calibration_task-guided.json"),
 )
 

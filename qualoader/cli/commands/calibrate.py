@@ -112,8 +112,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sweep-rows",
         type=int,
-        default=20000,
-        help="most corrupted images in the sweep; fewer images x conditions: every condition per image (default: 20000)",
+        default=4000,
+        help="most rows (images x conditions) in the sweep, which sets its cost: past it each batch gets a seeded, evenly covering "
+        "sample of the conditions instead of all of them (default: 4000, e.g. 1000 images x clean + 3 corrupted)",
     )
     parser.add_argument(
         "--metric-param",

@@ -20,6 +20,7 @@ call and its ``training`` flags and running statistics are left exactly as they 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "batchnorm_layers",
     "bn_shift",
     "bn_shift_tap",
+    "channel_moments",
     "layer_map_sizes",
 ]
 
@@ -51,6 +53,23 @@ MIN_MAP_SIZE = 4
 
 class SmallLayersWarning(UserWarning):
     """``bn-shift`` left out BatchNorm layers whose maps are too small to carry a statistic (the message names them)."""
+
+
+#: Per-channel moments of the activations of the current pass, keyed by the activation tensor itself: bn-shift's hooks
+#: and the task-guided head's (reference_features) read the same BatchNorm inputs in one shared pass, and the reduction
+#: costs about as much as the layer's convolution, so it is computed once. Entries vanish with their tensor.
+_MOMENTS: dict[int, tuple[weakref.ref[Tensor], Tensor, Tensor]] = {}
+
+
+def channel_moments(activations: Tensor) -> tuple[Tensor, Tensor]:
+    """``(variance, mean)`` per image and channel :math:`(B, C)` of activations :math:`(B, C, ...)`, float32 (population variance)."""
+    key = id(activations)
+    entry = _MOMENTS.get(key)
+    if entry is not None and entry[0]() is activations:  # the identity check: a recycled id never serves stale moments
+        return entry[1], entry[2]
+    var, mean = torch.var_mean(activations.float().flatten(2), dim=2, correction=0)
+    _MOMENTS[key] = (weakref.ref(activations, lambda _ref, key=key: _MOMENTS.pop(key, None)), var, mean)  # type: ignore[misc]
+    return var, mean
 
 
 @torch.no_grad()
@@ -158,8 +177,7 @@ def bn_shift_tap(
     shifts: list[Tensor] = []
 
     def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
-        activations = inputs[0].float()
-        var, mean = torch.var_mean(activations.flatten(2), dim=2, correction=0)
+        var, mean = channel_moments(inputs[0])
         running_mean = module.running_mean.float()
         running_var = module.running_var.float() + module.eps
         shifts.append(_divergence(mean, var + module.eps, running_mean, running_var, divergence, floor).mean(1))

@@ -39,7 +39,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, as_option, create_cli_metric, user_errors
+from qualoader.cli._errors import UserError, as_option, check_outputs, cli_inputs, create_cli_metric, user_errors
 from qualoader.cli._profiles import add_trust_argument
 from qualoader.cli._sources import SOURCE_KINDS, parse_source
 
@@ -274,6 +274,9 @@ def _run_legacy(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     profile_mode = args.reference is not None or args.profile is not None
     _check_arguments(args, profile_mode)
+    # --out (a file, or the folder of one profile per metric) may not be, hold or lie inside an input
+    inputs = {"weights": "--weights", "source": "--data", "profile": "--profile", "reference": "--reference", "holdout_source": "--holdout"}
+    check_outputs(args.out, "--out", cli_inputs(args, inputs))
     if not profile_mode:
         return _run_legacy(args)
     from qualoader.cli.commands._calibrate_profiles import run_profiles

@@ -6,14 +6,18 @@ metric configuration) or tagged webdataset shards (paths, brace patterns or a fo
 read from their ``<shard>.quality.json`` sidecars; columns ``index``, ``shard``, ``key``, then the
 metrics). Scores that are missing (not scored, skipped, uncalibrated difficulty) are empty in CSV
 and null in Parquet and JSON lines. The output file is written atomically (a temporary file in its
-folder, renamed when complete), so a reader never sees half a table. Parquet needs pyarrow
+folder, renamed when complete), so a reader never sees half a table; it gets the permissions your
+umask gives. A FIFO, a device or /dev/stdout as --output is written into, never replaced. An
+--output that is, or lies inside, one of the inputs (the store folder, a shard, its sidecar, a
+profile) is refused. Parquet needs pyarrow
 (``pip install 'qualoader[export]'``).
 
-A store's difficulty columns map its stored scores with the calibration saved when each table was
-created, unless ``--metric`` / ``--profile`` name the metrics that scored it: then each table whose
-metric configuration they match is mapped with that metric's current calibration (a re-calibrated
-metric, a refitted profile), without rescoring anything. Shards carry the difficulty written when
-they were tagged, so these options apply to stores only.
+A store's columns are named by metric (``<metric>``, or ``<metric>-<profile name>`` when two
+profiles of one metric share the store). ``--metric`` / ``--profile`` select columns: only the
+tables whose metric configuration they match are exported, each mapped to difficulty with that
+metric's current calibration (a re-calibrated metric, a refitted profile) without rescoring
+anything; without them every table is exported with the calibration saved when it was created.
+Shards carry the difficulty written when they were tagged, so these options apply to stores only.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._errors import UserError, check_outputs, output_errors, user_errors
 from qualoader.cli._profiles import add_profile_argument, cli_metrics, stored_profile_metrics
 
 __all__ = ["add_parser", "run"]
@@ -47,8 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--metric",
         action="append",
         default=[],
-        help="metric(s) that scored the store, whose current calibration gives the difficulty: a name, a,b,c or the suite classical "
-        "(repeatable; default: the calibration saved in the store)",
+        help="export only these metrics' columns, their difficulty from the metrics' current calibration: a name, a,b,c or the suite "
+        "classical (repeatable; default: every column, difficulty from the calibration saved in the store)",
     )
     add_profile_argument(parser, repeat=True, scoring=False)
     parser.set_defaults(func=run)
@@ -71,7 +75,7 @@ def _store_columns(root: str, metrics: list[Any], profiles: list[Path] | None = 
             f"--metric and --profile should name metric configurations the store holds, but got {', '.join(unmatched)}, which match "
             f"none of its tables ({tables})"
         )
-    return store_columns(store, metrics=metrics)
+    return store_columns(store, metrics=metrics, select=bool(metrics))
 
 
 def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None = None) -> tuple[dict[str, object], str]:
@@ -95,10 +99,23 @@ def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None =
     return shard_columns(list(source.shards)), f"{len(source.shards)} shard(s)"
 
 
+def _inputs(items: list[str], profiles: list[Path]) -> list[tuple[str, object]]:
+    """What ``--output`` must not overwrite: the store folder (``store.json``, tables) or the shards and their sidecars; profiles."""
+    from qualoader._outputs import sidecar_inputs
+
+    pairs: list[tuple[str, object]] = [("--profile", profile) for profile in profiles]
+    if len(items) == 1 and Path(items[0]).is_dir():
+        pairs.append(("SOURCE", items[0]))  # a store, or a folder of shards: nothing is written inside it
+    from qualoader.webdataset import expand_shards
+
+    return pairs + sidecar_inputs("SOURCE", [shard for shard in expand_shards(items) if not Path(shard).is_dir()])
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader.data.export import write_columns
 
     with user_errors():
+        check_outputs(args.output, "--output", _inputs(args.source, args.profile))  # first: whatever else is wrong, say this
         output_format = args.format or _SUFFIXES.get(args.output.suffix.lower())
         if output_format is None:
             raise UserError(
@@ -111,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = cli_metrics(args.metric, None) if args.metric else []
         columns, what = _columns(args.source, metrics, args.profile)
     try:
-        write_columns(columns, args.output, output_format)
+        with output_errors("--output", args.output):  # a FIFO or a device is written through, never replaced
+            write_columns(columns, args.output, output_format)
     except ImportError as error:
         raise UserError(str(error)) from error
     rows = len(next(iter(columns.values()))) if columns else 0

@@ -51,6 +51,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(repeatable; default: the calibration saved in the store)",
     )
     add_profile_argument(parser, repeat=True, scoring=False)
+    parser.add_argument(
+        "--flags",
+        action="append",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="SPEC",
+        help="add one yes/no column flag_<name> per quality flag (blurry, noisy, jpeg, dark, light, low-contrast, clipped, hard): "
+        "alone, every flag whose measure the source holds; or names a,b; name=T sets a threshold in the measure's units instead of "
+        "the robust fit (median -/+ 3 MAD). Thresholds go to the summary line and to OUTPUT.flags.json (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -95,6 +106,26 @@ def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None =
     return shard_columns(list(source.shards)), f"{len(source.shards)} shard(s)"
 
 
+def _flag_columns(specs: list[str], columns: dict[str, object]) -> tuple[dict[str, object], Any]:
+    """``flag_<name>`` columns for the ``--flags`` specifications, and the :class:`~qualoader.flags.FlagResult`."""
+    from qualoader.cli._errors import as_option
+    from qualoader.flags import compute_flags, parse_flag_spec
+
+    names: list[str] | None = []
+    thresholds: dict[str, float] = {}
+    try:
+        for spec in specs:
+            spec_names, spec_thresholds = parse_flag_spec(spec)
+            names = None if names is None or spec_names is None else names + [n for n in spec_names if n not in names]
+            thresholds.update(spec_thresholds)
+        result = compute_flags(columns, names, thresholds=thresholds)
+    except (KeyError, ValueError, TypeError) as error:
+        raise as_option(error, "flags", "--flags") from error
+    if not result.flags:
+        raise UserError(f"--flags should find a measure to flag in SOURCE, but got none of them ({'; '.join(result.skipped.values())})")
+    return {f"flag_{name}": values for name, values in result.flags.items()}, result
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader.data.export import write_columns
 
@@ -110,11 +141,25 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--output should be a file, but got --output={str(args.output)!r}, which is a folder")
         metrics = cli_metrics(args.metric, None) if args.metric else []
         columns, what = _columns(args.source, metrics, args.profile)
+        flags = None
+        if args.flags:
+            flag_columns, flags = _flag_columns(args.flags, columns)
+            columns = {**columns, **flag_columns}
     try:
         write_columns(columns, args.output, output_format)
     except ImportError as error:
         raise UserError(str(error)) from error
     rows = len(next(iter(columns.values()))) if columns else 0
-    metrics = [name for name in columns if name not in ("index", "path", "key", "shard") and not name.endswith("_difficulty")]
+    metrics = [
+        name for name in columns
+        if name not in ("index", "path", "key", "shard") and not name.endswith("_difficulty") and not name.startswith("flag_")
+    ]
     print(f"exported {rows} rows of {what} ({', '.join(metrics) or 'no metric'}) to {args.output} ({output_format})")
+    if flags is not None:
+        from qualoader._atomic import write_json_atomic
+
+        # the thresholds travel with the table: a fitted threshold is a property of this dataset, not of the flag
+        sidecar = write_json_atomic(f"{args.output}.flags.json", {"thresholds": [t.to_dict() for t in flags.thresholds.values()],
+                                                                   "skipped": flags.skipped})
+        print("flags: " + "; ".join(t.describe() for t in flags.thresholds.values()) + f" (thresholds in {sidecar})")
     return 0

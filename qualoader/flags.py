@@ -16,12 +16,12 @@ Default rules (:data:`FLAG_RULES`):
 flag             measure                       direction scale default k min spread
 ================ ============================= ========= ===== ========== ==========
 ``blurry``       ``sharpness``                 low       log   3.0        0.05
-``noisy``        ``noise``                     high      log   3.0        0.05
-``jpeg``         ``blockiness``                high      log   3.0        0.02
+``noisy``        ``noise``                     high      lin   3.0        0.002
+``jpeg``         ``blockiness``                high      lin   3.0        0.02
 ``dark``         ``brightness``                low       lin   3.0        0.02
 ``light``        ``brightness``                high      lin   3.0        0.02
 ``low-contrast`` ``contrast``                  low       log   3.0        0.05
-``clipped``      ``clipping``                  high      lin   3.0        0.01
+``clipped``      ``clipping``                  high      lin   3.0        0.05
 ``hard``         ``<metric>_difficulty``       high      lin   3.0        0.02
 ================ ============================= ========= ===== ========== ==========
 
@@ -96,12 +96,16 @@ class FlagRule:
 #: The shipped flags, one table (see the module docs).
 FLAG_RULES: Mapping[str, FlagRule] = {
     "blurry": FlagRule("sharpness", "low", "log", 3.0, 0.05, "low sharpness (blur, defocus)"),
-    "noisy": FlagRule("noise", "high", "log", 3.0, 0.05, "high estimated noise sigma"),
-    "jpeg": FlagRule("blockiness", "high", "log", 3.0, 0.02, "8x8 block artefacts (strong JPEG compression)"),
+    # linear, not log: clean photos' noise estimates spread over a decade (flat sky to fine texture), and
+    # on a log scale median + 3 spreads lands above sigma 0.3, past every noise a camera makes
+    "noisy": FlagRule("noise", "high", "linear", 3.0, 0.002, "high estimated noise sigma"),
+    "jpeg": FlagRule("blockiness", "high", "linear", 3.0, 0.02, "8x8 block artefacts (strong JPEG compression)"),
     "dark": FlagRule("brightness", "low", "linear", 3.0, 0.02, "low mean brightness (under-exposed)"),
     "light": FlagRule("brightness", "high", "linear", 3.0, 0.02, "high mean brightness (over-exposed, washed out)"),
     "low-contrast": FlagRule("contrast", "low", "log", 3.0, 0.05, "low RMS contrast (flat, hazy)"),
-    "clipped": FlagRule("clipping", "high", "linear", 3.0, 0.01, "many pixels saturated at black or white"),
+    # clipping is 0 on most photos (MAD 0): the floor makes the default threshold 15% of values saturated,
+    # which photos with black backgrounds or white text stay below
+    "clipped": FlagRule("clipping", "high", "linear", 3.0, 0.05, "many pixels saturated at black or white"),
     "hard": FlagRule("difficulty", "high", "linear", 3.0, 0.02, "high calibrated difficulty (expected error of the network)"),
 }
 

@@ -9,11 +9,12 @@ and null in Parquet and JSON lines. The output file is written atomically (a tem
 folder, renamed when complete), so a reader never sees half a table. Parquet needs pyarrow
 (``pip install 'qualoader[export]'``).
 
-A store's difficulty columns map its stored scores with the calibration saved when each table was
-created, unless ``--metric`` / ``--profile`` name the metrics that scored it: then each table whose
-metric configuration they match is mapped with that metric's current calibration (a re-calibrated
-metric, a refitted profile), without rescoring anything. Shards carry the difficulty written when
-they were tagged, so these options apply to stores only.
+A store's columns are named by metric (``<metric>``, or ``<metric>-<profile name>`` when two
+profiles of one metric share the store). ``--metric`` / ``--profile`` select columns: only the
+tables whose metric configuration they match are exported, each mapped to difficulty with that
+metric's current calibration (a re-calibrated metric, a refitted profile) without rescoring
+anything; without them every table is exported with the calibration saved when it was created.
+Shards carry the difficulty written when they were tagged, so these options apply to stores only.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--metric",
         action="append",
         default=[],
-        help="metric(s) that scored the store, whose current calibration gives the difficulty: a name, a,b,c or the suite classical "
-        "(repeatable; default: the calibration saved in the store)",
+        help="export only these metrics' columns, their difficulty from the metrics' current calibration: a name, a,b,c or the suite "
+        "classical (repeatable; default: every column, difficulty from the calibration saved in the store)",
     )
     add_profile_argument(parser, repeat=True, scoring=False)
     parser.add_argument(
@@ -82,7 +83,7 @@ def _store_columns(root: str, metrics: list[Any], profiles: list[Path] | None = 
             f"--metric and --profile should name metric configurations the store holds, but got {', '.join(unmatched)}, which match "
             f"none of its tables ({tables})"
         )
-    return store_columns(store, metrics=metrics)
+    return store_columns(store, metrics=metrics, select=bool(metrics))
 
 
 def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None = None) -> tuple[dict[str, object], str]:

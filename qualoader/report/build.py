@@ -14,6 +14,7 @@ import torch
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
+from qualoader.report.flags import flag_section
 from qualoader.report.html import render_html
 from qualoader.report.plots import (
     DIFFICULTY_EDGES,
@@ -155,6 +156,7 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
         "scored": len(table.samples),
         "metrics": entries,
         "shards": shard_rows,
+        "flags": flag_section(table, out, examples),
         "problems": source.problems + table.problems,
     }
 

@@ -94,3 +94,34 @@ def test_bad_flags_are_one_line_errors(store: Path, tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert err.startswith("qualoader export: error: ") and message in err and err.count("\n") == 1, err
     assert not output.exists() and not Path(f"{output}.flags.json").exists()
+
+
+def test_hard_flag_reads_an_aligned_metrics_calibrated_difficulty(
+    tmp_path: Path, fashion_mnist_test: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qualoader.calibration import DifficultyCalibration
+    from qualoader.reference import default_reference
+
+    images, labels = fashion_mnist_test
+    images, labels = images[:300], labels[:300]
+    degraded = images.float().div(255.0)
+    degraded[::3] = corrupt(degraded[::3], "gaussian_noise", 5, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        errors = (default_reference()(degraded).argmax(1) != labels).double()
+    metric = create_metric("confidence")
+    scores = metric(degraded).double()
+    # the network's own errors on these images: a real calibration, whose difficulty the store's header keeps
+    metric.calibration = DifficultyCalibration.fit(scores, errors, higher_is_better=metric.higher_is_better)
+    root = tmp_path / "store"
+    ScoreStore(root, length=len(images)).table(metric, create=True).write(list(range(len(images))), scores.tolist())
+    output = tmp_path / "scores.csv"
+    assert main(["export", str(root), "-o", str(output), "--flags", "hard"]) == 0
+    with output.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    difficulty = np.array([float(row["confidence_difficulty"]) for row in rows])
+    threshold = fit_threshold(difficulty, FLAG_RULES["hard"])
+    hard = np.array([row["flag_hard"] == "True" for row in rows])
+    assert hard.tolist() == (difficulty > threshold).tolist() and 0 < hard.sum() < len(rows)
+    # the flagged images are those the network gets wrong far more often than the rest
+    assert errors.numpy()[hard].mean() > 2 * errors.numpy()[~hard].mean()
+    assert "hard: confidence_difficulty > " in capsys.readouterr().out

@@ -372,8 +372,8 @@ def compute_flags(
                 continue
             used_k = rule.k if flag_k is None else _check_real(flag_k, f"k[{flag!r}]", positive=True)
             threshold, source = fit_threshold(values, rule, used_k), "fitted"
-        # NaN compares False either way: an image without a value is never flagged
-        marked = values < threshold if rule.direction == "low" else values > threshold
+        # an image without a finite value is never flagged: NaN compares False, but an infinite score would pass the test
+        marked = finite & (values < threshold if rule.direction == "low" else values > threshold)
         median = float(np.median(values[finite])) if finite.any() else None
         result.flags[flag] = marked
         result.thresholds[flag] = FlagThreshold(flag, column, rule.direction, float(threshold), source, used_k, median,

@@ -94,12 +94,14 @@ def test_hard_reads_aligned_difficulty_only_and_names_each_metric() -> None:
     assert np.flatnonzero(result.flags["hard-confidence"]).tolist() == [42]
 
 
-def test_nan_is_never_flagged_nor_fitted() -> None:
+def test_non_finite_is_never_flagged_nor_fitted() -> None:
     values = _normal(100)
     values[::10] = np.nan
+    values[20], values[30] = -np.inf, np.inf
     values[1] = 0.0
     result = compute_flags({"brightness": values}, flags=["dark"])
     assert np.flatnonzero(result.flags["dark"]).tolist() == [1]
+    assert not compute_flags({"brightness": values}, flags=["light"]).flags["light"][30]
     assert result.thresholds["dark"].finite == 90
     assert result.thresholds["dark"].threshold == pytest.approx(fit_threshold(values[np.isfinite(values)], FLAG_RULES["dark"]))
 

@@ -125,3 +125,22 @@ def test_hard_flag_reads_an_aligned_metrics_calibrated_difficulty(
     # the flagged images are those the network gets wrong far more often than the rest
     assert errors.numpy()[hard].mean() > 2 * errors.numpy()[~hard].mean()
     assert "hard: confidence_difficulty > " in capsys.readouterr().out
+
+
+def test_too_few_images_to_fit_is_a_one_line_error(tmp_path: Path, photos: torch.Tensor, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "store"
+    metric = create_metric("sharpness")
+    ScoreStore(root, length=3).table(metric, create=True).write([0, 1, 2], metric(photos[:3]).tolist())
+    capsys.readouterr()
+    cases = [
+        (["--flags"], "--flags should find a measure to flag in SOURCE, but got none of them"),
+        (["--flags", "blurry"], "--flags should name measures with at least 5 finite values"),
+    ]
+    for extra, message in cases:
+        assert main(["export", str(root), "-o", str(tmp_path / "a.csv"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("qualoader export: error: ") and message in err and err.count("\n") == 1, err
+    # a user threshold needs no fit: three images are enough
+    assert main(["export", str(root), "-o", str(tmp_path / "a.csv"), "--flags", "blurry=1.0"]) == 0
+    with (tmp_path / "a.csv").open(newline="") as file:
+        assert [row["flag_blurry"] for row in csv.DictReader(file)] == ["True"] * 3

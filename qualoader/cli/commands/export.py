@@ -15,6 +15,11 @@ tables whose metric configuration they match are exported, each mapped to diffic
 metric's current calibration (a re-calibrated metric, a refitted profile) without rescoring
 anything; without them every table is exported with the calibration saved when it was created.
 Shards carry the difficulty written when they were tagged, so these options apply to stores only.
+
+--flags adds yes/no columns flag_<name> (blurry, noisy, jpeg, dark, light, low-contrast, clipped; hard for an
+aligned metric's calibrated difficulty): an image is flagged when its measure is an outlier for this table
+(median -/+ 3 robust standard deviations, see qualoader.flags) or past a threshold given as name=T. The
+thresholds used are printed and written to OUTPUT.flags.json.
 """
 
 from __future__ import annotations

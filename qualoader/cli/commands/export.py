@@ -151,10 +151,22 @@ def run(args: argparse.Namespace) -> int:
         if args.flags:
             flag_columns, flags = _flag_columns(args.flags, columns)
             columns = {**columns, **flag_columns}
+    sidecar = None
+    if flags is not None:
+        from qualoader._atomic import write_json_atomic
+
+        # the thresholds travel with the table (a fitted threshold is a property of this dataset, not of the flag);
+        # written first and removed if the table fails, so no table with flag columns is left without its thresholds
+        sidecar = write_json_atomic(f"{args.output}.flags.json", {"thresholds": [t.to_dict() for t in flags.thresholds.values()],
+                                                                   "skipped": flags.skipped})
     try:
         write_columns(columns, args.output, output_format)
-    except ImportError as error:
-        raise UserError(str(error)) from error
+    except BaseException as error:  # a full disk or Ctrl-C too: the thresholds of a table that was not written go with it
+        if sidecar is not None:
+            sidecar.unlink(missing_ok=True)
+        if isinstance(error, ImportError):
+            raise UserError(str(error)) from error
+        raise
     rows = len(next(iter(columns.values()))) if columns else 0
     metrics = [
         name for name in columns
@@ -162,10 +174,5 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(f"exported {rows} rows of {what} ({', '.join(metrics) or 'no metric'}) to {args.output} ({output_format})")
     if flags is not None:
-        from qualoader._atomic import write_json_atomic
-
-        # the thresholds travel with the table: a fitted threshold is a property of this dataset, not of the flag
-        sidecar = write_json_atomic(f"{args.output}.flags.json", {"thresholds": [t.to_dict() for t in flags.thresholds.values()],
-                                                                   "skipped": flags.skipped})
         print("flags: " + "; ".join(t.describe() for t in flags.thresholds.values()) + f" (thresholds in {sidecar})")
     return 0

@@ -6,7 +6,10 @@ metric configuration) or tagged webdataset shards (paths, brace patterns or a fo
 read from their ``<shard>.quality.json`` sidecars; columns ``index``, ``shard``, ``key``, then the
 metrics). Scores that are missing (not scored, skipped, uncalibrated difficulty) are empty in CSV
 and null in Parquet and JSON lines. The output file is written atomically (a temporary file in its
-folder, renamed when complete), so a reader never sees half a table. Parquet needs pyarrow
+folder, renamed when complete), so a reader never sees half a table; it gets the permissions your
+umask gives. A FIFO, a device or /dev/stdout as --output is written into, never replaced. An
+--output that is, or lies inside, one of the inputs (the store folder, a shard, its sidecar, a
+profile) is refused. Parquet needs pyarrow
 (``pip install 'qualoader[export]'``).
 
 A store's columns are named by metric (``<metric>``, or ``<metric>-<profile name>`` when two
@@ -25,10 +28,11 @@ thresholds used are printed and written to OUTPUT.flags.json.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._errors import UserError, check_outputs, output_errors, user_errors
 from qualoader.cli._profiles import add_profile_argument, cli_metrics, stored_profile_metrics
 
 __all__ = ["add_parser", "run"]
@@ -132,10 +136,24 @@ def _flag_columns(specs: list[str], columns: dict[str, object]) -> tuple[dict[st
     return {f"flag_{name}": values for name, values in result.flags.items()}, result
 
 
+def _inputs(items: list[str], profiles: list[Path]) -> list[tuple[str, object]]:
+    """What ``--output`` must not overwrite: the store folder (``store.json``, tables) or the shards and their sidecars; profiles."""
+    from qualoader._outputs import sidecar_inputs
+
+    pairs: list[tuple[str, object]] = [("--profile", profile) for profile in profiles]
+    if len(items) == 1 and Path(items[0]).is_dir():
+        pairs.append(("SOURCE", items[0]))  # a store, or a folder of shards: nothing is written inside it
+    from qualoader.webdataset import expand_shards
+
+    return pairs + sidecar_inputs("SOURCE", [shard for shard in expand_shards(items) if not Path(shard).is_dir()])
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader.data.export import write_columns
 
     with user_errors():
+        inputs = _inputs(args.source, args.profile)
+        check_outputs(args.output, "--output", inputs)  # first: whatever else is wrong, say this
         output_format = args.format or _SUFFIXES.get(args.output.suffix.lower())
         if output_format is None:
             raise UserError(
@@ -147,20 +165,24 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--output should be a file, but got --output={str(args.output)!r}, which is a folder")
         metrics = cli_metrics(args.metric, None) if args.metric else []
         columns, what = _columns(args.source, metrics, args.profile)
-        flags = None
+        flags, sidecar = None, None
         if args.flags:
             flag_columns, flags = _flag_columns(args.flags, columns)
             columns = {**columns, **flag_columns}
-    sidecar = None
-    if flags is not None:
+            # a FIFO or a device (-o /dev/stdout) has no folder of its own for a second file: the summary line states the thresholds
+            if not args.output.exists() or args.output.is_file():
+                sidecar = Path(f"{args.output}.flags.json")
+                check_outputs(sidecar, "--output", inputs)
+    if flags is not None and sidecar is not None:
         from qualoader._atomic import write_json_atomic
 
         # the thresholds travel with the table (a fitted threshold is a property of this dataset, not of the flag);
         # written first and removed if the table fails, so no table with flag columns is left without its thresholds
-        sidecar = write_json_atomic(f"{args.output}.flags.json", {"thresholds": [t.to_dict() for t in flags.thresholds.values()],
-                                                                   "skipped": flags.skipped})
+        with output_errors("--output", sidecar):
+            write_json_atomic(sidecar, {"thresholds": [t.to_dict() for t in flags.thresholds.values()], "skipped": flags.skipped})
     try:
-        write_columns(columns, args.output, output_format)
+        with output_errors("--output", args.output):  # a FIFO or a device is written through, never replaced
+            write_columns(columns, args.output, output_format)
     except BaseException as error:  # a full disk or Ctrl-C too: the thresholds of a table that was not written go with it
         if sidecar is not None:
             sidecar.unlink(missing_ok=True)
@@ -174,5 +196,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(f"exported {rows} rows of {what} ({', '.join(metrics) or 'no metric'}) to {args.output} ({output_format})")
     if flags is not None:
-        print("flags: " + "; ".join(t.describe() for t in flags.thresholds.values()) + f" (thresholds in {sidecar})")
+        where = f" (thresholds in {sidecar})" if sidecar is not None else ""
+        # without a thresholds file the table may be on stdout: the thresholds go to stderr, beside it rather than into it
+        print("flags: " + "; ".join(t.describe() for t in flags.thresholds.values()) + where,
+              file=sys.stdout if sidecar is not None else sys.stderr)
     return 0

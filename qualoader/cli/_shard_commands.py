@@ -84,6 +84,8 @@ def run_reporting_errors(command: str, work: Callable[[], int], *, interruptible
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return work()
+    except ImageDecodeError as error:  # a bad input image (undecodable, too small or large, NaN), named: a user error, exit 2
+        return report_user_error(command, error)
     except (KeyboardInterrupt, _Terminated) as error:
         name, code = ("SIGTERM", 143) if isinstance(error, _Terminated) else ("SIGINT", 130)
         print(f"qualoader {command}: interrupted by {name}; no partial file was left", file=sys.stderr)

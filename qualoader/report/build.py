@@ -15,6 +15,7 @@ import torch
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
+from qualoader.report.flags import flag_section
 from qualoader.report.html import render_html
 from qualoader.report.plots import (
     DIFFICULTY_EDGES,
@@ -167,6 +168,7 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
         "scored": len(table.samples),
         "metrics": entries,
         "shards": shard_rows,
+        "flags": flag_section(table, out, examples),
         "problems": source.problems + table.problems,
         # by origin, for the command's one-line count: reading the source (shards) and decoding images (thumbnails too)
         "problem_counts": {"source": len(source.problems), "images": len(table.problems)},

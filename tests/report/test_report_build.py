@@ -53,7 +53,7 @@ def test_folder_report(tmp_path: Path, image_folder: Path) -> None:
     assert summary["scored"] == 26 and summary["kind"] == "folder"
     names = [metric["name"] for metric in summary["metrics"]]
     assert names == ["sharpness", "noise"]
-    assert sum(link.startswith("thumbs/") for link in parser.links) == 2 * 2 * 3
+    assert sum(link.startswith("thumbs/") and not link.startswith("thumbs/flag_") for link in parser.links) == 2 * 2 * 3
     sharpness = summary["metrics"][0]
     # The lowest-sharpness thumbnail really has the minimum score, and both sides are sorted.
     lowest = [example["score"] for example in sharpness["lowest"]]

@@ -199,3 +199,23 @@ def test_scoring_threads_leave_the_decoding_workers_their_cores(
     before = torch.get_num_threads()
     assert main([*argv, "--threads", str(before + 1)]) == 0  # scored under that many threads, and the caller's setting is back after
     assert seen and set(seen) == {before + 1} and torch.get_num_threads() == before and "8/8 scored" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # a process of its own (torch's import)
+def test_classical_precompute_imports_no_fitting_or_filter_library(tmp_path: Path) -> None:
+    """scipy.optimize (calibration fits), kornia (aligned features, SSIM) and matplotlib cost start-up the classical path never uses."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('loaded:', sorted(m for m in ('kornia', 'scipy.optimize', 'matplotlib') if m in sys.modules)))\n"
+        "from qualoader.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["precompute", "fashion-mnist:test", "--limit", "4", "--metric", "classical", "--store", str(tmp_path / "s"), "--no-progress"]
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "4/4 scored" in result.stdout and result.stdout.strip().endswith("loaded: []")

@@ -123,7 +123,33 @@ class QualityMetric(nn.Module):
         return metric_fingerprint(self)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        """The config that shapes the scores, on one line; a nested config (a reference network's) by its name."""
+        return ", ".join(f"{key}={_repr_value(value)}" for key, value in self.get_config().items())
+
+    def __repr__(self) -> str:
+        """One line: class, name, config and whether a calibration is attached.
+
+        Not nn.Module's tree, which prints every submodule: an aligned metric's whole reference network.
+
+        Example:
+            >>> from qualoader.metrics import create_metric
+            >>> create_metric("psnr")
+            PSNR(name='psnr', y_channel=False, color_space='yiq', eps=1e-08, calibrated=False)
+        """
+        parts = [f"name={self.name!r}", self.extra_repr(), f"calibrated={self.calibration is not None}"]
+        return f"{type(self).__name__}({', '.join(part for part in parts if part)})"
+
+
+#: A config value's repr beyond this many characters is cut (``...``): a repr is one readable line.
+_REPR_VALUE_CHARS = 60
+
+
+def _repr_value(value: Any) -> str:
+    """A config value for :meth:`QualityMetric.__repr__`: a nested config with a ``name`` (a reference network) by that name."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return repr(value["name"])
+    text = repr(value)
+    return text if len(text) <= _REPR_VALUE_CHARS else text[: _REPR_VALUE_CHARS - 3] + "..."
 
 
 def score_dtype(dtype: torch.dtype) -> torch.dtype:

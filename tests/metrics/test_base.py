@@ -226,3 +226,33 @@ def test_metrics_base_does_not_import_the_calibration_package() -> None:
 
     assert base.Calibration is Calibration  # one protocol, importable from both sides
     assert isinstance(DifficultyCalibration.fit([0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 1.0, 1.0], False), Calibration)
+
+
+@pytest.mark.parametrize("name", [*sorted(BUILTIN), "bn-shift", "confidence", "feature-distance", "task-guided"])
+def test_repr_is_one_short_line_with_name_config_and_calibration(name: str) -> None:
+    """``print(metric)`` names the metric, its reference and its parameters: not nn.Module's tree of the whole network."""
+    metric = create_metric(name)
+    text = repr(metric)
+    assert "\n" not in text and len(text) <= 200, text
+    assert text.startswith(f"{type(metric).__name__}(name={name!r}") and text.endswith(f"calibrated={metric.calibration is not None})")
+    for key, value in metric.get_config().items():  # every score-shaping parameter, a reference network by its name
+        shown = repr(value["name"]) if isinstance(value, dict) else repr(value)
+        assert f"{key}={shown}" in text or f"{key}={shown[:57]}..." in text
+    if hasattr(metric, "network"):
+        assert "Conv2d" not in text and f"reference={metric.network.name!r}" in text
+        assert ("profile=" not in text) if metric.profile is None else f"profile={metric.profile.name!r}" in text
+    assert str(metric) == text
+
+
+def test_repr_cuts_a_long_value_and_follows_the_calibration(photos: torch.Tensor) -> None:
+    from qualoader.calibration import DifficultyCalibration
+
+    metric = create_metric("bn-shift", layers=["features.0.1", "features.2.1"])
+    assert "layers=['features.0.1', 'features.2.1']" in repr(metric)
+    metric.calibration = None
+    assert repr(metric).endswith("calibrated=False)")
+    metric.calibration = DifficultyCalibration.fit(torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 1.0, 1.0]), False)
+    assert repr(metric).endswith("calibrated=True)")
+    from qualoader.metrics.base import _repr_value
+
+    assert _repr_value(list(range(100))) == repr(list(range(100)))[:57] + "..." and len(_repr_value(list(range(100)))) == 60

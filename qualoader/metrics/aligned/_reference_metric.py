@@ -158,3 +158,7 @@ class ReferenceMetric(QualityMetric):
 
     def get_config(self) -> dict[str, Any]:
         return {"reference": self.network.get_config()}
+
+    def extra_repr(self) -> str:
+        """The base class's line (the reference network by name), plus the profile's name when built from one."""
+        return super().extra_repr() + ("" if self.profile is None else f", profile={self.profile.name!r}")

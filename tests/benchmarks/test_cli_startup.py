@@ -19,3 +19,14 @@ def test_tiny_run_times_every_command(tmp_path, load_script, capsys) -> None:
     # the interpreter alone is faster than importing torch, which precompute cannot avoid
     assert figures["median_s"]["python -c pass"] < figures["median_s"]["import torch"] < figures["median_s"]["precompute, all images"]
     assert "x import torch" in capsys.readouterr().out
+
+
+def test_only_times_the_named_commands_and_refuses_unknown_ones(tmp_path, load_script, capsys) -> None:
+    script = load_script("benchmarks/cli_startup.py")
+    script.main(["--count", "2", "--size", "32", "--repeats", "2", "--only", "python -c pass", "--json", str(tmp_path / "t.json")])
+    figures = json.loads((tmp_path / "t.json").read_text())
+    assert list(figures["median_s"]) == ["python -c pass"] and len(figures["seconds"]["python -c pass"]) == 2
+    assert "cleanvision_ratio" not in figures
+    with pytest.raises(SystemExit):  # cleanvision is only a command with --cleanvision-python
+        script.main(["--count", "2", "--size", "32", "--repeats", "1", "--only", "cleanvision"])
+    assert "--only should name commands of" in capsys.readouterr().err

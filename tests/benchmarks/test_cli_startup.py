@@ -16,8 +16,10 @@ def test_tiny_run_times_every_command(tmp_path, load_script, capsys) -> None:
         "python -c pass", "import torch", "decode only", "qualoader --help", "precompute, first image", "precompute, all images",
     }  # fmt: skip
     assert all(seconds > 0 for seconds in figures["median_s"].values())
-    # the interpreter alone is faster than importing torch, which precompute cannot avoid
-    assert figures["median_s"]["python -c pass"] < figures["median_s"]["import torch"] < figures["median_s"]["precompute, all images"]
+    # the interpreter alone is faster than importing torch or any command that scores; precompute's start-up is now
+    # within ~0.2 s of torch's import, less than one run's noise on a shared machine, so those two are not ordered here
+    medians = figures["median_s"]
+    assert medians["python -c pass"] < min(medians["import torch"], medians["precompute, first image"], medians["precompute, all images"])
     assert "x import torch" in capsys.readouterr().out
 
 

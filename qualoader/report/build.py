@@ -68,6 +68,16 @@ def _examples(table: ScoreTable, name: str, metric: QualityMetric, count: int, o
     return result
 
 
+def _weak_reason(metric: QualityMetric) -> str | None:
+    """Why the quality profile behind ``metric`` is too weak to trust, or ``None`` (strong, or no profile)."""
+    profile = getattr(metric, "profile", None)
+    if profile is None:
+        return None
+    from qualoader.profiles import weak_reason  # imported here: the report of classical metrics needs no profile code
+
+    return weak_reason(profile)
+
+
 def _domain_figures(table: ScoreTable, metrics: dict[str, QualityMetric]) -> dict[str, dict[str, Any]]:
     """Per aligned metric (one with an ``input_domain``), how much of the reported images lies outside its reference's domain.
 
@@ -94,7 +104,8 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
     Each aligned metric's entry has ``"domain"``: the fractions of
     :func:`~qualoader.profiles.out_of_domain_fraction` (``out_of_domain``, ``channels``, ``size``,
     ``intensity``), ``n_images`` and ``reference_domain`` (a one-line description); other
-    metrics have ``"domain": None``.
+    metrics have ``"domain": None``. ``"weak"`` is why a metric's quality profile is too weak to
+    trust (:func:`~qualoader.profiles.weak_reason`), else ``None``.
     """
     from qualoader import __version__
 
@@ -121,6 +132,8 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
             "summary_line": (type(metric).__doc__ or "").strip().splitlines()[0] if type(metric).__doc__ else "",
             "distribution": f"plots/distribution_{slug}.png",
             "domain": domains.get(name),
+            # a weak profile says so wherever its difficulty is shown (the rule of calibrate, profile show and loading)
+            "weak": _weak_reason(metric),
         }
         plot_distribution(scores, name, metric.higher_is_better, out / entry["distribution"])
         if name in table.difficulty:

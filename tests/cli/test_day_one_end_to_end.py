@@ -236,5 +236,9 @@ def test_day_one_own_photos_and_network_through_the_command_line(tmp_path: Path,
     data = json.loads((report / "report.json").read_text())
     assert [entry["name"] for entry in data["metrics"]] == list(METRICS)
     assert data["total"] == data["scored"] == len(files)
+    for entry in data["metrics"]:  # a weak profile says so in the report too, in its data and on the page
+        reason = weak_fit_reason(figures[entry["name"]])
+        assert entry["weak"] == reason
+        assert (f"The profile of {entry['name']} is weak (" in html) == (reason is not None)
     assert {f"hard-{metric}" for metric in METRICS} <= {entry["flag"] for entry in data["flags"]["flags"]}
 

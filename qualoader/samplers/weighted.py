@@ -17,7 +17,7 @@ from torch import Tensor
 
 from qualoader._validation import check_choice, check_type
 from qualoader.data.store import ScoreTable
-from qualoader.policies import FAVOUR, check_temperature
+from qualoader.policies import FAVOUR, OnlineDifficulty, check_temperature
 from qualoader.samplers._base import (
     QualitySampler,
     as_scores,
@@ -25,15 +25,14 @@ from qualoader.samplers._base import (
     easiness,
     resolve_higher_is_better,
 )
+from qualoader.samplers.feedback import mean_ranks
 
 __all__ = ["FAVOUR", "QualityWeightedSampler", "draw_weighted", "softmax_weights"]
 
 
 def standardized_ranks(scores: Tensor) -> Tensor:
     """Ranks of ``scores`` :math:`(N,)` (ties share their mean rank), shifted and scaled to zero mean and unit variance."""
-    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    first = counts.cumsum(0) - counts
-    ranks = (first.double() + (counts.double() - 1) / 2)[inverse]
+    ranks = mean_ranks(scores)
     # std() of one value is NaN (Bessel's correction), and all-tied scores have spread 0: both mean
     # "no information", so every z is 0 and the weights come out uniform instead of NaN.
     spread = ranks.std() if ranks.numel() > 1 else ranks.new_tensor(0.0)
@@ -131,6 +130,10 @@ class QualityWeightedSampler(QualitySampler[int]):
             a plain array, tensor or sequence (a ``ScoreTable`` carries its metric's direction).
         replacement: draw with replacement (default) or without.
         num_samples: indices per epoch over all replicas (default ``N``).
+        online: an :class:`~qualoader.policies.OnlineDifficulty` to blend the scores with the
+            per-sample losses fed back by :meth:`update` (the weights are recomputed from the
+            blended scores at the start of each epoch; needs the score direction). Default
+            ``None``: no feedback, the weights stay as built.
         seed, num_replicas, rank, drop_last: as in :class:`~qualoader.samplers.QualityStratifiedSampler`.
 
     Example:
@@ -150,6 +153,7 @@ class QualityWeightedSampler(QualitySampler[int]):
         higher_is_better: bool | None = None,
         replacement: bool = True,
         num_samples: int | None = None,
+        online: OnlineDifficulty | None = None,
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
@@ -172,25 +176,31 @@ class QualityWeightedSampler(QualitySampler[int]):
         self.favour = favour
         self.replacement = replacement
         self.num_samples = check_num_samples(num_samples, self.scores.numel())
-        if weight_fn is None:
-            weights = softmax_weights(
-                self.scores,
-                self.temperature,
-                favour=favour,
-                higher_is_better=bool(self.higher_is_better),
-            )
-        else:
-            # A clone: a weight_fn that works in place must not rewrite the sampler's own scores.
-            weights = weight_fn(self.scores.clone())
-        self.set_weights(weights)
+        self._set_checked_weights(self._weights_of(self.scores))
+        self._enable_online(online, self.scores, self.higher_is_better)
+
+    def _weights_of(self, scores: Tensor) -> Tensor:
+        if self.weight_fn is None:
+            return softmax_weights(scores, self.temperature, favour=self.favour, higher_is_better=bool(self.higher_is_better))
+        # A clone: a weight_fn that works in place must not rewrite the sampler's own scores.
+        return self.weight_fn(scores.clone())
+
+    def _use_scores(self, scores: Tensor) -> None:
+        self._set_checked_weights(self._weights_of(scores))
 
     def set_weights(self, weights: Any) -> None:
         """Replace the weights :math:`(N,)` used from the next iteration on.
 
         Raises:
             ValueError: wrong length, negative, NaN or all-zero weights; without replacement,
-                fewer positive weights than ``num_samples``.
+                fewer positive weights than ``num_samples``; a sampler with ``online=`` (its
+                weights follow the fed-back losses, which would overwrite these at the next epoch).
         """
+        if self.feedback is not None:
+            raise ValueError("online should be None to set weights by hand, but got an online sampler; its weights follow update()")
+        self._set_checked_weights(weights)
+
+    def _set_checked_weights(self, weights: Any) -> None:
         checked = check_weights(weights, self.scores.numel())
         positive = int((checked > 0).sum())
         # Checked here so a bad set_weights fails at the call, not at the next epoch's first draw.
@@ -212,7 +222,8 @@ class QualityWeightedSampler(QualitySampler[int]):
             if self.weight_fn
             else f"temperature={self.temperature}, favour={self.favour!r}"
         )
+        online = f", online={self.feedback.policy}" if self.feedback is not None else ""
         return (
             f"{type(self).__name__}(N={self.scores.numel()}, {weighting}, replacement={self.replacement}, "
-            f"num_samples={self.num_samples}, {self._replicas_repr()})"
+            f"num_samples={self.num_samples}{online}, {self._replicas_repr()})"
         )

@@ -191,6 +191,17 @@ class QualitySampler(Sampler[T]):
     def _emit(self, draw: Tensor, start: int) -> Iterator[T]:
         return iterate_chunks(draw, start)  # type: ignore[return-value]
 
+    def _rank_items(self, start: int) -> Iterator[T]:
+        """This rank's items of the current epoch from position ``start`` on (and, online, what it drew)."""
+        draw = self.rank_indices()
+        if self.feedback is not None:
+            self._mark_drawn(draw)
+        return self._emit(draw, start)
+
+    def _mark_current_draw(self) -> None:
+        """Record this rank's draw of the current epoch as the indices :meth:`update` accepts."""
+        self._mark_drawn(self.rank_indices())
+
     def _use_scores(self, scores: Tensor) -> None:
         """Rebuild what the draw derives from the scores :math:`(N,)` (online samplers implement it)."""
         raise NotImplementedError
@@ -286,7 +297,7 @@ class QualitySampler(Sampler[T]):
         index, loss = check_feedback(indices, losses, self.feedback.prior.numel())
         if self._drawn is None and self._resume_from > 0:
             # Restored mid-epoch and not iterated yet: the epoch's draw is known all the same.
-            self._mark_drawn(self.rank_indices())
+            self._mark_current_draw()
         if self._drawn is None:
             raise ValueError(
                 f"indices should come from this rank's draw of the current epoch, but got indices={index.tolist()[:8]} before any draw"
@@ -329,11 +340,9 @@ class QualitySampler(Sampler[T]):
         if self.feedback is not None and start == 0:
             # A fresh epoch draws from every observation so far; a resumed one from the scores it began with.
             self._refresh()
-        draw = self.rank_indices()
-        if self.feedback is not None:
-            self._mark_drawn(draw)
+        items = self._rank_items(start)
         self._position = start
-        for item in self._emit(draw, start):
+        for item in items:
             self._position += 1
             yield item
         self._position = 0

@@ -9,9 +9,10 @@ the exponential-key method of Efraimidis and Spirakis (the ``k`` smallest ``E_i 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,11 +24,17 @@ from qualoader.samplers._base import (
     as_scores,
     check_num_samples,
     easiness,
+    per_rank_length,
     resolve_higher_is_better,
 )
 from qualoader.samplers.feedback import mean_ranks
 
 __all__ = ["FAVOUR", "QualityWeightedSampler", "draw_weighted", "softmax_weights"]
+
+#: Epochs of more draws than this (with replacement) are drawn lazily, in chunks of :data:`_LAZY_CHUNK`
+#: draws: 2**24 draws already take 256 MiB (float64 variates plus int64 indices) drawn at once.
+_EAGER_DRAWS = 1 << 24
+_LAZY_CHUNK = 1 << 20
 
 
 def standardized_ranks(scores: Tensor) -> Tensor:
@@ -129,7 +136,9 @@ class QualityWeightedSampler(QualitySampler[int]):
         higher_is_better: score direction; required for the temperature weights when ``scores`` is
             a plain array, tensor or sequence (a ``ScoreTable`` carries its metric's direction).
         replacement: draw with replacement (default) or without.
-        num_samples: indices per epoch over all replicas (default ``N``).
+        num_samples: indices per epoch over all replicas (default ``N``). With replacement, any
+            number: epochs of more than ``2**24`` draws are drawn lazily, ``2**20`` at a time, so
+            memory does not grow with ``num_samples`` (their sequence differs from an eager draw's).
         online: an :class:`~qualoader.policies.OnlineDifficulty` to blend the scores with the
             per-sample losses fed back by :meth:`update` (the weights are recomputed from the
             blended scores at the start of each epoch; needs the score direction). Default
@@ -213,8 +222,58 @@ class QualityWeightedSampler(QualitySampler[int]):
     def global_length(self) -> int:
         return self.num_samples
 
+    @property
+    def lazy(self) -> bool:
+        """Whether epochs are drawn chunk by chunk (with replacement, more than ``2**24`` draws)."""
+        return self.replacement and self.num_samples > _EAGER_DRAWS
+
     def epoch_indices(self, generator: torch.Generator) -> Tensor:
+        if self.lazy:
+            raise ValueError(
+                f"num_samples should be at most {_EAGER_DRAWS} to build an epoch's draw at once, but got num_samples={self.num_samples}; "
+                "iterate over the sampler instead (it draws in chunks)"
+            )
         return draw_weighted(self.weights, self.num_samples, self.replacement, generator)
+
+    def _chunk(self, chunk: int) -> Tensor:
+        """Draws of global positions ``[chunk * C, (chunk + 1) * C)`` of a lazy epoch, from their own seed."""
+        # A generator per chunk, seeded from (seed, epoch, chunk): any chunk can be drawn without the ones before
+        # it, so a resume mid-epoch or a rank's stride costs no more than the chunks it reads.
+        entropy = [(self.seed + self.epoch) % (1 << 64), chunk]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
+        size = min(_LAZY_CHUNK, self.num_samples - chunk * _LAZY_CHUNK)
+        return draw_weighted(self.weights, size, True, torch.Generator().manual_seed(seed))
+
+    def _lazy_items(self, start: int) -> Iterator[int]:
+        # The same positions as shard() takes from an eager draw: rank r reads r, r + R, ... of the draw padded by
+        # wrapping around to ceil(L / R) * R positions (or trimmed to floor(L / R) * R with drop_last).
+        replicas, length = self.num_replicas, self.num_samples
+        total = per_rank_length(length, replicas, self.drop_last) * replicas
+        position = self.rank + start * replicas
+        while position < total:
+            wrapped = position % length  # padding positions (beyond the draw) wrap to its start
+            chunk = wrapped // _LAZY_CHUNK
+            draws = self._chunk(chunk)
+            offset = chunk * _LAZY_CHUNK
+            end = min(total, offset + draws.numel()) if position < length else total
+            picked = draws[wrapped - offset : end - (position - wrapped) - offset : replicas]
+            yield from picked.tolist()
+            position += picked.numel() * replicas
+
+    def _rank_items(self, start: int) -> Iterator[int]:
+        if not self.lazy:
+            return super()._rank_items(start)
+        if self.feedback is not None:
+            self._mark_current_draw()
+        return self._lazy_items(start)
+
+    def _mark_current_draw(self) -> None:
+        if not self.lazy:
+            super()._mark_current_draw()
+            return
+        # Keeping the positions of 2**24+ draws would cost what lazy drawing saves; with that many draws every
+        # sample of positive weight is all but certain to be drawn, so those are the ones update() accepts.
+        self._drawn = self.weights > 0
 
     def __repr__(self) -> str:
         weighting = (

@@ -88,11 +88,15 @@ class Feeder:
 
 
 class SamplerFeeder(Feeder):
-    """Epochs of a sampler back to back, cut into batches of exactly ``batch_size`` indices."""
+    """Epochs of a sampler back to back, cut into batches of exactly ``batch_size`` indices.
 
-    def __init__(self, sampler: Sampler[int], batch_size: int) -> None:
+    The last partial batch of an epoch is carried into the next one (``carry=True``), or dropped.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, carry: bool = True) -> None:
         self.sampler = sampler
         self.batch_size = batch_size
+        self.carry = carry
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         carry = torch.empty(0, dtype=torch.int64)
@@ -102,11 +106,18 @@ class SamplerFeeder(Feeder):
             stream = torch.cat([carry, torch.as_tensor(list(self.sampler), dtype=torch.int64)])
             whole = stream.numel() // self.batch_size * self.batch_size
             yield from ((batch, None) for batch in stream[:whole].split(self.batch_size))
-            carry = stream[whole:]
+            carry = stream[whole:] if self.carry else carry
 
 
 class OnlineFeeder(SamplerFeeder):
-    """A sampler with online difficulty: every step's per-sample losses go to ``sampler.update``."""
+    """A sampler with online difficulty: every step's per-sample losses go to ``sampler.update``.
+
+    No batch straddles two epochs (the partial tail is dropped: 88 of 55,000 samples at batch 128),
+    because ``update`` only takes indices of the epoch being drawn.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int) -> None:
+        super().__init__(sampler, batch_size, carry=False)
 
     def feedback(self, indices: Tensor, losses: Tensor) -> None:
         self.sampler.update(indices, losses)

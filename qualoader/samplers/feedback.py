@@ -26,7 +26,7 @@ from torch import Tensor
 from qualoader._validation import check_type
 from qualoader.policies import OnlineDifficulty
 
-__all__ = ["LossFeedback", "check_feedback", "mean_ranks"]
+__all__ = ["LossFeedback", "check_feedback", "mean_ranks", "record_losses"]
 
 
 def mean_ranks(values: Tensor) -> Tensor:
@@ -79,6 +79,23 @@ def check_feedback(indices: Any, losses: Any, length: int) -> tuple[Tensor, Tens
     return index, loss
 
 
+def record_losses(counts: Tensor, record: Tensor, indices: Tensor, losses: Tensor, momentum: float) -> None:
+    """Add observations in place: ``counts`` int64 :math:`(S,)` and ``record`` float64 :math:`(S,)` at ``indices`` :math:`(B,)`.
+
+    A first observation is stored as it is, later ones as ``momentum * old + (1 - momentum) * new``;
+    an index repeated in one call counts once per repeat, with the mean of its losses :math:`(B,)`.
+    """
+    if indices.numel() == 0:
+        return
+    unique, inverse, repeats = torch.unique(indices, return_inverse=True, return_counts=True)
+    sums = torch.zeros(unique.numel(), dtype=torch.float64).index_add_(0, inverse, losses)
+    means = sums / repeats.double()
+    seen = counts[unique] > 0
+    # A first observation is taken as it is: averaging it with the 0 placeholder would bias it low.
+    record[unique] = torch.where(seen, momentum * record[unique] + (1 - momentum) * means, means)
+    counts[unique] += repeats
+
+
 class LossFeedback:
     """The per-sample loss record of one sampler and its blend with the prior (see the module docstring).
 
@@ -102,16 +119,7 @@ class LossFeedback:
 
     def record(self, indices: Tensor, losses: Tensor) -> None:
         """Add checked observations (from :func:`check_feedback`); an index repeated in one call counts its mean loss."""
-        if indices.numel() == 0:
-            return
-        unique, inverse, repeats = torch.unique(indices, return_inverse=True, return_counts=True)
-        sums = torch.zeros(unique.numel(), dtype=torch.float64).index_add_(0, inverse, losses)
-        means = sums / repeats.double()
-        seen = self.counts[unique] > 0
-        momentum = self.policy.momentum
-        # A first observation is taken as it is: averaging it with the 0 placeholder would bias it low.
-        self.losses[unique] = torch.where(seen, momentum * self.losses[unique] + (1 - momentum) * means, means)
-        self.counts[unique] += repeats
+        record_losses(self.counts, self.losses, indices, losses, self.policy.momentum)
 
     def blend_weight(self) -> Tensor:
         """Weight ``n / (n + prior_strength)`` :math:`(N,)` of the observed loss in each sample's score."""

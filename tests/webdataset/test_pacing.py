@@ -11,9 +11,9 @@ import webdataset as wds
 from tag_streams import _Samples, _stream
 from torch.utils.data import DataLoader
 
-from qualoader.policies import pacing_fraction
+from qualoader.policies import OnlineDifficulty, pacing_fraction
 from qualoader.samplers import CurriculumSampler
-from qualoader.webdataset import MissingTagError, TrainingProgress, curriculum
+from qualoader.webdataset import MissingTagError, StreamLosses, TrainingProgress, curriculum
 
 
 @pytest.mark.parametrize("skew", [0.2, 1.0, 5.0])
@@ -137,3 +137,82 @@ def test_hard_to_easy_admits_the_hardest_first() -> None:
     assert min(kept) == pytest.approx(0.71) and len(kept) == 30
     with pytest.raises(ValueError, match="order should be one of \\{'easy-to-hard', 'hard-to-easy'\\}"):
         curriculum("m", order="random")
+
+
+def _keys(samples: list[dict]) -> list[str]:
+    return [s["__key__"] for s in samples]
+
+
+def test_stream_losses_without_observations_change_nothing() -> None:
+    difficulty = np.random.default_rng(2).random(1500)
+    samples = _stream(np.zeros(1500), difficulty=difficulty)
+    plain = curriculum("m", start_fraction=0.3, seed=4)
+    online = curriculum("m", start_fraction=0.3, seed=4, online=StreamLosses(4096))
+    assert _keys(list(online(samples))) == _keys(list(plain(samples)))
+
+
+def test_stream_curriculum_lets_observed_losses_take_over_from_the_difficulty() -> None:
+    n = 2000
+    difficulty = np.random.default_rng(3).random(n)
+    samples = _stream(np.zeros(n), difficulty=difficulty)
+    easiest = [f"{i:06d}" for i in np.argsort(difficulty)[: n // 10]]  # easy by prior, hard by loss
+    others = [f"{i:06d}" for i in np.argsort(difficulty)[n // 10 :]]
+    losses = StreamLosses(1 << 16, policy=OnlineDifficulty(prior_strength=0.5))
+    stage = curriculum("m", start_fraction=0.2, temperature=0.0, online=losses)
+    before = set(_keys(list(stage(samples))))
+    assert len(set(easiest) & before) > 0.95 * len(easiest)
+    losses.update(easiest, [5.0] * len(easiest))
+    losses.update(others, [float(v) for v in difficulty[np.argsort(difficulty)[n // 10 :]]])  # loss agrees with the prior
+    after = set(_keys(list(stage(samples))))
+    assert len(set(easiest) & after) < 0.1 * len(easiest), "hard by loss: no longer among the easiest 20%"
+    assert abs(len(after) / n - 0.2) < 0.03, "the admitted share is still start_fraction"
+
+
+def test_stream_losses_reach_a_persistent_worker() -> None:
+    difficulty = np.random.default_rng(5).random(300)
+    losses = StreamLosses(1 << 12, policy=OnlineDifficulty(prior_strength=0.1))
+    dataset = wds.DataPipeline(
+        _Samples(_stream(np.zeros(300), difficulty=difficulty)), curriculum("m", start_fraction=0.5, temperature=0.0, online=losses)
+    )
+    loader = DataLoader(dataset, batch_size=None, num_workers=1, persistent_workers=True)
+    first = {s["__key__"] for s in loader}
+    hard_by_loss = [f"{i:06d}" for i in np.argsort(difficulty)[:50]]
+    assert set(hard_by_loss) <= first
+    # After the worker started: only shared memory can carry it. The others' losses agree with their difficulty.
+    losses.update([f"{i:06d}" for i in range(300)], [9.0 if f"{i:06d}" in hard_by_loss else float(difficulty[i]) for i in range(300)])
+    second = {s["__key__"] for s in loader}
+    assert abs(len(first) - 150) < 10 and abs(len(second) - 150) < 10
+    assert len(set(hard_by_loss) & second) < 5
+
+
+@pytest.mark.parametrize(
+    ("keys", "values", "error", "match"),
+    [
+        (["a", 3], [1.0, 1.0], TypeError, "keys should be a sequence of str"),
+        ("ab", [1.0, 1.0], TypeError, "keys should be a sequence of str"),
+        (["a", "b"], [1.0], ValueError, r"losses should have one entry per index \(2\)"),
+        (["a", "b"], [1.0, float("nan")], ValueError, r"losses should be finite, but got losses\[1\]=nan"),
+        (["a"], [[1.0]], ValueError, r"losses should be 1-D"),
+        (["a"], ["x"], TypeError, "losses should hold real numbers"),
+    ],
+)
+def test_stream_losses_refuse_bad_updates_and_change_nothing(keys, values, error, match) -> None:
+    losses = StreamLosses(64)
+    losses.update(["a", "b"], [1.0, 2.0])
+    before = [losses.observations(key) for key in ("a", "b")]
+    with pytest.raises(error, match=match):
+        losses.update(keys, values)
+    assert [losses.observations(key) for key in ("a", "b")] == before
+    with pytest.raises(TypeError, match="online should be a StreamLosses or None"):
+        curriculum("m", online=OnlineDifficulty())
+    with pytest.raises(ValueError, match="size should be a positive int"):
+        StreamLosses(0)
+
+
+def test_stream_losses_record_like_the_samplers() -> None:
+    losses = StreamLosses(1 << 10, policy=OnlineDifficulty(momentum=0.5))
+    losses.update(["a", "a", "b"], [1.0, 3.0, 4.0])
+    losses.update(["b"], torch.tensor([0.0]))
+    assert losses.observations("a") == (2, 2.0) and losses.observations("b") == (2, 2.0) and losses.observations("c") == (0, 0.0)
+    copy = pickle.loads(pickle.dumps(losses))
+    assert copy.observations("a") == (2, 2.0) and copy.slot("b") == losses.slot("b")

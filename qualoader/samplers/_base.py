@@ -274,6 +274,8 @@ class QualitySampler(Sampler[T]):
         if gather is None:
             gather = dist.is_available() and dist.is_initialized() and self.num_replicas > 1 and dist.get_world_size() == self.num_replicas
         check_type(gather, "gather", bool, "a bool or None")
+        if gather and not (dist.is_available() and dist.is_initialized()):
+            raise ValueError("gather should be False or None when torch.distributed is not initialised, but got gather=True")
         error: Exception | None = None
         index = loss = None
         try:

@@ -228,6 +228,13 @@ def test_update_before_any_draw_or_without_online_is_refused():
     list(plain)
     with pytest.raises(TypeError, match="online should be an OnlineDifficulty to call update"):
         plain.update([0], [1.0])
+    online = MAKERS["weighted"](online=OnlineDifficulty())
+    drawn = list(online)
+    with pytest.raises(ValueError, match="gather should be False or None when torch.distributed is not initialised"):
+        online.update(drawn[:1], [1.0], gather=True)
+    with pytest.raises(TypeError, match="gather should be a bool or None"):
+        online.update(drawn[:1], [1.0], gather=1)
+    assert int(online.feedback.counts.sum()) == 0
 
 
 def test_update_accepts_tensors_on_any_dtype_and_empty_batches():

@@ -58,11 +58,11 @@ def arm_grid(arm: str, scores: Sequence[str], quick: bool = False) -> list[dict[
     if arm == "weighted-hard":
         return grid(score=scores, temperature=(1.0,))
     if arm == "weighted-easy":
-        return grid(score=scores, temperature=(1.0, 2.0))
+        return grid(score=scores, temperature=(1.0,))
     if arm == "stratified":
         return grid(score=scores, proportions=("hard-heavy", "easy-heavy"))
     if arm in ("curriculum", "anti-curriculum"):
-        return grid(score=scores, full_at_epochs=(1.0, 2.0))
+        return grid(score=scores, full_at_epochs=(1.0,))
     if arm == "prune-easy":
         return grid(score=scores, fraction=(0.3, 0.1))
     if arm == "infobatch":

@@ -5,7 +5,7 @@ ICLR 2024) keeps the last observed loss of every sample. At the start of each ep
 whose last loss is below the mean of those losses ("well learned") is pruned with probability
 ``prune``; the well-learned samples that are kept have their loss (so their gradient) multiplied
 by ``1 / (1 - prune)``, so that the expected gradient of the epoch is that of the full data. In
-the last ``anneal`` share of the epochs nothing is pruned and no loss is rescaled. Samples not yet
+the epochs from ``(1 - anneal) * epochs`` on nothing is pruned and no loss is rescaled. Samples not yet
 observed (the whole first epoch) are always kept at weight 1: the method knows nothing before it
 has seen a loss, which is the opening a quality prior has.
 
@@ -51,8 +51,9 @@ class InfoBatchPlan:
             raise ValueError(f"anneal should be in [0, 1], but got anneal={anneal!r}")
         self.prune = float(prune)
         self.epochs = epochs
-        #: First epoch trained on the full data: the last ``anneal`` share of the epochs, at least the last one when anneal > 0.
-        self.full_from = epochs - math.ceil(anneal * epochs - 1e-9)
+        #: First epoch trained on the full data: epoch ``e`` is annealed when ``e >= (1 - anneal) * epochs``, the paper's
+        #: ``delta * C`` rule (so 8 epochs anneal the last one, and 2 to 7 epochs none).
+        self.full_from = math.ceil((1.0 - anneal) * epochs - 1e-9)
         self.seed = seed
         #: Last observed loss of every sample, float64 (N,); NaN until the sample is first seen.
         self.losses = torch.full((num_samples,), math.nan, dtype=torch.float64)

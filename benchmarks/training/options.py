@@ -39,11 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-size", type=int, default=None, help="TEST images per test set (default: 10000, quick: 1000)")
     parser.add_argument("--degraded-share", type=float, default=0.5, help="share of TRAIN images degraded (default: 0.5)")
     parser.add_argument(
-        "--epochs", type=float, nargs="+", default=None, help="budgets in epochs' worth of steps (default: 1 2 5, quick: 1 2)"
+        "--epochs", type=float, nargs="+", default=None, help="budgets in epochs' worth of steps (default: 0.5 1 2, quick: 1 2)"
     )
     parser.add_argument("--seeds", type=int, default=None, help="training seeds per cell (default: 5, quick: 2)")
     parser.add_argument(
-        "--selection-seeds", type=int, default=None, help="of which seeds used to choose the settings (default: 2, quick: 1)"
+        "--selection-seeds", type=int, default=None, help="of which seeds used to choose the settings (default: 1)"
     )
     parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES), help="task architectures")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms (random is always run)")
@@ -60,8 +60,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line and fill the mode-dependent defaults."""
     args = build_parser().parse_args(argv)
     defaults = {
-        "train_size": (6000, 60000), "val_size": (1000, 5000), "test_size": (1000, 10000), "epochs": ([1.0, 2.0], [1.0, 2.0, 5.0]),
-        "seeds": (2, 5), "selection_seeds": (1, 2), "workers": (1, 2),
+        "train_size": (6000, 60000), "val_size": (1000, 5000), "test_size": (1000, 10000), "epochs": ([1.0, 2.0], [0.5, 1.0, 2.0]),
+        "seeds": (2, 5), "selection_seeds": (1, 1), "workers": (1, 2),
     }
     for key, (quick, full) in defaults.items():
         if getattr(args, key) is None:

@@ -57,11 +57,12 @@ def test_unobserved_samples_are_kept_at_weight_one() -> None:
 
 def test_last_epochs_train_on_the_full_data() -> None:
     plan, _ = _observed(2000)
-    assert plan.full_from == 7  # ceil(0.125 * 8) = 1 annealed epoch
+    assert plan.full_from == 7  # epochs e >= 0.875 * 8: the last one
     order, weights = plan.epoch(7)
     assert sorted(order.tolist()) == list(range(2000)) and torch.equal(weights, torch.ones(2000))
     assert len(plan.epoch(6)[0]) < 2000
     assert InfoBatchPlan(10, prune=0.5, epochs=16, seed=0).full_from == 14
+    assert InfoBatchPlan(10, prune=0.5, epochs=2, seed=0).full_from == 2  # 1 >= 1.75 is false: no annealed epoch
     assert InfoBatchPlan(10, prune=0.5, epochs=5, anneal=0.0, seed=0).full_from == 5  # no annealing: every epoch prunes
 
 

@@ -30,13 +30,14 @@ class MLP(nn.Module):
 
 
 class TinyBNCNN(nn.Module):
-    """Two 3x3 conv blocks (8, 16 channels) with BatchNorm and max-pooling, then a linear layer."""
+    """Two strided 3x3 conv blocks (8, 16 channels) with BatchNorm, then a linear layer."""
 
     def __init__(self) -> None:
         super().__init__()
+        # Stride 2 instead of max-pooling: a quarter of the convolutions' cost, which the shared CPU needs.
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         )
         self.classifier = nn.Linear(16 * 7 * 7, 10)
 

@@ -34,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="small run (< 5 min): 6000 TRAIN images, budgets 1 2, 2 seeds, 1 setting per knob"
     )
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {DEFAULT_OUT}, quick: its -quick sibling)")
-    parser.add_argument("--train-size", type=int, default=None, help="TRAIN images used, validation included (default: 60000, quick: 6000)")
-    parser.add_argument("--val-size", type=int, default=None, help="of which validation images (default: 5000, quick: 1000)")
-    parser.add_argument("--test-size", type=int, default=None, help="TEST images per test set (default: 10000, quick: 1000)")
+    parser.add_argument(
+        "--train-size", type=int, default=None, help="TRAIN images used, validation included (default: 20000, quick: 6000; all: 60000)"
+    )
+    parser.add_argument("--val-size", type=int, default=None, help="of which validation images (default: 2000, quick: 1000)")
+    parser.add_argument("--test-size", type=int, default=None, help="TEST images per test set (default: 5000, quick: 1000)")
     parser.add_argument("--degraded-share", type=float, default=0.5, help="share of TRAIN images degraded (default: 0.5)")
     parser.add_argument(
         "--epochs", type=float, nargs="+", default=None, help="budgets in epochs' worth of steps (default: 0.5 1 2, quick: 1 2)"
@@ -60,7 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line and fill the mode-dependent defaults."""
     args = build_parser().parse_args(argv)
     defaults = {
-        "train_size": (6000, 60000), "val_size": (1000, 5000), "test_size": (1000, 10000), "epochs": ([1.0, 2.0], [0.5, 1.0, 2.0]),
+        "train_size": (6000, 20000), "val_size": (1000, 2000), "test_size": (1000, 5000), "epochs": ([1.0, 2.0], [0.5, 1.0, 2.0]),
         "seeds": (2, 5), "selection_seeds": (1, 1), "workers": (1, 2),
     }
     for key, (quick, full) in defaults.items():

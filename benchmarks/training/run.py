@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import multiprocessing
 import platform
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _log(f"data: {data.train_images.shape[0]} training, {data.val_images.shape[0]} validation images, "
          f"{int(data.train_degraded.sum())} degraded; TEST sets of {data.tests['clean'][1].numel()} images")
     scores, directions, score_seconds = score_training_set(
-        data.train_images, args.scores, out / "store", f"training-benchmark-{_data_key(args)}", log=_log
+        data.train_images, args.scores, out / f"store-{_data_key(args)}", f"training-benchmark-{_data_key(args)}", log=_log
     )
     scores_path = out / "cache" / f"scores-{_data_key(args)}.pt"
     torch.save({"scores": scores, "higher_is_better": directions}, scores_path)
@@ -225,8 +226,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m benchmarks.training``; returns the exit status."""
-    run(parse_args(argv))
+    """Entry point of ``python -m benchmarks.training``; returns the exit status (130 when interrupted)."""
+    args = parse_args(argv)
+    # SIGTERM as Ctrl-C: the process pool then terminates its workers instead of leaving them running without a parent.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        _log("interrupted: the finished runs are kept, the same command resumes")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 

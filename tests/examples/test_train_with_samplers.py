@@ -9,7 +9,7 @@ import pytest
 def test_quick_run_trains_every_sampler(load_script, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("QUALOADER_FASHION_MNIST", str(tmp_path / "no-copy-here"))  # as on a fresh machine
     example = load_script("examples/train_with_samplers.py")
-    accuracies = example.main(["--quick", "--score", "confidence", "--epochs", "1"])
+    accuracies = example.main(["--quick", "--score", "confidence"])
     out = capsys.readouterr().out
     assert "data: 2000 train / 1000 test images (sample copy of Fashion-MNIST)" in out
     assert "scored 2000 training images with confidence" in out

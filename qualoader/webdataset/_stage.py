@@ -265,12 +265,14 @@ class LossSnapshot:
 
 
 def _rank_pending(
-    pending: list[tuple[dict[str, Any], float]], blend: Callable[[dict[str, Any], float], float], sketch: QuantileSketch
-) -> list[tuple[dict[str, Any], float]]:
+    pending: list[tuple[dict[str, Any], float]], blend: Callable[[dict[str, Any], float], float], sketch: QuantileSketch | None
+) -> list[tuple[dict[str, Any], float, float]]:
     values = [(sample, blend(sample, value)) for sample, value in pending]
+    if sketch is None:
+        return [(sample, value, math.nan) for sample, value in values]
     for _, value in values:  # all in the sketch before any is ranked, as for the warm-up of the prior's sketch
         sketch.update(value)
-    return [(sample, sketch.cdf(value)) for sample, value in values]
+    return [(sample, value, sketch.cdf(value)) for sample, value in values]
 
 
 def stream_ranks(
@@ -281,39 +283,47 @@ def stream_ranks(
     online: StreamLosses | None = None,
     *,
     higher_is_harder: bool,
-) -> Iterator[tuple[dict[str, Any], float]]:
-    """``(sample, rank)``: each value's estimated CDF in the stream (a :class:`QuantileSketch`), the stages' one ranking.
+    ranked: bool = True,
+) -> Iterator[tuple[dict[str, Any], float, float]]:
+    """``(sample, value, rank)``: each value and its estimated CDF in the stream, the stages' one ranking.
 
-    The first ``warmup`` samples are held until the sketch has seen them. With ``online`` and a
-    non-empty record, a sample observed ``n`` times is ranked by its value blended with its loss:
-    the loss's quantile among observed losses is read off a sketch of the values (from the hard end:
-    the top when ``higher_is_harder``, else the bottom) and weighs ``n / (n + prior_strength)``.
-    The record is read once, at the start of the pass.
+    Ranks come from a :class:`QuantileSketch`; the first ``warmup`` samples are held until it has
+    seen them. With ``online`` and a non-empty record, a sample observed ``n`` times has its value
+    blended with its loss: the loss's quantile among observed losses is read off a sketch of the
+    values (from the hard end: the top when ``higher_is_harder``, else the bottom) and weighs
+    ``n / (n + prior_strength)``; the value yielded is the blend, and the rank is the blend's. The
+    record is read once, at the start of the pass.
 
     Args:
         samples: ``(sample, value)`` pairs (a finite tag value, or a function of it).
         rng: the pass's generator (the sketches' reservoir draws).
         sketch_size: reservoir of each sketch.
-        warmup: samples held before the first is ranked.
+        warmup: samples held before the first is ranked (or blended).
         online: per-sample losses fed back by the training loop, or ``None``.
         higher_is_harder: the value's direction (a difficulty: ``True``; an easiness: ``False``).
+        ranked: whether ranks are wanted; without them (fixed edges) and without observations the
+            samples pass straight through, NaN for the rank.
     """
     snapshot = None if online is None else online.snapshot()
-    values = QuantileSketch(sketch_size, rng)
     if snapshot is None or snapshot.empty:
+        if not ranked:
+            yield from ((sample, value, math.nan) for sample, value in samples)
+            return
+        values = QuantileSketch(sketch_size, rng)
         pending: list[tuple[dict[str, Any], float]] = []
         for sample, value in samples:
             pending.append((sample, value))
             values.update(value)
             if values.count < warmup:
                 continue
-            yield from ((held, values.cdf(held_value)) for held, held_value in pending)
+            yield from ((held, held_value, values.cdf(held_value)) for held, held_value in pending)
             pending = []
-        yield from ((held, values.cdf(held_value)) for held, held_value in pending)  # a stream shorter than the warm-up
+        yield from ((held, held_value, values.cdf(held_value)) for held, held_value in pending)  # a stream shorter than the warm-up
         return
     # Two sketches: the values (the scale a loss quantile is read off, as a sampler reads its prior's) and the
     # blended values (what the samples are ranked by).
-    blended = QuantileSketch(sketch_size, rng)
+    values = QuantileSketch(sketch_size, rng)
+    blended = QuantileSketch(sketch_size, rng) if ranked else None
 
     def blend(sample: dict[str, Any], value: float) -> float:
         found = snapshot.lookup(sample.get("__key__"))

@@ -194,7 +194,7 @@ class Curriculum(SeededStage):
         rng = self._next_rng()
         uniform = UniformStream(rng)
         samples = read_values(source, TagValue("difficulty", self.metric, finite=True), self.handler)  # type: ignore[arg-type]
-        for sample, rank in stream_ranks(samples, rng, self.sketch_size, self.warmup, self.online, higher_is_harder=True):
+        for sample, _, rank in stream_ranks(samples, rng, self.sketch_size, self.warmup, self.online, higher_is_harder=True):
             # Strict '<' with draws in [0, 1): acceptance 1 always keeps and acceptance 0 never does. The competence
             # is read from the shared progress at every sample, so a set() mid-epoch takes effect at once.
             if uniform() < self.acceptance(rank):

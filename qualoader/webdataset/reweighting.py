@@ -200,7 +200,7 @@ class Reweight(SeededStage):
         sign = 1.0 if self.higher_is_better else -1.0
         read = TagValue(self.field, self.weight, finite=True)  # type: ignore[arg-type]
         easiness = ((sample, sign * value) for sample, value in read_values(source, read, self.handler))  # type: ignore[arg-type]
-        for sample, rank in stream_ranks(easiness, rng, self.sketch_size, self.warmup, self.online, higher_is_harder=False):
+        for sample, _, rank in stream_ranks(easiness, rng, self.sketch_size, self.warmup, self.online, higher_is_harder=False):
             yield sample, self.scale * rank_softmax_weight(rank, self.temperature, self.favour)  # type: ignore[arg-type]
 
     def _read_weight(self, sample: dict[str, Any]) -> float:

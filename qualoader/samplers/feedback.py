@@ -38,7 +38,9 @@ def mean_ranks(values: Tensor) -> Tensor:
 
 def _as_1d(values: Any, name: str) -> np.ndarray:
     if isinstance(values, Tensor):
-        array = values.detach().cpu().numpy()
+        tensor = values.detach().cpu()
+        # numpy has no bfloat16 (mixed-precision losses); float64 holds every float dtype exactly.
+        array = (tensor.double() if tensor.is_floating_point() else tensor).numpy()
     elif isinstance(values, (np.ndarray, list, tuple)):
         array = np.asarray(values)
     else:

@@ -243,7 +243,9 @@ def test_update_accepts_tensors_on_any_dtype_and_empty_batches():
     sampler.update(torch.tensor(drawn, dtype=torch.int32), torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True))
     sampler.update([], [])
     sampler.update(np.array(drawn[:1]), np.array([2], dtype=np.int64))
-    assert int(sampler.feedback.counts.sum()) == 5
+    sampler.update(torch.tensor(drawn[:2]), torch.tensor([0.5, 1.5], dtype=torch.bfloat16))  # mixed-precision losses
+    assert int(sampler.feedback.counts.sum()) == 7
+    assert float(sampler.feedback.losses[drawn[1]]) == 1.5
 
 
 def test_restored_sampler_may_take_losses_of_the_resumed_epoch_before_iterating():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -308,3 +309,17 @@ def test_stratified_with_edges_refuses_feedback_that_empties_a_stratum():
     sampler.update(drawn, [10.0 if i in (8, 9) else 0.0 for i in drawn])
     with pytest.raises(ValueError, match="every stratum with a positive proportion should hold samples"):
         list(sampler)
+
+
+def test_online_state_survives_torch_save_with_weights_only():
+    sampler = MAKERS["curriculum"](online=OnlineDifficulty())
+    _epoch(sampler, 0)
+    sampler.set_epoch(1)
+    iterator = iter(sampler)
+    head = [next(iterator) for _ in range(5)]
+    buffer = io.BytesIO()
+    torch.save(sampler.state_dict(), buffer)
+    buffer.seek(0)
+    restored = MAKERS["curriculum"](online=OnlineDifficulty())
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert len(head) == 5 and list(restored) == list(iterator), "the rest of the epoch, as the original goes on"

@@ -15,12 +15,12 @@ argument             default             accepted values
                                          non-negative floats summing to 1 (within 1e-6), stratum 0 first
 ``pacing``           ``"linear"``        one of :data:`PACINGS` or a picklable callable
                                          ``progress -> fraction in (0, 1]`` (forced to 1 at progress 1)
-``start_fraction``   0.2                 a float in (0, 1]: the admitted fraction at progress 0
+``start_fraction``   0.2                 a float in (0, 1]: the admitted fraction of the samples at progress 0
 ``num_steps``        4                   a positive int: steps of the ``"step"`` pacing
 ``temperature``      per policy          a finite float >= 0 (0: a hard rule). Rank-softmax weights: 1.0 in
                                          the weighted sampler; ``reweight`` uses them when given one (> 0,
                                          a stream has no known extreme). Curriculum stage: 0.05, the
-                                         softness of its rejection in difficulty units
+                                         softness of its rejection in fractions of the stream
 ``favour``           ``"easy"``          one of :data:`FAVOUR`
 ``order``            ``"easy-to-hard"``  one of :data:`ORDERS`
 ``higher_is_better`` required for plain  a bool; a :class:`~qualoader.data.ScoreTable` carries its own,

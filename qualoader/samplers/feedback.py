@@ -142,6 +142,17 @@ class LossFeedback:
         blended[observed] = (1 - weight) * self.prior[observed] + weight * self._ladder[positions]
         return blended
 
+    def on_prior_marginal(self, scores: Tensor) -> Tensor:
+        """The prior's own values :math:`(N,)` re-dealt in the order of ``scores`` :math:`(N,)` (ties by index).
+
+        The result ranks samples as ``scores`` do and holds exactly the prior's values, so fixed
+        score edges keep the number of samples between them. The prior itself comes back unchanged.
+        """
+        order = torch.argsort(scores, stable=True)
+        dealt = torch.empty_like(self.prior)
+        dealt[order] = torch.sort(self.prior, stable=True).values
+        return dealt
+
     def state_dict(self) -> dict[str, Tensor]:
         """``{"counts", "losses"}``: copies of the record."""
         return {"counts": self.counts.clone(), "losses": self.losses.clone()}

@@ -137,12 +137,13 @@ class _StratifiedBase(QualitySampler[T]):
 
     def _use_scores(self, scores: Tensor) -> None:
         num_strata, edges, count = self._strata_rule
-        strata = assign_strata(scores, num_strata, edges)
-        groups = _Strata(strata, count)
-        if hasattr(self, "proportions"):
-            # With edges, blended scores can leave a stratum empty; drawing its quota would divide by zero.
-            resolve_proportions(self.proportions.tolist(), groups.sizes)
-        self.strata, self._groups = strata, groups
+        if edges is not None and self.feedback is not None:
+            # Blending pulls scores towards the middle and could empty an outer stratum (whose quota would then
+            # divide by zero); re-dealt on the prior's values, every stratum keeps its size and samples move between
+            # strata by their blended rank.
+            scores = self.feedback.on_prior_marginal(scores)
+        self.strata = assign_strata(scores, num_strata, edges)
+        self._groups = _Strata(self.strata, count)
 
 
 class QualityStratifiedSampler(_StratifiedBase[int]):
@@ -161,7 +162,8 @@ class QualityStratifiedSampler(_StratifiedBase[int]):
             array (to map fed-back losses onto the scores' hard end).
         online: an :class:`~qualoader.policies.OnlineDifficulty` to blend the scores with the
             per-sample losses fed back by :meth:`update`: samples change strata at the start of
-            each epoch by their blended score; the proportions stay. Default ``None``.
+            each epoch by their blended score (with ``edges``, by its rank, so that every stratum
+            keeps its size); the proportions stay. Default ``None``.
         seed: base seed; epoch ``e`` uses ``seed + e``.
         num_replicas, rank, drop_last: distributed sharding, as in ``DistributedSampler``.
 

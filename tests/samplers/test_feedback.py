@@ -44,6 +44,9 @@ MAKERS: dict[str, Callable[..., QualitySampler[Any]]] = {
         _prior(), higher_is_better=True, replacement=False, num_samples=N // 2, seed=5, **kw
     ),
     "stratified": lambda **kw: QualityStratifiedSampler(_prior(), 4, proportions=[0.1, 0.2, 0.3, 0.4], higher_is_better=True, seed=5, **kw),
+    "stratified-edges": lambda **kw: QualityStratifiedSampler(
+        _prior(), edges=[0.3, 0.6], proportions=[0.2, 0.3, 0.5], higher_is_better=True, seed=5, **kw
+    ),
     "stratified-batch": lambda **kw: QualityStratifiedBatchSampler(
         _prior(), 8, 4, proportions=[0.1, 0.2, 0.3, 0.4], higher_is_better=True, seed=5, **kw
     ),
@@ -294,15 +297,24 @@ def test_online_needs_a_direction_and_a_policy():
         online.set_weights(torch.ones(N))
 
 
-def test_stratified_with_edges_refuses_feedback_that_empties_a_stratum():
-    # Two samples only above the edge; their losses are the lowest, so they blend towards the low end. The
-    # upper stratum (proportion 0.5) would be empty: the next epoch refuses rather than divide by zero.
-    prior = torch.tensor([0.0] * 8 + [1.0, 1.0], dtype=torch.float64)  # higher is better: 1.0 is easy
-    sampler = QualityStratifiedSampler(prior, edges=[0.9], proportions=[0.5, 0.5], higher_is_better=True, online=OnlineDifficulty(0.01))
+def test_stratified_edges_keep_their_sizes_while_samples_move_between_them():
+    # Higher is better; the top stratum (>= 0.85) holds samples 17, 18, 19. They get the largest losses: blended
+    # towards the hard end they would leave the top stratum empty (its quota of half the epoch undrawable).
+    prior = torch.linspace(0, 1, 20, dtype=torch.float64)
+    sampler = QualityStratifiedSampler(
+        prior, edges=[0.85], proportions=[0.5, 0.5], num_samples=100, higher_is_better=True, online=OnlineDifficulty(0.1)
+    )
+    assert sampler.strata.tolist() == [0] * 17 + [1] * 3
     drawn = sorted(set(list(sampler)))
-    sampler.update(drawn, [10.0 if i in (8, 9) else 0.0 for i in drawn])
-    with pytest.raises(ValueError, match="every stratum with a positive proportion should hold samples"):
-        list(sampler)
+    assert drawn == list(range(20))
+    sampler.update(drawn, [10.0 + i if i >= 17 else 1.0 - i / 20 for i in drawn])  # others: loss agrees with the prior
+    sampler.set_epoch(1)
+    epoch = list(sampler)
+    assert int(sampler.strata.sum()) == 3, "the top stratum keeps its three places"
+    top = set(sampler.strata.nonzero().flatten().tolist())
+    assert top == {14, 15, 16}, "taken by the next easiest, by loss and prior alike"
+    assert sum(i in top for i in epoch) == 50, "and it still gets half of the epoch"
+    assert not {17, 18, 19} & top
 
 
 def test_online_state_survives_torch_save_with_weights_only():

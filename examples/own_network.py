@@ -160,12 +160,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 2. a quality profile for it
     profile_path = args.out / "profile.json"
     calibrate(weights, profile_path, args)
-    profile = load_profile(profile_path)  # checks the weights' sha256
+    # trust=True: the profile names our own entry point (code runs when its network is built); it checks the weights' sha256
+    profile = load_profile(profile_path, trust=True)
     held_out = dict(profile.provenance["held_out"])
     print(f"profile {profile.name} ({profile.identity}); held-out fit: {json.dumps(held_out)}")
 
     # 3a. the metric it defines, scoring a slice of the training set into a store
-    metric = create_metric("bn-shift", profile=profile_path, device=device)
+    metric = create_metric("bn-shift", profile=profile_path, device=device, trust_profile=True)
     images, labels = train_images[:num_scored], train_labels[:num_scored]
     dataset = TensorDataset(images, labels)
     store = ScoreStore(args.out / "store", length=num_scored, dataset_id=f"fashion-mnist:train:n={num_scored}")
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shards_in, shards_out = args.out / "shards", args.out / "tagged"
     shards_in.mkdir(exist_ok=True)
     shard_files = write_image_shards(test_images[:64], str(shards_in / "test-%03d.tar"), labels=test_labels[:64], maxcount=32)
-    argv = ["tag", *map(str, shard_files), str(shards_out), "--profile", str(profile_path), "--overwrite", "--no-progress"]
+    argv = ["tag", *map(str, shard_files), str(shards_out), "--profile", str(profile_path), "--trust-profile", "--overwrite",
+            "--no-progress"]
     print("$ qualoader " + " ".join(argv))
     if qualoader_cli(argv) != 0:
         raise SystemExit("qualoader tag failed (its one-line error is above)")

@@ -12,6 +12,7 @@ says so beside the file, and ``tools/build_fashion_mnist_sample.py`` rebuilds it
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "FASHION_MNIST_SOURCES",
     "PHOTO_NAMES",
     "FashionMNISTSampleWarning",
+    "fashion_mnist_digest",
     "fashion_mnist_root",
     "fashion_mnist_source",
     "load_fashion_mnist",
@@ -126,6 +128,32 @@ def _read_idx(path: Path) -> np.ndarray:
 def _load_sample(split: str) -> tuple[np.ndarray, np.ndarray]:
     with np.load(FASHION_MNIST_SAMPLE, allow_pickle=False) as archive:
         return archive[f"{split}_images"], archive[f"{split}_labels"]
+
+
+def fashion_mnist_digest(split: str = "test", root: str | os.PathLike[str] | None = None, source: str = "auto") -> str:
+    """A short content digest of the files :func:`load_fashion_mnist` reads with these arguments (16 hex digits).
+
+    BLAKE2b of the split's image and label files as stored (the idx files, gzipped or not, or the
+    bundled sample), so a store can tell a changed copy from the one it scored although the split,
+    the limit and the sample count are the same. About 0.1 s for the 47 MB TRAIN images.
+
+    Example:
+        >>> len(fashion_mnist_digest("test", source="sample"))
+        16
+    """
+    check_choice(split, "split", _FILES)
+    hasher = hashlib.blake2b(f"{split}\n".encode(), digest_size=8)
+    if fashion_mnist_source(source, root) == "sample":
+        files = [FASHION_MNIST_SAMPLE]
+    else:
+        folder = fashion_mnist_root(root)
+        files = [Path(f"{folder / name}.gz") if Path(f"{folder / name}.gz").exists() else folder / name for name in _FILES[split]]
+    for path in files:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                hasher.update(chunk)
+        hasher.update(b"\0")
+    return hasher.hexdigest()
 
 
 def load_fashion_mnist(

@@ -91,3 +91,34 @@ def test_tool_rebuilds_the_same_bytes(tmp_path: Path, load_script) -> None:
     assert not list(tmp_path.glob("*.partial"))
     with np.load(out) as archive:
         assert sorted(archive.files) == ["test_images", "test_labels", "train_images", "train_labels"]
+
+
+def _write_idx(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """A small full copy: the TEST idx files (magic 0x0803 / 0x0801, big-endian dimensions, then the bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = (0x0803).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
+    (folder / "t10k-images-idx3-ubyte").write_bytes(header + images.astype(np.uint8).tobytes())
+    (folder / "t10k-labels-idx1-ubyte").write_bytes((0x0801).to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.tobytes())
+
+
+def test_digest_tells_a_changed_copy_from_the_one_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qualoader.cli import main
+    from qualoader.datasets import fashion_mnist_digest
+
+    images, labels = load_fashion_mnist("test", source="sample")
+    array, label_array = images[:20, 0].numpy().copy(), labels[:20].numpy().astype(np.uint8)
+    _write_idx(tmp_path / "copy", array, label_array)
+    monkeypatch.setenv("QUALOADER_FASHION_MNIST", str(tmp_path / "copy"))
+    first = fashion_mnist_digest("test")
+    assert first == fashion_mnist_digest("test", root=tmp_path / "copy") != fashion_mnist_digest("test", source="sample")
+    argv = ["precompute", "fashion-mnist:test", "--store", str(tmp_path / "s"), "--metric", "sharpness", "--limit", "10", "--no-progress"]
+    assert main(argv) == 0
+    array[3, 10:14, 10:14] = 255 - array[3, 10:14, 10:14]  # the source changes under the same split and limit, same sizes
+    _write_idx(tmp_path / "copy", array, label_array)
+    assert fashion_mnist_digest("test") != first
+    capsys.readouterr()
+    assert main(argv) == 2  # refused by name: the store's scores are of the other copy
+    error = capsys.readouterr().err
+    assert error.startswith("qualoader precompute: error: dataset_id should be the store's") and f"src={first}" in error

@@ -14,7 +14,6 @@ metrics can depend on it without a cycle.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -288,9 +287,11 @@ class DifficultyCalibration:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"path should be an existing calibration JSON file, but got path={str(path)!r}, which does not exist")
+        from qualoader._json import read_json  # bounded: a received file may be huge or nested thousands deep
+
         try:
-            state = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
+            state = read_json(path, what=f"calibration {str(path)!r}")
+        except ValueError as error:
             raise ValueError(
                 f"path should be a calibration JSON file, but got path={str(path)!r} that is not valid JSON ({error})"
             ) from error

@@ -11,7 +11,7 @@ lists the offending labels and the network's; nothing is silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,8 @@ class LabelledImages:
     images: Tensor
     labels: Tensor
     description: str
+    #: ``(height, width)`` of each image before it was resized (``None``: all were at the input size).
+    sizes: list[tuple[int, int]] | None = None
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -86,6 +88,15 @@ def _fit_input(image: Tensor, size: tuple[int, int], channels: int) -> Tensor:
     return image[0].clamp(0.0, 1.0)
 
 
+def _fit_all(images: Iterable[Tensor], size: tuple[int, int], channels: int) -> tuple[Tensor, list[tuple[int, int]]]:
+    """The images fitted to the input (see :func:`_fit_input`) and their sizes before, for the profile's input domain."""
+    fitted, sizes = [], []
+    for image in images:
+        sizes.append((int(image.shape[-2]), int(image.shape[-1])))
+        fitted.append(_fit_input(image, size, channels))
+    return torch.stack(fitted), sizes
+
+
 def _choose(n: int, max_images: int, seed: int) -> list[int]:
     """A seeded subset of at most ``max_images`` of ``range(n)``, in order."""
     if n <= max_images:
@@ -132,8 +143,8 @@ def load_labelled(
             )
         mapped = _map_labels([name for _, name in files], labels, f"the class folders of SOURCE={source.text!r}")
         chosen = _choose(len(files), max_images, seed)
-        batch = torch.stack([_fit_input(load_image(files[i][0]), size, channels) for i in chosen])
-        return LabelledImages(batch, mapped[chosen], f"imagefolder:{root}")
+        batch, sizes = _fit_all((load_image(files[i][0]) for i in chosen), size, channels)
+        return LabelledImages(batch, mapped[chosen], f"imagefolder:{root}", sizes)
     from qualoader.webdataset.reading import raw_samples
 
     samples = []
@@ -156,5 +167,5 @@ def load_labelled(
         raise UserError(f"SOURCE should hold at least one sample, but got SOURCE={source.text!r} with none")
     mapped = _map_labels([value for _, value in samples], labels, f"the {label_key!r} members of SOURCE={source.text!r}")
     chosen = _choose(len(samples), max_images, seed)
-    batch = torch.stack([_fit_input(decode_image(samples[i][0]), size, channels) for i in chosen])
-    return LabelledImages(batch, mapped[chosen], f"webdataset:{source.text}:{label_key}")
+    batch, sizes = _fit_all((decode_image(samples[i][0]) for i in chosen), size, channels)
+    return LabelledImages(batch, mapped[chosen], f"webdataset:{source.text}:{label_key}", sizes)

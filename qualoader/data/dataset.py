@@ -137,13 +137,19 @@ def tables_for(
         dataset_id = store.header["dataset_id"]
     identity = identify_dataset(dataset, dataset_id=dataset_id, image_key=image_key)
     if isinstance(store, (str, os.PathLike)):
-        opened = ScoreStore(store, identity=identity)
-        return {metric.name: opened.table(metric, create=True) for metric in metrics}
-    if isinstance(store, ScoreStore):
+        store = ScoreStore(store, identity=identity)
+    else:
+        if isinstance(store, ScoreTable):
+            ScoreStore(store.path.parent).match_dataset(identity)
+            return {metrics[0].name: store}
         store.match_dataset(identity)
+    try:
         return {metric.name: store.table(metric, create=True) for metric in metrics}
-    ScoreStore(store.path.parent).match_dataset(identity)
-    return {metrics[0].name: store}
+    except OSError:
+        # a full disk between the store's files and its tables: a store made here is removed again, so
+        # nothing that reads as a (scoreless) store is left
+        store.discard_if_empty()
+        raise
 
 
 class QualityDataset(Dataset[Any]):

@@ -8,8 +8,10 @@ sidecar indexes (:func:`shard_columns`). Store columns (in this order):
   (the user's keys; null when the store records none).
 * per metric configuration, ``<metric>`` (the score, float64, NaN/null where not scored or skipped)
   and ``<metric>_difficulty`` (the calibrated expected error in [0, 1]; NaN/null without a
-  calibration). ``<metric>`` is the registry name, or ``<name>-<fingerprint>`` when the store
-  holds several configurations of one metric.
+  calibration). ``<metric>`` is the registry name; when the store holds several configurations of
+  one metric, each is ``<name>-<profile>`` with the name of the quality profile that scored it (the
+  name ``qualoader profile show`` prints), or ``<name>-<fingerprint>`` for a table without a profile
+  (see :func:`column_labels`).
 
 Difficulty is mapped from the stored scores at read time, by the rule the readers given a metric follow
 (:func:`table_calibration`, which :func:`~qualoader.data.describe` uses too): an explicit
@@ -22,6 +24,10 @@ Shard columns: ``index`` (running over the shards in order), ``shard`` (the shar
 ``key``, then the same per-metric score and difficulty columns (NaN/null where a sample has none).
 
 Files are written atomically: to a temporary file in the output's folder, fsynced, then renamed.
+Text cells are written so that no reader is surprised: a CSV cell (header included) that begins with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with ``'`` so a spreadsheet shows it as
+text instead of running it as a formula (numbers are written as numbers); a file name that is not
+UTF-8 is written in every format with each undecodable byte as ``\\xNN`` (Python's ``backslashreplace``).
 
 Example:
     >>> import tempfile
@@ -62,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EXPORT_FORMATS",
+    "column_labels",
     "columns_to_arrow",
     "columns_to_pandas",
     "shard_columns",
@@ -141,11 +148,35 @@ def _difficulty(calibration: Calibration | None, scores: np.ndarray) -> np.ndarr
     return out
 
 
+def column_labels(tables: Sequence[ScoreTable]) -> list[str]:
+    """The column name of each table: its metric's name, made unique by profile name (else fingerprint) when the name repeats.
+
+    Example:
+        >>> import tempfile
+        >>> from qualoader.data import ScoreStore
+        >>> from qualoader.metrics import create_metric
+        >>> store = ScoreStore(tempfile.mkdtemp(), length=2)
+        >>> column_labels([store.table(create_metric("sharpness"), create=True)])
+        ['sharpness']
+    """
+    names = [table.metric_name for table in tables]
+    labels = []
+    for table in tables:
+        if names.count(table.metric_name) == 1:
+            labels.append(table.metric_name)
+        else:
+            same = [t.profile_name for t in tables if t.metric_name == table.metric_name]
+            unique = table.profile_name is not None and same.count(table.profile_name) == 1
+            labels.append(f"{table.metric_name}-{table.profile_name if unique else table.fingerprint}")
+    return labels
+
+
 def store_columns(
     store: ScoreStore,
     *,
     metrics: Sequence[QualityMetric] | None = None,
     calibrations: Mapping[str, Calibration] | None = None,
+    select: bool = False,
 ) -> dict[str, Any]:
     """The store as ordered columns (see the module docs): numpy arrays, and a list of str/None for keys.
 
@@ -154,6 +185,7 @@ def store_columns(
         metrics: the metrics (e.g. built from a quality profile) whose current calibrations map
             their tables' scores to difficulty (see :func:`table_calibration`).
         calibrations: ``{metric name: calibration}`` overrides.
+        select: only the tables of ``metrics`` (matched by fingerprint), instead of every table.
 
     Returns:
         ``{column: values}``, every column of length ``store.length``.
@@ -170,9 +202,12 @@ def store_columns(
         keys = identity.keys if identity is not None else None
         columns["key"] = list(keys) if keys is not None else [None] * store.length
     tables = store.tables()
-    names = [t.metric_name for t in tables]
-    for table in tables:
-        label = table.metric_name if names.count(table.metric_name) == 1 else f"{table.metric_name}-{table.fingerprint}"
+    # labelled among all tables, then selected: a column keeps its name whichever columns are asked for
+    labelled = list(zip(column_labels(tables), tables))
+    if select:
+        wanted = {metric.fingerprint() for metric in metrics or ()}
+        labelled = [(label, table) for label, table in labelled if table.fingerprint in wanted]
+    for label, table in labelled:
         scores = table.scores()
         columns[label] = scores
         columns[f"{label}_difficulty"] = _difficulty(table_calibration(table, metrics, calibrations)[0], scores)
@@ -245,15 +280,39 @@ def store_to_arrow(
     return columns_to_arrow(store_columns(store, metrics=metrics, calibrations=calibrations))
 
 
+def _text(value: str) -> str:
+    """``value``, with the bytes of a non-UTF-8 file name (lone surrogates from ``os.listdir``) as ``\\xNN``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(value).decode("utf-8", "backslashreplace")
+    return value
+
+
+def _csv_text(value: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading ``=``, ``+``, ``-``, ``@``, tab or CR gets a ``'`` before it."""
+    value = _text(value)
+    return "'" + value if value[:1] in _FORMULA_STARTS else value
+
+
+def _csv_cell(value: Any) -> Any:
+    return _csv_text(value) if isinstance(value, str) else value
+
+
+#: First characters that make a spreadsheet read a cell as a formula (or a command, through DDE).
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
 def _arrow_table(columns: Mapping[str, Any], pa: Any) -> Any:
     arrays = {}
     for name, values in columns.items():
+        name = _text(name)
         if isinstance(values, np.ndarray) and values.dtype.kind == "f":
             arrays[name] = pa.array(values, mask=np.isnan(values))  # NaN means "no value": a null in Arrow
         elif isinstance(values, np.ndarray):
             arrays[name] = pa.array(values)
         else:
-            arrays[name] = pa.array(values, type=pa.string())
+            arrays[name] = pa.array([v if v is None else _text(str(v)) for v in values], type=pa.string())
     return pa.table(arrays)
 
 
@@ -263,7 +322,7 @@ def _cell(value: Any) -> Any:
         return None if math.isnan(value) else float(value)
     if isinstance(value, np.integer):
         return int(value)
-    return value
+    return _text(value) if isinstance(value, str) else value
 
 
 def _rows(columns: Mapping[str, Any]) -> Iterator[list[Any]]:
@@ -304,11 +363,11 @@ def write_columns(columns: Mapping[str, Any], output: str | os.PathLike[str], ou
     text = io.StringIO(newline="")
     if output_format == "csv":
         writer = csv.writer(text)
-        writer.writerow(list(columns))
+        writer.writerow([_csv_text(name) for name in columns])
         for row in _rows(columns):
-            writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in row])
+            writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else _csv_cell(v) for v in row])
     else:
-        names = list(columns)
+        names = [_text(name) for name in columns]
         for row in _rows(columns):
             text.write(json.dumps(dict(zip(names, row)), allow_nan=False) + "\n")
     return write_bytes_atomic(output, text.getvalue().encode())

@@ -28,7 +28,7 @@ import hashlib
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ class DatasetIdentity:
         keys: one key per sample (the relative file path for ``files``; user keys or ``None`` otherwise).
         sizes: file sizes in bytes (``files`` only; ``-1`` for a missing file).
         mtimes_ns: file modification times in nanoseconds (``files`` only; ``-1`` for a missing file).
+        root: the folder the ``files`` keys are relative to, where the files can be read now (not part of
+            the identity: a copied folder is the same dataset; not in the manifest).
     """
 
     kind: str
@@ -73,17 +75,21 @@ class DatasetIdentity:
     keys: tuple[str, ...] | None = None
     sizes: tuple[int, ...] | None = None
     mtimes_ns: tuple[int, ...] | None = None
+    root: str | None = field(default=None, compare=False)
 
     @staticmethod
-    def from_files(relative_paths: Sequence[str], sizes: Sequence[int], mtimes_ns: Sequence[int]) -> DatasetIdentity:
-        """The ``files`` identity of a manifest (equal lengths, one entry per sample)."""
+    def from_files(
+        relative_paths: Sequence[str], sizes: Sequence[int], mtimes_ns: Sequence[int], root: str | None = None
+    ) -> DatasetIdentity:
+        """The ``files`` identity of a manifest (equal lengths, one entry per sample), its files under ``root`` when known."""
         keys, size, mtime = tuple(map(str, relative_paths)), tuple(map(int, sizes)), tuple(map(int, mtimes_ns))
         if not len(keys) == len(size) == len(mtime):
             raise ValueError(
                 f"the manifest should have one size and mtime per path, but got {len(keys)} paths, {len(size)} sizes, {len(mtime)} mtimes"
             )
-        parts = [f"{k}\0{s}\0{m}".encode() for k, s, m in zip(keys, size, mtime)]
-        return DatasetIdentity("files", len(keys), _digest("files", len(keys), parts), keys, size, mtime)
+        # surrogateescape: a file name that is not UTF-8 (os.listdir gives it as lone surrogates) hashes as its own bytes
+        parts = [f"{k}\0{s}\0{m}".encode("utf-8", "surrogateescape") for k, s, m in zip(keys, size, mtime)]
+        return DatasetIdentity("files", len(keys), _digest("files", len(keys), parts), keys, size, mtime, root)
 
     @staticmethod
     def from_id(dataset_id: str, length: int, keys: Sequence[str] | None = None) -> DatasetIdentity:
@@ -142,6 +148,29 @@ class DatasetIdentity:
         size_a, size_b = np.asarray(self.sizes, dtype=np.int64), np.asarray(other.sizes, dtype=np.int64)
         time_a, time_b = np.asarray(self.mtimes_ns, dtype=np.int64), np.asarray(other.mtimes_ns, dtype=np.int64)
         return np.flatnonzero((size_a != size_b) | (time_a != time_b)).astype(np.int64)
+
+    def paths(self) -> list[str] | None:
+        """Absolute paths of the files (``files`` identities built by :func:`identify_dataset`), else ``None``."""
+        if self.kind != "files" or self.root is None or self.keys is None:
+            return None
+        return [os.path.join(self.root, *key.split("/")) for key in self.keys]
+
+    def difference(self, given: DatasetIdentity) -> str:
+        """How ``given`` differs from this (stored) identity, for error messages: ``""`` or ``"; <what>"``."""
+        if self.kind != given.kind:
+            return f"; identified by {given.kind}, the store by {self.kind}"
+        if self.kind == "files" and self.keys is not None and given.keys is not None:
+            old, new = set(self.keys), set(given.keys)
+            added, removed = sorted(new - old), sorted(old - new)
+            parts = []
+            if added:
+                parts.append(f"{len(added)} file(s) added, e.g. {added[0]!r}")
+            if removed:
+                parts.append(f"{len(removed)} file(s) removed, e.g. {removed[0]!r}")
+            if not parts:
+                parts.append("the same files in another order")
+            return "; " + ", ".join(parts)
+        return ""
 
     def describe(self) -> str:
         """A short human-readable description for error messages."""
@@ -240,7 +269,7 @@ def identify_dataset(
         root, paths = files
         stats = [_stat(path) for path in paths]
         relative = [Path(os.path.relpath(path, root)).as_posix() for path in paths]
-        return DatasetIdentity.from_files(relative, [s for s, _ in stats], [m for _, m in stats])
+        return DatasetIdentity.from_files(relative, [s for s, _ in stats], [m for _, m in stats], str(root))
     if dataset_id is not None:
         return DatasetIdentity.from_id(dataset_id, length, key_tuple)
     digest = _content_digest(dataset, length, image_key, num_samples, seed)

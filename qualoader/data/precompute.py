@@ -13,10 +13,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from qualoader._validation import check_choice, check_positive_int, check_type
-from qualoader.data._samples import SampleLoadError, load_image_tensor
+from qualoader.data._lock import store_lock
+from qualoader.data._provenance import file_digest
+from qualoader.data._samples import SampleLoadError, folder_files, load_image_tensor
 from qualoader.data.dataset import engine_for, metric_list, tables_for
 from qualoader.data.store import ScoreStore, ScoreTable
-from qualoader.engine import MetricSpec
+from qualoader.engine import MetricSpec, ScoringEngine
 from qualoader.metrics.base import QualityMetric
 
 __all__ = ["ON_ERROR", "SkippedSample", "collate_indexed_images", "precompute"]
@@ -24,6 +26,8 @@ __all__ = ["ON_ERROR", "SkippedSample", "collate_indexed_images", "precompute"]
 
 #: ``on_error`` values: stop at the first unreadable sample, or record it as skipped and go on.
 ON_ERROR = frozenset({"raise", "skip"})
+#: Passes at most: a file that keeps changing while it is scored is left unscored after this many, not chased forever.
+_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,39 @@ class _IndexedImages(Dataset[tuple[int, Any]]):
                 raise
             # returned, not raised: a worker's exception would end the whole DataLoader
             return index, SkippedSample(index, str(error))
+
+
+class _Tasks(Dataset[tuple[int, Any, Any]]):
+    """The samples of one pass: ``(index, image or SkippedSample, FileDigest)`` to score, ``(index, None, FileDigest)`` to check.
+
+    The digest of a folder sample's file is computed here, in the worker that reads the file to decode it
+    (the decoder's own read then comes from the page cache), so one pass reads each file once from disk.
+    """
+
+    def __init__(
+        self, dataset: Dataset[Any], image_key: int | str | None, skip: bool, paths: list[str] | None, tasks: list[tuple[int, bool]]
+    ) -> None:
+        self.images = _IndexedImages(dataset, image_key, skip)
+        self.paths = paths
+        self.tasks = tasks
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, position: int) -> tuple[int, Any, Any]:
+        index, decode = self.tasks[position]
+        version = None if self.paths is None else file_digest(self.paths[index])
+        return index, self.images[index][1] if decode else None, version
+
+
+def _collate_tasks(items: list[tuple[int, Any, Any]]) -> tuple[Tensor, Tensor | list[Tensor], list[Any], list[Any], list[Any]]:
+    """``(index (B,), images, versions of the decoded, [(SkippedSample, version)], [(index, version) checked only])``."""
+    decoded = [(i, image) for i, image, _ in items if image is not None]
+    index, images, _ = collate_indexed_images([(i, image) for i, image in decoded if not isinstance(image, SkippedSample)])
+    versions = [v for _, image, v in items if image is not None and not isinstance(image, SkippedSample)]
+    skipped = [(image, v) for _, image, v in items if isinstance(image, SkippedSample)]
+    hashed = [(i, v) for i, image, v in items if image is None]
+    return index, images, versions, skipped, hashed
 
 
 def collate_indexed_images(items: list[tuple[int, Any]]) -> tuple[Tensor, Tensor | list[Tensor], list[SkippedSample]]:
@@ -88,6 +125,7 @@ def precompute(
     progress: bool = True,
     on_error: str = "raise",
     dataset_id: str | None = None,
+    trust_mtime: bool = False,
 ) -> ScoreTable | dict[str, ScoreTable]:
     """Score every sample of ``dataset`` that the store does not hold yet, batch by batch.
 
@@ -96,8 +134,11 @@ def precompute(
     Ctrl-C, SIGTERM, kill -9) resumes where it stopped and ends with the same table as an
     uninterrupted one. The store is matched with the dataset first: files rewritten since the last
     run are rescored, another dataset is refused (see :meth:`ScoreStore.match_dataset`). Workers
-    load and decode; scoring runs in this process on ``device``, one
-    :class:`~qualoader.engine.ScoringEngine` call per batch.
+    load, decode and hash each file's bytes; scoring runs in this process on ``device``, one
+    :class:`~qualoader.engine.ScoringEngine` call per batch. Every write of a folder sample is
+    checked, under the store lock, against the file version (size, mtime, digest) the store holds
+    for it: a score read from another version (an overlapping run, a file changed mid-run) is
+    dropped with that sample's other cells and scored again in a further pass.
 
     With ``metrics`` (names, ``"a,b,c"``, a suite such as ``"classical"``), each image is decoded
     once for all of them: a sample is loaded when any metric's table lacks it, the engine scores the
@@ -123,9 +164,15 @@ def precompute(
             file, counted by :func:`~qualoader.data.describe`) and the pass goes on.
         dataset_id: identifies an in-memory dataset for the store instead of a sampled content
             hash (see :func:`~qualoader.data.identity.identify_dataset`).
+        trust_mtime: for folder datasets, ``False`` (default): every run reads the files whose
+            scores are stored and checks their bytes (BLAKE2b of size and content) against the
+            digest the scores were computed from, so an edit that keeps a file's size and
+            modification time is rescored; ``True``: trust size and mtime for those files
+            (no read). Files being scored are hashed either way, in the workers that decode them.
 
     Returns:
-        The filled :class:`ScoreTable` (``table.complete`` is ``True``; skipped samples included);
+        The filled :class:`ScoreTable` (``table.complete`` is ``True``, skipped samples included,
+        unless a file kept changing through three passes: it is then left unscored);
         with ``metrics``, ``{name: table}`` in the order of the metrics (even for one name).
 
     Raises:
@@ -157,42 +204,101 @@ def precompute(
     check_positive_int(num_workers, "num_workers", allow_zero=True)
     check_type(progress, "progress", bool, "a bool")
     check_choice(on_error, "on_error", ON_ERROR)
-    length = len(dataset)  # type: ignore[arg-type]
+    check_type(trust_mtime, "trust_mtime", bool, "a bool")
     if store is None:
         raise TypeError("store should be a ScoreStore, a ScoreTable or a store folder, but got store=None (precompute fills a store)")
-    tables = tables_for(store, chosen, dataset, dataset_id=dataset_id, image_key=image_key)
-    assert tables is not None
-    result = tables if metrics is not None else tables[chosen[0].name]
     engine = engine_for(chosen, torch.device(device) if device is not None else chosen[0].device)
+    files = folder_files(dataset)
+    paths = None if files is None else files[1]
+    verify = paths is not None and not trust_mtime
+    result: ScoreTable | dict[str, ScoreTable] | None = None
+    for attempt in range(_ROUNDS):
+        # each round re-matches the folder: files that changed during the previous round are seen and dropped here
+        tables = tables_for(store, chosen, dataset, dataset_id=dataset_id, image_key=image_key)
+        assert tables is not None
+        result = tables if metrics is not None else tables[chosen[0].name]
+        root = next(iter(tables.values())).path.parent
+        opened = ScoreStore(root)
+        checked = verify and attempt == 0  # the bytes of already-scored files are checked once per run
+        dropped = _run_pass(dataset, tables, opened, engine, paths, checked, batch_size, num_workers, image_key, on_error, progress)
+        if not dropped:
+            break
+    assert result is not None
+    return result
+
+
+def _run_pass(
+    dataset: Dataset[Any],
+    tables: dict[str, ScoreTable],
+    store: ScoreStore,
+    engine: ScoringEngine,
+    paths: list[str] | None,
+    checked: bool,
+    batch_size: int,
+    num_workers: int,
+    image_key: int | str | None,
+    on_error: str,
+    progress: bool,
+) -> int:
+    """One pass: decode (and hash) the samples some table lacks, hash the others when ``checked``; the number of cells dropped."""
+    length = store.length
     # need[name][i]: sample i is neither scored nor skipped in that metric's table
     need = {name: np.zeros(length, dtype=bool) for name in tables}
     for name, table in tables.items():
         need[name][table.missing()] = True
     union = np.logical_or.reduce(list(need.values()))
     missing = np.flatnonzero(union)
-    if missing.size == 0:
-        return result
+    tasks = [(int(i), True) for i in missing]
+    if checked:
+        tasks += [(int(i), False) for i in np.flatnonzero(~union)]  # after the decodes: batches of scoring stay full
+    if not tasks:
+        return 0
     loader = DataLoader(
-        _IndexedImages(dataset, image_key, on_error == "skip"),
+        _Tasks(dataset, image_key, on_error == "skip", paths, tasks),
         batch_size=batch_size,
-        sampler=missing.tolist(),
         num_workers=num_workers,
-        collate_fn=collate_indexed_images,
+        collate_fn=_collate_tasks,
         pin_memory=engine.device.type == "cuda",
     )
+    provenance = store.provenance
+    dropped = 0
     label = ",".join(engine.names) if len(engine.names) <= 3 else f"{len(engine.names)} metrics"
     with tqdm(total=length, initial=length - missing.size, disable=not progress, unit="img", desc=f"precompute {label}") as bar:
-        for index, images, skipped in loader:
-            for name, table in tables.items():
-                lacking = [s for s in skipped if need[name][s.index]]
-                if lacking:
-                    table.skip([s.index for s in lacking], [s.reason for s in lacking])
+        for index, images, versions, skipped, hashed in loader:
+            if hashed:
+                dropped += provenance.verify([i for i, _ in hashed], [v for _, v in hashed], store.tables).size
+            scores = {}
             if index.numel():
                 rows = {name: torch.from_numpy(need[name][index.numpy()]) for name in tables}
                 todo = [name for name in tables if bool(rows[name].any())]
                 scores = engine.score(images, todo, difficulty=False).scores
-                for name in todo:
+            with store_lock(store.root):  # the claim and the writes it allows are one step for other processes
+                if paths is not None and index.numel():
+                    ok = torch.from_numpy(provenance.claim(index, versions, store.tables))
+                    dropped += int((~ok).sum())
+                else:
+                    ok = torch.ones(index.shape, dtype=torch.bool)
+                for name, values in scores.items():
                     # a table gets only the rows it lacked: rows another run already stored stay as they are
-                    tables[name].write(index[rows[name]], scores[name][rows[name]])
+                    keep = rows[name] & ok
+                    tables[name].write(index[keep], values[keep])
+                _write_skipped(tables, need, skipped, provenance if paths is not None else None, store)
             bar.update(int(index.shape[0]) + len(skipped))
-    return result
+    return dropped
+
+
+def _write_skipped(
+    tables: dict[str, ScoreTable], need: dict[str, np.ndarray], skipped: list[tuple[SkippedSample, Any]], provenance: Any, store: ScoreStore
+) -> None:
+    """Record unreadable samples in the tables that lacked them (claimed like scores: a later fix of the file is seen)."""
+    if not skipped:
+        return
+    ok = [True] * len(skipped)
+    if provenance is not None:
+        # a file that cannot even be opened has no version to claim: it is recorded as skipped all the same
+        claimed = provenance.claim([s.index for s, _ in skipped], [v for _, v in skipped], store.tables).tolist()
+        ok = [keep or version is None for keep, (_, version) in zip(claimed, skipped)]
+    for name, table in tables.items():
+        lacking = [s for (s, _), keep in zip(skipped, ok) if keep and need[name][s.index]]
+        if lacking:
+            table.skip([s.index for s in lacking], [s.reason for s in lacking])

@@ -10,7 +10,10 @@ An image is out of domain when either holds:
 
 * ``channels``: a colour image (chroma above ``chroma_tolerance``) for a grey network, or a grey
   image for a colour one;
-* ``size``: height or width more than ``max_size_ratio`` times larger or smaller than the native size.
+* ``size``: height or width more than ``max_size_ratio`` times larger or smaller than the native size;
+  or, for a domain measured on images of several sizes that the profile's transform resized
+  (``source_size_range``), more than ``max_size_ratio`` times outside the range of those sizes: a
+  network calibrated on 64-160 px images that it resizes to 64 px does not flag a 160 px image.
 
 A third flag, ``intensity``, marks images whose mean or standard deviation (after conversion to the
 network's channels) lies outside the range of the training images', widened by ``intensity_margin``.
@@ -21,17 +24,22 @@ and scoring degradations is what aligned metrics are for.
 
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from qualoader._validation import check_type
+from qualoader.profiles._guard_messages import (
+    ERROR_ADVICE,
+    PROFILE_ERROR_ADVICE,
+    PROFILE_WARNING_ADVICE,
+    WARNING_ADVICE,
+    caller_stacklevel,
+)
 
 __all__ = [
     "MISMATCHES",
@@ -47,24 +55,6 @@ __all__ = [
 #: The ways an image can leave a reference network's domain (keys of :func:`domain_mismatch`).
 MISMATCHES: tuple[str, ...] = ("channels", "size", "intensity")
 _LUMA = (0.299, 0.587, 0.114)
-BUILD_PROFILE_HINT = (
-    "build a profile for your own network and data with "
-    "'qualoader calibrate --reference ARCH --weights FILE --data DATA --out PROFILE.json' "
-    "and pass it as create_metric(name, profile=PROFILE.json) (--profile PROFILE.json on the command line)"
-)
-#: How the warning and the error each end (see :meth:`DomainGuard.check`).
-_WARNING_ADVICE = f"{BUILD_PROFILE_HINT}; strict=True (--strict) turns this warning into an error"
-_ERROR_ADVICE = (
-    f"to fix it, {BUILD_PROFILE_HINT}; or, to score such images anyway with one warning, "
-    "build the metric with strict=False (leave out --strict)"
-)
-# Frames of these packages are never the user's call site: the guard runs under qualoader's own code
-# and under torch's (Module.__call__, DataLoader iteration), in any order.
-_LIBRARY_DIRS: tuple[str, ...] = tuple(
-    os.path.dirname(os.path.abspath(path)) + os.sep for path in (os.path.dirname(os.path.abspath(__file__)), str(torch.__file__))
-)
-
-
 class DomainWarning(UserWarning):
     """Images fall far outside the input domain of an aligned metric's reference network."""
 
@@ -115,6 +105,11 @@ class InputDomain:
         max_size_ratio: how many times larger or smaller than ``size`` an image may be.
         intensity_margin: how far outside the two ranges an image may be.
         chroma_tolerance: mean ``max(RGB) - min(RGB)`` below which an RGB image counts as grey.
+        source_size_range: ``((min_height, min_width), (max_height, max_width))`` of the images the
+            domain was measured on *before* the profile's transform resized them to ``size``;
+            ``None``: they were all ``size`` (the size check then compares with ``size``).
+        profile: the name of the user's profile this domain belongs to, set when a metric is built
+            from it (never saved); the guard's message then does not suggest building a profile.
     """
 
     channels: int
@@ -126,6 +121,8 @@ class InputDomain:
     max_size_ratio: float = 2.0
     intensity_margin: float = 0.05
     chroma_tolerance: float = 0.02
+    source_size_range: tuple[tuple[int, int], tuple[int, int]] | None = None
+    profile: str | None = field(default=None, compare=False)  # who uses the domain, not what it is
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -146,23 +143,54 @@ class InputDomain:
                 bound = ">= 1" if name == "max_size_ratio" else ">= 0"
                 raise ValueError(f"{name} should be a number {bound}, but got {name}={value!r}")
             object.__setattr__(self, name, float(value))
+        sizes = self.source_size_range
+        if sizes is not None:
+            if not (isinstance(sizes, (tuple, list)) and len(sizes) == 2):
+                raise ValueError(
+                    f"source_size_range should be None or ((min_height, min_width), (max_height, max_width)), but got "
+                    f"source_size_range={sizes!r}"
+                )
+            low, high = _pair(sizes[0], "source_size_range[0]"), _pair(sizes[1], "source_size_range[1]")
+            if low[0] > high[0] or low[1] > high[1]:
+                raise ValueError(f"source_size_range should have its minimum below its maximum, but got source_size_range={sizes!r}")
+            object.__setattr__(self, "source_size_range", (low, high))
+        if self.profile is not None and not isinstance(self.profile, str):
+            raise TypeError(f"profile should be None or a profile name (str), but got profile={self.profile!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputDomain:
         """Rebuild from :meth:`to_dict` output (unknown keys are an error)."""
         check_type(data, "domain", Mapping, "a dict from InputDomain.to_dict()")
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"profile"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"domain should have keys among {sorted(known)}, but got unexpected keys {unknown}")
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON (lists instead of tuples)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        """Plain JSON (lists instead of tuples); ``profile`` is left out, and ``source_size_range`` when ``None``.
+
+        Left out when ``None`` so that the domains of profiles written before it existed keep their JSON
+        (and with it the profile's identity).
+        """
+        data = asdict(self)
+        del data["profile"]
+        if data["source_size_range"] is None:
+            del data["source_size_range"]
+        else:
+            data["source_size_range"] = [list(pair) for pair in data["source_size_range"]]
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
     @classmethod
-    def measure(cls, images: Tensor | Iterable[Any], channels: int, size: int | tuple[int, int], *, quantile: float = 0.001) -> InputDomain:
+    def measure(
+        cls,
+        images: Tensor | Iterable[Any],
+        channels: int,
+        size: int | tuple[int, int],
+        *,
+        quantile: float = 0.001,
+        source_sizes: Iterable[tuple[int, int]] | None = None,
+    ) -> InputDomain:
         """Measure the domain of a network from (a sample of) its training images.
 
         Args:
@@ -171,6 +199,8 @@ class InputDomain:
             channels: the network's input channels.
             size: the network's native input size.
             quantile: the ranges span the ``quantile`` and ``1 - quantile`` quantiles.
+            source_sizes: the ``(height, width)`` of each image before it was resized to ``size``
+                (``None``: they were all ``size``); their range becomes ``source_size_range``.
 
         Returns:
             The domain, with pixel statistics and per-image ranges filled in.
@@ -189,6 +219,13 @@ class InputDomain:
         std = (pixel_square / count - mean.square()).clamp_min(0).sqrt()
         image_means, image_stds = torch.cat(means), torch.cat(stds)
         q = torch.tensor([quantile, 1.0 - quantile], dtype=torch.float64)
+        sizes = [_pair(tuple(pair), "source_sizes[i]") for pair in source_sizes] if source_sizes is not None else []
+        size_range = None
+        if sizes and any(pair != _pair(size, "size") for pair in sizes):
+            size_range = (
+                (min(h for h, _ in sizes), min(w for _, w in sizes)),
+                (max(h for h, _ in sizes), max(w for _, w in sizes)),
+            )
         return cls(
             channels=channels,
             size=_pair(size, "size"),
@@ -196,6 +233,7 @@ class InputDomain:
             std=tuple(round(float(v), 6) for v in std),
             image_mean_range=tuple(round(float(v), 6) for v in image_means.quantile(q)),  # type: ignore[arg-type]
             image_std_range=tuple(round(float(v), 6) for v in image_stds.quantile(q)),  # type: ignore[arg-type]
+            source_size_range=size_range,
         )
 
     def describe(self) -> str:
@@ -229,7 +267,15 @@ def _check_batch(images: Any) -> Tensor:
 
 
 def _size_ratio(height: int, width: int, domain: InputDomain) -> float:
-    """How many times larger or smaller than the native size an image is (the worse of its two sides)."""
+    """How many times larger or smaller than the native size an image is (the worse of its two sides).
+
+    With a ``source_size_range``, how many times outside that range it is (1 inside it): the profile's
+    transform resized those images to the native size, so sizes among them are what the network was
+    calibrated on.
+    """
+    if domain.source_size_range is not None:
+        (low_h, low_w), (high_h, high_w) = domain.source_size_range
+        return max(1.0, low_h / height, height / high_h, low_w / width, width / high_w)
     return max(height / domain.size[0], domain.size[0] / height, width / domain.size[1], domain.size[1] / width)
 
 
@@ -341,9 +387,12 @@ def _explain(images: Tensor, domain: InputDomain, masks: Mapping[str, Tensor]) -
         given = "colour (RGB)" if channels == 3 else "grey"
         reasons.append(f"{given} input for a {'grey' if domain.channels == 1 else 'colour'} network")
     if bool(masks["size"].any()):
-        reasons.append(
-            f"size {height}x{width} against the native {domain.size[0]}x{domain.size[1]} (more than {domain.max_size_ratio:g}x apart)"
-        )
+        if domain.source_size_range is not None:
+            (low_h, low_w), (high_h, high_w) = domain.source_size_range
+            against = f"the {low_h}x{low_w} to {high_h}x{high_w} of the profile's calibration images"
+        else:
+            against = f"the native {domain.size[0]}x{domain.size[1]}"
+        reasons.append(f"size {height}x{width} against {against} (more than {domain.max_size_ratio:g}x apart)")
     return "; ".join(reasons)
 
 
@@ -389,22 +438,8 @@ class DomainGuard:
             f"({self.domain.describe()}): {_explain(images, self.domain, masks)}. Its scores and difficulties are only "
             "meaningful inside that domain; "
         )
+        mine = self.domain.profile is not None  # the user's own profile is in use: do not tell them to build one
         if self.strict:
-            raise DomainError(message + _ERROR_ADVICE)
+            raise DomainError(message + (PROFILE_ERROR_ADVICE if mine else ERROR_ADVICE))
         self.warned = True
-        warnings.warn(message + _WARNING_ADVICE, DomainWarning, stacklevel=_caller_stacklevel())
-
-
-def _caller_stacklevel() -> int:
-    """``stacklevel`` that makes a warning raised by the function calling this one name the user's call site.
-
-    That is the innermost frame outside qualoader and torch: how many library frames lie above the
-    guard depends on the path (a direct ``metric(images)``, the scoring engine, a ``QualityLoader``
-    running it inside a ``DataLoader``), so it is counted, not fixed.
-    """
-    frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
-    level = 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LIBRARY_DIRS):
-        frame = frame.f_back
-        level += 1
-    return level
+        warnings.warn(message + (PROFILE_WARNING_ADVICE if mine else WARNING_ADVICE), DomainWarning, stacklevel=caller_stacklevel())

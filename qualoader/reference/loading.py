@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qualoader._json import read_json
 from qualoader._validation import check_type
 from qualoader.reference.architectures import FashionCNN
 from qualoader.reference.network import ReferenceNetwork
@@ -88,7 +88,7 @@ def _default_checkpoint() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             "but got a qualoader install without them; reinstall qualoader or regenerate them with "
             "'python tools/train_default.py' (in the qualoader repository)"
         )
-    record = json.loads(DEFAULT_RECORD.read_text())
+    record = read_json(DEFAULT_RECORD, what=f"the default reference's record {str(DEFAULT_RECORD)!r}")
     # A checkpoint out of step with its record would shift every default-reference score silently.
     digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()
     if digest != record["sha256"]:
@@ -131,7 +131,34 @@ def default_reference() -> ReferenceNetwork:
     )
 
 
-def _torchvision_reference(name: str, weights: str | os.PathLike[str] | None) -> tuple[nn.Module, dict[str, Any]]:
+def _load_fitting(model: nn.Module, weights: str | os.PathLike[str], what: str, num_classes: int | None) -> None:
+    """Load ``weights`` into ``model`` strictly; a mismatch is one ValueError that names the way out (``num_classes``)."""
+    state = load_state_dict_file(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        shapes = [key for key, value in model.state_dict().items() if key in state and state[key].shape != value.shape]
+        hint = (
+            f"; the mismatched {shapes[-1]!r} is the head: pass num_classes=N (--num-classes N on the command line) for a network "
+            "with N classes"
+            if shapes and num_classes is None
+            else ""
+        )
+        first = str(error).strip().splitlines()[1:2] or [str(error)]
+        raise ValueError(
+            f"weights should fit {what}, but got weights={str(weights)!r} with missing, unexpected or mis-shaped keys "
+            f"({first[0].strip()[:300]}){hint}"
+        ) from None
+
+
+def _check_classes(num_classes: int | None) -> None:
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(f"num_classes should be None or a positive int (the network's outputs), but got num_classes={num_classes!r}")
+
+
+def _torchvision_reference(
+    name: str, weights: str | os.PathLike[str] | None, num_classes: int | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     from torchvision import models
 
     available = models.list_models(module=models)
@@ -144,6 +171,11 @@ def _torchvision_reference(name: str, weights: str | os.PathLike[str] | None) ->
             f"source should be 'default', a torchvision classification model name or 'timm:<name>', but got source={name!r}{hint}"
         )
     pretrained = models.get_model_weights(name).DEFAULT
+    if weights is None and num_classes is not None:
+        raise FileNotFoundError(
+            f"weights should be a local file of the torchvision model {name!r} with num_classes={num_classes}, but got weights=None; "
+            "pass the state_dict of your own network (weights='net.pt'; --weights on the command line)"
+        )
     if weights is None:
         # The very file torchvision's own download writes, so a machine that ever fetched it is ready.
         expected = Path(torch.hub.get_dir()) / "checkpoints" / Path(pretrained.url).name
@@ -154,22 +186,23 @@ def _torchvision_reference(name: str, weights: str | os.PathLike[str] | None) ->
                 "or pass weights='/path/to/file.pth' (qualoader never downloads)"
             )
         weights = expected
-    model = models.get_model(name, weights=None)
-    model.load_state_dict(load_state_dict_file(weights))
+    extra = {} if num_classes is None else {"num_classes": num_classes}
+    model = models.get_model(name, weights=None, **extra)
+    _load_fitting(model, weights, f"torchvision {name}({'' if num_classes is None else f'num_classes={num_classes}'})", num_classes)
     transform = pretrained.transforms()
     # The network sees the eval crop (e.g. 224 for ResNet), not the size it is first resized to (256).
     crop = transform.crop_size[0]
     return model, {"input_size": (crop, crop), "in_channels": 3, "mean": tuple(transform.mean), "std": tuple(transform.std), "name": name}
 
 
-def _timm_reference(name: str, weights: str | os.PathLike[str] | None) -> tuple[nn.Module, dict[str, Any]]:
+def _timm_reference(name: str, weights: str | os.PathLike[str] | None, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
     import timm
 
     if not timm.is_model(name):
         raise ValueError(f"source should be 'timm:<a timm model name>', but got source={'timm:' + name!r}; see timm.list_models()")
     # pretrained=False builds the architecture offline; pretrained_cfg still describes the weights' input
     # convention (size, mean, std).
-    model = timm.create_model(name, pretrained=False)
+    model = timm.create_model(name, pretrained=False, **({} if num_classes is None else {"num_classes": num_classes}))
     cfg = dict(model.pretrained_cfg)
     if weights is None:
         origin = cfg.get("hf_hub_id") or cfg.get("url") or "the timm model hub"
@@ -178,7 +211,7 @@ def _timm_reference(name: str, weights: str | os.PathLike[str] | None) -> tuple[
             f"weights (from {origin}, e.g. model.safetensors or pytorch_model.bin) on a machine with internet and pass "
             "weights='/path/to/that/file' (qualoader never downloads)"
         )
-    model.load_state_dict(load_state_dict_file(weights))
+    _load_fitting(model, weights, f"timm {name}({'' if num_classes is None else f'num_classes={num_classes}'})", num_classes)
     _, height, width = cfg.get("input_size", (3, 224, 224))
     return model, {
         "input_size": (height, width),
@@ -193,6 +226,7 @@ def load_reference(
     source: str | nn.Module = "default",
     *,
     weights: str | os.PathLike[str] | None = None,
+    num_classes: int | None = None,
     **kwargs: Any,
 ) -> ReferenceNetwork:
     """Load a reference network, offline.
@@ -205,6 +239,8 @@ def load_reference(
         weights: local weights file (``state_dict`` in ``.pt``/``.pth``/``.bin``/``.safetensors``).
             Required for timm; for torchvision, ``None`` looks for the file torchvision itself
             would cache (``<torch hub dir>/checkpoints/<file>``); for a module, optional.
+        num_classes: for a torchvision or timm name, the number of outputs of the network's head
+            when it is not the pretrained one (your own fine-tuned network; ``weights`` required).
         **kwargs: overrides of the input convention: ``input_size``, ``in_channels``, ``mean``,
             ``std``, ``feature_layer``, ``name`` (see :class:`ReferenceNetwork`).
 
@@ -221,6 +257,12 @@ def load_reference(
         'fashion-mnist-cnn'
     """
     check_type(source, "source", (str, nn.Module), "'default', a model name or an nn.Module")
+    _check_classes(num_classes)
+    if num_classes is not None and not (isinstance(source, str) and source != "default"):
+        raise ValueError(
+            f"num_classes should be given only with a torchvision or timm model name (it sizes their head), but got "
+            f"num_classes={num_classes} with source={source if isinstance(source, str) else type(source).__name__!r}"
+        )
     unknown = set(kwargs) - _CONVENTION_KEYS
     if unknown:
         raise ValueError(f"kwargs should be among {sorted(_CONVENTION_KEYS)}, but got unexpected {sorted(unknown)}")
@@ -235,9 +277,9 @@ def load_reference(
         return default_reference()
     if isinstance(source, str):
         if source.startswith("timm:"):
-            model, convention = _timm_reference(source[len("timm:"):], weights)
+            model, convention = _timm_reference(source[len("timm:"):], weights, num_classes)
         else:
-            model, convention = _torchvision_reference(source, weights)
+            model, convention = _torchvision_reference(source, weights, num_classes)
     else:
         model = source
         if weights is not None:

@@ -122,7 +122,7 @@ def test_entry_point_reference_on_image_folder(tmp_path, write_image_folder, cap
         capsys,
     )
     assert code == 0, err
-    profile = load_profile(out)
+    profile = load_profile(out, trust=True)
     assert (profile.reference.source, profile.reference.name) == ("entry_point", ENTRY_POINT)
     assert profile.reference.transform.input_size == (28, 28) and profile.reference.weights.path == weights
     assert profile.provenance["data"] == f"imagefolder:{root}"
@@ -131,7 +131,7 @@ def test_entry_point_reference_on_image_folder(tmp_path, write_image_folder, cap
     data = weights.read_bytes()
     weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(ProfileError, match="sha256"):
-        create_metric("bn-shift", profile=out)
+        create_metric("bn-shift", profile=out, trust_profile=True)
 
 
 def test_shards_with_class_indices(tmp_path, capsys) -> None:

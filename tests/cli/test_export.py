@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from qualoader.cli import main
-from qualoader.data import ScoreStore
+from qualoader.data import ScoreStore, store_to_pandas
 from qualoader.metrics import create_metric
 from qualoader.webdataset import score_shard, sidecar_path, write_image_shards
 from tests.helpers import precompute_argv, save_photo_crops
@@ -46,7 +46,7 @@ def test_store_to_parquet(store: Path, tmp_path: Path) -> None:
 
     assert main(["export", str(store), "--output", str(tmp_path / "scores.parquet")]) == 0
     frame = pd.read_parquet(tmp_path / "scores.parquet")
-    expected = ScoreStore(store).to_pandas()
+    expected = store_to_pandas(ScoreStore(store))
     assert frame.columns.tolist() == expected.columns.tolist() == ["index", "path", "sharpness", "sharpness_difficulty"]
     assert np.array_equal(frame["sharpness"].to_numpy(), expected["sharpness"].to_numpy(), equal_nan=True)
 

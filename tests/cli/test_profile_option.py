@@ -52,7 +52,7 @@ def test_two_profiles_of_one_metric_get_two_tables(tmp_path, copied_default, mon
     for name in ("plain", "flipped"):
         reference = replace(profile.reference, source="entry_point", name=f"user_nets:{name}")
         paths.append(save_profile(replace(profile, name=name, reference=reference, path=None), tmp_path / f"{name}.json"))
-    first, second = (create_metric("bn-shift", profile=path) for path in paths)
+    first, second = (create_metric("bn-shift", profile=path, trust_profile=True) for path in paths)
     assert first.state_dict().keys() == second.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True))
     images, _ = load_fashion_mnist("test")
@@ -129,7 +129,7 @@ def _newer(profile_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("command", ["precompute", "tag", "score", "report"])
-@pytest.mark.parametrize("problem", ["altered weights", "newer format", "no metric"])
+@pytest.mark.parametrize("problem", ["altered weights", "newer format", "no metric", "nested JSON"])
 def test_bad_profiles_are_one_line_errors(tmp_path, copied_default, shard, command, problem, capsys) -> None:
     if problem == "altered weights":
         weights = tmp_path / "weights.pt"
@@ -138,6 +138,10 @@ def test_bad_profiles_are_one_line_errors(tmp_path, copied_default, shard, comma
         option, message = ["--profile", str(copied_default)], "should have the sha256"
     elif problem == "newer format":
         option, message = ["--profile", str(_newer(copied_default))], "written by a newer qualoader"
+    elif problem == "nested JSON":  # a RecursionError in the JSON parser before; now one line naming the file
+        nested = tmp_path / "nested.json"
+        nested.write_text("[" * 100_000 + "]" * 100_000)
+        option, message = ["--profile", str(nested)], "nested at most 64 levels"
     else:
         option, message = [], "--metric or --profile should name at least one metric, but got neither"
     out = tmp_path / "out"
@@ -151,6 +155,21 @@ def test_bad_profiles_are_one_line_errors(tmp_path, copied_default, shard, comma
     err = capsys.readouterr().err
     assert err.startswith(f"qualoader {command}: error: ") and err.count("\n") == 1 and message in err, err
     assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize("command", ["precompute", "tag"])
+def test_a_nested_calibration_file_is_one_line_error(tmp_path, shard, command, capsys) -> None:
+    nested = tmp_path / "nested.json"
+    nested.write_text("{" + '"a":{' * 50_000 + "}" * 50_001)
+    out = tmp_path / "out"
+    argv = {
+        "precompute": ["precompute", "fashion-mnist:test", "--limit", "8", "--store", str(out), "--calibration", str(nested)],
+        "tag": ["tag", str(shard), str(out), "--calibration", f"sharpness={nested}"],
+    }[command]
+    assert main([*argv, "--metric", "sharpness", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"qualoader {command}: error: ") and err.count("\n") == 1 and "nested at most 64 levels" in err, err
+    assert not out.exists()
 
 
 def test_precompute_scores_metric_and_profile_in_one_pass(tmp_path, copied_default, capsys) -> None:

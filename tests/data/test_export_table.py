@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 from torchvision.datasets import ImageFolder
 
 from qualoader.data import ScoreStore, precompute
-from qualoader.data.export import shard_columns, store_columns, write_columns
+from qualoader.data.export import shard_columns, store_columns, store_to_arrow, store_to_pandas, write_columns
 from qualoader.metrics import QualityMetric, create_metric
 from qualoader.webdataset import score_shard, sidecar_path, write_image_shards
 
@@ -55,12 +55,12 @@ def test_two_configurations_get_fingerprinted_names(tmp_path: Path, fmnist_small
 
 
 def test_pandas_and_arrow(folder_store: ScoreStore) -> None:
-    frame = folder_store.to_pandas()
+    frame = store_to_pandas(folder_store)
     columns = store_columns(folder_store)
     assert frame.columns.tolist() == list(columns) and len(frame) == 12
     assert np.array_equal(frame["sharpness"].to_numpy(), columns["sharpness"])
     assert frame["path"].tolist() == columns["path"]
-    table = folder_store.to_arrow()
+    table = store_to_arrow(folder_store)
     assert table.num_rows == 12 and table.column_names == list(columns)
     assert table["brightness"].null_count == 7 and table["sharpness_difficulty"].null_count == 12
     assert table["sharpness"].to_pylist() == columns["sharpness"].tolist()
@@ -69,7 +69,7 @@ def test_pandas_and_arrow(folder_store: ScoreStore) -> None:
 def test_missing_pandas_is_one_clear_error(folder_store: ScoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     with pytest.raises(ImportError, match=r"this export needs pandas, but got no pandas installed; pip install 'qualoader\[export\]'"):
-        folder_store.to_pandas()
+        store_to_pandas(folder_store)
 
 
 @pytest.mark.parametrize("output_format", ["csv", "jsonl", "parquet"])
@@ -136,3 +136,17 @@ def test_shard_columns(tmp_path: Path, fmnist_small: TensorDataset) -> None:
     sidecar_path(shards[1]).unlink()
     with pytest.raises(FileNotFoundError, match="without .*in-000001.tar.quality.json'; run qualoader tag or qualoader score"):
         shard_columns([str(s) for s in shards])
+
+
+def test_csv_cells_that_start_a_formula_are_text(tmp_path: Path) -> None:
+    keys = ["=1+1", "+A1", "-A1", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"]
+    columns = {"index": np.arange(8), "key": keys, "=score": np.array([-1.5, 2.0, np.nan, 0.0, 1e-9, -0.0, 3.0, 4.0])}
+    write_columns(columns, tmp_path / "t.csv", "csv")
+    with open(tmp_path / "t.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["index", "key", "'=score"]
+    assert [row[1] for row in rows[1:]] == ["'=1+1", "'+A1", "'-A1", "'@SUM(A1)", "'\tx", "'\rx", "plain", "a=b"]
+    # numbers stay numbers, negative ones included, and read back bit for bit
+    assert [row[2] for row in rows[1:]] == ["-1.5", "2.0", "", "0.0", "1e-09", "-0.0", "3.0", "4.0"]
+    write_columns(columns, tmp_path / "t.jsonl", "jsonl")  # JSON is not run by spreadsheets: kept as they are
+    assert [json.loads(line)["key"] for line in (tmp_path / "t.jsonl").read_text().splitlines()] == keys

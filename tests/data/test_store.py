@@ -118,13 +118,17 @@ def test_store_length_and_dataset_id_checked(tmp_path: Path) -> None:
 def test_corrupt_store_header(tmp_path: Path) -> None:
     ScoreStore(tmp_path / "s", 10)
     (tmp_path / "s" / "store.json").write_text('{"format": "qualoader.score_st')
-    with pytest.raises(StoreError, match="the store header should be valid JSON, but got a corrupt file"):
+    with pytest.raises(StoreError, match="the store header '.*store.json' should be a valid JSON document, but it is not"):
+        ScoreStore(tmp_path / "s", 10)
+    # deeply nested JSON is one StoreError naming the file (the bounded reader), never a RecursionError
+    (tmp_path / "s" / "store.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(StoreError, match="the store header '.*store.json' should be JSON nested at most 64 levels deep"):
         ScoreStore(tmp_path / "s", 10)
 
 
 def test_corrupt_table_header(table: ScoreTable, sharpness: QualityMetric) -> None:
     (table.path / "header.json").write_bytes(b"\x00\xff garbage")
-    with pytest.raises(StoreError, match="the table header should be valid JSON"):
+    with pytest.raises(StoreError, match="the table header .*header.json. should be a valid JSON document"):
         ScoreTable(table.path)
     with pytest.raises(StoreError, match="delete that folder to rebuild it"):
         ScoreStore(table.path.parent).table(sharpness)

@@ -111,3 +111,60 @@ def test_full_disk_in_precompute_cli(tmp_path: Path, photos: torch.Tensor) -> No
     assert result.stderr.startswith("qualoader precompute: error: ") and "File too large" in result.stderr
     assert result.stderr.count("\n") == 1  # one line, no traceback
     assert not (tmp_path / "s" / "store.json").exists()
+
+
+_FILL_BETWEEN = """
+import resource, sys
+import torch
+from torch.utils.data import TensorDataset
+from qualoader.data import ScoreStore, identify_dataset, precompute
+from qualoader.metrics import create_metric
+dataset = TensorDataset(torch.zeros(5000, 1, 8, 8))
+store = ScoreStore(sys.argv[1], dataset_id="zeros", identity=identify_dataset(dataset, dataset_id="zeros"))  # its files fit
+resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))   # then the disk fills: 40 KB of scores do not
+try:
+    precompute(dataset, create_metric("sharpness"), store, progress=False)
+except OSError as error:
+    print(f"OSError {error.errno}: {error}")
+    sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_between_store_and_tables_leaves_no_store(tmp_path: Path) -> None:
+    result = _run(_FILL_BETWEEN, 1 << 30, str(tmp_path / "s"))
+    assert result.returncode == 3, (result.returncode, result.stderr)
+    assert "could not be written (File too large)" in result.stdout
+    # what was made is removed again, store.json first: nothing reads as a store with empty tables
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [".lock"]
+    with pytest.raises(ValueError, match="length should be given to create a new store"):
+        ScoreStore(tmp_path / "s")
+
+
+def test_sparse_store_arrays_are_never_mapped(tmp_path: Path) -> None:
+    """Every array of a store is written with real blocks (a full disk fails the write, never a later SIGBUS)."""
+    store = ScoreStore(tmp_path / "s", 100_000, dataset_id="big")
+    table = store.table(create_metric("sharpness"), create=True)
+    assert store.provenance.records().shape == (100_000,)  # made when first used (a store of in-memory data)
+    for path in (tmp_path / "s" / "content.npy", table.path / "scores.npy", table.path / "scored.npy"):
+        status = path.stat()
+        assert status.st_blocks * 512 >= status.st_size, path  # allocated, not a hole
+
+
+def test_a_sparse_table_gets_real_blocks_before_it_is_written(tmp_path: Path) -> None:
+    """A table whose scores file has a hole (a sparse copy) is allocated before it is mapped for writing."""
+    store = ScoreStore(tmp_path / "s", 100_000, dataset_id="big")
+    table = store.table(create_metric("sharpness"), create=True)
+    path = table.path / "scores.npy"
+    data = path.read_bytes()
+    header = data[: data.index(b"\n") + 1]
+    with open(path, "wb") as file:  # the same file, its NaN body left as a hole
+        file.write(header)
+        file.truncate(len(data))
+    hole = path.stat()
+    if hole.st_blocks * 512 >= hole.st_size:
+        pytest.skip("this file system does not make sparse files")
+    table = ScoreStore(tmp_path / "s").table(create_metric("sharpness"))
+    table.write([5], [0.25])
+    status = path.stat()
+    assert status.st_blocks * 512 >= status.st_size and table.read([5])[0].tolist() == [0.25]

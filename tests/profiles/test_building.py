@@ -9,8 +9,8 @@ import torch
 from torchvision import models
 
 from qualoader.calibration import DifficultyCalibration
-from qualoader.metrics import create_metric
-from qualoader.profiles import DomainWarning, ProfileError, default_profile_path, load_profile, metric_from_profile, save_profile
+from qualoader.metrics import create_metric, metric_from_profile
+from qualoader.profiles import DomainWarning, ProfileError, default_profile_path, load_profile, save_profile
 
 
 @pytest.mark.parametrize("name", ["bn-shift", "feature-distance"])
@@ -50,7 +50,7 @@ def test_profile_mismatches_are_errors(make_profile, tmp_path: Path) -> None:
         tmp_path / "s.json",
     )
     with pytest.raises(ProfileError, match="aligned metric"):
-        metric_from_profile(sharpness)
+        metric_from_profile(sharpness, trust=True)
     clash = save_profile(
         make_profile("torchvision", "resnet18", models.resnet18(num_classes=10), params={"reference": "default"}), tmp_path / "c.json"
     )

@@ -142,3 +142,39 @@ def test_guard_leaves_invalid_input_to_the_metric_checks(photos_224: torch.Tenso
         metric((photos_224 * 255).to(torch.int32))  # not a domain error: the input itself is invalid
     with pytest.raises(DomainError):
         metric((photos_224 * 255).round().to(torch.uint8))  # uint8 photos are valid input, out of domain
+
+
+def _resizing_profile(domain: InputDomain):
+    """The shipped bn-shift profile with another measured domain (its transform resizes every image to 28 px)."""
+    from dataclasses import replace
+
+    from qualoader.profiles import default_profile_path, load_profile
+
+    profile = load_profile(default_profile_path("bn-shift"))
+    return replace(profile, name="mine/bn-shift", reference=replace(profile.reference, domain=domain))
+
+
+def test_the_guard_checks_sizes_against_the_profiles_calibration_images(fashion_mnist_test) -> None:
+    """Calibrated on images of 28 to 70 px that its transform resized to 28 px, a profile does not flag a 70 px image."""
+    from qualoader.metrics import metric_from_profile
+
+    images = fashion_mnist_test[0][:40].float() / 255
+    sizes = [(28 + index, 28 + index) for index in range(43)][:40]
+    sizes[-1] = (70, 70)
+    measured = InputDomain.measure(images, channels=1, size=28, source_sizes=sizes)
+    assert measured.source_size_range == ((28, 28), (70, 70))
+    assert InputDomain.from_dict(measured.to_dict()) == measured
+    large = torch.nn.functional.interpolate(images[:4], size=(70, 70), mode="bilinear", antialias=True).clamp(0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DomainWarning)
+        metric_from_profile(_resizing_profile(measured))(large)  # inside the calibration sizes: silent
+    unmeasured = InputDomain.measure(images, channels=1, size=28)  # all at 28 px: no range, the native size rules
+    assert unmeasured.source_size_range is None and "source_size_range" not in unmeasured.to_dict()
+    with pytest.warns(DomainWarning, match="size 70x70 against the native 28x28") as caught:
+        metric_from_profile(_resizing_profile(unmeasured))(large)
+    message = str(caught[0].message)
+    # the user's own profile is in use: the message does not tell them to build one
+    assert "qualoader calibrate --reference" not in message and "rebuild the profile on data like these" in message
+    huge = torch.nn.functional.interpolate(images[:2], size=(150, 150), mode="bilinear").clamp(0, 1)
+    with pytest.raises(DomainError, match="size 150x150 against the 28x28 to 70x70 of the profile's calibration images"):
+        metric_from_profile(_resizing_profile(measured), strict=True)(huge)

@@ -18,8 +18,8 @@ from qualoader.calibration import DifficultyCalibration
 from qualoader.data import ScoreStore, describe
 from qualoader.data.dataset import difficulty_of
 from qualoader.data.export import store_columns, store_to_arrow, store_to_pandas, table_calibration
-from qualoader.metrics import create_metric
-from qualoader.profiles import load_profile, metric_from_profile, save_profile
+from qualoader.metrics import create_metric, metric_from_profile
+from qualoader.profiles import load_profile, save_profile
 
 SCORES = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
 

@@ -101,7 +101,7 @@ def test_invalid_layout_is_refused(copied_default: Path, edit, match: str) -> No
 
 def test_not_json_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(ProfileError, match="not valid JSON"):
+    with pytest.raises(ProfileError, match="should be a valid JSON document"):
         load_profile(tmp_path / "broken.json")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_profile(tmp_path / "absent.json")

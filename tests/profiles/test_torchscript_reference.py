@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from qualoader.cli import main
-from qualoader.metrics import create_metric
-from qualoader.profiles import metric_from_profile
+from qualoader.metrics import create_metric, metric_from_profile
+from qualoader.profiles import ProfileError
 
 CONVENTION = {"input_size": 28, "in_channels": 1, "mean": (0.5,), "std": (0.25,)}
 
@@ -68,7 +68,7 @@ def test_confidence_reads_only_logits_and_accepts_it(scripted_path: Path) -> Non
 
 def test_a_torchscript_profile_for_bn_shift_is_refused_by_name(make_profile) -> None:
     profile = make_profile("torchscript", None, _tiny_cnn(), size=28, channels=1, torchscript=True)
-    with pytest.raises(TypeError, match="plain nn.Module for 'bn-shift'"):
+    with pytest.raises(ProfileError, match="plain network for 'bn-shift'"):
         metric_from_profile(profile)
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from qualoader.metrics import create_metric
 from qualoader.reference import (
     DEFAULT_CHECKPOINT,
     DEFAULT_RECORD,
@@ -200,3 +201,28 @@ def test_bad_sources_and_options():
         load_reference("default", input_size=32)
     with pytest.raises(ValueError, match="ReferenceNetwork source"):
         load_reference(default_reference(), name="x")
+
+
+@pytest.mark.parametrize("source", ["resnet18", "timm:mobilenetv3_small_050"])
+def test_num_classes_builds_the_users_head(source: str, tmp_path, no_network):
+    """A network fine-tuned to 4 classes loads with num_classes=4; without it the error names the way out."""
+    import timm
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    model = (resnet18(num_classes=4) if source == "resnet18" else timm.create_model(source[5:], pretrained=False, num_classes=4)).eval()
+    path = tmp_path / "net.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(ValueError, match="pass num_classes=N \\(--num-classes N on the command line\\)"):
+        load_reference(source, weights=path)
+    net = load_reference(source, weights=path, num_classes=4)
+    images = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(net.preprocess(images))
+    torch.testing.assert_close(net(images), expected)
+    metric = create_metric("confidence", reference=source, weights=path, num_classes=4)
+    assert metric(torch.rand(2, 3, 160, 160)).shape == (2,)  # within 2x of 224 px: in the network's domain
+    with pytest.raises(ValueError, match="num_classes should be None or a positive int"):
+        load_reference(source, weights=path, num_classes=0)
+    with pytest.raises(FileNotFoundError, match="pass the state_dict of your own network"):
+        load_reference("resnet18", num_classes=4)

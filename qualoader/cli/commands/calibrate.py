@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from qualoader.cli._errors import UserError, as_option, create_cli_metric, user_errors
+from qualoader.cli._profiles import add_trust_argument, labels_for_num_classes
 from qualoader.cli._sources import SOURCE_KINDS, parse_source
 
 __all__ = ["add_parser", "run"]
@@ -68,6 +69,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--labels", default=None, help="the network's class names, one per output: comma-separated, or a text file with one per line"
     )
+    parser.add_argument(
+        "--num-classes", type=int, default=None, metavar="N",
+        help="the network's number of outputs, when its head is not the ImageNet one (labels: --labels, else the data's N class names, "
+        "else 0..N-1)",
+    )
+    add_trust_argument(parser)
     parser.add_argument("--label-key", default="cls", help="shard member that holds the label (default: cls)")
     parser.add_argument(
         "--input-size",
@@ -134,7 +141,7 @@ def _check_arguments(args: argparse.Namespace, profile_mode: bool) -> None:
     if profile_mode:
         _check_profile_arguments(args)
         return
-    for option in ("weights", "labels", "input_size", "in_channels", "mean", "std", "name"):
+    for option in ("weights", "labels", "num_classes", "input_size", "in_channels", "mean", "std", "name"):
         if getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
             raise UserError(
@@ -303,7 +310,7 @@ def _reference_spec(args: argparse.Namespace) -> Any:
 
     if args.profile is not None:
         with user_errors():
-            return load_profile(args.profile).reference
+            return load_profile(args.profile, trust=args.trust_profile).reference
     source, name = _reference_kind(args.reference)
     if source == "embedded":
         shipped = load_profile(default_profile_path("bn-shift")).reference
@@ -347,7 +354,9 @@ def _reference_spec(args: argparse.Namespace) -> Any:
         )
     mean = tuple(args.mean) if args.mean is not None else mean
     std = tuple(args.std) if args.std is not None else std
-    if args.labels is not None:
+    if args.num_classes is not None:
+        labels = labels_for_num_classes(args.num_classes, None if args.labels is None else _read_labels(args.labels), args.source)
+    elif args.labels is not None:
         labels = _read_labels(args.labels)
     elif labels is None:
         labels = source_class_names(args.source)
@@ -408,7 +417,7 @@ def _run_profile(args: argparse.Namespace) -> int:
         from qualoader.profiles import load_profile
 
         with user_errors():
-            refit = load_profile(args.profile)
+            refit = load_profile(args.profile, trust=args.trust_profile)
         if args.metric is not None and args.metric != refit.metric.name:
             raise UserError(
                 f"--metric should be the profile's metric {refit.metric.name!r} (or left out), but got --metric={args.metric!r}"
@@ -445,7 +454,7 @@ def _run_profile(args: argparse.Namespace) -> int:
             metric, data.images, data.labels, network, args.corruptions, tuple(args.severities),
             holdout=args.holdout, seed=args.seed, method=args.method, progress=not args.no_progress,
         )
-        domain = InputDomain.measure(data.images, spec.transform.in_channels, spec.transform.input_size)
+        domain = InputDomain.measure(data.images, spec.transform.in_channels, spec.transform.input_size, source_sizes=data.sizes)
         head = None
         if trained is not None:  # the head as shipped with the profile: carrying the calibration measured here
             from qualoader.metrics.aligned.task_guided_training import save_head_checkpoint

@@ -9,11 +9,12 @@ and null in Parquet and JSON lines. The output file is written atomically (a tem
 folder, renamed when complete), so a reader never sees half a table. Parquet needs pyarrow
 (``pip install 'qualoader[export]'``).
 
-A store's difficulty columns map its stored scores with the calibration saved when each table was
-created, unless ``--metric`` / ``--profile`` name the metrics that scored it: then each table whose
-metric configuration they match is mapped with that metric's current calibration (a re-calibrated
-metric, a refitted profile), without rescoring anything. Shards carry the difficulty written when
-they were tagged, so these options apply to stores only.
+A store's columns are named by metric (``<metric>``, or ``<metric>-<profile name>`` when two
+profiles of one metric share the store). ``--metric`` / ``--profile`` select columns: only the
+tables whose metric configuration they match are exported, each mapped to difficulty with that
+metric's current calibration (a re-calibrated metric, a refitted profile) without rescoring
+anything; without them every table is exported with the calibration saved when it was created.
+Shards carry the difficulty written when they were tagged, so these options apply to stores only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qualoader.cli._errors import UserError, user_errors
-from qualoader.cli._profiles import add_profile_argument, cli_metrics
+from qualoader.cli._profiles import add_profile_argument, cli_metrics, stored_profile_metrics
 
 __all__ = ["add_parser", "run"]
 
@@ -47,19 +48,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--metric",
         action="append",
         default=[],
-        help="metric(s) that scored the store, whose current calibration gives the difficulty: a name, a,b,c or the suite classical "
-        "(repeatable; default: the calibration saved in the store)",
+        help="export only these metrics' columns, their difficulty from the metrics' current calibration: a name, a,b,c or the suite "
+        "classical (repeatable; default: every column, difficulty from the calibration saved in the store)",
     )
     add_profile_argument(parser, repeat=True, scoring=False)
     parser.set_defaults(func=run)
 
 
-def _store_columns(root: str, metrics: list[Any]) -> dict[str, object]:
+def _store_columns(root: str, metrics: list[Any], profiles: list[Path] | None = None) -> dict[str, object]:
     """The columns of the store at ``root``, difficulties mapped by the current calibrations of ``metrics`` where they match a table."""
     from qualoader.data import ScoreStore
     from qualoader.data.export import store_columns
 
     store = ScoreStore(root)
+    # profiles are matched to their tables from their files: exporting stored scores builds no network (and runs none of a profile's code)
+    metrics = metrics + stored_profile_metrics(profiles, store.tables())
     fingerprints = {table.fingerprint for table in store.tables()}
     unmatched = [metric.name for metric in metrics if metric.fingerprint() not in fingerprints]
     if unmatched:
@@ -69,15 +72,15 @@ def _store_columns(root: str, metrics: list[Any]) -> dict[str, object]:
             f"--metric and --profile should name metric configurations the store holds, but got {', '.join(unmatched)}, which match "
             f"none of its tables ({tables})"
         )
-    return store_columns(store, metrics=metrics)
+    return store_columns(store, metrics=metrics, select=bool(metrics))
 
 
-def _columns(items: list[str], metrics: list[Any]) -> tuple[dict[str, object], str]:
+def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None = None) -> tuple[dict[str, object], str]:
     """The columns of SOURCE and a description of it."""
     from qualoader.data.export import shard_columns
 
     if len(items) == 1 and (Path(items[0]) / "store.json").exists():
-        return _store_columns(items[0], metrics), f"score store {items[0]!r}"
+        return _store_columns(items[0], metrics, profiles), f"score store {items[0]!r}"
     from qualoader.cli._sources import parse_source
 
     source = parse_source(items, kinds=("shards",))
@@ -85,7 +88,7 @@ def _columns(items: list[str], metrics: list[Any]) -> tuple[dict[str, object], s
         raise UserError(
             f"SOURCE should be a score store folder (with store.json) or tagged shards, but got SOURCE={source.text!r} without either"
         )
-    if metrics:
+    if metrics or profiles:
         raise UserError(
             "--metric and --profile apply to a score store (shards keep the difficulty written when they were tagged), but got "
             f"SOURCE={source.text!r} of {len(source.shards)} shard(s)"
@@ -106,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--output should be in an existing folder, but got --output={str(args.output)!r}")
         if args.output.is_dir():
             raise UserError(f"--output should be a file, but got --output={str(args.output)!r}, which is a folder")
-        metrics = cli_metrics(args.metric, args.profile) if args.metric or args.profile else []
-        columns, what = _columns(args.source, metrics)
+        metrics = cli_metrics(args.metric, None) if args.metric else []
+        columns, what = _columns(args.source, metrics, args.profile)
     try:
         write_columns(columns, args.output, output_format)
     except ImportError as error:

@@ -9,7 +9,7 @@ interrupted pass (Ctrl-C, SIGTERM or kill -9 lose at most the batch being scored
 since the last run are rescored; a store built for other images is refused. An unreadable image
 stops the pass with an error naming its file, or with ``--on-error skip`` is recorded as skipped
 (NaN score) and listed in the summary. Read the scores back with ``qualoader export`` or
-``qualoader.data.ScoreStore(STORE).to_pandas()``.
+``qualoader.data.store_to_pandas(ScoreStore(STORE))``.
 
 Several metrics (``--metric sharpness,noise`` or a suite, ``--metric classical``) are scored from
 one decode of each image, into one table per metric of the same store.
@@ -69,6 +69,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                         help="unreadable image: stop with an error naming the file (raise, default) or record it as skipped (skip)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--trust-mtime", action="store_true",
+                        help="do not re-read already-scored files: trust an unchanged size and modification time "
+                        "(default: their bytes are hashed, so edits that keep both are rescored)")
     parser.set_defaults(func=run)
 
 
@@ -78,7 +81,7 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
     import torch.nn.functional as F
     from torch.utils.data import Subset, TensorDataset
 
-    from qualoader.datasets import load_fashion_mnist
+    from qualoader.datasets import fashion_mnist_digest, load_fashion_mnist
 
     source = parse_source(args.source, kinds=("fashion-mnist", "folder"))
     if source.kind == "fashion-mnist":
@@ -89,7 +92,8 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
         if args.size is not None:
             resized = F.interpolate(images.float(), size=(args.size, args.size), mode="bilinear", align_corners=False)
             images = resized.round().clamp(0, 255).to(torch.uint8)
-        return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}"
+        # the source's digest: another copy under the same split and limit is another dataset, never scored as this one
+        return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}:src={fashion_mnist_digest(split)}"
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
@@ -163,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
                 check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
         check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
         metrics = cli_metrics(
-            [args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict, downscale=args.downscale
+            [args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict, downscale=args.downscale,
+            trust=args.trust_profile,
         )
         if args.calibration is not None and len(metrics) != 1:
             names = ", ".join(m.name for m in metrics)
@@ -193,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             on_error=args.on_error,
             dataset_id=dataset_id,
+            trust_mtime=args.trust_mtime,
         )
     except DomainError as error:  # --strict: images outside the aligned metric's domain are the user's to fix
         raise UserError(str(error)) from error

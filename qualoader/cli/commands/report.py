@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         source = parse_source(args.source).report_source()
         if len(set(args.metric)) != len(args.metric):
             raise UserError(f"--metric should name distinct metrics, but got --metric={args.metric}")
-        metrics = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale)
+        metrics = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale,
+                              trust=args.trust_profile)
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out should be a folder, but got --out={str(args.out)!r}, which is a file")
         # Reading the source checks it (missing shards, no images) before any scoring starts.

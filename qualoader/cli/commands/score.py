@@ -52,7 +52,7 @@ def _score(args: argparse.Namespace) -> int:
     if args.strict and args.engine == "ray":
         return fail("score", "--strict should be used with --engine local (Ray workers build metrics by name), but got --engine ray")
     metrics = cli_metrics(
-        args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale
+        args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale, trust=args.trust_profile
     )  # bad names and profiles fail before any file is written
     shards = list(parse_source(args.shards, kinds={"shards"}, name="SHARDS").shards)  # the commands' one SOURCE grammar
     names = [Path(shard).name for shard in shards]

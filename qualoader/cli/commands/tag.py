@@ -71,7 +71,8 @@ def _tag(args: argparse.Namespace) -> int:
 
     *shards, out_dir = args.paths
     shards = list(parse_source(shards, kinds={"shards"}, name="IN_SHARDS").shards)  # the commands' one SOURCE grammar
-    built = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale)
+    built = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale,
+                        trust=args.trust_profile)
     metrics = {metric.name: metric for metric in built}
     for spec in args.calibration:
         name, sep, path = spec.partition("=")

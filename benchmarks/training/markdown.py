@@ -57,9 +57,14 @@ def render_markdown(results: dict[str, Any], plots: str = "plots") -> str:
     """The report; ``plots`` is the folder of the PNGs relative to the report."""
     config, protocol = results["config"], results["protocol"]
     lines = ["# Training benchmark: does quality-aware sampling help training?", ""]
+    argv, shown = config.get("argv", ["--quick"] if config["quick"] else []), []
+    for index, word in enumerate(argv):  # the output folder is the machine's business, not the protocol's
+        if word != "--out" and (index == 0 or argv[index - 1] != "--out"):
+            shown.append(word)
     lines += [
-        f"Command: `python -m benchmarks.training{' --quick' if config['quick'] else ''}` "
-        f"({results['seconds'] / 60:.0f} min on {config['workers']} process(es) x {config['threads']} thread(s), shared CPU).",
+        f"Command: `{' '.join(['python -m benchmarks.training', *shown])}` "
+        f"({results['runs']['count']} training runs, {results['runs']['train_seconds'] / 60:.0f} min of training summed over the runs, "
+        f"{config['workers']} process(es) x {config['threads']} thread(s) on a shared CPU).",
         "",
         "## Verdict",
         "",

@@ -10,10 +10,13 @@ from benchmarks.training.arms import ARMS
 from benchmarks.training.models import ARCHITECTURES
 from benchmarks.training.scores import DEFAULT_SCORES
 
-__all__ = ["DEFAULT_OUT", "build_parser", "parse_args"]
+__all__ = ["DEFAULT_OUT", "PUBLISHED_DIR", "PUBLISHED_REPORT", "build_parser", "parse_args"]
 
 _BENCHMARKS = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = _BENCHMARKS / "results" / "training"
+#: Where ``--publish`` writes the committed report and its results and plots.
+PUBLISHED_REPORT = _BENCHMARKS / "TRAINING_RESULTS.md"
+PUBLISHED_DIR = _BENCHMARKS / "training_results"
 
 _DESCRIPTION = "Training benchmark: does quality-aware sampling make a model better or cheaper to train than RandomSampler?"
 _EPILOG = """\
@@ -31,11 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; mode-dependent defaults are ``None`` here and filled by :func:`parse_args`."""
     parser = argparse.ArgumentParser(description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--quick", action="store_true", help="small run (< 5 min): 6000 TRAIN images, budgets 1 2, 2 seeds, 1 setting per knob"
+        "--quick", action="store_true", help="small run (< 5 min): 4000 TRAIN images, budgets 1 2, 2 seeds, 1 setting per knob"
     )
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {DEFAULT_OUT}, quick: its -quick sibling)")
     parser.add_argument(
-        "--train-size", type=int, default=None, help="TRAIN images used, validation included (default: 20000, quick: 6000; all: 60000)"
+        "--train-size", type=int, default=None, help="TRAIN images used, validation included (default: 20000, quick: 4000; all: 60000)"
     )
     parser.add_argument("--val-size", type=int, default=None, help="of which validation images (default: 2000, quick: 1000)")
     parser.add_argument("--test-size", type=int, default=None, help="TEST images per test set (default: 5000, quick: 1000)")
@@ -55,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=None, help="training processes in parallel (default: 2, quick: 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the data (subsets, degradations); training seeds are 0..seeds-1")
+    parser.add_argument(
+        "--publish", action="store_true",
+        help=f"also write the committed report: {PUBLISHED_REPORT.name} and {PUBLISHED_DIR.name}/ (results.json, plots) in benchmarks/",
+    )
     return parser
 
 
@@ -62,7 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line and fill the mode-dependent defaults."""
     args = build_parser().parse_args(argv)
     defaults = {
-        "train_size": (6000, 20000), "val_size": (1000, 2000), "test_size": (1000, 5000), "epochs": ([1.0, 2.0], [0.5, 1.0, 2.0]),
+        "train_size": (4000, 20000), "val_size": (1000, 2000), "test_size": (1000, 5000), "epochs": ([1.0, 2.0], [0.5, 1.0, 2.0]),
         "seeds": (2, 5), "selection_seeds": (1, 1), "workers": (1, 2),
     }
     for key, (quick, full) in defaults.items():

@@ -7,6 +7,7 @@ import hashlib
 import multiprocessing
 import platform
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from benchmarks.training.arms import SCORE_ARMS, arm_grid, online_available
 from benchmarks.training.data import HELD_OUT_FAMILIES, TRAIN_FAMILIES, BenchmarkData, build_data, family_corruptions
 from benchmarks.training.markdown import render_markdown
 from benchmarks.training.models import ARCHITECTURES, accuracy, build_model
-from benchmarks.training.options import parse_args
+from benchmarks.training.options import PUBLISHED_DIR, PUBLISHED_REPORT, parse_args
 from benchmarks.training.plots import plot_all
 from benchmarks.training.scores import score_training_set
 from benchmarks.training.train import Job, RunConfig, run_id, train_run
@@ -31,6 +32,14 @@ __all__ = ["main", "run"]
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the repository root when inside it, so committed results carry no machine's folders."""
+    try:
+        return str(path.resolve().relative_to(Path(__file__).resolve().parents[2]))
+    except ValueError:
+        return str(path)
 
 
 def _data_key(args: argparse.Namespace) -> str:
@@ -201,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["selection"] = selection_table(runner.records, grid_of, chosen, args.archs, selection_seeds, config)
     results.update(
         {
-            "config": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+            "config": {key: (_display(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
             "protocol": {
                 "train_families": {family: family_corruptions([family]) for family in TRAIN_FAMILIES},
                 "held_out_families": {family: family_corruptions([family]) for family in HELD_OUT_FAMILIES},
@@ -213,6 +222,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "score_of": score_of,
             },
             "skipped": skipped,
+            # Every run trained for the report (the settings that lost on validation included), and their training time.
+            "runs": {"count": len(runner.records), "train_seconds": round(sum(r["train_seconds"] for r in runner.records.values()), 1)},
             "environment": {
                 "python": platform.python_version(), "torch": torch.__version__, "threads": args.threads, "workers": args.workers,
             },
@@ -223,7 +234,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_json_atomic(out / "results.json", results)
     write_bytes_atomic(out / "results.md", render_markdown(results, plots="plots").encode())
     _log(f"wrote {out / 'results.json'} and {out / 'results.md'} in {results['seconds']} s")
+    if args.publish:
+        publish(results)
     return results
+
+
+def publish(results: dict[str, Any]) -> None:
+    """Write the committed report (``benchmarks/TRAINING_RESULTS.md``) with its results and plots (``benchmarks/training_results``)."""
+    PUBLISHED_DIR.mkdir(parents=True, exist_ok=True)
+    plot_all(PUBLISHED_DIR, results)
+    write_json_atomic(PUBLISHED_DIR / "results.json", results)
+    write_bytes_atomic(PUBLISHED_REPORT, render_markdown(results, plots=PUBLISHED_DIR.name).encode())
+    _log(f"published {PUBLISHED_REPORT} and {PUBLISHED_DIR}")
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -232,7 +254,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks.training``; returns the exit status (130 when interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    args.argv = argv
     # SIGTERM as Ctrl-C: the process pool then terminates its workers instead of leaving them running without a parent.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -42,19 +42,17 @@ def selection_score(records: dict[str, dict[str, Any]], arm: str, setting: dict[
 
 
 def choose(
-    records: dict[str, dict[str, Any]], arm: str, grid: Sequence[dict[str, Any]], arch: str, seeds: Sequence[int], config: RunConfig
+    records: dict[str, dict[str, Any]], arm: str, grid: Sequence[dict[str, Any]], arch: str, seeds: Sequence[int]
 ) -> dict[str, Any]:
     """The setting of ``grid`` with the best :func:`selection_score` (the first one on ties)."""
-    del config  # the budgets are in the records
     return max(grid, key=lambda setting: selection_score(records, arm, setting, arch, seeds))
 
 
 def selection_table(
     records: dict[str, dict[str, Any]], grids: dict[str, dict[str, list[dict[str, Any]]]], chosen: dict[str, dict[str, dict[str, Any]]],
-    archs: Sequence[str], seeds: Sequence[int], config: RunConfig,
+    archs: Sequence[str], seeds: Sequence[int],
 ) -> list[dict[str, Any]]:
     """Every setting tried, with its selection score and whether it was chosen."""
-    del config
     rows = []
     for arch in archs:
         for arm, grid in grids[arch].items():
@@ -90,7 +88,7 @@ def analyse(
     config: RunConfig, score_seconds: dict[str, float], num_samples: int, archs: Sequence[str],
 ) -> dict[str, Any]:
     """Per architecture and arm (its chosen setting): accuracies, paired differences, steps to target, curves, goal verdicts."""
-    steps, budget_steps = checkpoint_steps(config, num_samples)
+    _, budget_steps = checkpoint_steps(config, num_samples)
     longest = f"{max(config.budgets):g}"
     by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
@@ -166,5 +164,4 @@ def analyse(
         goal[arm] = {"better_on_both_at_budgets": better_budgets, "cheaper_on_both": cheaper, "met": bool(better_budgets) or cheaper}
     out["goal"] = goal
     out["longest_budget"] = longest
-    del steps
     return out

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for arch in args.archs:
         chosen[arch]["random"] = {}
         if "weighted-hard" in arms:
-            chosen[arch]["weighted-hard"] = choose(runner.records, "weighted-hard", grids["weighted-hard"], arch, selection_seeds, config)
+            chosen[arch]["weighted-hard"] = choose(runner.records, "weighted-hard", grids["weighted-hard"], arch, selection_seeds)
     score_of = {arch: chosen[arch].get("weighted-hard", {}).get("score", args.scores[0]) for arch in args.archs}
     _log(f"chosen score per architecture: {score_of}")
 
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runner.run(stage2, "stage 2 (settings)")
     for arch in args.archs:
         for arm, grid in arch_grids[arch].items():
-            chosen[arch][arm] = choose(runner.records, arm, grid, arch, selection_seeds, config)
+            chosen[arch][arm] = choose(runner.records, arm, grid, arch, selection_seeds)
         _log(f"chosen settings ({arch}): {chosen[arch]}")
 
     # Stage 3: the chosen settings on every seed (the selection seeds' runs are reused).
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     grid_of = {arch: {"weighted-hard": grids.get("weighted-hard", []), **arch_grids[arch]} for arch in args.archs}
     results = analyse(records, tests, chosen, config, score_seconds, data.train_images.shape[0], args.archs)
-    results["selection"] = selection_table(runner.records, grid_of, chosen, args.archs, selection_seeds, config)
+    results["selection"] = selection_table(runner.records, grid_of, chosen, args.archs, selection_seeds)
     results.update(
         {
             "config": {key: (_display(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},

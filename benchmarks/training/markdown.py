@@ -90,8 +90,9 @@ def render_markdown(results: dict[str, Any], plots: str = "plots") -> str:
     lines += ["", "## Protocol", ""]
     train_corruptions = ", ".join(f"{family} ({', '.join(names)})" for family, names in protocol["train_families"].items())
     held_corruptions = ", ".join(f"{family} ({', '.join(names)})" for family, names in protocol["held_out_families"].items())
+    used = protocol["train_images"] + protocol["val_images"]
     lines += [
-        f"- Data: {protocol['train_images'] + protocol['val_images']} Fashion-MNIST TRAIN images (seed {config['seed']}), of which "
+        f"- Data: {used} Fashion-MNIST TRAIN images (seed {config['seed']}), of which "
         f"{protocol['val_images']} form the validation split; {config['degraded_share']:.0%} of both ({protocol['degraded_train_images']} "
         f"training images) are degraded, each by one corruption of the training families at a severity drawn from 1-5: "
         f"{train_corruptions}.",
@@ -113,15 +114,16 @@ def render_markdown(results: dict[str, Any], plots: str = "plots") -> str:
         "",
         "### What the committed run reduces, and why",
         "",
-        "The machine is 2 CPU cores shared with several other jobs (load average about 12-16 during the run), so the "
-        "protocol of the issue (60,000 TRAIN images, budgets of 1, 2 and 5 epochs, every knob on a grid of 2-3 values, "
-        "every score for every arm) would have needed several hours. The committed run reduces it as follows. The data, "
-        "budget and seed reductions are options of the command (the issue's scale: "
-        "`--train-size 60000 --val-size 5000 --test-size 10000 --epochs 1 2 5 --selection-seeds 2`); the grids are "
-        "`arm_grid` in `benchmarks/training/arms.py`:",
+        "The machine is 2 CPU cores shared with several other jobs (load average 6-16 during the run), so the "
+        "protocol of the issue (budgets of 1, 2 and 5 epochs, every knob on a grid of 2-3 values, every score for "
+        "every arm) would have needed several hours. The committed run reduces it as follows. The budget and seed "
+        "reductions are options of the command (`--epochs 1 2 5 --selection-seeds 2`); the grids are `arm_grid` in "
+        "`benchmarks/training/arms.py`:",
         "",
-        f"- {protocol['train_images'] + protocol['val_images']} of the 60,000 TRAIN images (a seeded subset) and "
-        f"{protocol['test_images']} of the 10,000 TEST images per test set.",
+        *(
+            [f"- {used} of the 60,000 TRAIN images (a seeded subset) and {protocol['test_images']} of the 10,000 TEST images per test set."]
+            if used < 60_000 or protocol["test_images"] < 10_000 else []
+        ),
         f"- Budgets of {', '.join(f'{b:g}' for b in config['epochs'])} epochs' worth of steps.",
         f"- Settings chosen with {config['selection_seeds']} seed(s); the score is chosen per architecture with the "
         "hard-weighted arm only, and the other quality arms use that score; one value for the easy-weighting temperature "

@@ -38,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {DEFAULT_OUT}, quick: its -quick sibling)")
     parser.add_argument(
-        "--train-size", type=int, default=None, help="TRAIN images used, validation included (default: 20000, quick: 4000; all: 60000)"
+        "--train-size", type=int, default=None, help="TRAIN images used, validation included (default: 60000, quick: 4000)"
     )
-    parser.add_argument("--val-size", type=int, default=None, help="of which validation images (default: 2000, quick: 1000)")
-    parser.add_argument("--test-size", type=int, default=None, help="TEST images per test set (default: 5000, quick: 1000)")
+    parser.add_argument("--val-size", type=int, default=None, help="of which validation images (default: 5000, quick: 1000)")
+    parser.add_argument("--test-size", type=int, default=None, help="TEST images per test set (default: 10000, quick: 1000)")
     parser.add_argument("--degraded-share", type=float, default=0.5, help="share of TRAIN images degraded (default: 0.5)")
     parser.add_argument(
         "--epochs", type=float, nargs="+", default=None, help="budgets in epochs' worth of steps (default: 0.5 1 2, quick: 1 2)"
@@ -69,7 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line and fill the mode-dependent defaults."""
     args = build_parser().parse_args(argv)
     defaults = {
-        "train_size": (4000, 20000), "val_size": (1000, 2000), "test_size": (1000, 5000), "epochs": ([1.0, 2.0], [0.5, 1.0, 2.0]),
+        "train_size": (4000, 60000), "val_size": (1000, 5000), "test_size": (1000, 10000), "epochs": ([1.0, 2.0], [0.5, 1.0, 2.0]),
         "seeds": (2, 5), "selection_seeds": (1, 1), "workers": (1, 2),
     }
     for key, (quick, full) in defaults.items():

@@ -168,7 +168,14 @@ def check_images(
         if not bool(finite.all() & (low >= 0) & (high <= 1)):
             if not bool(finite.all()):
                 raise ValueError(f"{name} should be finite, but got {name} with {int((~finite).sum())} NaN/Inf values")
-            raise ValueError(f"{name} should have float values in [0, 1], but got {name} in [{low.item():.4g}, {high.item():.4g}]")
+            # values below 0 are what transforms.Normalize leaves: say where it belongs
+            hint = (
+                "; this looks normalised (transforms.Normalize): score the images in [0, 1] and normalise after scoring, e.g. after "
+                "QualityLoader or in the training step"
+                if low.item() < 0
+                else ""
+            )
+            raise ValueError(f"{name} should have float values in [0, 1], but got {name} in [{low.item():.4g}, {high.item():.4g}]{hint}")
     return images
 
 

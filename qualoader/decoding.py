@@ -23,6 +23,12 @@ EXIF orientation tag             applied first (the pixels are turned upright)
 Alpha is dropped, never composited: the colour stored under a transparent pixel is kept, so a
 decoder never invents a background colour. 16-bit grey keeps its precision as ``float32``
 (dividing by 65535 maps it to the same [0, 1] scale as ``uint8 / 255``).
+
+Every decoded image is also checked on its own (:func:`check_scorable`), so that one bad file is
+an error naming that file, which ``--on-error skip`` can skip, instead of a failed batch: at most
+``MAX_PIXELS`` pixels (read from the header, before any pixel is allocated), at least ``min_size``
+pixels per side when the caller gives its metrics' smallest input, and finite values (a float
+TIFF may hold NaN or Inf).
 """
 
 from __future__ import annotations
@@ -36,11 +42,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["ImageDecodeError", "decode_image", "load_image", "pil_to_tensor"]
+__all__ = ["MAX_PIXELS", "ImageDecodeError", "check_scorable", "decode_image", "load_image", "pil_to_tensor"]
 
 _GREY_8BIT = frozenset({"1", "L", "LA", "La"})
 _GREY_16BIT = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _16BIT_MAX = 65535.0
+#: Most pixels (H * W) an image may have: 2**27 is 11585 x 11585, far above any training image, and
+#: keeps one decode (and the float copies scoring makes) to a few GB.
+MAX_PIXELS = 2**27
 
 
 class ImageDecodeError(ValueError):
@@ -104,22 +113,65 @@ def _upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def _open(source: Any, label: str) -> Tensor:
+def _check_extent(height: int, width: int, label: str, min_size: int) -> None:
+    if height * width > MAX_PIXELS:
+        raise ImageDecodeError(f"{label} should be at most {MAX_PIXELS} pixels, but got {height}x{width} (H x W)")
+    if min(height, width) < min_size:
+        raise ImageDecodeError(
+            f"{label} should be at least {min_size}x{min_size} pixels (the metrics' smallest input), "
+            f"but got {height}x{width} (H x W)"
+        )
+
+
+def check_scorable(image: Tensor, label: str = "image", *, min_size: int = 1) -> Tensor:
+    """Check one decoded image on its own, before it joins a batch; returns it unchanged.
+
+    Args:
+        image: :math:`(C, H, W)` tensor.
+        label: what to name in the error (a file path, or shard and key).
+        min_size: smallest ``H`` and ``W`` accepted (the largest ``min_size`` of the metrics that will score it).
+
+    Raises:
+        ImageDecodeError: (a ``ValueError``) more than :data:`MAX_PIXELS` pixels, a side under
+            ``min_size``, or NaN/Inf values.
+
+    Example:
+        >>> check_scorable(torch.zeros(1, 2, 30000), "long.png", min_size=3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        qualoader.decoding.ImageDecodeError: long.png should be at least 3x3 pixels ..., but got 2x30000 (H x W)
+    """
+    _check_extent(int(image.shape[-2]), int(image.shape[-1]), label, min_size)
+    if image.is_floating_point():
+        bad = int((~torch.isfinite(image)).sum())
+        if bad:
+            raise ImageDecodeError(f"{label} should have finite pixel values, but got {bad} NaN/Inf values")
+    return image
+
+
+def _open(source: Any, label: str, min_size: int = 1) -> Tensor:
     try:
         with Image.open(source) as image:
+            # The header gives the size: a huge image is refused before its pixels are allocated.
+            _check_extent(image.height, image.width, label, 1)
             image.load()
-            return pil_to_tensor(image)
+            return check_scorable(pil_to_tensor(image), label, min_size=min_size)
+    except ImageDecodeError:
+        raise  # already names the image (a ValueError, which the next clause would wrap a second time)
     # Pillow reports damage with several types: some plugins raise SyntaxError on a broken header, and
     # DecompressionBombError guards against images far beyond its pixel limit.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageDecodeError(f"{label} should decode to an image, but got {error}") from error
+        # Pillow's own text for an unknown format names its in-memory buffer object, which tells a user nothing.
+        reason = "bytes in no image format Pillow can identify" if isinstance(error, UnidentifiedImageError) else str(error)
+        raise ImageDecodeError(f"{label} should decode to an image, but got {reason}") from error
 
 
-def decode_image(data: bytes | bytearray | memoryview) -> Tensor:
+def decode_image(data: bytes | bytearray | memoryview, *, min_size: int = 1) -> Tensor:
     """Decode encoded image bytes (PNG, JPEG, WebP, TIFF, ... via Pillow) to a tensor.
 
     Args:
         data: the encoded file content.
+        min_size: smallest height and width accepted (see :func:`check_scorable`).
 
     Returns:
         :math:`(C, H, W)`, ``C`` in {1, 3}: ``uint8``, or ``float32`` in [0, 1] for 16-bit and float
@@ -127,7 +179,8 @@ def decode_image(data: bytes | bytearray | memoryview) -> Tensor:
 
     Raises:
         TypeError: ``data`` is not bytes.
-        ImageDecodeError: (a ``ValueError``) the bytes are not an image Pillow can read.
+        ImageDecodeError: (a ``ValueError``) the bytes are not an image Pillow can read, or the
+            image fails :func:`check_scorable`.
 
     Example:
         >>> buffer = io.BytesIO()
@@ -137,10 +190,10 @@ def decode_image(data: bytes | bytearray | memoryview) -> Tensor:
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data should be encoded image bytes, but got data of type {type(data).__name__}")
-    return _open(io.BytesIO(data), f"data ({len(data)} bytes)")
+    return _open(io.BytesIO(data), f"data ({len(data)} bytes)", min_size)
 
 
-def load_image(path: str | os.PathLike[str]) -> Tensor:
+def load_image(path: str | os.PathLike[str], *, min_size: int = 1) -> Tensor:
     """Read and decode an image file; same result as ``decode_image(Path(path).read_bytes())``.
 
     Usable as the ``loader`` of :class:`torchvision.datasets.ImageFolder` (it returns a tensor,
@@ -149,11 +202,12 @@ def load_image(path: str | os.PathLike[str]) -> Tensor:
     Raises:
         TypeError: ``path`` is not a path.
         FileNotFoundError: the file does not exist.
-        ImageDecodeError: the file is not an image Pillow can read.
+        ImageDecodeError: the file is not an image Pillow can read, or the image fails
+            :func:`check_scorable` (``min_size`` as there); the message names the file.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path should be a str or os.PathLike, but got path of type {type(path).__name__}")
     # Checked first: FileNotFoundError is an OSError, which _open would report as an undecodable image.
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path should be an existing image file, but got path={str(path)!r}")
-    return _open(os.fspath(path), f"path={str(path)!r}")
+    return _open(os.fspath(path), f"path={str(path)!r}", min_size)

@@ -181,3 +181,134 @@ def test_webdataset_and_report_reexport_the_one_decoder() -> None:
 
     assert _common.decode_image is decode_image and _common.ImageDecodeError is ImageDecodeError
     assert sources.decode_image is decode_image
+
+
+# -- one bad image is named and skippable on every path ---------------------------------------------
+
+_GOOD = 4  # good images per class folder
+
+
+def _bad_images() -> dict[str, bytes]:
+    """Images that decode but cannot be scored by a 3x3 metric: 1x1, 2x30000 (H x W), and a float TIFF holding NaN."""
+    nan = np.full((16, 16), 0.5, dtype=np.float32)
+    nan[3, 5] = np.nan
+    return {
+        "tiny.png": _encode(Image.new("L", (1, 1), 9)),
+        "long.png": _encode(Image.new("L", (30000, 2), 9)),  # PIL sizes are (W, H)
+        "nan.tif": _encode(Image.fromarray(nan, mode="F"), "TIFF"),
+    }
+
+
+def _good(seed: int) -> bytes:
+    return _encode(Image.fromarray((np.random.default_rng(seed).random((20, 24)) * 255).astype(np.uint8)))
+
+
+@pytest.fixture
+def bad_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    for number, (name, data) in enumerate(_bad_images().items()):
+        folder = root / f"class{number}"
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(data)
+        for i in range(_GOOD):
+            (folder / f"good{i}.png").write_bytes(_good(10 * number + i))
+    return root
+
+
+@pytest.fixture
+def bad_shard(tmp_path: Path) -> Path:
+    import tarfile
+
+    shard = tmp_path / "bad.tar"
+    with tarfile.open(shard, "w") as tar:
+        members = [(f"good{i}.png", _good(i)) for i in range(_GOOD)] + list(_bad_images().items())
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return shard
+
+
+def test_check_scorable_names_the_image() -> None:
+    from qualoader.decoding import check_scorable
+
+    good = torch.zeros(1, 3, 3)
+    assert check_scorable(good, "x", min_size=3) is good
+    with pytest.raises(ImageDecodeError, match=r"^x should be at least 3x3 pixels .*, but got 2x30000 \(H x W\)$"):
+        check_scorable(torch.zeros(1, 2, 30000), "x", min_size=3)
+    inf = torch.zeros(1, 4, 4)
+    inf[0, 1, 1], inf[0, 2, 2] = float("inf"), float("nan")
+    with pytest.raises(ImageDecodeError, match="x should have finite pixel values, but got 2 NaN/Inf values"):
+        check_scorable(inf, "x")
+    assert check_scorable(torch.full((1, 4, 4), 255, dtype=torch.uint8), "x").dtype == torch.uint8  # ints cannot be NaN
+
+
+def test_nan_tiff_and_huge_header_refused_by_name(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    path = tmp_path / "nan.tif"
+    path.write_bytes(_bad_images()["nan.tif"])
+    with pytest.raises(ImageDecodeError, match=r"nan\.tif'? should have finite pixel values, but got 1 NaN/Inf values"):
+        load_image(path)
+    # A PNG whose header claims 12000 x 12000 pixels: refused from the header, before 144 MB are decoded.
+    png = bytearray(_encode(Image.new("L", (4, 4))))
+    header = b"IHDR" + struct.pack(">II", 12000, 12000) + bytes(png[24:29])
+    png[12:29] = header
+    png[29:33] = struct.pack(">I", zlib.crc32(header))
+    (tmp_path / "huge.png").write_bytes(bytes(png))
+    with (
+        pytest.warns(Image.DecompressionBombWarning),  # Pillow's own warning starts at 89 M pixels
+        pytest.raises(ImageDecodeError, match=r"huge\.png'? should be at most 134217728 pixels, but got 12000x12000"),
+    ):
+        load_image(tmp_path / "huge.png")
+
+
+def test_precompute_names_bad_images_and_skips_them(bad_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from qualoader.cli import main
+    from qualoader.data import ScoreStore
+
+    command = ["precompute", str(bad_folder), "--metric", "sharpness", "--no-progress", "--store"]
+    assert main([*command, str(tmp_path / "raise")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qualoader precompute: error: ") and err.count("\n") == 1 and "tiny.png" in err  # the first bad file, by name
+    assert main([*command, str(tmp_path / "skip"), "--on-error", "skip"]) == 0
+    (table,) = ScoreStore(tmp_path / "skip").tables()
+    names = sorted(Path(reason.split("file '")[1].split("'")[0]).name for reason in table.skipped().values())
+    assert names == ["long.png", "nan.tif", "tiny.png"]
+    scores = table.scores()
+    assert int(np.isfinite(scores).sum()) == 3 * _GOOD and len(scores) == 3 * _GOOD + 3  # good ones scored, bad ones NaN
+
+
+@pytest.mark.parametrize("command", ["tag", "score"])
+def test_tag_and_score_name_bad_images_and_skip_them(
+    command: str, bad_shard: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qualoader.cli import main
+    from qualoader.webdataset import SkippedSampleWarning, read_sidecar
+
+    def run(out: Path, *extra: str) -> int:
+        target = [str(out)] if command == "tag" else ["--out", str(out)]
+        return main([command, str(bad_shard), *target, "--metric", "sharpness", "--no-progress", *extra])
+
+    assert run(tmp_path / "raise") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"qualoader {command}: error: {bad_shard}: sample 'tiny': image should be at least 3x3 pixels")
+    assert err.count("\n") == 1
+    with pytest.warns(SkippedSampleWarning):
+        assert run(tmp_path / "skip", "--on-error", "skip") == 0
+    sidecar = read_sidecar(next((tmp_path / "skip").glob("*.quality.json")))
+    assert sorted(sidecar.keys) == [f"good{i}" for i in range(_GOOD)]
+    reasons = {entry.key: (entry.error, entry.message) for entry in sidecar.skipped_samples}
+    assert sorted(reasons) == ["long", "nan", "tiny"] and {error for error, _ in reasons.values()} == {"ImageDecodeError"}
+    assert "2x30000" in reasons["long"][1] and "1x1" in reasons["tiny"][1] and "NaN" in reasons["nan"][1]
+
+
+def test_report_lists_bad_images(bad_folder: Path) -> None:
+    from qualoader.metrics import create_metric
+    from qualoader.report.scoring import score_source
+    from qualoader.report.sources import load_source
+
+    table = score_source(load_source(str(bad_folder)), {"sharpness": create_metric("sharpness")})
+    assert len(table.samples) == 3 * _GOOD and np.isfinite(table.scores["sharpness"]).all()
+    assert sorted(problem.split(":")[0].split("/")[-1] for problem in table.problems) == ["long", "nan", "tiny"]

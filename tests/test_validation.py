@@ -115,3 +115,13 @@ def test_scalar_checks():
     assert check_severity(5) == 5
     with pytest.raises(ValueError, match="severity should be an int in 1..5, but got severity=6"):
         check_severity(6)
+
+
+def test_normalised_images_are_told_to_normalise_after_scoring() -> None:
+    """Values below 0 are what transforms.Normalize leaves: the error says where Normalize goes."""
+    normalised = (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) - 0.485) / 0.229
+    with pytest.raises(ValueError, match=r"should have float values in \[0, 1\].*normalise after scoring"):
+        check_images(normalised)
+    with pytest.raises(ValueError) as raised:
+        check_images(torch.full((1, 1, 2, 2), 2.0))
+    assert "Normalize" not in str(raised.value)  # above 1 only: a scale problem, not a normalisation

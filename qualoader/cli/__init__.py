@@ -18,16 +18,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import os
 import pkgutil
 import sys
 import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn, TextIO
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
 from qualoader.cli import commands
-from qualoader.cli._errors import UserError, check_device, error_line, report_user_error
+from qualoader.cli._errors import OUTPUT_OPTIONS, WRITE_ERRNOS, UserError, check_device, error_line, report_user_error, write_error
 
 __all__ = ["build_parser", "main"]
 
@@ -40,8 +42,38 @@ def _wrap(title: str, names: Sequence[str]) -> str:
     return f"{title}:\n{text}\n"
 
 
+class _StoreOnce(argparse._StoreAction):
+    """``store``, refusing a second value: an option that takes one value and is given twice is an error, not "the last wins".
+
+    Options that take several values say so (``action="append"``, repeatable everywhere: ``--metric``,
+    ``--profile``); every other option is this one, in every command, so a repeat never goes unnoticed.
+    """
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None
+    ) -> None:
+        given = namespace.__dict__.setdefault("_qualoader_given", {})
+        if option_string is not None and self.dest in given:
+            parser.error(
+                f"{option_string} should be given once (it takes one value), but got {option_string}={given[self.dest]!r} "
+                f"and {option_string}={values!r}"
+            )
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _CommandParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors take one line and whose help ends with the valid metric / corruption names."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, rest = super().parse_known_args(args, namespace)
+        vars(parsed).pop("_qualoader_given", None)  # _StoreOnce's record of this parse, not an option
+        return parsed, rest
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("qualoader").strip() or None
@@ -123,23 +155,74 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A user error (:class:`~qualoader.cli._errors.UserError`, raised by a command or by the
     ``--device`` check) prints ``qualoader <command>: error: <message>`` on stderr and returns 2;
-    with ``--debug`` it propagates with its traceback. Warnings of qualoader's own categories print
-    ``qualoader <command>: warning: <message>`` on stderr, once per distinct message.
+    with ``--debug`` it propagates with its traceback. A write that fails for want of space or
+    permission (:data:`~qualoader.cli._errors.WRITE_ERRNOS`) and escaped the command's own report is
+    one such line too. Warnings of qualoader's own categories print ``qualoader <command>: warning:
+    <message>`` on stderr, once per distinct message.
+
+    Ctrl-C at any point, imports included, prints one line and returns 130. A closed standard output
+    (``qualoader ... | head``) ends the command quietly with 141, the shells' code for SIGPIPE.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    with _command_warnings(args.command):
+    command: str | None = None
+    debug = False
+    args = None
+    try:
+        parser = build_parser()
         try:
-            if getattr(args, "device", None) is not None:
-                check_device(args.device)
-            return int(args.func(args) or 0)
-        except UserError as error:
-            if args.debug:
-                raise
-            return report_user_error(args.command, error)
+            args = parser.parse_args(argv)
+        except SystemExit:  # --help, or a usage error: what argparse printed must meet a closed pipe here, not at exit
+            sys.stdout.flush()
+            raise
+        command, debug = args.command, args.debug
+        if args.command is None:
+            parser.print_help()
+            sys.stdout.flush()
+            return 0
+        with _command_warnings(args.command):
+            try:
+                if getattr(args, "device", None) is not None:
+                    check_device(args.device)
+                code = int(args.func(args) or 0)
+            except UserError as error:
+                if args.debug:
+                    raise
+                return report_user_error(args.command, error)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at the interpreter's exit
+        return code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(error_line(command, "interrupted by SIGINT (Ctrl-C)"), file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    except OSError as error:
+        if debug or error.errno not in WRITE_ERRNOS:
+            raise
+        option, dest = OUTPUT_OPTIONS.get(command or "", (None, ""))
+        path = getattr(args, dest, None) if option else None
+        if path is None or not _belongs_to(error.filename, path):
+            option, path = None, error.filename  # another file (an input, say): named by itself, not as the output
+        return report_user_error(command, write_error(error, option, path))
+
+
+def _belongs_to(filename: object, output: object) -> bool:
+    """Whether a failing ``filename`` (``None``: unknown, as for a failed ``write``) is the output, inside it, or its temporary."""
+    if filename is None:
+        return True
+    name, out = Path(os.path.abspath(str(filename))), Path(os.path.abspath(str(output)))
+    return name == out or out in name.parents or (name.parent == out.parent and name.name.startswith(f".{out.name}."))
+
+
+def _closed_pipe() -> int:
+    """Point stdout at /dev/null (the interpreter's final flush would fail again) and return 128 + SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or replaced (tests)
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

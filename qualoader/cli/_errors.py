@@ -9,12 +9,28 @@ argument checks into a :class:`UserError` with the same message (did-you-mean hi
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["UserError", "as_option", "check_device", "create_cli_metric", "error_line", "report_user_error", "user_errors"]
+__all__ = [
+    "OUTPUT_OPTIONS",
+    "WRITE_ERRNOS",
+    "UserError",
+    "as_option",
+    "check_device",
+    "check_outputs",
+    "cli_inputs",
+    "create_cli_metric",
+    "error_line",
+    "output_errors",
+    "report_user_error",
+    "user_errors",
+    "write_error",
+]
 
 #: The library raises these for bad arguments (the style guide's TypeError / ValueError, the registry's
 #: KeyError, a missing file or weights); inside :func:`user_errors` they are the user's to fix.
@@ -68,6 +84,80 @@ def user_errors() -> Iterator[None]:
         raise UserError(_message(error)) from error
 
 
+#: The errors of a write that the user fixes (space, a read-only or quota-bound file system, permissions, a file size limit).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENXIO})
+
+
+#: Each command's output option and its ``argparse`` destination: a failed write that reaches
+#: :func:`qualoader.cli.main` unexplained is reported against it.
+OUTPUT_OPTIONS: dict[str, tuple[str, str]] = {
+    "calibrate": ("--out", "out"),
+    "demo": ("--output", "output"),
+    "export": ("--output", "output"),
+    "precompute": ("--store", "store"),
+    "report": ("--out", "out"),
+    "score": ("--out", "out"),
+}
+
+
+def write_error(error: OSError, option: str | None, path: object) -> UserError:
+    """The one line for a failed write: which option, which path, what the system said (and which file, when another)."""
+    reason = os.strerror(error.errno) if error.errno is not None else str(error)
+    code = errno.errorcode.get(error.errno or -1)
+    reason += f" ({code})" if code else ""
+    if path is None:
+        return UserError(f"the output should be writable, but writing failed: {reason}")
+    if option is None:
+        return UserError(f"{str(path)!r} could not be read or written: {reason}")
+    detail = f" while writing {str(error.filename)!r}" if error.filename is not None and str(error.filename) != str(path) else ""
+    return UserError(f"{option} should be writable, but got {option}={str(path)!r}: {reason}{detail}")
+
+
+@contextmanager
+def output_errors(option: str, path: object) -> Iterator[None]:
+    """Turn a failed write inside the block (:data:`WRITE_ERRNOS`) into a :class:`UserError` naming ``option`` and ``path``.
+
+    The code inside cleans up its own partial output (atomic writes, staging folders); this only says what happened.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS or isinstance(error, BrokenPipeError):
+            raise
+        raise write_error(error, option, path) from error
+
+
+def check_outputs(output: object, option: str, inputs: Any) -> None:
+    """:func:`qualoader._outputs.check_output` for a command line: an overlap is a :class:`UserError` (same message)."""
+    from qualoader._outputs import OutputOverlapError, check_output
+
+    try:
+        check_output(output, option, inputs)  # type: ignore[arg-type]
+    except OutputOverlapError as error:
+        raise UserError(str(error)) from error
+
+
+def cli_inputs(args: Any, options: dict[str, str]) -> list[tuple[str, object]]:
+    """``(option, path)`` pairs for :func:`check_outputs` from the parsed ``args``: ``options`` maps a destination to its option.
+
+    A value may be a path, a list of paths or a parsed SOURCE (its folder, or its shards and their
+    sidecars); ``None`` and Fashion-MNIST are skipped.
+    """
+    from qualoader._outputs import sidecar_inputs
+    from qualoader.cli._sources import Source
+
+    pairs: list[tuple[str, object]] = []
+    for dest, option in options.items():
+        value = getattr(args, dest, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if isinstance(item, Source):
+                pairs += [(option, item.folder)] if item.folder is not None else sidecar_inputs(option, list(item.shards))
+            elif item is not None:
+                pairs.append((option, item))
+    return pairs
+
+
 def check_device(device: str) -> None:
     """Raise :class:`UserError` unless ``device`` names a torch device this machine has."""
     import torch
@@ -76,6 +166,8 @@ def check_device(device: str) -> None:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise UserError(f"--device should be a torch device such as cpu, cuda or cuda:1, but got --device={device!r}") from error
+    if parsed.type == "meta":  # tensors without data: every score would fail far from here
+        raise UserError(f"--device should be a device that holds data (cpu, cuda, mps), but got --device={device!r}")
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(parsed.type, True):
         raise UserError(

@@ -11,9 +11,10 @@ lists the offending labels and the network's; nothing is silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +105,29 @@ def _choose(n: int, max_images: int, seed: int) -> list[int]:
     return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_images].tolist())
 
 
+def _read(decode: Callable[[Any], Tensor], source: Any, where: str) -> Tensor:
+    """Decode one image; an unreadable one is a one-line :class:`UserError` naming its file (or shard and key)."""
+    from qualoader.decoding import ImageDecodeError
+
+    try:
+        return decode(source)
+    except (ImageDecodeError, OSError) as error:
+        raise UserError(f"--data should hold readable images, but got {where}: {error}") from error
+
+
+def _shard_samples(read: Callable[[str], Iterator[Any]], url: str) -> Iterator[Any]:
+    """The samples of one shard; a truncated, corrupt or unreadable shard is a one-line :class:`UserError` naming it."""
+    import tarfile
+
+    try:
+        for raw in read(url):
+            if raw.problem is not None:
+                raise UserError(f"--data should hold readable shards, but got {url!r}: {raw.problem}")
+            yield raw
+    except (tarfile.TarError, OSError) as error:  # CorruptShardError is a tarfile.ReadError
+        raise UserError(f"--data should hold readable shards, but got {url!r}: {error}") from error
+
+
 def load_labelled(
     source: Source,
     labels: Sequence[str],
@@ -119,7 +143,8 @@ def load_labelled(
 
     Raises:
         UserError: a label outside ``labels``, an ImageFolder without class folders, a shard sample
-            without an image or a ``label_key`` member, or no image at all.
+            without an image or a ``label_key`` member, no image at all, an unreadable image or a
+            truncated or corrupt shard (each named).
     """
     from qualoader.decoding import decode_image, load_image
 
@@ -143,13 +168,13 @@ def load_labelled(
             )
         mapped = _map_labels([name for _, name in files], labels, f"the class folders of SOURCE={source.text!r}")
         chosen = _choose(len(files), max_images, seed)
-        batch, sizes = _fit_all((load_image(files[i][0]) for i in chosen), size, channels)
+        batch, sizes = _fit_all((_read(load_image, files[i][0], str(files[i][0])) for i in chosen), size, channels)
         return LabelledImages(batch, mapped[chosen], f"imagefolder:{root}", sizes)
     from qualoader.webdataset.reading import raw_samples
 
     samples = []
     for url in source.shards:
-        for raw in raw_samples(url):
+        for raw in _shard_samples(raw_samples, url):
             sample = raw.as_webdataset()
             image_key = next((key for key in _SHARD_IMAGE_KEYS if key in sample), None)
             if image_key is None:
@@ -162,10 +187,14 @@ def load_labelled(
                     f"--label-key should name a member of every shard sample, but got --label-key={label_key!r} and sample {raw.key!r} of "
                     f"{url!r} without it"
                 )
-            samples.append((sample[image_key], sample[label_key].decode("utf-8").strip()))
+            try:
+                label = sample[label_key].decode("utf-8").strip()
+            except UnicodeDecodeError as error:
+                raise UserError(f"--label-key members should be UTF-8 text, but got sample {raw.key!r} of {url!r}: {error}") from error
+            samples.append((sample[image_key], label, f"{url}: sample {raw.key!r}"))
     if not samples:
         raise UserError(f"SOURCE should hold at least one sample, but got SOURCE={source.text!r} with none")
-    mapped = _map_labels([value for _, value in samples], labels, f"the {label_key!r} members of SOURCE={source.text!r}")
+    mapped = _map_labels([value for _, value, _ in samples], labels, f"the {label_key!r} members of SOURCE={source.text!r}")
     chosen = _choose(len(samples), max_images, seed)
-    batch, sizes = _fit_all((decode_image(samples[i][0]) for i in chosen), size, channels)
+    batch, sizes = _fit_all((_read(decode_image, samples[i][0], samples[i][2]) for i in chosen), size, channels)
     return LabelledImages(batch, mapped[chosen], f"webdataset:{source.text}:{label_key}", sizes)

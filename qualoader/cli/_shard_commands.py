@@ -84,12 +84,14 @@ def run_reporting_errors(command: str, work: Callable[[], int], *, interruptible
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return work()
+    except ImageDecodeError as error:  # a bad input image (undecodable, too small or large, NaN), named: a user error, exit 2
+        return report_user_error(command, error)
     except (KeyboardInterrupt, _Terminated) as error:
         name, code = ("SIGTERM", 143) if isinstance(error, _Terminated) else ("SIGINT", 130)
         print(f"qualoader {command}: interrupted by {name}; no partial file was left", file=sys.stderr)
         return code
-    except UserError:
-        raise  # qualoader.cli.main prints it (or its traceback with --debug)
+    except (UserError, BrokenPipeError):
+        raise  # qualoader.cli.main prints the one, ends the other quietly (a closed stdout: | head)
     except (ImageDecodeError, MissingImageError, MissingTagError, CorruptShardError, OSError) as error:
         failure: Exception = error
     except (KeyError, ValueError, TypeError) as error:  # the library's argument checks (out_dir, prefix, ...)

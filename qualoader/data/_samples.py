@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from qualoader.decoding import pil_to_tensor
+from qualoader.decoding import check_scorable, pil_to_tensor
 
 __all__ = [
     "OUTPUTS",
@@ -158,7 +158,7 @@ def load_sample(dataset: Any, index: int, files: list[str] | None = None) -> Any
         raise
 
 
-def load_image_tensor(dataset: Any, index: int, image_key: int | str | None) -> Tensor:
+def load_image_tensor(dataset: Any, index: int, image_key: int | str | None, min_size: int = 1) -> Tensor:
     """The image of ``dataset[index]`` as a tensor :math:`(C, H, W)` (:func:`load_sample`, :func:`sample_image`, :func:`image_to_tensor`).
 
     A PIL image that a dataset returns still undecoded (``Image.open`` without ``load``) fails only
@@ -170,7 +170,8 @@ def load_image_tensor(dataset: Any, index: int, image_key: int | str | None) -> 
     """
     image = sample_image(load_sample(dataset, index), image_key, f"dataset[{index}]")
     try:
-        return image_to_tensor(image, f"dataset[{index}] image")
+        # checked per image (qualoader.decoding): too small, too large or NaN is this sample's error, not its batch's
+        return check_scorable(image_to_tensor(image, f"dataset[{index}] image"), f"dataset[{index}] image", min_size=min_size)
     except _UNREADABLE as error:
         path = sample_file(dataset, index) or getattr(image, "filename", None) or None
         where = f"dataset[{index}]" + (f" (file {path!r})" if path else "")

@@ -322,6 +322,8 @@ def _cell(value: Any) -> Any:
         return None if math.isnan(value) else float(value)
     if isinstance(value, np.integer):
         return int(value)
+    if isinstance(value, np.bool_):  # flag columns: JSON has no numpy bool
+        return bool(value)
     return _text(value) if isinstance(value, str) else value
 
 

@@ -41,17 +41,18 @@ class SkippedSample:
 class _IndexedImages(Dataset[tuple[int, Any]]):
     """``(index, image (C, H, W))`` pairs of a dataset's samples, or ``(index, SkippedSample)`` (picklable for workers)."""
 
-    def __init__(self, dataset: Dataset[Any], image_key: int | str | None, skip: bool) -> None:
+    def __init__(self, dataset: Dataset[Any], image_key: int | str | None, skip: bool, min_size: int = 1) -> None:
         self.dataset = dataset
         self.image_key = image_key
         self.skip = skip
+        self.min_size = min_size  # the metrics' smallest input: a smaller image is its own sample's error
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
         try:
-            return index, load_image_tensor(self.dataset, index, self.image_key)
+            return index, load_image_tensor(self.dataset, index, self.image_key, self.min_size)
         except SampleLoadError as error:
             if not self.skip:
                 raise
@@ -67,9 +68,15 @@ class _Tasks(Dataset[tuple[int, Any, Any]]):
     """
 
     def __init__(
-        self, dataset: Dataset[Any], image_key: int | str | None, skip: bool, paths: list[str] | None, tasks: list[tuple[int, bool]]
+        self,
+        dataset: Dataset[Any],
+        image_key: int | str | None,
+        skip: bool,
+        paths: list[str] | None,
+        tasks: list[tuple[int, bool]],
+        min_size: int = 1,
     ) -> None:
-        self.images = _IndexedImages(dataset, image_key, skip)
+        self.images = _IndexedImages(dataset, image_key, skip, min_size)
         self.paths = paths
         self.tasks = tasks
 
@@ -254,7 +261,8 @@ def _run_pass(
     if not tasks:
         return 0
     loader = DataLoader(
-        _Tasks(dataset, image_key, on_error == "skip", paths, tasks),
+        # the metrics' smallest input, checked per image: a smaller one is its own sample's error, not its batch's
+        _Tasks(dataset, image_key, on_error == "skip", paths, tasks, max(metric.min_size for metric in engine.metrics.values())),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate_tasks,

@@ -13,6 +13,7 @@ Ray is imported lazily: importing this module does not need Ray.
 from __future__ import annotations
 
 import os
+import socket
 import warnings
 from collections.abc import Sequence
 from operator import itemgetter
@@ -26,7 +27,10 @@ from qualoader.webdataset._common import (
 )
 from qualoader.webdataset.tagging import SidecarIndex, expand_shards, score_shard
 
-__all__ = ["score_shards_ray"]
+__all__ = ["CONNECT_TIMEOUT_S", "score_shards_ray"]
+
+#: Seconds to wait for a Ray cluster's address to answer before giving up (Ray itself retries for minutes).
+CONNECT_TIMEOUT_S = 10.0
 
 
 def _score_row(
@@ -35,6 +39,24 @@ def _score_row(
     """Ray Data ``map`` function: score the shard named in ``row["url"]``; returns its sidecar JSON."""
     index = score_shard(row["url"], metrics, batch_size=batch_size, device=device, image_keys=image_keys, handler=on_error)
     return {"order": row["order"], "url": row["url"], "sidecar": index.to_json()}
+
+
+def _check_reachable(address: str, timeout: float) -> None:
+    """Raise ``ConnectionError`` unless something accepts a TCP connection at ``address`` within ``timeout`` seconds.
+
+    ``"auto"`` and addresses without a port are left to Ray, which finds them in its own files.
+    """
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConnectionError(
+            f"address should be a reachable Ray cluster, but got address={address!r}: {reason} (gave up after at most {timeout:g} s)"
+        ) from error
 
 
 def _import_ray() -> Any:
@@ -57,6 +79,7 @@ def score_shards_ray(
     image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
     on_error: str = "raise",
     progress: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> list[SidecarIndex]:
     """Score every shard with Ray Data and return one :class:`SidecarIndex` per shard (input order).
 
@@ -76,9 +99,14 @@ def score_shards_ray(
         image_keys: member extensions tried to find the image.
         on_error: ``"raise"`` or ``"skip"`` (corrupt shard, missing/undecodable image).
         progress: show Ray Data's progress bars (on stderr).
+        connect_timeout: seconds to wait for ``address`` to accept a connection (default
+            :data:`CONNECT_TIMEOUT_S`); Ray alone would retry an unreachable address for minutes.
 
     Returns:
         The sidecar indexes, in the order of the expanded ``urls``.
+
+    Raises:
+        ConnectionError: nothing answers at ``address`` within ``connect_timeout`` seconds.
 
     Example:
         >>> from qualoader.datasets import load_fashion_mnist
@@ -95,12 +123,16 @@ def score_shards_ray(
     resolve_metrics(names)  # fail fast, in the driver, on unknown or full-reference names (the engine's one check)
     if address is not None:
         check_type(address, "address", str, "a Ray address (str)")
+    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) or not 0 < connect_timeout < float("inf"):
+        raise ValueError(f"connect_timeout should be a positive number of seconds, but got connect_timeout={connect_timeout!r}")
     if num_cpus is not None:
         check_positive_int(num_cpus, "num_cpus")
     check_positive_int(batch_size, "batch_size")
     check_type(device, "device", str, "a device name (str)")
     check_choice(on_error, "on_error", ERROR_POLICIES)
     keys = list(check_image_keys(image_keys))
+    if address is not None:  # before importing Ray (seconds): an unreachable cluster fails at once
+        _check_reachable(address, float(connect_timeout))
 
     ray = _import_ray()
     started = not ray.is_initialized()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
+from qualoader.report.flags import flag_section
 from qualoader.report.html import render_html
 from qualoader.report.plots import (
     DIFFICULTY_EDGES,
@@ -155,6 +157,7 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
         "scored": len(table.samples),
         "metrics": entries,
         "shards": shard_rows,
+        "flags": flag_section(table, out, examples),
         "problems": source.problems + table.problems,
     }
 
@@ -214,9 +217,25 @@ def build_report(
     loaded = load_source(source, max_images=max_images)
     table = score_source(loaded, built, batch_size=batch_size, device=device, progress=progress)
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = summarise(loaded, table, built, folder, examples)
-    (folder / "report.json").write_text(json.dumps(summary, indent=1))
-    index = folder / "index.html"
-    index.write_text(render_html(summary), encoding="utf-8")
+    # What this call adds (the folder itself when new), so that a failure (a full disk, a read-only
+    # folder, Ctrl-C) takes it away again instead of leaving a partial report that looks complete.
+    top = folder
+    while not top.parent.exists() and top.parent != top:  # the first folder mkdir(parents=True) will make
+        top = top.parent
+    parts = (top, folder / "plots", folder / "thumbs", folder / "report.json", folder / "index.html")
+    created = [path for path in parts if not path.exists() and not path.is_symlink()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = summarise(loaded, table, built, folder, examples)
+        (folder / "report.json").write_text(json.dumps(summary, indent=1))
+        index = folder / "index.html"
+        # "replace": a name that is not UTF-8 elsewhere in the page (a shard's, a problem's) cannot stop the write
+        index.write_bytes(render_html(summary).encode("utf-8", "replace"))
+    except BaseException:
+        for path in created:  # new folders first: removing one removes everything this call wrote there
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
     return index

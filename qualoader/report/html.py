@@ -81,6 +81,9 @@ def render_html(summary: dict[str, Any]) -> str:
     ]
     header = ["metric", "better", "mean", "std", "min", "median", "max", "from tags", "out of domain", "fingerprint"]
     parts.append("<h2>Summary</h2>" + _table(header, rows))
+    from qualoader.report.flags import render_flags  # after the summary: the first thing a user acts on
+
+    parts.append(render_flags(summary.get("flags")))
     for metric in summary["metrics"]:
         name = metric["name"]
         parts.append(f'<h2 id="{escape(name)}">{escape(name)}</h2>')

@@ -92,6 +92,8 @@ def score_source(
     # Samples are batched by the set of metrics they still need (all of them unless tagged);
     # the engine groups each batch by image size itself.
     pending: dict[tuple[str, ...], list[tuple[int, torch.Tensor]]] = {}
+    # checked per image at decode time: one too-small or NaN image is listed, never fails its batch
+    min_size = max(metric.min_size for metric in metrics.values())
     for index, sample in enumerate(tqdm(source.samples, disable=not progress, unit="img", desc=f"report {', '.join(metrics)}")):
         needed = []
         for key, metric in metrics.items():
@@ -103,7 +105,7 @@ def score_source(
         if not needed:
             continue
         try:
-            image = sample.decode()
+            image = sample.decode(min_size)
         except (ValueError, OSError) as error:
             failed.add(index)
             problems.append(f"{sample.shard + '/' if sample.shard else ''}{sample.key}: {error}")

@@ -18,8 +18,8 @@ from typing import Any
 from torch import Tensor
 
 from qualoader._validation import check_positive_int, check_type
-from qualoader.decoding import decode_image  # the one decoder, re-exported for the report API
-from qualoader.webdataset.reading import split_member_name
+from qualoader.decoding import check_scorable, decode_image  # the one decoder, re-exported for the report API
+from qualoader.webdataset.reading import open_shard, split_member_name
 from qualoader.webdataset.tag_format import TAG_MEMBER
 from qualoader.webdataset.tag_format import tag_scores as parse_quality_tags  # the tag format's lenient reader, re-exported
 
@@ -36,6 +36,16 @@ IMAGE_EXTENSIONS = frozenset({"bmp", "gif", "jpeg", "jpg", "pgm", "png", "ppm", 
 _FASHION_PREFIX = "fashion-mnist:"
 
 
+def _printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name (surrogate escapes) shown as U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decoding makes
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass
 class Sample:
     """One image of a source: its key, its shard (``None`` outside shards), tags, and how to decode it."""
@@ -47,12 +57,24 @@ class Sample:
     label: str | None = None
     image: Tensor | None = None  # (C, H, W) uint8, kept only for in-memory sources
 
-    def decode(self) -> Tensor:
-        """The image :math:`(C, H, W)`: ``uint8``, or ``float32`` in [0, 1] for 16-bit sources (see :mod:`qualoader.decoding`)."""
+    def __post_init__(self) -> None:
+        # Shown in the page and the JSON: a file name that is not UTF-8 (kept by Python as lone surrogates)
+        # would make writing them fail, so it is shown with U+FFFD; the locator keeps the real name.
+        self.key = _printable(self.key)
+        self.shard = None if self.shard is None else _printable(self.shard)
+        self.label = None if self.label is None else _printable(self.label)
+
+    def decode(self, min_size: int = 1) -> Tensor:
+        """The image :math:`(C, H, W)`: ``uint8``, or ``float32`` in [0, 1] for 16-bit sources (see :mod:`qualoader.decoding`).
+
+        Raises:
+            ImageDecodeError: (a ``ValueError``) not an image, or one that fails
+                :func:`~qualoader.decoding.check_scorable` (``min_size``: the metrics' smallest input).
+        """
         if self.image is not None:
-            return self.image
+            return check_scorable(self.image, self.key, min_size=min_size)
         if isinstance(self.locator, Path):
-            return decode_image(self.locator.read_bytes())
+            return decode_image(self.locator.read_bytes(), min_size=min_size)
         shard, member = self.locator
         # Nothing is held open between decodes, at the cost of re-opening the shard and re-reading its
         # headers on every call (extractfile by name scans the member list).
@@ -60,7 +82,7 @@ class Sample:
             handle = archive.extractfile(member)
             if handle is None:
                 raise ValueError(f"member should be a regular file, but got member={member!r} in {shard}")
-            return decode_image(handle.read())
+            return decode_image(handle.read(), min_size=min_size)
 
 
 @dataclass
@@ -117,13 +139,16 @@ def _folder(root: Path, max_images: int) -> Source:
 def _read_shard(shard: Path, archive: tarfile.TarFile, samples: list[Sample], problems: list[str], max_images: int) -> int:
     """Append the samples of one open shard (up to ``max_images`` in all); return its image-sample count."""
     grouped: dict[str, dict[str, tarfile.TarInfo]] = {}
+    last: tarfile.TarInfo | None = None
     try:
         for member in archive:
             if member.isfile():
                 key, extension = split_member_name(member.name)  # the tag format's rule
                 # lower case: the report matches image extensions (".PNG" is a PNG too)
-                grouped.setdefault(key, {})[extension.lower()] = member
+                grouped.setdefault(key, {})[extension.lower()] = last = member
     except (tarfile.TarError, OSError) as error:
+        if last is not None:  # the sample in progress may lack members: dropped, as the strict reader drops it
+            grouped.pop(split_member_name(last.name)[0], None)
         # Recorded, not raised: the samples read before the damage are still worth a report.
         problems.append(f"{shard.name}: truncated or corrupt shard after {len(grouped)} samples ({error})")
     total = 0
@@ -159,7 +184,8 @@ def _shards(paths: Sequence[Path], max_images: int) -> Source:
     total = 0
     for shard in paths:
         try:
-            with tarfile.open(shard) as archive:
+            # The strict reader: a truncated shard is a listed problem, never a shorter shard read quietly.
+            with open_shard(shard) as archive:
                 total += _read_shard(shard, archive, samples, problems, max_images)
         except (tarfile.TarError, OSError) as error:
             problems.append(f"{shard.name}: unreadable shard ({error})")

@@ -19,6 +19,7 @@ copies shards with it.
 
 from __future__ import annotations
 
+import os
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,7 @@ __all__ = [
     "RawSample",
     "ReadShards",
     "UnsupportedMemberError",
+    "open_shard",
     "raw_samples",
     "read_shards",
     "split_member_name",
@@ -67,6 +69,28 @@ class _StrictTarInfo(tarfile.TarInfo):
         except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError) as error:  # type: ignore[attr-defined]
             # re-raised as a SubsequentHeaderError, which tarfile turns into a ReadError
             raise tarfile.SubsequentHeaderError(f"truncated: the shard ends without an end-of-archive block ({error})") from error  # type: ignore[attr-defined]
+
+
+def open_shard(path: str | os.PathLike[str]) -> tarfile.TarFile:
+    """Open a local shard for random access (members read again later by name), as strictly as :func:`raw_samples`.
+
+    Iterating its members raises ``tarfile.ReadError`` where stock ``tarfile`` would end quietly:
+    a shard cut inside a member's data or a header, or ending without its end-of-archive block
+    (a random-access reader seeks past each member to the next header, so every cut shows there).
+
+    Example:
+        >>> import io
+        >>> with tarfile.open("cut.tar", "w") as tar:
+        ...     info = tarfile.TarInfo("a.txt"); info.size = 2000
+        ...     tar.addfile(info, io.BytesIO(bytes(2000)))
+        >>> _ = os.truncate("cut.tar", 1024)
+        >>> with open_shard("cut.tar") as archive:
+        ...     [member.name for member in archive]
+        Traceback (most recent call last):
+        ...
+        tarfile.ReadError: unexpected end of data
+    """
+    return tarfile.open(path, tarinfo=_StrictTarInfo)
 
 
 def _strict_members(url: str) -> Iterator[tuple[tarfile.TarInfo, bytes]]:

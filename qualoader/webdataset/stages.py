@@ -27,7 +27,7 @@ from torch import Tensor
 from webdataset.filters import FilterFunction, pipelinefilter
 
 from qualoader._validation import check_positive_int, check_type
-from qualoader.decoding import decode_image, pil_to_tensor
+from qualoader.decoding import check_scorable, decode_image, pil_to_tensor
 from qualoader.engine import ScoringEngine
 from qualoader.metrics.base import QualityMetric
 from qualoader.webdataset._common import (
@@ -177,7 +177,9 @@ class AnnotateQuality:
         return {metric.name: metric.fingerprint() for metric in self.metrics}
 
     def _read_image(self, sample: dict[str, Any]) -> Tensor:
-        return image_tensor(find_image(sample, self.image_keys))
+        # Checked per image (size, finite values), so a bad image is its own sample's error, not its batch's.
+        image = image_tensor(find_image(sample, self.image_keys))
+        return check_scorable(image, "image", min_size=max(metric.min_size for metric in self.metrics))
 
     def __call__(self, source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         buffer: list[tuple[dict[str, Any], Tensor]] = []

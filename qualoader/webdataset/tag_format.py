@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from qualoader._atomic import write_bytes_atomic
+from qualoader._json import loads_json, read_json
 
 __all__ = [
     "SIDECAR_FORMAT",
@@ -101,8 +102,12 @@ def parse_tag(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     """
     try:
         # A Mapping when webdataset's .decode(...) already parsed the member; raw bytes before it.
-        tag = json.loads(data) if isinstance(data, (bytes, bytearray, str)) else dict(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        tag = (
+            loads_json(bytes(data) if isinstance(data, bytearray) else data, what="quality.json")
+            if isinstance(data, (bytes, bytearray, str))
+            else dict(data)
+        )
+    except ValueError as error:  # not UTF-8, not JSON, or nested too deep (the bounded reader's one error)
         raise MissingTagError(
             f"quality.json should be a JSON object with a 'quality' mapping, but got bytes that are not JSON ({error})"
         ) from error
@@ -152,8 +157,8 @@ def tag_scores(data: bytes) -> dict[str, float]:
         ValueError: the bytes are not JSON, or not a JSON object.
     """
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = loads_json(data, what="data")
+    except ValueError as error:  # not UTF-8, not JSON, or nested too deep
         raise ValueError(f"data should be a JSON quality tag, but got undecodable bytes ({error})") from error
     if not isinstance(document, dict):
         raise ValueError(f"data should be a JSON object of metric scores, but got a JSON {type(document).__name__}")  # noqa: TRY004 - bad content, not a bad argument type
@@ -267,18 +272,17 @@ class SidecarIndex:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> SidecarIndex:
+    def from_json(cls, text: str | bytes) -> SidecarIndex:
         """Parse :meth:`to_json` output, checking its structure (a damaged sidecar is an error).
 
         Raises:
-            ValueError: not a sidecar of this format, or its fields disagree (count, types).
+            ValueError: not a sidecar of this format (not JSON, nested too deep, wrong fields), or
+                its fields disagree (count, types).
         """
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got text that is not JSON ({error})"
-            ) from error
+        return cls._from_document(loads_json(text, what=f"text (a sidecar index of format {SIDECAR_FORMAT!r})"))
+
+    @classmethod
+    def _from_document(cls, data: Any) -> SidecarIndex:
         if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
             raise ValueError(
                 f"text should be a sidecar index of format {SIDECAR_FORMAT!r}, but got "
@@ -293,7 +297,11 @@ class SidecarIndex:
             )
         if data.get("count", len(quality)) != len(quality):
             raise ValueError(f"sidecar count should equal its number of keys ({len(quality)}), but got count={data.get('count')!r}")
-        skipped_samples = [SkippedSample(e["shard"], e["key"], e["error"], e["message"]) for e in data.get("skipped_samples", [])]
+        entries = data.get("skipped_samples", [])
+        fields = ("shard", "key", "error", "message")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and all(f in e for f in fields) for e in entries):
+            raise ValueError(f"sidecar skipped_samples should be a list of objects with {list(fields)}, but got {str(entries)[:80]!r}")
+        skipped_samples = [SkippedSample(e["shard"], e["key"], e["error"], e["message"]) for e in entries]
         skipped = data.get("skipped", 0)
         if not isinstance(skipped, int) or isinstance(skipped, bool) or skipped < 0:
             raise ValueError(f"sidecar skipped should be a non-negative int, but got skipped={skipped!r}")
@@ -311,5 +319,16 @@ def sidecar_path(shard: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
 
 
 def read_sidecar(path: str | os.PathLike[str]) -> SidecarIndex:
-    """Load a sidecar index written by :func:`~qualoader.webdataset.tag_shards` or ``qualoader score``."""
-    return SidecarIndex.from_json(Path(path).read_text(encoding="utf-8"))
+    """Load a sidecar index written by :func:`~qualoader.webdataset.tag_shards` or ``qualoader score``.
+
+    Raises:
+        ValueError: the file is not a sidecar index (too large, not JSON, nested too deep, wrong
+            fields); the message names the file.
+        OSError: the file cannot be read.
+    """
+    what = f"sidecar '{path}'"
+    try:
+        return SidecarIndex._from_document(read_json(path, what=what))
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(what) else f"{what}: {message}") from None

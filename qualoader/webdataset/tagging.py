@@ -12,12 +12,11 @@ What is guaranteed:
 
 * **Inputs are never written**: an output folder that holds an input shard (same resolved path
   or same file, links included) is refused before anything is created.
-* **Atomic output**: shards and sidecars are written to a staging folder inside the output
-  folder, fsync-ed, and renamed to their final names only once the whole set is complete
-  (:class:`~qualoader.webdataset.writing.StagedShardSet`); an error or an interrupt removes the
-  staging folder, and a kill leaves no partial file under a final name. A non-empty output folder
-  is refused unless ``overwrite=True``, which replaces the previous set only once the new one is
-  complete (no stale shards of an earlier run stay mixed in).
+* **Atomic output**: shards and sidecars are written to a staging folder, fsync-ed, and published
+  in one step only once the whole set is complete (:class:`~qualoader.webdataset.writing.StagedShardSet`,
+  :mod:`~qualoader.webdataset.publishing`); an error or an interrupt removes the staging folder, and
+  a kill at any instant leaves the complete old set or the complete new set. A non-empty output
+  folder is refused unless ``overwrite=True``, which replaces the previous set as a whole.
 * **Exact accounting**: every sample that is not written (handler ``"skip"``) is listed by input
   shard and key, with the error, in :attr:`TagReport.skipped_samples` and in a sidecar; a failed
   batch lists each of its samples. Decode errors name the shard and the key.
@@ -53,6 +52,7 @@ from qualoader.webdataset._common import (
     MissingImageError,
     resolve_handler,
 )
+from qualoader.webdataset.publishing import check_inputs_outside
 from qualoader.webdataset.reading import DuplicateKeyError, RawSample, UnsupportedMemberError, raw_samples, split_member_name
 from qualoader.webdataset.stages import AnnotateQuality, annotate_quality
 from qualoader.webdataset.tag_format import (
@@ -267,35 +267,6 @@ def _is_local(url: str) -> bool:
     return "://" not in url and not url.startswith(_REMOTE)
 
 
-def _check_inputs_outside(out: Path, shards: list[str]) -> None:
-    """Refuse an output folder holding any input shard: by resolved path (symlinks) or by file identity (hard links)."""
-    inputs = [Path(url.removeprefix("file:")) for url in shards if _is_local(url)]
-    # Only local inputs can sit in a local out_dir; a missing one fails later, at reading, under the handler.
-    inputs = [path for path in inputs if path.exists()]
-    out_real = out.resolve()
-    identities: dict[tuple[int, int], Path] = {}
-    for path in inputs:
-        if path.resolve().is_relative_to(out_real):
-            raise ValueError(
-                f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} holding input "
-                f"{str(path)!r}"
-            )
-        stat = path.stat()
-        # (device, inode) catches hard links, which resolve() cannot: a different path to the same file.
-        identities[(stat.st_dev, stat.st_ino)] = path
-    if identities and out.is_dir():
-        for entry in out.iterdir():
-            try:
-                stat = entry.stat()
-            except OSError:
-                continue
-            if (stat.st_dev, stat.st_ino) in identities:
-                raise ValueError(
-                    f"out_dir should not hold any input shard (its files are replaced), but got out_dir={str(out)!r} "
-                    f"holding {entry.name!r}, the same file as input {str(identities[(stat.st_dev, stat.st_ino)])!r}"
-                )
-
-
 def _tagged_members(scored: _Scored, fingerprints: dict[str, str], names_in_shard: set[str]) -> list[tuple[tarfile.TarInfo, bytes]]:
     """The sample's members, unchanged, with its tag merged in place or appended.
 
@@ -403,7 +374,7 @@ def tag_shards(
             f"prefix should be a non-empty file name prefix without '/' or '%', not starting with '.', but got prefix={prefix!r}"
         )
     out = Path(out_dir)
-    _check_inputs_outside(out, shards)
+    check_inputs_outside(out, [Path(url.removeprefix("file:")) for url in shards if _is_local(url)])
     ledger = _SkipLedger(resolve_handler(handler))
     stage = _scoring_stage(metric, batch_size, device, image_keys, ledger)
     fingerprints, metrics = stage.fingerprints, _metric_info(stage)

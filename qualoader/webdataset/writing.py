@@ -4,12 +4,10 @@
   each shard under a temporary name until it is complete.
 * :class:`StagedShardSet` writes a set of tar shards and their sidecar indexes so that no reader
   ever sees a partial file or a partial set under a final name: every file is written into a
-  staging folder inside the output folder (same file system, so renames are atomic), fsync-ed,
-  and the set is published by renames only once it is complete. The output folder must be new or
-  empty; ``overwrite=True`` accepts a folder of shards and sidecars and replaces it as a whole (the
-  new files are renamed over the old ones, then the old files the new set does not have are
-  removed). An ``flock`` on the output folder keeps two writers out of each other's way, and a
-  staging folder left by a killed run is removed by the next run.
+  staging folder, fsync-ed, and the set is published in one step only once it is complete (the
+  output folder and its staging folder are exchanged; see :mod:`qualoader.webdataset.publishing`).
+  The output folder must be new or empty; ``overwrite=True`` accepts a folder of shards and
+  sidecars and replaces it as a whole.
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ import contextlib
 import io
 import os
 import shutil
-import signal
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -36,16 +34,21 @@ from qualoader._validation import (
     check_positive_int,
     check_type,
 )
+from qualoader.webdataset.publishing import (
+    STAGING_PREFIX,
+    interrupts_deferred,
+    lock_folder,
+    publish_folder,
+    remove_leftovers,
+    staging_folder,
+)
 from qualoader.webdataset.tag_format import SIDECAR_SUFFIX, SidecarIndex, SkippedSample
 
 __all__ = ["STAGING_PREFIX", "StagedShardSet", "encode_image", "write_image_shards"]
 
-#: Name prefix of the staging folder a shard set is written into, inside the output folder.
-STAGING_PREFIX = ".qualoader-staging-"
 # pax headers of the input that describe its own sparse layout; the copy is written dense
 _SPARSE_PAX = "GNU.sparse."
 _DERIVED_PAX = frozenset({"path", "linkpath", "size", "mtime", "uid", "gid", "uname", "gname"})
-_INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 _FORMATS = frozenset({"png", "jpg", "webp"})
 _PIL_FORMAT = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
@@ -162,29 +165,6 @@ class _AtomicFiles:
         self.open_files.clear()
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while a publish or clean-up runs, so it is never left half done."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the renames in ``folder`` durable (a crash after return keeps them)."""
-    with contextlib.suppress(OSError):  # some file systems cannot fsync a folder; the renames still happened
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-
-
 def _copy_member(info: tarfile.TarInfo, size: int) -> tarfile.TarInfo:
     """A fresh header with the member's name, type, link, mode, owner and time, custom pax records, and ``size``."""
     copy = tarfile.TarInfo(info.name)
@@ -244,8 +224,10 @@ class StagedShardSet:
         self._tar: tarfile.TarFile | None = None
         self._names: set[str] = set()
         self._count = self._size = 0
-        self._lock: int | None = None
+        self._locks: list[int | None] = []
         self._created = False
+        self._real = out
+        self._beside = False
         self._old: list[Path] = []
         self.staging: Path | None = None
 
@@ -269,11 +251,11 @@ class StagedShardSet:
             raise ValueError(f"out_dir should be a folder, but got out_dir={str(self.out)!r}, which is a file")
         self._created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
-        self._lock_folder()
-        for entry in self.out.iterdir():  # left by a killed run: we hold the lock, so no live writer owns it
-            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-        self._old = sorted(self.out.iterdir())
+        # The real folder is what gets exchanged: an out_dir that is a symlink stays a symlink to it.
+        self._real = self.out.resolve()
+        self._locks.append(lock_folder(self._real))
+        remove_leftovers(self._real)  # left by a killed run: we hold the lock, so no live writer owns them
+        self._old = sorted(self._real.iterdir())
         names = [entry.name for entry in self._old]
         if self._old and not self.overwrite:
             raise ValueError(
@@ -292,28 +274,22 @@ class StagedShardSet:
                 f"out_dir should hold only shards (*.tar) and sidecars (*.tar{SIDECAR_SUFFIX}) to be overwritten, "
                 f"but got out_dir={str(self.out)!r} also holding {foreign[:5]}"
             )
-        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
-
-    def _lock_folder(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: no lock
-            return
-        self._lock = os.open(self.out, os.O_RDONLY)
-        try:
-            # Non-blocking: a second writer fails at once with a clear message instead of waiting for the first.
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            os.close(self._lock)
-            self._lock = None
-            raise ValueError(
-                f"out_dir should not be in use by another writer, but got out_dir={str(self.out)!r}, which another process is writing into"
-            ) from error
+        self.staging, self._beside = staging_folder(self._real)
+        if self._old and not self._beside:  # the all-or-nothing guarantee is weaker: say so
+            warnings.warn(
+                f"out_dir {str(self.out)!r} cannot be swapped in one step (a mount point, a parent folder without write access, "
+                "or no renameat2): the old set is replaced file by file, so a kill during publishing can leave old and new shards mixed",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        if self._beside:  # it becomes the output folder at publishing: a second writer must find it locked too
+            self._locks.append(lock_folder(self.staging))
 
     def _unlock(self) -> None:
-        if self._lock is not None:
-            os.close(self._lock)  # closing the descriptor releases the flock
-            self._lock = None
+        for handle in self._locks:
+            if handle is not None:
+                os.close(handle)  # closing the descriptor releases the flock
+        self._locks = []
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -383,29 +359,18 @@ class StagedShardSet:
         if self._pending and self._tar is None:  # nothing was written: one empty shard lists the skips
             self._next_shard()
         self._close_shard()
-        published, staging = self.published, self._staging_folder()
-        with _interrupts_deferred():
-            new_names = set()
-            for name in self.staged:
-                shard, sidecar = self.out / name, self.out / (name + SIDECAR_SUFFIX)
-                # an old sidecar must never describe a new shard, even for the instant between two renames
-                sidecar.unlink(missing_ok=True)
-                os.replace(staging / name, shard)
-                os.replace(staging / sidecar.name, sidecar)
-                new_names.update((shard.name, sidecar.name))
-                published.append((shard, sidecar))
-            for old in self._old:  # only once the new set is complete
-                if old.name not in new_names:
-                    old.unlink(missing_ok=True)
-            _fsync_folder(self.out)
-            shutil.rmtree(staging, ignore_errors=True)
+        staging = self._staging_folder()
+        names = [name for shard in self.staged for name in (shard, shard + SIDECAR_SUFFIX)]
+        with interrupts_deferred():
+            publish_folder(self._real, staging, self._beside, names)
+            self.published.extend((self.out / shard, self.out / (shard + SIDECAR_SUFFIX)) for shard in self.staged)
             self.staging = None
             self._unlock()
-        return published
+        return self.published
 
     def abort(self) -> None:
         """Drop everything staged; the output folder keeps what it held (and goes if it was created empty)."""
-        with _interrupts_deferred():
+        with interrupts_deferred():
             if self._file is not None:
                 with contextlib.suppress(OSError):
                     self._file.close()

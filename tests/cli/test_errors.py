@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from qualoader.cli import main
 from qualoader.cli._errors import UserError, as_option, check_device, create_cli_metric, error_line, user_errors
 
 
@@ -42,3 +45,35 @@ def test_cli_metric() -> None:
         create_cli_metric("psnr")
     with pytest.raises(UserError, match="^--metric should be a registered metric, but got --metric='sharpnes'; did you mean 'sharpness'"):
         create_cli_metric("sharpnes")
+
+
+def test_calibrate_out_over_its_inputs_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Data lost before: ``calibrate --out`` equal to ``--weights`` overwrote the weights. Refused before anything loads."""
+    weights = tmp_path / "net.pt"
+    weights.write_bytes(b"weights that must survive")
+    (tmp_path / "data").mkdir()
+    cases = [
+        (["--weights", str(weights), "--out", str(weights)], "which is --weights="),
+        (["--weights", str(weights), "--out", str(tmp_path / "sub" / ".." / "net.pt")], "which is --weights="),
+        (["--weights", str(weights), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "data" / "p.json")], "lies inside --data="),
+    ]
+    for extra, relation in cases:
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        assert main(["calibrate", "--reference", "resnet18", *extra]) == 2
+        error = capsys.readouterr().err
+        assert "qualoader calibrate: error: --out should not overwrite or lie inside an input" in error and relation in error
+    assert weights.read_bytes() == b"weights that must survive"
+
+
+def test_write_errors_name_the_option_and_the_file() -> None:
+    import errno
+
+    from qualoader.cli._errors import output_errors
+
+    with pytest.raises(UserError) as raised, output_errors("--out", "r"):
+        raise OSError(errno.ENOSPC, "No space left on device", "r/plots/a.png")
+    assert (
+        str(raised.value) == "--out should be writable, but got --out='r': No space left on device (ENOSPC) while writing 'r/plots/a.png'"
+    )
+    with pytest.raises(OSError, match="not a write error"), output_errors("--out", "r"):
+        raise OSError(errno.EINVAL, "not a write error")

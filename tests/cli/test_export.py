@@ -76,3 +76,66 @@ def test_user_errors_are_one_line(store: Path, tmp_path: Path, capsys: pytest.Ca
         err = capsys.readouterr().err
         assert err.startswith("qualoader export: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "a.csv").exists()
+
+
+@pytest.mark.parametrize("target", ["store.json", "header", "new.csv"])
+def test_output_inside_the_store_is_refused(store: Path, target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Data lost before: ``-o STORE/store.json`` replaced the store's own file (rc 0)."""
+    if target == "header":  # a table's own file, reached through '..'
+        table = next(path for path in store.iterdir() if path.is_dir())
+        output = store / table.name / ".." / table.name / "header.json"
+    else:
+        output = store / target
+    before = {path: path.read_bytes() for path in store.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    assert main(["export", str(store), "-o", str(output), "--format", "csv"]) == 2
+    error = capsys.readouterr().err
+    assert "--output should not overwrite or lie inside an input" in error and f"SOURCE={str(store)!r}" in error
+    assert {path: path.read_bytes() for path in store.rglob("*") if path.is_file()} == before
+
+
+def test_output_over_an_input_shard_or_its_sidecar_is_refused(
+    tmp_path: Path, photos: torch.Tensor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = (photos[:4, :, :16, :16] * 255).round().to(torch.uint8)
+    (shard,) = write_image_shards(images, str(tmp_path / "d-%06d.tar"), maxcount=10)
+    score_shard(str(shard), "contrast").write(sidecar_path(shard))
+    sidecar = Path(sidecar_path(shard))
+    before = (Path(shard).read_bytes(), sidecar.read_bytes())
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(sidecar)
+    for output in (shard, sidecar, link):
+        capsys.readouterr()
+        assert main(["export", str(shard), "-o", str(output), "--format", "jsonl"]) == 2
+        assert "--output should not overwrite or lie inside an input" in capsys.readouterr().err
+    assert (Path(shard).read_bytes(), sidecar.read_bytes()) == before
+
+
+def test_a_fifo_output_is_written_through(store: Path, tmp_path: Path) -> None:
+    """``-o FIFO`` streams the table into the FIFO; before, the FIFO was replaced by a regular file."""
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "table.pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    assert main(["export", str(store), "-o", str(fifo), "--format", "csv"]) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert received and received[0].splitlines()[0].startswith("index,path,sharpness") and len(received[0].splitlines()) == 7
+
+
+def test_export_gets_the_umask_mode_and_leaves_no_temporary(store: Path, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o002)
+    try:
+        assert main(["export", str(store), "-o", str(tmp_path / "shared.csv")]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "shared.csv").stat().st_mode) == 0o664  # not 0600
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []

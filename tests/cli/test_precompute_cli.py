@@ -107,3 +107,36 @@ def test_several_metrics_one_pass(
     assert "--calibration should come with one metric, but got 9 metrics" in capsys.readouterr().err
     assert main([*argv, "--metric", "sharpnes"]) == 2
     assert "did you mean 'sharpness'" in capsys.readouterr().err
+
+
+def test_store_inside_the_image_folder_is_refused(tmp_path: Path, photos: torch.Tensor, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store inside the dataset pollutes it (its files would be read as images next time): refused before anything is written."""
+    from tests.helpers import save_photo_crops
+
+    save_photo_crops(tmp_path / "images" / "c", photos, count=3, side=16)
+    for store in (tmp_path / "images" / "store", tmp_path / "images", tmp_path):
+        capsys.readouterr()
+        assert main(precompute_argv(tmp_path / "images", store)) == 2
+        assert "--store should not overwrite or lie inside an input" in capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "images").rglob("*")) == ["0.png", "1.png", "2.png", "c"]
+
+
+def test_flat_folder_and_repeated_metric_options(tmp_path: Path, photos: torch.Tensor, capsys: pytest.CaptureFixture[str]) -> None:
+    """A flat folder of images is scored as ``report`` reads it; --metric given twice scores both (it used to keep the last)."""
+    from tests.helpers import save_photo_crops
+
+    paths = save_photo_crops(tmp_path / "flat", photos, count=4, side=20)
+    store = tmp_path / "s"
+    assert main(precompute_argv(tmp_path / "flat", store, "--metric", "noise")) == 0
+    assert capsys.readouterr().out.count("4/4 scored") == 2
+    tables = {table.metric_name: table for table in ScoreStore(store).tables()}
+    assert sorted(tables) == ["noise", "sharpness"]
+    from qualoader.decoding import load_image
+
+    images = torch.stack([load_image(str(path)) for path in paths])
+    np.testing.assert_allclose(tables["noise"].scores(), create_metric("noise")(images).double().numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_size_too_large_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["precompute", "fashion-mnist", "--store", str(tmp_path / "s"), "--metric", "sharpness", "--size", "100000"]) == 2
+    assert "--size should be at most 4096" in capsys.readouterr().err and not (tmp_path / "s").exists()

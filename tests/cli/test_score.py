@@ -46,7 +46,7 @@ def test_score_skips_broken_image(tmp_path: Path, capsys: pytest.CaptureFixture[
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    assert main(["score", str(shard), "--metric", "brightness", "--out", str(tmp_path / "o")]) == 1
+    assert main(["score", str(shard), "--metric", "brightness", "--out", str(tmp_path / "o")]) == 2  # a bad input image
     with pytest.warns(RuntimeWarning):
         assert main(["score", str(shard), "--metric", "brightness", "--out", str(tmp_path / "o"), "--on-error", "skip"]) == 0
     index = read_sidecar(tmp_path / "o" / "mixed.tar.quality.json")

@@ -139,9 +139,11 @@ def test_tag_lists_skipped_samples(tmp_path: Path, capsys: pytest.CaptureFixture
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    assert main(["tag", str(shard), str(tmp_path / "x"), "--metric", "contrast"]) == 1
+    assert main(["tag", str(shard), str(tmp_path / "x"), "--metric", "contrast"]) == 2  # a bad input image: a user error
     err = capsys.readouterr().err
-    assert "ImageDecodeError" in err and "in.tar: sample 'b'" in err and not (tmp_path / "x").exists()
+    (line,) = [line for line in err.splitlines() if line.startswith("qualoader tag")]  # one line (after the progress bar)
+    assert line.startswith("qualoader tag: error: ") and "in.tar: sample 'b'" in line
+    assert not (tmp_path / "x").exists()
     with pytest.warns(RuntimeWarning):
         assert main(["tag", str(shard), str(tmp_path / "y"), "--metric", "contrast", "--on-error", "skip"]) == 0
     out = capsys.readouterr().out

@@ -78,3 +78,19 @@ def test_bad_arguments_fail_before_ray_starts(shards: list[str], kwargs: dict, e
 def test_no_shards() -> None:
     with pytest.raises(ValueError, match="at least one shard"):
         score_shards_ray([], "sharpness")
+
+
+def test_an_unreachable_address_fails_within_the_timeout(shards: list[str]) -> None:
+    """Ray alone retries an address nobody listens on for minutes; the probe answers at once (refused) or after connect_timeout."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=rf"address should be a reachable Ray cluster, but got address='127.0.0.1:{port}'"):
+        score_shards_ray(shards[:1], "sharpness", address=f"127.0.0.1:{port}", connect_timeout=2.0, progress=False)
+    assert time.monotonic() - start < 10
+    with pytest.raises(ValueError, match="connect_timeout should be a positive number"):
+        score_shards_ray(shards[:1], "sharpness", address="127.0.0.1:1", connect_timeout=0)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from qualoader.webdataset import read_sidecar, write_image_shards
+from qualoader.webdataset.publishing import staging_folders
 from qualoader.webdataset.reading import raw_samples
-from qualoader.webdataset.writing import STAGING_PREFIX
 
 #: Options of every faulted run: small output shards, so a kill often lands between two of them.
 TAG_OPTIONS = ["--metric", "contrast", "--maxcount", "50", "--batch-size", "25"]
@@ -55,8 +55,8 @@ class TagOutput:
 
     @staticmethod
     def staging(folder: Path) -> list[Path]:
-        """Staging folders (temporary names) left in ``folder``."""
-        return sorted(folder.glob(STAGING_PREFIX + "*")) if folder.exists() else []
+        """Staging folders (temporary names) left beside or in ``folder``."""
+        return staging_folders(folder)
 
 
 @pytest.fixture(scope="session")

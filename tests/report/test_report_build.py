@@ -53,7 +53,7 @@ def test_folder_report(tmp_path: Path, image_folder: Path) -> None:
     assert summary["scored"] == 26 and summary["kind"] == "folder"
     names = [metric["name"] for metric in summary["metrics"]]
     assert names == ["sharpness", "noise"]
-    assert sum(link.startswith("thumbs/") for link in parser.links) == 2 * 2 * 3
+    assert sum(link.startswith("thumbs/") and not link.startswith("thumbs/flag_") for link in parser.links) == 2 * 2 * 3
     sharpness = summary["metrics"][0]
     # The lowest-sharpness thumbnail really has the minimum score, and both sides are sorted.
     lowest = [example["score"] for example in sharpness["lowest"]]
@@ -187,3 +187,33 @@ def test_report_in_domain_has_no_warning(tmp_path: Path) -> None:
     assert domain["out_of_domain"] == 0.0 and domain["n_images"] == 60
     page = index.read_text()
     assert 'class="warning"' not in page and "0.0% of 60 images are out of it" in page
+
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from qualoader.report import build_report
+import matplotlib.pyplot  # imported (and its cache written) before the limit
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # a disk that fills after 4 KB per file
+for out in sys.argv[2:]:
+    try:
+        build_report(sys.argv[1], ["sharpness"], out, max_images=6)
+    except OSError as error:
+        print(type(error).__name__, error.errno)
+"""
+
+
+@pytest.mark.slow  # a subprocess that imports torch and builds two reports
+def test_full_disk_leaves_no_partial_report(tmp_path: Path, image_folder: Path) -> None:
+    import subprocess
+    import sys
+
+    new, existing = tmp_path / "new" / "report", tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")  # a folder the user already had: it keeps exactly what it held
+    command = [sys.executable, "-c", _FULL_DISK, str(image_folder), str(new), str(existing)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.stdout.split("\n")[:2] == ["OSError 27"] * 2, result.stderr  # EFBIG: the size limit, as a full disk fails a write
+    assert not new.parent.exists()  # the folders it made are gone
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]

@@ -60,6 +60,26 @@ def test_shard_source_reports_bad_members(tmp_path: Path, shards: list[Path]) ->
         next(sample for sample in source.samples if sample.key == "b").decode()
 
 
+@pytest.mark.parametrize("cut", ["member-boundary", "inside-data"])
+def test_truncated_shard_is_reported_not_read_short(cut: str, tmp_path: Path, shards: list[Path]) -> None:
+    with tarfile.open(shards[0]) as archive:
+        members = archive.getmembers()
+    tenth = next(member for member in members if member.name.startswith("sample0010"))  # the 11th sample's first member
+    length = tenth.offset if cut == "member-boundary" else tenth.offset_data + 100
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(shards[0].read_bytes()[:length])
+    if cut == "member-boundary":  # stock tarfile sees a complete, shorter shard: what the report used to read, without a word
+        with tarfile.open(truncated) as archive:
+            assert len(archive.getmembers()) < len(members)
+    source = load_source([truncated, shards[1]])
+    (problem,) = source.problems
+    # the samples before the cut are still reported (but not the one in progress, which may lack members), the next shard in full
+    kept = 9 if cut == "member-boundary" else 10
+    assert problem.startswith(f"truncated.tar: truncated or corrupt shard after {kept} samples")
+    assert [sample.key for sample in source.samples if sample.shard == "truncated.tar"] == [f"sample{i:04d}" for i in range(kept)]
+    assert sum(sample.shard == shards[1].name for sample in source.samples) == 20
+
+
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
@@ -111,3 +131,23 @@ def test_bad_paths(tmp_path: Path, image_folder: Path) -> None:
     not_a_tar.write_bytes(b"nothing")
     with pytest.raises(ValueError, match="without any"):
         load_source([not_a_tar])
+
+
+def test_file_name_that_is_not_utf8(tmp_path: Path, image_folder: Path) -> None:
+    import os
+
+    from qualoader.report import build_report
+
+    png = next(image_folder.rglob("*.png")).read_bytes()
+    folder = tmp_path / "odd-names"
+    (folder / "cls").mkdir(parents=True)
+    (folder / "cls" / "good.png").write_bytes(png)
+    odd = os.path.join(os.fsencode(folder / "cls"), b"caf\xe9.png")  # latin-1, not UTF-8
+    with open(odd, "wb") as file:
+        file.write(png)
+    source = load_source(folder)
+    assert sorted(sample.key for sample in source.samples) == ["cls/caf\ufffd", "cls/good"]
+    torch.testing.assert_close(source.samples[0].decode(), source.samples[1].decode())  # the real file is still read
+    index = build_report(folder, ["sharpness"], tmp_path / "report")
+    assert "caf\ufffd" in index.read_text(encoding="utf-8")  # shown, with the undecodable byte marked
+    assert len(json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))["metrics"]) == 1

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import qualoader.report.sources as report_sources
 import qualoader.webdataset as wd
@@ -124,3 +126,55 @@ def test_truncated_sidecar_is_an_error() -> None:
     for cut in (1, len(text) // 2, len(text) - 1):
         with pytest.raises(ValueError, match="sidecar index"):
             SidecarIndex.from_json(text[:cut])
+
+
+# -- nested JSON: every sidecar and tag read goes through the bounded reader ----------------------
+
+
+def _nested(depth: int, leaf: str, kinds: list[bool]) -> str:
+    """JSON text nesting ``depth`` levels of lists and objects (``kinds`` picks each level), around ``leaf``."""
+    text = leaf
+    for level in range(depth):
+        text = f"[{text}]" if kinds[level % len(kinds)] else f'{{"k": {text}}}'
+    return text
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    depth=st.one_of(st.integers(65, 400), st.integers(5_000, 100_000)),  # past the depth limit, and past the recursion limit
+    kinds=st.lists(st.booleans(), min_size=1, max_size=5),
+    wrapper=st.sampled_from(["sidecar", "quality", "bare"]),
+)
+def test_deeply_nested_json_is_one_value_error(tmp_path: Path, depth: int, kinds: list[bool], wrapper: str) -> None:
+    inner = _nested(depth, "1", kinds)
+    if wrapper == "sidecar":  # inside an otherwise valid sidecar's field
+        text = SidecarIndex("s.tar", {"m": {}}).to_json().replace('"metrics": {"m": {}}', f'"metrics": {{"m": {inner}}}')
+    elif wrapper == "quality":
+        text = f'{{"quality": {{"m": {inner}}}}}'
+    else:
+        text = inner
+    path = tmp_path / "nested.tar.quality.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"^sidecar '.*nested\.tar\.quality\.json'.*nested at most 64 levels deep"):
+        read_sidecar(path)
+    with pytest.raises(ValueError, match="nested at most 64 levels deep"):
+        SidecarIndex.from_json(text)
+    with pytest.raises(MissingTagError, match="nested at most 64 levels deep"):
+        parse_tag(text.encode())
+    with pytest.raises(ValueError, match="nested at most 64 levels deep"):
+        tag_scores(text.encode())
+
+
+def test_damaged_sidecar_names_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.tar.quality.json"
+    good = json.loads(SidecarIndex("s.tar", {"m": {}}).to_json())
+    for damage, expected in (
+        ({**good, "skipped_samples": [{"shard": "s.tar"}]}, "skipped_samples should be a list of objects"),
+        ({**good, "format": "other"}, "should be a sidecar index of format"),
+    ):
+        path.write_text(json.dumps(damage))
+        with pytest.raises(ValueError, match=rf"^sidecar '{path}': .*{expected}"):
+            read_sidecar(path)
+    path.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ValueError, match=rf"^sidecar '{path}' should be a valid JSON document"):
+        read_sidecar(path)

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, as_option, create_cli_metric, user_errors
+from qualoader.cli._errors import UserError, as_option, check_outputs, cli_inputs, create_cli_metric, user_errors
 from qualoader.cli._profiles import add_trust_argument, labels_for_num_classes
 from qualoader.cli._sources import SOURCE_KINDS, parse_source
 
@@ -500,4 +500,9 @@ def _run_profile(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     profile_mode = args.reference is not None or args.profile is not None
     _check_arguments(args, profile_mode)
+    check_outputs(
+        args.out,
+        "--out",
+        cli_inputs(args, {"weights": "--weights", "source": "--data", "profile": "--profile", "reference": "--reference"}),
+    )
     return _run_profile(args) if profile_mode else _run_legacy(args)

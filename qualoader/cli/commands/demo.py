@@ -15,22 +15,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from qualoader.calibration import SHIPPED_SWEEP
-from qualoader.cli._errors import UserError, create_cli_metric, user_errors
+from qualoader.cli._errors import UserError, check_outputs, create_cli_metric, output_errors, user_errors
 from qualoader.cli._sources import parse_source
 
-__all__ = ["DEMO_CORRUPTIONS", "DEMO_METRICS", "add_parser", "demo_summary", "run"]
+__all__ = ["DEMO_METRICS", "add_parser", "demo_summary", "run"]
 
 #: The shipped no-reference aligned metrics that carry a calibration (a difficulty) out of the box.
 DEMO_METRICS: tuple[str, ...] = ("bn-shift", "task-guided")
-#: The corruptions the shipped calibrations were fitted on: the demo shows their difficulty prior where it was fitted.
-DEMO_CORRUPTIONS: tuple[str, ...] = SHIPPED_SWEEP
 _SEVERITIES = 6  # image i gets severity i % 6: 0 (clean) to 5, so every level has the same share
+
+
+def _data_folder() -> Path | None:
+    """The full Fashion-MNIST copy's folder when there is one (the bundled sample lies inside the package)."""
+    from qualoader.datasets import fashion_mnist_root, fashion_mnist_source
+
+    return fashion_mnist_root() if fashion_mnist_source() == "full" else None
+
+
+def _corruptions() -> tuple[str, ...]:
+    """The corruptions the shipped calibrations were fitted on: the demo shows their difficulty prior where it was fitted."""
+    # imported here, not at the top: the calibration package pulls in torch, which `qualoader --help` must not wait for
+    from qualoader.calibration import SHIPPED_SWEEP
+
+    return SHIPPED_SWEEP
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,14 +73,15 @@ def _degrade(images: Any, seed: int) -> tuple[Any, Any, Any]:
 
     from qualoader.corruptions import corrupt
 
+    corruptions = _corruptions()
     generator = torch.Generator().manual_seed(seed)
     count = images.shape[0]
     severity = torch.arange(count) % _SEVERITIES
-    corruption = torch.randint(len(DEMO_CORRUPTIONS), (count,), generator=generator)
+    corruption = torch.randint(len(corruptions), (count,), generator=generator)
     corruption[severity == 0] = -1
     degraded = images.float() / 255
     # One call per (corruption, severity) group: the corruptions are batched, not per image.
-    for index, name in enumerate(DEMO_CORRUPTIONS):
+    for index, name in enumerate(corruptions):
         for level in range(1, _SEVERITIES):
             rows = torch.nonzero((corruption == index) & (severity == level)).flatten()
             if rows.numel():
@@ -121,12 +134,10 @@ def demo_summary(scores: Any, difficulty: Any, correct: Any, severity: Any, high
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+    from qualoader._atomic import atomic_writer
+
+    with atomic_writer(path) as handle:
         write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    partial.replace(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         split = parse_source(args.source, kinds={"fashion-mnist"}).resolved_split(None)
         if args.output is not None and args.output.exists() and not args.output.is_dir():
             raise UserError(f"--output should be a folder, but got --output={str(args.output)!r}, which is a file")
+        if args.output is not None:
+            check_outputs(args.output, "--output", [("SOURCE", _data_folder())])
     metrics = {name: create_cli_metric(name, device=args.device) for name in names}
     copy = fashion_mnist_source()
     images, labels = load_fashion_mnist(split, source=copy)  # source chosen explicitly: the line below says which
@@ -161,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
     degraded, corruption, severity = _degrade(images, args.seed)
     print(
-        f"degraded: {int((severity > 0).sum())} images with {len(DEMO_CORRUPTIONS)} ImageNet-C corruptions at severities 1-5, "
+        f"degraded: {int((severity > 0).sum())} images with {len(_corruptions())} ImageNet-C corruptions at severities 1-5, "
         f"{int((severity == 0).sum())} clean"
     )
     device = torch.device(args.device)
@@ -182,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     summary: dict[str, Any] = {
-        "data": {"split": split, "copy": copy, "images": len(labels), "seed": args.seed, "corruptions": list(DEMO_CORRUPTIONS)},
+        "data": {"split": split, "copy": copy, "images": len(labels), "seed": args.seed, "corruptions": list(_corruptions())},
         "reference": {"name": reference.name, "accuracy": float(correct.mean())},
         "metrics": {},
     }
@@ -206,10 +219,17 @@ def run(args: argparse.Namespace) -> int:
         _print_metric(name, result)
 
     output = args.output if args.output is not None else Path(tempfile.mkdtemp(prefix="qualoader-demo-"))
-    output.mkdir(parents=True, exist_ok=True)
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    _write_atomic(output / "demo.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
-    _write_atomic(output / "scores.npz", lambda handle: np.savez_compressed(handle, **arrays))
+    created = not output.exists()
+    try:
+        with output_errors("--output", output):
+            output.mkdir(parents=True, exist_ok=True)
+            _write_atomic(output / "demo.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+            _write_atomic(output / "scores.npz", lambda handle: np.savez_compressed(handle, **arrays))
+    except BaseException:
+        if created:  # a folder this run made holds nothing worth keeping without both files
+            shutil.rmtree(output, ignore_errors=True)
+        raise
     print(f"wrote {output / 'demo.json'} and {output / 'scores.npz'} ({summary['seconds']:.1f} s)")
     return 0
 

@@ -6,7 +6,10 @@ metric configuration) or tagged webdataset shards (paths, brace patterns or a fo
 read from their ``<shard>.quality.json`` sidecars; columns ``index``, ``shard``, ``key``, then the
 metrics). Scores that are missing (not scored, skipped, uncalibrated difficulty) are empty in CSV
 and null in Parquet and JSON lines. The output file is written atomically (a temporary file in its
-folder, renamed when complete), so a reader never sees half a table. Parquet needs pyarrow
+folder, renamed when complete), so a reader never sees half a table; it gets the permissions your
+umask gives. A FIFO, a device or /dev/stdout as --output is written into, never replaced. An
+--output that is, or lies inside, one of the inputs (the store folder, a shard, its sidecar, a
+profile) is refused. Parquet needs pyarrow
 (``pip install 'qualoader[export]'``).
 
 A store's columns are named by metric (``<metric>``, or ``<metric>-<profile name>`` when two
@@ -15,15 +18,21 @@ tables whose metric configuration they match are exported, each mapped to diffic
 metric's current calibration (a re-calibrated metric, a refitted profile) without rescoring
 anything; without them every table is exported with the calibration saved when it was created.
 Shards carry the difficulty written when they were tagged, so these options apply to stores only.
+
+--flags adds yes/no columns flag_<name> (blurry, noisy, jpeg, dark, light, low-contrast, clipped; hard for an
+aligned metric's calibrated difficulty): an image is flagged when its measure is an outlier for this table
+(median -/+ 3 robust standard deviations, see qualoader.flags) or past a threshold given as name=T. The
+thresholds used are printed and written to OUTPUT.flags.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._errors import UserError, check_outputs, output_errors, user_errors
 from qualoader.cli._profiles import add_profile_argument, cli_metrics, stored_profile_metrics
 
 __all__ = ["add_parser", "run"]
@@ -52,6 +61,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "classical (repeatable; default: every column, difficulty from the calibration saved in the store)",
     )
     add_profile_argument(parser, repeat=True, scoring=False)
+    parser.add_argument(
+        "--flags",
+        action="append",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="SPEC",
+        help="add one yes/no column flag_<name> per quality flag (blurry, noisy, jpeg, dark, light, low-contrast, clipped, hard): "
+        "alone, every flag whose measure the source holds; or names a,b; name=T sets a threshold in the measure's units instead of "
+        "the robust fit (median -/+ 3 MAD). Thresholds go to the summary line and to OUTPUT.flags.json (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -96,10 +116,44 @@ def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None =
     return shard_columns(list(source.shards)), f"{len(source.shards)} shard(s)"
 
 
+def _flag_columns(specs: list[str], columns: dict[str, object]) -> tuple[dict[str, object], Any]:
+    """``flag_<name>`` columns for the ``--flags`` specifications, and the :class:`~qualoader.flags.FlagResult`."""
+    from qualoader.cli._errors import as_option
+    from qualoader.flags import compute_flags, parse_flag_spec
+
+    names: list[str] | None = []
+    thresholds: dict[str, float] = {}
+    try:
+        for spec in specs:
+            spec_names, spec_thresholds = parse_flag_spec(spec)
+            names = None if names is None or spec_names is None else names + [n for n in spec_names if n not in names]
+            thresholds.update(spec_thresholds)
+        result = compute_flags(columns, names, thresholds=thresholds)
+    except (KeyError, ValueError, TypeError) as error:
+        raise as_option(error, "flags", "--flags") from error
+    if not result.flags:
+        raise UserError(f"--flags should find a measure to flag in SOURCE, but got none of them ({'; '.join(result.skipped.values())})")
+    return {f"flag_{name}": values for name, values in result.flags.items()}, result
+
+
+def _inputs(items: list[str], profiles: list[Path]) -> list[tuple[str, object]]:
+    """What ``--output`` must not overwrite: the store folder (``store.json``, tables) or the shards and their sidecars; profiles."""
+    from qualoader._outputs import sidecar_inputs
+
+    pairs: list[tuple[str, object]] = [("--profile", profile) for profile in profiles]
+    if len(items) == 1 and Path(items[0]).is_dir():
+        pairs.append(("SOURCE", items[0]))  # a store, or a folder of shards: nothing is written inside it
+    from qualoader.webdataset import expand_shards
+
+    return pairs + sidecar_inputs("SOURCE", [shard for shard in expand_shards(items) if not Path(shard).is_dir()])
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader.data.export import write_columns
 
     with user_errors():
+        inputs = _inputs(args.source, args.profile)
+        check_outputs(args.output, "--output", inputs)  # first: whatever else is wrong, say this
         output_format = args.format or _SUFFIXES.get(args.output.suffix.lower())
         if output_format is None:
             raise UserError(
@@ -111,11 +165,39 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--output should be a file, but got --output={str(args.output)!r}, which is a folder")
         metrics = cli_metrics(args.metric, None) if args.metric else []
         columns, what = _columns(args.source, metrics, args.profile)
+        flags, sidecar = None, None
+        if args.flags:
+            flag_columns, flags = _flag_columns(args.flags, columns)
+            columns = {**columns, **flag_columns}
+            # a FIFO or a device (-o /dev/stdout) has no folder of its own for a second file: the summary line states the thresholds
+            if not args.output.exists() or args.output.is_file():
+                sidecar = Path(f"{args.output}.flags.json")
+                check_outputs(sidecar, "--output", inputs)
+    if flags is not None and sidecar is not None:
+        from qualoader._atomic import write_json_atomic
+
+        # the thresholds travel with the table (a fitted threshold is a property of this dataset, not of the flag);
+        # written first and removed if the table fails, so no table with flag columns is left without its thresholds
+        with output_errors("--output", sidecar):
+            write_json_atomic(sidecar, {"thresholds": [t.to_dict() for t in flags.thresholds.values()], "skipped": flags.skipped})
     try:
-        write_columns(columns, args.output, output_format)
-    except ImportError as error:
-        raise UserError(str(error)) from error
+        with output_errors("--output", args.output):  # a FIFO or a device is written through, never replaced
+            write_columns(columns, args.output, output_format)
+    except BaseException as error:  # a full disk or Ctrl-C too: the thresholds of a table that was not written go with it
+        if sidecar is not None:
+            sidecar.unlink(missing_ok=True)
+        if isinstance(error, ImportError):
+            raise UserError(str(error)) from error
+        raise
     rows = len(next(iter(columns.values()))) if columns else 0
-    metrics = [name for name in columns if name not in ("index", "path", "key", "shard") and not name.endswith("_difficulty")]
+    metrics = [
+        name for name in columns
+        if name not in ("index", "path", "key", "shard") and not name.endswith("_difficulty") and not name.startswith("flag_")
+    ]
     print(f"exported {rows} rows of {what} ({', '.join(metrics) or 'no metric'}) to {args.output} ({output_format})")
+    if flags is not None:
+        where = f" (thresholds in {sidecar})" if sidecar is not None else ""
+        # without a thresholds file the table may be on stdout: the thresholds go to stderr, beside it rather than into it
+        print("flags: " + "; ".join(t.describe() for t in flags.thresholds.values()) + where,
+              file=sys.stdout if sidecar is not None else sys.stderr)
     return 0

@@ -1,7 +1,8 @@
 """``qualoader precompute``: score a dataset once into a score store (resumable), then summarise it.
 
 SOURCE is ``fashion-mnist[:train|test]`` (the full local copy, else the bundled sample; or
-``--split``) or a folder laid out for torchvision's ``ImageFolder`` (``root/<class>/<image>``). Images keep their size unless ``--size``
+``--split``) or a folder of images: laid out for torchvision's ``ImageFolder`` (``root/<class>/<image>``),
+or flat (images directly in it, then every image under it is scored). Images keep their size unless ``--size``
 resizes them (variable sizes are scored per size group). The store (``--store``) is keyed by
 sample index and records the dataset: for a folder, every file's relative path, size and
 modification time; for Fashion-MNIST, the split, limit and size. Re-running resumes an
@@ -11,8 +12,10 @@ stops the pass with an error naming its file, or with ``--on-error skip`` is rec
 (NaN score) and listed in the summary. Read the scores back with ``qualoader export`` or
 ``qualoader.data.store_to_pandas(ScoreStore(STORE))``.
 
-Several metrics (``--metric sharpness,noise`` or a suite, ``--metric classical``) are scored from
-one decode of each image, into one table per metric of the same store.
+Several metrics (``--metric sharpness,noise``, a suite such as ``--metric classical``, repeated
+``--metric`` and ``--profile`` options) are scored from one decode of each image, into one table
+per metric of the same store. The store must not be, contain or lie inside the image folder (it
+would be read as images next time) or the ``--calibration`` and ``--profile`` files.
 
 The summary shows, per metric, the score quantiles and histogram, the difficulty buckets (from the
 metric's current calibration) and, for an aligned metric, how much of the dataset lies far outside
@@ -22,7 +25,6 @@ its reference network's input domain (counted on the images, on at most 10000 ev
 from __future__ import annotations
 
 import argparse
-import errno
 import signal
 import sys
 import threading
@@ -30,13 +32,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._errors import WRITE_ERRNOS, UserError, check_outputs, user_errors, write_error
 from qualoader.cli._profiles import add_profile_argument, cli_metrics
 from qualoader.cli._shard_commands import _raise_terminated, _Terminated
 from qualoader.cli._sources import parse_source
 
 __all__ = ["add_parser", "run"]
 
+#: The largest --size: 4096 x 4096 x 3 float32 is 200 MB per image, already a lot for one batch.
+MAX_SIZE = 4096
 #: The summary's domain figures count at most this many images, evenly spaced over the dataset: the fraction
 #: to about 1%, without decoding a large folder a second time in full once the scoring pass is done.
 _DOMAIN_IMAGES = 10_000
@@ -49,17 +53,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", metavar="SOURCE", help="fashion-mnist[:train|test] or an ImageFolder directory (root/<class>/<image>)")
+    parser.add_argument(
+        "source", metavar="SOURCE", help="fashion-mnist[:train|test] or a folder of images (flat, or root/<class>/<image>)"
+    )
     parser.add_argument("--store", required=True, type=Path, help="score store folder (created when missing)")
     parser.add_argument(
-        "--metric", default=None, help="no-reference metric(s): sharpness, a,b,c or a suite such as classical (or give --profile)"
+        "--metric",
+        action="append",
+        default=[],
+        help="no-reference metric(s): sharpness, a,b,c or a suite such as classical (repeatable; or give --profile)",
     )
-    add_profile_argument(parser, repeat=False)
+    add_profile_argument(parser, repeat=True)
     parser.add_argument(
         "--split", choices=("train", "test"), default=None, help="Fashion-MNIST split (default: test, or the one in SOURCE)"
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    parser.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE before scoring")
+    parser.add_argument("--size", type=int, default=None, help=f"resize images to SIZE x SIZE before scoring (at most {MAX_SIZE})")
     parser.add_argument(
         "--calibration", type=Path, default=None, help="DifficultyCalibration JSON to attach (difficulty buckets in the summary)"
     )
@@ -94,13 +103,10 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
             images = resized.round().clamp(0, 255).to(torch.uint8)
         # the source's digest: another copy under the same split and limit is another dataset, never scored as this one
         return TensorDataset(images, labels), f"fashion-mnist:{split}:n={len(images)}:size={args.size}:src={fashion_mnist_digest(split)}"
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
-
-    transform = transforms.Resize((args.size, args.size)) if args.size is not None else None
+    from qualoader.cli._image_folder import ImageFiles, Resize
     from qualoader.decoding import load_image  # the one decoder: 16-bit, palette, EXIF as on every other path
 
-    dataset = ImageFolder(str(source.folder), transform=transform, loader=load_image)
+    dataset = ImageFiles(str(source.folder), transform=Resize(args.size) if args.size is not None else None, loader=load_image)
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     # the files themselves are identified by the store's manifest (paths relative to the root, so the
@@ -165,10 +171,16 @@ def run(args: argparse.Namespace) -> int:
         for name in ("limit", "size", "batch_size"):
             if getattr(args, name) is not None:
                 check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
+        if args.size is not None and args.size > MAX_SIZE:
+            raise UserError(
+                f"--size should be at most {MAX_SIZE} (pixels per side; larger images do not fit in memory), but got --size={args.size}"
+            )
         check_positive_int(args.num_workers, "--num-workers", allow_zero=True)
+        source = parse_source(args.source, kinds=("fashion-mnist", "folder"))
+        inputs = [("SOURCE", source.folder), ("--calibration", args.calibration), *(("--profile", p) for p in args.profile)]
+        check_outputs(args.store, "--store", inputs)
         metrics = cli_metrics(
-            [args.metric] if args.metric else [], args.profile, device=args.device, strict=args.strict, downscale=args.downscale,
-            trust=args.trust_profile,
+            args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale, trust=args.trust_profile
         )
         if args.calibration is not None and len(metrics) != 1:
             names = ", ".join(m.name for m in metrics)
@@ -207,9 +219,9 @@ def run(args: argparse.Namespace) -> int:
         message = str(error).strip().splitlines()[-1].removeprefix(f"{type(error).__module__}.{type(error).__name__}: ")
         raise UserError(f"{message} (pass --on-error skip to record unreadable images as skipped)") from error
     except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        if error.errno not in WRITE_ERRNOS or isinstance(error, BrokenPipeError):
             raise
-        raise UserError(str(error)) from error
+        raise write_error(error, "--store", args.store) from error
     except (KeyboardInterrupt, _Terminated) as error:
         name, code = ("SIGTERM", 143) if isinstance(error, _Terminated) else ("SIGINT", 130)
         print(f"qualoader precompute: interrupted by {name}; the scores of every finished batch are stored: "

@@ -5,16 +5,25 @@ images (flat or ImageFolder-style), one or more .tar shards (brace patterns allo
 .tar shards. Tagged shards (with quality.json members) are read without decoding for the metrics
 they carry; other metrics decode and score the images. Open DIR/index.html in a browser: it needs
 no server.
+
+The report is written to a hidden staging folder beside --out and moved into place when complete:
+a failure (a full disk, a read-only file system, Ctrl-C) leaves --out as it was, with one line naming
+the problem. --out must not be, contain or lie inside the image folder, a shard or a profile (a
+report inside the image folder would be read as images next time).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from qualoader.cli._errors import UserError, user_errors
+from qualoader.cli._errors import UserError, check_outputs, output_errors, user_errors
 from qualoader.cli._profiles import add_profile_argument, cli_metrics
-from qualoader.cli._sources import SOURCE_HELP, parse_source
+from qualoader.cli._sources import SOURCE_HELP, Source, parse_source
 
 __all__ = ["add_parser", "run"]
 
@@ -40,6 +49,53 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _inputs(parsed: Source, profiles: list[Path]) -> list[tuple[str, object]]:
+    """What ``--out`` must not overlap: the image folder, or the shards and their sidecars; the profiles."""
+    from qualoader._outputs import sidecar_inputs
+
+    pairs: list[tuple[str, object]] = [("--profile", profile) for profile in profiles]
+    if parsed.folder is not None:
+        pairs.append(("SOURCE", parsed.folder))
+    return pairs + sidecar_inputs("SOURCE", list(parsed.shards))
+
+
+def _publish(out: Path, build: Callable[[Path], Path]) -> Path:
+    """Run ``build(staging)`` in a hidden folder beside ``out``, then move what it wrote into ``out``.
+
+    On any error (or Ctrl-C) the staging folder, and the parent folders made for it, are removed: ``out`` is untouched.
+    When ``out`` exists, the report's own entries (index.html, report.json, plots/, thumbs/) are replaced; other files stay.
+
+    Returns:
+        ``out / <the name build returned>`` (index.html).
+    """
+    made = [parent for parent in reversed(out.absolute().parents) if not parent.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        from qualoader._atomic import current_umask
+
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would become --out's mode
+        index = build(staging)
+        if not out.exists():
+            os.rename(staging, out)
+        else:
+            for entry in sorted(staging.iterdir()):
+                target = out / entry.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(entry, target)
+            staging.rmdir()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in reversed(made):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    return out / index.name
+
+
 def run(args: argparse.Namespace) -> int:
     from qualoader._validation import check_positive_int
     from qualoader.report import build_report
@@ -47,30 +103,37 @@ def run(args: argparse.Namespace) -> int:
     with user_errors():
         for option in ("max_images", "examples", "batch_size"):
             check_positive_int(getattr(args, option), f"--{option.replace('_', '-')}")
-        source = parse_source(args.source).report_source()
+        parsed = parse_source(args.source)
+        source = parsed.report_source()
         if len(set(args.metric)) != len(args.metric):
             raise UserError(f"--metric should name distinct metrics, but got --metric={args.metric}")
-        metrics = cli_metrics(args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale,
-                              trust=args.trust_profile)
+        metrics = cli_metrics(
+            args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale, trust=args.trust_profile
+        )
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out should be a folder, but got --out={str(args.out)!r}, which is a file")
+        check_outputs(args.out, "--out", _inputs(parsed, args.profile))
         # Reading the source checks it (missing shards, no images) before any scoring starts.
         from qualoader.report.sources import load_source
 
         load_source(source, max_images=1)
     from qualoader.profiles import DomainError
 
-    try:
-        index = build_report(
+    def build(folder: Path) -> Path:
+        return build_report(
             source,
             metrics,
-            args.out,
+            folder,
             max_images=args.max_images,
             examples=args.examples,
             batch_size=args.batch_size,
             device=args.device,
             progress=not args.no_progress,
         )
+
+    try:
+        with output_errors("--out", args.out):
+            index = _publish(args.out, build)
     except DomainError as error:  # --strict: images outside an aligned metric's domain are the user's to fix
         raise UserError(str(error)) from error
     print(index)

@@ -4,7 +4,8 @@ For each shard ``X.tar`` of SHARDS (paths or brace patterns), ``OUT/X.tar.qualit
 sample key to its ``--metric`` scores (the same file ``qualoader tag`` writes), so samplers can plan
 without reading images. The shards are not modified. ``--engine local`` scores in this process;
 ``--engine ray`` scores one shard per Ray task with Ray Data, on a local Ray instance started by
-the command (``--num-cpus``) or on the cluster at ``--address``.
+the command (``--num-cpus``) or on the cluster at ``--address`` (an address that does not answer
+within 10 s is an error).
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ output shards ``OUT_DIR/<prefix>-000000.tar``, ... are cut by webdataset's ``Sha
 (``--maxcount``, ``--maxsize``); each gets a ``<shard>.quality.json`` sidecar (key -> scores).
 
 OUT_DIR must be new or empty and must not hold any input shard. Everything is written to a
-staging folder inside OUT_DIR and renamed into place only once the whole set is complete, so an
-error, Ctrl-C, SIGTERM or kill -9 never leaves a partial shard or sidecar under a final name.
-``--overwrite`` accepts an OUT_DIR holding a previous output (only shards and sidecars) and
-replaces it once the new set is complete. With ``--on-error skip`` every skipped sample is
+staging folder beside OUT_DIR and published in one step (the folders are exchanged) only once the
+whole set is complete, so an error, Ctrl-C, SIGTERM or kill -9 leaves the complete old set or the
+complete new set, never a partial shard or a mix. ``--overwrite`` accepts an OUT_DIR holding a
+previous output (only shards and sidecars) and replaces it as a whole. With ``--on-error skip`` every skipped sample is
 listed, by input shard and key, in the summary and in a sidecar.
 """
 

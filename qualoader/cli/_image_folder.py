@@ -1,0 +1,96 @@
+"""An image folder as a dataset, without torchvision: the ``precompute`` command's reader of SOURCE folders.
+
+Importing torchvision costs seconds before the first image (``import torchvision`` loads its models
+and ``torch._dynamo``); the command needs only the file list and a resize. The list is the one
+torchvision's ``ImageFolder`` makes (same extensions, same order), so stores built before keep their
+manifest, and a flat folder (images directly in it) is read too, as one class.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "Resize"]
+
+#: torchvision's ``IMG_EXTENSIONS``: the files its ``ImageFolder`` lists, so a store's manifest does not change.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _has_class_folders(root: Path) -> bool:
+    """``root/<class>/<image>``: sub-folders and no image directly in ``root``."""
+    entries = list(os.scandir(root))
+    flat_images = any(entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES) for entry in entries)
+    return not flat_images and any(entry.is_dir() for entry in entries)
+
+
+class ImageFiles(Dataset[tuple[Any, int]]):
+    """The images under ``root``: ``(loader(path), class index)`` per file, in torchvision ``ImageFolder`` order.
+
+    With class folders (``root/<class>/<image>``, no image directly in ``root``) the classes are the
+    sorted folder names and each folder is walked recursively; otherwise every image under ``root``
+    belongs to one class (index 0). ``root`` and ``samples`` (``[(path, class index)]``) are the
+    attributes :func:`qualoader.data.identify_dataset` reads a folder's file manifest from.
+
+    Args:
+        root: the folder.
+        transform: applied to each loaded image (e.g. :class:`Resize`).
+        loader: reads one file (e.g. :func:`qualoader.decoding.load_image`, an image :math:`(C, H, W)`).
+
+    Raises:
+        FileNotFoundError: no image file under ``root``.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], transform: Callable[[Any], Any] | None = None, *, loader: Callable[[str], Any]
+    ) -> None:
+        self.root = os.fspath(root)
+        classes = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir()) if _has_class_folders(Path(root)) else [""]
+        self.classes = classes
+        self.class_to_idx = {name: index for index, name in enumerate(classes)}
+        self.samples: list[tuple[str, int]] = []
+        for name, index in self.class_to_idx.items():
+            # os.path.join(root, "") is root itself: the flat case walks everything under it
+            for folder, _, names in sorted(os.walk(os.path.join(self.root, name), followlinks=True)):
+                self.samples += [(os.path.join(folder, file), index) for file in sorted(names) if file.lower().endswith(IMAGE_SUFFIXES)]
+        if not self.samples:
+            raise FileNotFoundError(
+                f"SOURCE should be a folder with images ({', '.join(IMAGE_SUFFIXES)}), but got SOURCE={self.root!r} with none"
+            )
+        self.targets = [index for _, index in self.samples]
+        self.transform = transform
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, target = self.samples[index]
+        image = self.loader(path)
+        return (self.transform(image) if self.transform is not None else image), target
+
+
+class Resize:
+    """Resize an image :math:`(C, H, W)` to ``size x size`` as torchvision's ``Resize`` does a tensor.
+
+    Bilinear with antialiasing, ``align_corners=False``; a ``uint8`` image is resized in float and
+    rounded back, so the pixels equal torchvision's (tested) and earlier stores keep their meaning.
+    A picklable class, not a closure, for DataLoader workers.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: Tensor) -> Tensor:
+        batch = image.unsqueeze(0).float()
+        resized = F.interpolate(batch, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        if image.dtype == torch.uint8:
+            return resized.round_().clamp_(0, 255).to(torch.uint8)[0]
+        return resized.to(image.dtype)[0]

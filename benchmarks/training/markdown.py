@@ -111,6 +111,8 @@ def render_markdown(results: dict[str, Any], plots: str = "plots") -> str:
         "- Differences are paired (arm minus RandomSampler, seed by seed), with the 95% t-interval over the seed pairs.",
         f"- Scores ({', '.join(config['scores'])}) are filled into a `ScoreStore` by `qualoader.data.precompute`, one metric at a time; "
         "each metric's wall time is the scoring cost of the arms that use it.",
+        "- Times (scoring, training, seconds per step) were measured on a CPU shared with other jobs whose load varied "
+        "during the run: compare them within one table, and read the step counts, not the seconds, for the cost goal.",
         "",
         "### What the committed run reduces, and why",
         "",

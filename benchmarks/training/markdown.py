@@ -108,6 +108,14 @@ def render_markdown(results: dict[str, Any], plots: str = "plots") -> str:
         f"- Seeds: {config['seeds']} training seeds per cell, the same for every arm (paired: same initial weights and sampler seed). "
         f"Settings are chosen on the validation split with the first {config['selection_seeds']} seed(s) (mean validation accuracy over "
         "the budgets); TEST accuracy is computed once, for the chosen settings only, from the weights saved at each budget.",
+        "- Arms: `RandomSampler`; `QualityWeightedSampler` favouring hard or easy images (rank-softmax weights); "
+        "`QualityStratifiedSampler` on quality quartiles with proportions 0.4/0.3/0.2/0.1 from the hardest quartile "
+        "(`hard-heavy`) or from the easiest (`easy-heavy`), where the data hold 0.25 each; `CurriculumSampler` easy to "
+        "hard and hard to easy, paced by draws; static pruning of the easiest images by stored score (uniform passes over "
+        "the rest); an InfoBatch-style arm written from the paper (each epoch, a sample whose last loss is below the mean "
+        "is pruned with probability r and, if kept, weighted 1/(1-r); full data from epoch ceil(0.875 E) on, so none of "
+        "the 2 epochs here is annealed); online: the hard-weighted sampler with `online=OnlineDifficulty(...)`, fed "
+        "every step's per-sample losses through `update(indices, losses)`.",
         "- Differences are paired (arm minus RandomSampler, seed by seed), with the 95% t-interval over the seed pairs.",
         f"- Scores ({', '.join(config['scores'])}) are filled into a `ScoreStore` by `qualoader.data.precompute`, one metric at a time; "
         "each metric's wall time is the scoring cost of the arms that use it.",

@@ -1,14 +1,14 @@
 """Rebuild the shipped Fashion-MNIST quality profiles of the aligned metrics (calibration included).
 
-Run ``python tools/fit_calibrations.py`` from the repository root (it needs the real Fashion-MNIST,
-e.g. the Debian package in /usr/share/datasets/fashion-mnist). For ``bn-shift`` and
-``feature-distance`` it fits the difficulty calibration on a seeded corruption sweep of 1000
-TRAIN images against the embedded default reference, measures the fit on 1000 held-out TEST
-images, measures the reference's input domain on the whole TRAIN split, and writes
+Run ``python tools/fit_calibrations.py`` from the repository root (it needs the real Fashion-MNIST, e.g.
+the Debian package in /usr/share/datasets/fashion-mnist). For ``bn-shift`` and ``feature-distance`` it
+fits the difficulty calibration on a seeded corruption sweep of 1000 TRAIN images against the embedded
+default reference (``confidence`` too, since it ships as a profile like the others), measures the fit on
+1000 held-out TEST images, measures the reference's input domain on the whole TRAIN split, and writes
 ``qualoader/assets/profile_fashion-mnist_<metric>.json`` (the files named in
-:data:`qualoader.calibration.SHIPPED_DEFAULTS`). ``--keep-calibration`` keeps the shipped
-calibration and refreshes only the domain and the held-out figures. This script rebuilds shipped
-assets and is never imported by the package.
+:data:`qualoader.calibration.SHIPPED_DEFAULTS`). ``--keep-calibration`` keeps the shipped calibration
+and refreshes only the domain and the held-out figures. This script rebuilds shipped assets and is never
+imported by the package.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from qualoader.profiles import (
     save_profile,
 )
 from qualoader.reference import DEFAULT_CHECKPOINT, DEFAULT_RECORD, default_reference
+from qualoader.stats import bootstrap_auroc
 
 __all__ = ["DEFAULT_CALIBRATED", "PARAMS", "SWEEP", "fashion_mnist_profile", "held_out_fit", "main"]
 
@@ -50,6 +51,7 @@ __all__ = ["DEFAULT_CALIBRATED", "PARAMS", "SWEEP", "fashion_mnist_profile", "he
 PARAMS: dict[str, dict[str, Any]] = {
     "bn-shift": {"divergence": "kl", "variance_floor": 0.01, "layers": None},
     "feature-distance": {"layers": None, "distance": "cosine"},
+    "confidence": {"measure": "probability"},
 }
 DEFAULT_CALIBRATED: tuple[str, ...] = tuple(PARAMS)
 #: The sweep of the shipped calibrations (17 ImageNet-C corruptions, fixed so that this script reproduces them).
@@ -84,12 +86,16 @@ def held_out_fit(metric_name: str, calibration: DifficultyCalibration, max_image
         calibration.info.get("corruptions"), tuple(calibration.info.get("severities", (0, 1, 2, 3, 4, 5))),
         generator=torch.Generator().manual_seed(seed),
     )
+    predicted = calibration(sweep.scores)
+    # the interval weak_fit_reason reads (qualoader.calibration.strength), bootstrapped over the held-out rows
+    interval = bootstrap_auroc(predicted.double().numpy(), sweep.errors.numpy() > 0.5, generator=torch.Generator().manual_seed(seed))
     return {
         "split": "test",
         "n_images": int(chosen.numel()),
         "seed": seed,
         "n_scores": int(sweep.scores.numel()),
-        **calibration_report(calibration(sweep.scores), sweep.errors),
+        **calibration_report(predicted, sweep.errors),
+        "auroc_ci": [round(float(interval.low), 6), round(float(interval.high), 6)],
     }
 
 

@@ -62,11 +62,12 @@ def _table(*entries: ShippedDefault) -> Mapping[str, ShippedDefault]:
     return MappingProxyType({entry.metric: entry for entry in entries})
 
 
-#: Shipped defaults, keyed by metric. The Fashion-MNIST profiles are rebuilt by ``python tools/fit_calibrations.py``;
+#: Shipped defaults, keyed by metric. The Fashion-MNIST profiles (``confidence`` too) are rebuilt by ``python tools/fit_calibrations.py``;
 #: the task-guided calibration is written with its head by ``python tools/train_task_guided.py``.
 SHIPPED_DEFAULTS: Mapping[str, ShippedDefault] = _table(
     ShippedDefault("bn-shift", profile="profile_fashion-mnist_bn-shift.json"),
     ShippedDefault("feature-distance", profile="profile_fashion-mnist_feature-distance.json"),
+    ShippedDefault("confidence", profile="profile_fashion-mnist_confidence.json"),
     ShippedDefault("task-guided", params={"checkpoint": None}, asset="calibration_task-guided.json"),
 )
 

@@ -18,13 +18,14 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from qualoader._atomic import write_json_atomic
+from qualoader._calibration_protocol import Calibration
 from qualoader._validation import check_choice, check_type
 from qualoader.calibration.curves import fit_isotonic, fit_monotone_logistic
 
@@ -33,22 +34,6 @@ __all__ = ["CALIBRATION_METHODS", "Calibration", "DifficultyCalibration"]
 CALIBRATION_METHODS = frozenset({"isotonic", "logistic"})
 _FORMAT_VERSION = 1
 _STATE_KEYS = frozenset({"format_version", "method", "higher_is_better", "params", "info"})
-
-
-@runtime_checkable
-class Calibration(Protocol):
-    """What a metric needs from a difficulty calibration.
-
-    ``calibration(scores)`` maps scores :math:`(B,)` to expected errors :math:`(B,)` in [0, 1] on
-    the scores' device; ``state_dict()`` is its plain-JSON description (stored beside scores and in
-    profiles). :class:`DifficultyCalibration` is the implementation the library fits and ships.
-    """
-
-    higher_is_better: bool
-
-    def __call__(self, scores: Tensor) -> Tensor: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
 
 
 def _as_float64(values: Any, name: str) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from qualoader._validation import check_choice, check_images, check_positive_int, check_type
 from qualoader.metrics.base import QualityMetric
 
-__all__ = ["Sweep", "corruption_sweep", "iterate_sweep", "reference_errors"]
+__all__ = ["Sweep", "corruption_sweep", "iterate_sweep", "reference_errors", "sweep_batch_count"]
 
 
 class Sweep(NamedTuple):
@@ -45,6 +45,7 @@ def iterate_sweep(
     generator: torch.Generator | None,
     batch_size: int,
     progress: bool = False,
+    conditions_per_batch: int | None = None,
 ) -> tuple[tuple[str, ...], Iterator[tuple[Tensor, Tensor, Tensor, int, int]]]:
     """Validate a corruption sweep and return ``(names, batches)``.
 
@@ -53,6 +54,11 @@ def iterate_sweep(
     ``reference`` in eval mode while it runs (its mode is restored afterwards). Arguments as in
     :func:`corruption_sweep`. Validation happens here, eagerly, so a bad argument fails before
     the first (slow) batch. ``progress`` shows a tqdm bar over the batches (on stderr).
+
+    ``conditions_per_batch`` (``None``: every condition for every batch) samples the sweep: each
+    batch gets the clean images (when 0 is a severity) and that many corrupted conditions, taken in
+    turn from a seeded permutation of all of them, so the conditions are covered evenly across
+    batches at a fraction of the cost (see :func:`sweep_batch_count`).
     """
     from qualoader.corruptions import CORRUPTION_ALIASES, list_corruptions, resolve_corruption
 
@@ -77,15 +83,42 @@ def iterate_sweep(
     # Clean images once, not once per corruption: severity 0 of every corruption is the same clean
     # batch, and repeating it would give clean images len(names) times their weight in the fit.
     conditions = ([(-1, 0)] if 0 in levels else []) + [(k, s) for k in range(len(names)) for s in levels if s > 0]
+    schedule = _schedule(conditions, conditions_per_batch, generator)
     # Labels follow the images, where the logits will be, so argmax != label needs no transfer per batch.
-    batches = _sweep_batches(images, labels.to(images.device), reference, names, conditions, generator, batch_size)
+    batches = _sweep_batches(images, labels.to(images.device), reference, names, schedule, generator, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        # -(-a // b) is ceil(a / b) in integers: the last, partial batch counts too.
-        total = -(-images.shape[0] // batch_size) * len(conditions)
+        total = sweep_batch_count(images.shape[0], batch_size, len(conditions), conditions_per_batch, 0 in levels)
         batches = iter(tqdm(batches, total=total, unit="batch", desc=f"sweep {len(names)} corruptions x {len(levels)} severities"))
     return names, batches
+
+
+def sweep_batch_count(n_images: int, batch_size: int, n_conditions: int, conditions_per_batch: int | None, clean: bool) -> int:
+    """Number of batches :func:`iterate_sweep` yields (``n_conditions`` counts the clean condition when ``clean``)."""
+    # -(-a // b) is ceil(a / b) in integers: the last, partial batch counts too.
+    batches = -(-n_images // batch_size)
+    if conditions_per_batch is None:
+        return batches * n_conditions
+    return batches * (int(clean) + min(conditions_per_batch, n_conditions - int(clean)))
+
+
+def _schedule(
+    conditions: list[tuple[int, int]], conditions_per_batch: int | None, generator: torch.Generator | None
+) -> Callable[[int], list[tuple[int, int]]]:
+    """``batch number -> its conditions``: all of them, or the clean one plus the next ``conditions_per_batch`` of a seeded order."""
+    if conditions_per_batch is None:
+        return lambda _batch: conditions
+    check_positive_int(conditions_per_batch, "conditions_per_batch")
+    clean = [condition for condition in conditions if condition[0] < 0]
+    corrupted = [condition for condition in conditions if condition[0] >= 0]
+    if not corrupted or conditions_per_batch >= len(corrupted):
+        return lambda _batch: conditions
+    # The order is drawn once from the sweep's generator (seeded: the same seed samples the same sweep); without one, seed 0.
+    order_seed = int(torch.randint(2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+    order = torch.randperm(len(corrupted), generator=torch.Generator().manual_seed(order_seed)).tolist()
+    k = conditions_per_batch
+    return lambda batch: clean + [corrupted[order[(batch * k + t) % len(order)]] for t in range(k)]
 
 
 def _sweep_batches(
@@ -93,7 +126,7 @@ def _sweep_batches(
     labels: Tensor,
     reference: nn.Module,
     names: tuple[str, ...],
-    conditions: list[tuple[int, int]],
+    schedule: Callable[[int], list[tuple[int, int]]],
     generator: torch.Generator | None,
     batch_size: int,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor, int, int]]:
@@ -105,10 +138,10 @@ def _sweep_batches(
     # stops early (closing a generator runs its finally).
     reference.eval()
     try:
-        for start in range(0, images.shape[0], batch_size):
+        for number, start in enumerate(range(0, images.shape[0], batch_size)):
             clean, label = images[start : start + batch_size], labels[start : start + batch_size]
             # conditions are the inner loop so every condition of a batch shares its clean images (and their features)
-            for index, level in conditions:
+            for index, level in schedule(number):
                 # The generator is consumed batch by batch, condition by condition: a seed reproduces a sweep
                 # only with the same images, conditions and batch_size.
                 batch = clean if index < 0 else corrupt(clean, names[index], level, generator=generator)

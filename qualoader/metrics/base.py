@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+# the protocol sits outside qualoader.calibration, whose sweeps run metrics: no import circle either way
+from qualoader._calibration_protocol import Calibration
 from qualoader._validation import check_images, check_same_shape
-
-if TYPE_CHECKING:  # the calibration package runs metrics in its sweeps, so it is imported lazily
-    from qualoader.calibration import Calibration
 
 __all__ = ["QualityMetric", "metric_fingerprint", "score_dtype"]
 

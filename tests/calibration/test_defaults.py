@@ -68,7 +68,7 @@ def test_shipped_aligned_metrics_yield_a_difficulty_that_rises_with_corruption(n
     assert difficulties == sorted(difficulties) and difficulties[-1] > difficulties[0], difficulties
 
 
-@pytest.mark.parametrize("name", ["bn-shift", "feature-distance"])
+@pytest.mark.parametrize("name", ["bn-shift", "confidence", "feature-distance"])
 def test_shipped_sweep_is_the_sweep_recorded_in_the_shipped_profiles(name: str) -> None:
     calibration = default_calibration(name)
     assert calibration is not None and tuple(calibration.info["corruptions"]) == SHIPPED_SWEEP

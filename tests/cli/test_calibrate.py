@@ -88,9 +88,11 @@ def test_bad_arguments(tmp_path, argv, message, capsys) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
-def test_out_folder_must_exist(tmp_path, capsys) -> None:
-    assert main(["calibrate", "--metric", "bn-shift", "--out", str(tmp_path / "no" / "x.json"), *SMALL]) == 2
-    assert "--out should be in an existing folder" in capsys.readouterr().err
+def test_out_creates_its_folder(tmp_path, capsys) -> None:
+    out = tmp_path / "new" / "deeper" / "x.json"
+    assert main(["calibrate", "--metric", "bn-shift", "--out", str(out), *SMALL, "--corruptions", "gaussian_noise"]) == 0
+    assert json.loads(out.read_text())["info"]["metric"] == "bn-shift"
+    capsys.readouterr()
     assert main(["calibrate", "--out", str(tmp_path / "x.json"), *SMALL]) == 2  # --metric is required without --profile
     assert "--metric should name the metric to calibrate, but got no --metric" in capsys.readouterr().err
 

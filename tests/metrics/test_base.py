@@ -209,3 +209,20 @@ def test_forward_refuses_a_score_of_the_wrong_shape():
 
     with pytest.raises(RuntimeError, match=r"Broken.score should return shape \(2,\), but got shape \(2, 3\)"):
         Broken()(torch.rand(2, 3, 4, 4))
+
+
+def test_metrics_base_does_not_import_the_calibration_package() -> None:
+    # the calibration package's sweeps import metrics.base; the reverse edge would close a circle
+    import ast
+    from pathlib import Path
+
+    import qualoader.metrics.base as base
+
+    tree = ast.parse(Path(base.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not any(name == "qualoader.calibration" or name.startswith("qualoader.calibration.") for name in imported if name)
+    from qualoader.calibration import Calibration, DifficultyCalibration
+
+    assert base.Calibration is Calibration  # one protocol, importable from both sides
+    assert isinstance(DifficultyCalibration.fit([0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 1.0, 1.0], False), Calibration)

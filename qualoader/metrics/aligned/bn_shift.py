@@ -20,6 +20,7 @@ call and its ``training`` flags and running statistics are left exactly as they 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,10 +32,60 @@ from qualoader.metrics.aligned._reference_metric import ReferenceMetric, Referen
 from qualoader.metrics.registry import register_metric
 from qualoader.reference import ForwardTap, ReferenceNetwork
 
-__all__ = ["DIVERGENCES", "BNShift", "batchnorm_layers", "bn_shift", "bn_shift_tap"]
+__all__ = [
+    "DIVERGENCES",
+    "MIN_MAP_SIZE",
+    "BNShift",
+    "SmallLayersWarning",
+    "batchnorm_layers",
+    "bn_shift",
+    "bn_shift_tap",
+    "channel_moments",
+    "layer_map_sizes",
+]
 
 #: Per-channel divergences between the image's and the running Gaussian (see the module docstring).
 DIVERGENCES = frozenset({"kl", "mean", "wasserstein"})
+#: Smallest map (height and width) a layer's input must have for its per-image spatial variance to mean anything:
+#: a 1x1 map has no variance at all and a 2x2 one four values, so such layers add noise, not a statistic.
+MIN_MAP_SIZE = 4
+
+
+class SmallLayersWarning(UserWarning):
+    """``bn-shift`` left out BatchNorm layers whose maps are too small to carry a statistic (the message names them)."""
+
+
+#: Per-channel moments of the activations of the current pass, keyed by the activation tensor itself: bn-shift's hooks
+#: and the task-guided head's (reference_features) read the same BatchNorm inputs in one shared pass, and the reduction
+#: costs about as much as the layer's convolution, so it is computed once. Entries vanish with their tensor.
+_MOMENTS: dict[int, tuple[weakref.ref[Tensor], Tensor, Tensor]] = {}
+
+
+def channel_moments(activations: Tensor) -> tuple[Tensor, Tensor]:
+    """``(variance, mean)`` per image and channel :math:`(B, C)` of activations :math:`(B, C, ...)`, float32 (population variance)."""
+    key = id(activations)
+    entry = _MOMENTS.get(key)
+    if entry is not None and entry[0]() is activations:  # the identity check: a recycled id never serves stale moments
+        return entry[1], entry[2]
+    var, mean = torch.var_mean(activations.float().flatten(2), dim=2, correction=0)
+    _MOMENTS[key] = (weakref.ref(activations, lambda _ref, key=key: _MOMENTS.pop(key, None)), var, mean)  # type: ignore[misc]
+    return var, mean
+
+
+@torch.no_grad()
+def layer_map_sizes(network: ReferenceNetwork, layers: dict[str, nn.Module]) -> dict[str, tuple[int, int]]:
+    """``{name: (height, width)}`` of each layer's input map for one image at the network's input size (one forward pass)."""
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def recorder(name: str) -> Any:
+        def hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            sizes.setdefault(name, (int(inputs[0].shape[-2]), int(inputs[0].shape[-1])) if inputs[0].ndim == 4 else (1, 1))
+
+        return hook
+
+    probe = torch.full((1, network.in_channels, *network.input_size), 0.5, device=network.mean.device)
+    network.run_taps(probe, [ForwardTap([(module, recorder(name), True) for name, module in layers.items()], lambda _logits: None)])
+    return sizes
 
 
 def batchnorm_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
@@ -126,8 +177,7 @@ def bn_shift_tap(
     shifts: list[Tensor] = []
 
     def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
-        activations = inputs[0].float()
-        var, mean = torch.var_mean(activations.flatten(2), dim=2, correction=0)
+        var, mean = channel_moments(inputs[0])
         running_mean = module.running_mean.float()
         running_var = module.running_var.float() + module.eps
         shifts.append(_divergence(mean, var + module.eps, running_mean, running_var, divergence, floor).mean(1))
@@ -153,8 +203,14 @@ class BNShift(ReferenceMetric):
             ``strict=True`` to raise :class:`~qualoader.profiles.DomainError` instead of warning once
             (:class:`~qualoader.profiles.DomainWarning`) for images far outside the reference's domain.
 
+    Layers whose input maps are under :data:`MIN_MAP_SIZE` pixels a side at the reference's input
+    size (a ResNet's last stages at 64 px see 2x2 and 1x1 maps) carry no spatial statistic: with
+    ``layers=None`` they are left out with a :class:`SmallLayersWarning` that names them
+    (``skipped_layers``), and ``layers`` becomes the kept ones; naming one in ``layers`` is an error.
+
     Raises:
-        ValueError: the network has no ``BatchNorm2d`` layer with running statistics.
+        ValueError: the network has no ``BatchNorm2d`` layer with running statistics, or none whose
+            maps are large enough, or ``layers`` names a layer with too small maps.
         TypeError: a TorchScript network (its BatchNorm layers are hidden; load it as a plain module).
 
     With the embedded reference and the options of its entry in :data:`qualoader.calibration.SHIPPED_DEFAULTS`,
@@ -187,7 +243,33 @@ class BNShift(ReferenceMetric):
         floor = check_probability(variance_floor, "variance_floor", open_low=True)
         super().__init__(reference, weights=weights, check_values=check_values, **convention)
         selected = _select_layers(self.network.model, layers, f"reference {self.network.name!r}")
-        self.layers = None if layers is None else tuple(selected)
+        sizes = layer_map_sizes(self.network, selected)
+        #: ``{name: (height, width)}`` of the BatchNorm layers left out because their maps are under ``MIN_MAP_SIZE``.
+        self.skipped_layers = {name: size for name, size in sizes.items() if min(size) < MIN_MAP_SIZE}
+        shown = ", ".join(f"{name} ({h}x{w})" for name, (h, w) in self.skipped_layers.items())
+        where = f"at the reference's input size {tuple(self.network.input_size)}"
+        if layers is not None and self.skipped_layers:
+            raise ValueError(
+                f"layers should name BatchNorm2d layers whose maps are at least {MIN_MAP_SIZE}x{MIN_MAP_SIZE} {where}, but got "
+                f"layers={list(layers)!r} with {shown}: a per-image spatial variance of so few values is noise"
+            )
+        if len(self.skipped_layers) == len(selected):
+            raise ValueError(
+                f"reference should have a BatchNorm2d layer whose maps are at least {MIN_MAP_SIZE}x{MIN_MAP_SIZE} {where} for bn-shift, "
+                f"but got only {shown}; use a larger input size or another metric (confidence, task-guided)"
+            )
+        if self.skipped_layers:
+            import warnings
+
+            # Said once, at construction; the kept layers become the explicit configuration, so the fingerprint says what is scored.
+            warnings.warn(
+                f"bn-shift: left out {len(self.skipped_layers)} of {len(selected)} BatchNorm layers whose maps are under "
+                f"{MIN_MAP_SIZE}x{MIN_MAP_SIZE} {where}: {shown}",
+                SmallLayersWarning,
+                stacklevel=2,
+            )
+            selected = {name: layer for name, layer in selected.items() if name not in self.skipped_layers}
+        self.layers = None if layers is None and not self.skipped_layers else tuple(selected)
         self.divergence = divergence
         self.variance_floor = floor
         self.attach_shipped_calibration()

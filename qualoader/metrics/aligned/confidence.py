@@ -75,7 +75,9 @@ class Confidence(ReferenceMetric):
         check_values: validate that float input is finite and in [0, 1].
         **convention: input-convention overrides for ``load_reference`` (``input_size``, ...).
 
-    No calibration is shipped: attach one with ``qualoader calibrate --metric confidence``.
+    With the embedded reference and ``measure="probability"``, the shipped Fashion-MNIST profile's
+    calibration is attached (see :data:`qualoader.calibration.SHIPPED_DEFAULTS`); for another network,
+    build a profile with ``qualoader calibrate --reference ... --metric confidence``.
 
     Example:
         >>> from qualoader.metrics import create_metric
@@ -99,6 +101,7 @@ class Confidence(ReferenceMetric):
         check_choice(measure, "measure", MEASURES)
         super().__init__(reference, weights=weights, check_values=check_values, **convention)
         self.measure = measure
+        self.attach_shipped_calibration()
 
     def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
         """Confidences :math:`(B,)` of validated images :math:`(B, C, H, W)`."""

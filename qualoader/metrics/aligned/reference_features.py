@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from qualoader._validation import check_type
-from qualoader.metrics.aligned.bn_shift import _divergence, batchnorm_layers
+from qualoader.metrics.aligned.bn_shift import _divergence, batchnorm_layers, channel_moments
 from qualoader.reference import ForwardTap, ReferenceNetwork
 
 __all__ = [
@@ -109,7 +109,7 @@ def reference_response_tap(network: ReferenceNetwork) -> ForwardTap:
     captured: dict[str, Tensor] = {}
 
     def layer_hook(module: nn.Module, inputs: tuple[Tensor, ...], name: str) -> None:
-        var, mean = torch.var_mean(inputs[0].float().flatten(2), dim=2, correction=0)
+        var, mean = channel_moments(inputs[0])  # shared with bn-shift's hook on the same layer in one pass
         running_mean = module.running_mean.float()
         running_var = module.running_var.float() + module.eps
         var = var + module.eps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -200,3 +201,39 @@ def test_layer_subset_averages_the_chosen_layers(clean):
         create_metric("bn-shift", layers=["features.0.0"])
     with pytest.raises(ValueError, match="layers should be None or a non-empty list"):
         bn_shift(network, noisy, layers="features.0.1")  # type: ignore[arg-type]
+
+
+# -- layers whose maps are too small to carry a statistic ------------------------------------------------------------------
+def _tiny_maps_network() -> torch.nn.Module:
+    """At 8 px: BatchNorm "1" sees 8x8 maps, "4" 4x4, "7" 1x1 (a 4x4 convolution with stride 4)."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 4, 3, stride=2, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 4, 4, stride=4), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2),
+    ).eval()
+
+
+def test_layers_with_1x1_maps_are_left_out_and_named() -> None:
+    from qualoader.metrics.aligned.bn_shift import SmallLayersWarning, bn_shift
+
+    with pytest.warns(SmallLayersWarning, match=r"left out 1 of 3 BatchNorm layers .* \(8, 8\): 7 \(1x1\)"):
+        metric = create_metric("bn-shift", reference=_tiny_maps_network(), input_size=8, in_channels=1, mean=(0.5,), std=(0.25,))
+    assert metric.skipped_layers == {"7": (1, 1)} and metric.layers == ("1", "4")
+    assert metric.get_config()["layers"] == ["1", "4"]  # the fingerprint says what is scored
+    images = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(metric(images), bn_shift(metric.network, images, layers=["1", "4"]))
+    # an explicit list of large-enough layers is taken as it is, silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        create_metric("bn-shift", reference=_tiny_maps_network(), input_size=8, in_channels=1, mean=(0.5,), std=(0.25,), layers=["4"])
+
+
+def test_a_named_small_layer_or_none_left_is_refused() -> None:
+    common = {"in_channels": 1, "mean": (0.5,), "std": (0.25,)}
+    with pytest.raises(ValueError, match=r"layers should name BatchNorm2d layers whose maps are at least 4x4 .* 7 \(1x1\)"):
+        create_metric("bn-shift", reference=_tiny_maps_network(), input_size=8, layers=["1", "7"], **common)
+    one_layer = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"reference should have a BatchNorm2d layer whose maps are at least 4x4 .* only 1 \(3x3\)"):
+        create_metric("bn-shift", reference=one_layer, input_size=3, **common)

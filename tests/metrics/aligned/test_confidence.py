@@ -49,3 +49,27 @@ def test_bad_input() -> None:
         confidence("default", torch.rand(1, 1, 28, 28))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="images should have shape"):
         create_metric("confidence")(torch.rand(1, 28, 28))
+
+
+def test_shipped_confidence_is_a_calibrated_profile_like_the_others() -> None:
+    from qualoader.calibration.strength import weak_fit_reason
+    from qualoader.datasets import load_fashion_mnist
+    from qualoader.engine import ScoringEngine
+
+    metric = create_metric("confidence")
+    assert metric.calibration is not None and metric.profile is not None and metric.profile.metric.name == "confidence"
+    assert weak_fit_reason(metric.profile.provenance["held_out"]) is None  # a fit that clears chance, CI included
+    images, labels = load_fashion_mnist("test")
+    scores = metric(images[:200])
+    difficulty = metric.difficulty(scores)
+    assert difficulty.shape == (200,) and bool(((difficulty >= 0) & (difficulty <= 1)).all())
+    # more confident, never harder: the map is monotone in the score
+    ordered = difficulty[scores.argsort()]
+    assert bool((ordered[1:] <= ordered[:-1] + 1e-6).all())
+    # the network's own mistakes get a higher expected error than its right answers
+    wrong = metric.network(images[:200].float() / 255).argmax(1) != labels[:200]
+    assert float(difficulty[wrong].mean()) > float(difficulty[~wrong].mean())
+    # the engine no longer drops the key
+    assert "confidence" in ScoringEngine(metric).score(images[:8]).difficulty
+    # another measure is another score: the shipped calibration does not fit it
+    assert create_metric("confidence", measure="entropy").calibration is None

@@ -12,21 +12,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+# The alignment benchmark's MLP (two hidden layers, no normalisation layer), the same task model here.
+from benchmarks.alignment.models import MLP
+
 __all__ = ["ARCHITECTURES", "MLP", "TinyBNCNN", "accuracy", "build_model"]
 
 _MEAN, _STD = 0.2860, 0.3530  # Fashion-MNIST train pixel statistics (inputs in [0, 1])
-
-
-class MLP(nn.Module):
-    """Two hidden layers (256, 128) on the flattened 28x28 image, no normalisation layer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Logits :math:`(B, 10)` of images :math:`(B, 1, 28, 28)` in [0, 1]."""
-        return self.net((images - _MEAN) / _STD)
 
 
 class TinyBNCNN(nn.Module):

@@ -1,9 +1,9 @@
 """``calibrate --reference NAME --num-classes N``: any torchvision network with the user's own head, in one line.
 
 A ResNet-18 with a 4-class head (randomly initialised, seeded: its errors are what the profile
-measures, so its fit is weak and written only with ``--allow-weak``) is saved as a state_dict in ``tmp_path``; an image folder of four real Fashion-MNIST classes
-is its data. Without ``--num-classes`` the ImageNet head cannot take the weights, and the error says
-which option fixes it.
+measures, so its fit is weak and written only with ``--allow-weak``) is saved as a state_dict in
+``tmp_path``; an image folder of four real Fashion-MNIST classes is its data. Without
+``--num-classes`` the ImageNet head cannot take the weights, and the error says which option fixes it.
 """
 
 from __future__ import annotations

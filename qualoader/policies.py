@@ -15,16 +15,18 @@ argument             default             accepted values
                                          non-negative floats summing to 1 (within 1e-6), stratum 0 first
 ``pacing``           ``"linear"``        one of :data:`PACINGS` or a picklable callable
                                          ``progress -> fraction in (0, 1]`` (forced to 1 at progress 1)
-``start_fraction``   0.2                 a float in (0, 1]: the admitted fraction at progress 0
+``start_fraction``   0.2                 a float in (0, 1]: the admitted fraction of the samples at progress 0
 ``num_steps``        4                   a positive int: steps of the ``"step"`` pacing
 ``temperature``      per policy          a finite float >= 0 (0: a hard rule). Rank-softmax weights: 1.0 in
                                          the weighted sampler; ``reweight`` uses them when given one (> 0,
                                          a stream has no known extreme). Curriculum stage: 0.05, the
-                                         softness of its rejection in difficulty units
+                                         softness of its rejection in fractions of the stream
 ``favour``           ``"easy"``          one of :data:`FAVOUR`
 ``order``            ``"easy-to-hard"``  one of :data:`ORDERS`
 ``higher_is_better`` required for plain  a bool; a :class:`~qualoader.data.ScoreTable` carries its own,
                      scores              a difficulty is always lower-is-better
+``online``           ``None``            an :class:`OnlineDifficulty`: blend the prior with the per-sample
+                                         loss fed back by ``update(indices, losses)``
 ==================== =================== ==================================================================
 
 Proportions must sum to 1 rather than being normalised because a list such as ``[0.3, 0.3, 0.3]``
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, TypeVar
 
@@ -50,6 +53,7 @@ __all__ = [
     "DEFAULT_START_FRACTION",
     "FAVOUR",
     "ORDERS",
+    "OnlineDifficulty",
     "PACINGS",
     "PROPORTIONS",
     "Pacing",
@@ -338,3 +342,39 @@ def resolve_direction(
             f"use favour= or order= to reverse a policy"
         )
     return carried
+
+
+@dataclass(frozen=True)
+class OnlineDifficulty:
+    """How a sampler blends its stored prior with the per-sample loss the training loop feeds back.
+
+    With ``online=OnlineDifficulty()`` a sampler accepts ``update(indices, losses)``. A sample
+    observed ``n`` times is scored ``(1 - w) * prior + w * loss_on_prior_scale`` with
+    ``w = n / (n + prior_strength)`` (the loss mapped to the prior's scale by rank); a sample never
+    observed keeps its prior. Observations count from the next epoch on, so the first epoch
+    follows the prior alone (see :mod:`qualoader.samplers.feedback`).
+
+    Args:
+        prior_strength: observations the prior is worth (> 0; default 1.0: after one observation
+            prior and loss weigh the same, after three the loss weighs 3/4).
+        momentum: weight of the previous observed loss when a new one arrives, in [0, 1)
+            (default 0.0: the last loss, as loss-based pruning uses it).
+
+    Example:
+        >>> OnlineDifficulty(prior_strength=2.0)
+        OnlineDifficulty(prior_strength=2.0, momentum=0.0)
+    """
+
+    prior_strength: float = 1.0
+    momentum: float = 0.0
+
+    def __post_init__(self) -> None:
+        strength = check_real(self.prior_strength, "prior_strength")
+        if strength <= 0:
+            raise ValueError(f"prior_strength should be > 0, but got prior_strength={self.prior_strength!r}")
+        momentum = check_real(self.momentum, "momentum")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum should be in [0, 1), but got momentum={self.momentum!r}")
+        # Stored as floats so that equal settings compare and print alike (1 and 1.0).
+        object.__setattr__(self, "prior_strength", strength)
+        object.__setattr__(self, "momentum", momentum)

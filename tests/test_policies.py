@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from qualoader.policies import (
     PACINGS,
+    OnlineDifficulty,
     check_edges,
     check_pacing,
     check_proportions,
@@ -103,3 +106,18 @@ def test_direction_is_required_for_plain_scores_and_must_agree_with_a_table():
         resolve_direction(False, True)
     with pytest.raises(TypeError, match="higher_is_better should be a bool or None, but got higher_is_better of type int"):
         resolve_direction(1, None)
+
+
+def test_online_difficulty_checks_its_settings_and_stores_floats():
+    assert OnlineDifficulty(prior_strength=2, momentum=0) == OnlineDifficulty(prior_strength=2.0, momentum=0.0)
+    assert isinstance(OnlineDifficulty(prior_strength=2).prior_strength, float)
+    with pytest.raises(ValueError, match="prior_strength should be > 0, but got prior_strength=0"):
+        OnlineDifficulty(prior_strength=0)
+    with pytest.raises(ValueError, match="prior_strength should be finite"):
+        OnlineDifficulty(prior_strength=float("inf"))
+    with pytest.raises(ValueError, match=r"momentum should be in \[0, 1\), but got momentum=1.0"):
+        OnlineDifficulty(momentum=1.0)
+    with pytest.raises(TypeError, match="momentum should be a real number"):
+        OnlineDifficulty(momentum="0.5")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        OnlineDifficulty().momentum = 0.5  # type: ignore[misc]

@@ -26,7 +26,7 @@ _MEAN, _STD = 0.2860, 0.3530  # Fashion-MNIST train pixel statistics (inputs in 
 
 
 class MLP(nn.Module):
-    """Two hidden layers (256, 128) on the flattened 28x28 image."""
+    """Two hidden layers (256, 128) on the flattened 28x28 image, no normalisation layer."""
 
     def __init__(self) -> None:
         super().__init__()

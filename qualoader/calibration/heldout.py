@@ -18,10 +18,10 @@ from torch import Tensor, nn
 from qualoader._validation import check_choice, check_images, check_type
 from qualoader.calibration.fit import calibration_report
 from qualoader.calibration.mapping import CALIBRATION_METHODS, DifficultyCalibration
-from qualoader.calibration.sweep import Sweep, corruption_sweep, reference_errors
+from qualoader.calibration.sweep import corruption_sweep, reference_errors
 from qualoader.metrics.base import QualityMetric
 
-__all__ = ["fit_held_out", "held_out_split"]
+__all__ = ["check_error_rate", "fit_held_out", "held_out_split"]
 
 
 def held_out_split(n: int, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -48,8 +48,9 @@ def held_out_split(n: int, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
     return order[held:].sort().values, order[:held].sort().values
 
 
-def _check_rate(sweep: Sweep, part: str) -> float:
-    rate = float(sweep.errors.mean())
+def check_error_rate(errors: Tensor, part: str) -> float:
+    """The error rate of ``errors`` ``(N,)`` (0/1), refused unless strictly between 0 and 1 (a fit needs both)."""
+    rate = float(errors.mean())
     if rate in (0.0, 1.0):
         what = "no image right" if rate == 1.0 else "no error"
         hint = (
@@ -59,7 +60,7 @@ def _check_rate(sweep: Sweep, part: str) -> float:
         )
         raise ValueError(
             f"the reference network's error rate on the {part} sweep should be strictly between 0 and 1 to fit a difficulty, "
-            f"but got error_rate={rate:g} ({what} in {sweep.errors.numel()} scored images); {hint}"
+            f"but got error_rate={rate:g} ({what} in {errors.numel()} scored images); {hint}"
         )
     return rate
 
@@ -146,7 +147,7 @@ def fit_held_out(
             raise ValueError(
                 f"scores of {metric.name!r} on the {part} sweep should be finite, but got {bad} NaN/Inf scores of {sweep.scores.numel()}"
             )
-        _check_rate(sweep, part)
+        check_error_rate(sweep.errors, part)
     info = {
         "metric": metric.name,
         "corruptions": list(fit_sweep.names),

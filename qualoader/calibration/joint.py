@@ -25,6 +25,7 @@ from qualoader._engine_batches import resize_batch
 from qualoader._shared_pass import run_shared_pass
 from qualoader._validation import check_choice, check_images, check_type
 from qualoader.calibration.fit import calibration_report
+from qualoader.calibration.heldout import check_error_rate
 from qualoader.calibration.mapping import CALIBRATION_METHODS, DifficultyCalibration
 from qualoader.calibration.sweep import iterate_sweep, reference_errors, sweep_batch_count
 from qualoader.metrics.base import QualityMetric
@@ -170,21 +171,6 @@ def joint_sweep(
     )
 
 
-def _check_rate(errors: Tensor, part: str) -> None:
-    rate = float(errors.mean())
-    if rate in (0.0, 1.0):
-        what = "no image right" if rate == 1.0 else "no error"
-        hint = (
-            "check that the labels match the network's label set and its input transform (size, channels, mean/std)"
-            if rate == 1.0
-            else "use more images, harder data or higher --severities"
-        )
-        raise ValueError(
-            f"the reference network's error rate on the {part} sweep should be strictly between 0 and 1 to fit a difficulty, "
-            f"but got error_rate={rate:g} ({what} in {errors.numel()} scored images); {hint}"
-        )
-
-
 def _figures(calibration: DifficultyCalibration, scores: Tensor, errors: Tensor, part: str) -> dict[str, Any]:
     report = calibration_report(calibration(scores), errors)
     undefined = sorted(key for key, value in report.items() if not math.isfinite(value))
@@ -300,7 +286,7 @@ def fit_joint(
     if report is not None:
         report("sweep", f"done in {time.perf_counter() - progress.started:.0f} s ({fit.errors.numel() + held.errors.numel()} rows)")
     for part, sweep in sweeps.items():  # checked before any fit, so a failure names the part and the cause
-        _check_rate(sweep.errors, part)
+        check_error_rate(sweep.errors, part)
     scores = {name: (fit.scores[name], held.scores[name]) for name in metrics}
     trained = None
     if head is not None:

@@ -68,6 +68,16 @@ def _examples(table: ScoreTable, name: str, metric: QualityMetric, count: int, o
     return result
 
 
+def _weak_reason(metric: QualityMetric) -> str | None:
+    """Why the quality profile behind ``metric`` is too weak to trust, or ``None`` (strong, or no profile)."""
+    profile = getattr(metric, "profile", None)
+    if profile is None:
+        return None
+    from qualoader.profiles import weak_reason  # imported here: the report of classical metrics needs no profile code
+
+    return weak_reason(profile)
+
+
 def _domain_figures(table: ScoreTable, metrics: dict[str, QualityMetric]) -> dict[str, dict[str, Any]]:
     """Per aligned metric (one with an ``input_domain``), how much of the reported images lies outside its reference's domain.
 
@@ -88,23 +98,14 @@ def _domain_figures(table: ScoreTable, metrics: dict[str, QualityMetric]) -> dic
     return figures
 
 
-def _weak_profile(metric: QualityMetric) -> dict[str, str] | None:
-    """``{"profile": name, "reason": why}`` when ``metric``'s quality profile is weak (the rule of ``profile show``), else ``None``."""
-    from qualoader.profiles import weak_reason
-
-    profile = getattr(metric, "profile", None)
-    reason = None if profile is None else weak_reason(profile)
-    return None if reason is None else {"profile": profile.name, "reason": reason}
-
-
 def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetric], out: Path, examples: int) -> dict[str, Any]:
     """Draw every figure into ``out`` and return the report's summary dictionary (relative file names).
 
-    A metric whose quality profile is weak has ``"weak_profile"``: ``{"profile": name, "reason": why}``
-    (else ``None``). Each aligned metric's entry has ``"domain"``: the fractions of
+    Each aligned metric's entry has ``"domain"``: the fractions of
     :func:`~qualoader.profiles.out_of_domain_fraction` (``out_of_domain``, ``channels``, ``size``,
     ``intensity``), ``n_images`` and ``reference_domain`` (a one-line description); other
-    metrics have ``"domain": None``.
+    metrics have ``"domain": None``. ``"weak"`` is why a metric's quality profile is too weak to
+    trust (:func:`~qualoader.profiles.weak_reason`), else ``None``.
     """
     from qualoader import __version__
 
@@ -131,7 +132,8 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
             "summary_line": (type(metric).__doc__ or "").strip().splitlines()[0] if type(metric).__doc__ else "",
             "distribution": f"plots/distribution_{slug}.png",
             "domain": domains.get(name),
-            "weak_profile": _weak_profile(metric),
+            # a weak profile says so wherever its difficulty is shown (the rule of calibrate, profile show and loading)
+            "weak": _weak_reason(metric),
         }
         plot_distribution(scores, name, metric.higher_is_better, out / entry["distribution"])
         if name in table.difficulty:

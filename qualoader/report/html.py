@@ -89,11 +89,9 @@ def render_html(summary: dict[str, Any]) -> str:
         parts.append(f'<h2 id="{escape(name)}">{escape(name)}</h2>')
         if metric.get("summary_line"):
             parts.append(f'<p class="note">{escape(metric["summary_line"])}</p>')
-        if metric.get("weak_profile"):
-            weak = metric["weak_profile"]
-            text = (f"Weak profile: {weak['profile']} ({name}) is weak: {weak['reason']}; its difficulty may rank images no better "
-                    "than chance. Rebuild it on more or other data ('qualoader calibrate').")
-            parts.append(f'<p class="warning weak-profile">{escape(text)}</p>')
+        if metric.get("weak"):
+            text = f"The profile of {name} is weak ({metric['weak']}): its difficulty may rank images no better than chance."
+            parts.append(f'<p class="warning">{escape(text)}</p>')
         if metric.get("domain"):
             parts.append(_domain_note(name, metric["domain"]))
         plots = [f'<img src="{escape(metric["distribution"])}" alt="{escape(name)} distribution">']

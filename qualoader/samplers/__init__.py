@@ -8,13 +8,17 @@
 
 All take scores as an array, a tensor or a complete :class:`~qualoader.data.ScoreTable`; draw
 from ``torch.Generator(seed + epoch)``; shard per rank like ``DistributedSampler``; and save and
-restore their position mid-epoch with ``state_dict`` / ``load_state_dict``. Samplers that prefer
+restore their position mid-epoch with ``state_dict`` / ``load_state_dict``. With
+``online=OnlineDifficulty()`` they take the training loop's per-sample losses through
+``sampler.update(indices, losses)`` and blend them with the stored scores from the next epoch
+on (see :mod:`qualoader.samplers.feedback`). Samplers that prefer
 easy or hard samples (weighted, curriculum) need ``higher_is_better=`` with a plain array (a
 ``ScoreTable`` knows its metric's direction). Their arguments (``edges``, ``proportions``,
 ``pacing``, ``start_fraction``, ``temperature``, ``favour``, ...) are the vocabulary of
 :mod:`qualoader.policies`, shared with the webdataset stream stages.
 """
 
+from qualoader.policies import OnlineDifficulty
 from qualoader.samplers._base import QualitySampler
 from qualoader.samplers.curriculum import (
     ORDERS,
@@ -23,6 +27,7 @@ from qualoader.samplers.curriculum import (
     CurriculumSampler,
     pacing_fraction,
 )
+from qualoader.samplers.feedback import LossFeedback
 from qualoader.samplers.stratified import (
     PROPORTIONS,
     QualityStratifiedBatchSampler,
@@ -44,6 +49,8 @@ __all__ = [
     "PACINGS",
     "PROPORTIONS",
     "CurriculumSampler",
+    "LossFeedback",
+    "OnlineDifficulty",
     "QualitySampler",
     "QualityStratifiedBatchSampler",
     "QualityStratifiedSampler",

@@ -24,7 +24,8 @@ from torch.utils.data import Sampler
 
 from qualoader._validation import check_positive_int, check_type
 from qualoader.data.store import ScoreTable
-from qualoader.policies import resolve_direction
+from qualoader.policies import OnlineDifficulty, resolve_direction
+from qualoader.samplers.feedback import LossFeedback, check_feedback
 
 __all__ = [
     "QualitySampler",
@@ -173,6 +174,10 @@ class QualitySampler(Sampler[T]):
         self.epoch = 0
         self._position = 0  # items of the current epoch already handed out by this rank
         self._resume_from = 0  # set by load_state_dict: where the next __iter__ starts
+        #: The loss record of ``online=`` samplers (see :meth:`update`), else ``None``.
+        self.feedback: LossFeedback | None = None
+        self._epoch_scores: Tensor | None = None  # the scores the current draw was made from (online only)
+        self._drawn: Tensor | None = None  # bool (N,): indices in this rank's current draw (online only)
 
     # -- to implement --------------------------------------------------------------------------
     def epoch_indices(self, generator: torch.Generator) -> Tensor:
@@ -185,6 +190,128 @@ class QualitySampler(Sampler[T]):
 
     def _emit(self, draw: Tensor, start: int) -> Iterator[T]:
         return iterate_chunks(draw, start)  # type: ignore[return-value]
+
+    def _rank_items(self, start: int) -> Iterator[T]:
+        """This rank's items of the current epoch from position ``start`` on (and, online, what it drew)."""
+        draw = self.rank_indices()
+        if self.feedback is not None:
+            self._mark_drawn(draw)
+        return self._emit(draw, start)
+
+    def _mark_current_draw(self) -> None:
+        """Record this rank's draw of the current epoch as the indices :meth:`update` accepts."""
+        self._mark_drawn(self.rank_indices())
+
+    def _use_scores(self, scores: Tensor) -> None:
+        """Rebuild what the draw derives from the scores :math:`(N,)` (online samplers implement it)."""
+        raise NotImplementedError
+
+    # -- online difficulty ---------------------------------------------------------------------
+    def _enable_online(self, online: OnlineDifficulty | None, scores: Tensor, higher_is_better: bool | None) -> None:
+        """Set up :attr:`feedback` for ``online`` (``None``: the sampler stays exactly as without feedback)."""
+        if online is None:
+            return
+        check_type(online, "online", OnlineDifficulty, "an OnlineDifficulty or None")
+        if higher_is_better is None:
+            # Mapping losses onto the prior needs to know which end of the prior is hard.
+            raise TypeError(
+                "higher_is_better should be given (True or False) with online= when scores is a plain array, tensor or sequence, "
+                "but got higher_is_better=None"
+            )
+        self.feedback = LossFeedback(scores, higher_is_better, online)
+        self._epoch_scores = scores
+
+    def _refresh(self) -> None:
+        """Start of a fresh epoch: the draw uses every observation recorded so far."""
+        assert self.feedback is not None  # internal invariant: only called for online samplers
+        scores = self.feedback.scores()
+        if scores is not self._epoch_scores:
+            self._use_scores(scores)
+            self._epoch_scores = scores
+
+    def _mark_drawn(self, draw: Tensor) -> None:
+        assert self.feedback is not None  # internal invariant: only called for online samplers
+        drawn = torch.zeros(self.feedback.prior.numel(), dtype=torch.bool)
+        drawn[draw.reshape(-1)] = True
+        self._drawn = drawn
+
+    def update(self, indices: Any, losses: Any, *, gather: bool | None = None) -> None:
+        """Feed back the per-sample losses of indices this rank drew in the current epoch.
+
+        The losses count from the next epoch on (the current draw stays as it is, so a resume or
+        another rank reproduces it). Everything is checked before anything changes: a refused
+        call leaves the sampler as it was.
+
+        Under ``torch.distributed``, each rank passes its own indices and losses, and the sampler
+        all-gathers them (``all_gather_object``), so every rank records the same observations and
+        keeps drawing the same global sequence. Every rank must then call ``update`` at the same
+        steps (it is a collective; an empty batch is fine); a bad input on any rank raises on all.
+
+        Args:
+            indices: dataset indices :math:`(B,)` (int tensor, array or sequence) drawn by this
+                rank in the current epoch, as the DataLoader handed them out.
+            losses: per-sample losses :math:`(B,)` (e.g. ``F.cross_entropy(..., reduction="none")``);
+                any device, detached here. An index repeated in one call counts its mean loss.
+            gather: all-gather across ranks; default: when ``torch.distributed`` is initialised
+                with a world size equal to ``num_replicas > 1``.
+
+        Raises:
+            TypeError: the sampler was built without ``online=``; indices that are not integers;
+                losses that are not real numbers.
+            ValueError: not 1-D; lengths that differ; indices outside ``[0, N)`` or not in this
+                rank's draw of the current epoch; NaN or infinite losses.
+
+        Example:
+            >>> from qualoader.samplers import OnlineDifficulty, QualityWeightedSampler
+            >>> sampler = QualityWeightedSampler(torch.arange(8.0), higher_is_better=True, online=OnlineDifficulty(), seed=0)
+            >>> batch = list(sampler)[:4]
+            >>> sampler.update(batch, torch.ones(4))
+            >>> int(sampler.feedback.counts.sum())
+            4
+        """
+        if self.feedback is None:
+            raise TypeError(f"online should be an OnlineDifficulty to call update(), but got online=None for {type(self).__name__}")
+        if gather is None:
+            gather = dist.is_available() and dist.is_initialized() and self.num_replicas > 1 and dist.get_world_size() == self.num_replicas
+        check_type(gather, "gather", bool, "a bool or None")
+        if gather and not (dist.is_available() and dist.is_initialized()):
+            raise ValueError("gather should be False or None when torch.distributed is not initialised, but got gather=True")
+        error: Exception | None = None
+        index = loss = None
+        try:
+            index, loss = self._check_update(indices, losses)
+        except (TypeError, ValueError) as exn:
+            if not gather:
+                raise
+            error = exn  # raised on every rank below, after the collective, so that no rank waits forever
+        if gather:
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, (error, index, loss))
+            for rank, (failure, _, _) in enumerate(parts):
+                if failure is not None:
+                    raise type(failure)(f"{failure} (on rank {rank})")
+            index = torch.cat([part[1] for part in parts])
+            loss = torch.cat([part[2] for part in parts])
+        self.feedback.record(index, loss)  # type: ignore[arg-type]
+
+    def _check_update(self, indices: Any, losses: Any) -> tuple[Tensor, Tensor]:
+        assert self.feedback is not None  # internal invariant: checked by update()
+        index, loss = check_feedback(indices, losses, self.feedback.prior.numel())
+        if self._drawn is None and self._resume_from > 0:
+            # Restored mid-epoch and not iterated yet: the epoch's draw is known all the same.
+            self._mark_current_draw()
+        if self._drawn is None:
+            raise ValueError(
+                f"indices should come from this rank's draw of the current epoch, but got indices={index.tolist()[:8]} before any draw"
+            )
+        foreign = ~self._drawn[index]
+        if bool(foreign.any()):
+            first = int(foreign.nonzero()[0, 0])
+            raise ValueError(
+                f"indices should be drawn by this rank (rank {self.rank}) in the current epoch {self.epoch}, but got "
+                f"indices[{first}]={int(index[first])}"
+            )
+        return index, loss
 
     # -- epochs and iteration -----------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -212,34 +339,66 @@ class QualitySampler(Sampler[T]):
     def __iter__(self) -> Iterator[T]:
         # The resume offset is consumed by this iteration only; the epoch after it starts from 0 again.
         start, self._resume_from = self._resume_from, 0
-        draw = self.rank_indices()
+        if self.feedback is not None and start == 0:
+            # A fresh epoch draws from every observation so far; a resumed one from the scores it began with.
+            self._refresh()
+        items = self._rank_items(start)
         self._position = start
-        for item in self._emit(draw, start):
+        for item in items:
             self._position += 1
             yield item
         self._position = 0
 
     # -- save / restore -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """``{"epoch", "position", "seed"}``: enough to resume the current epoch where it stopped."""
-        return {"epoch": self.epoch, "position": self._position, "seed": self.seed}
+        """``{"epoch", "position", "seed"}``: enough to resume the current epoch where it stopped.
+
+        Online samplers add ``"online"`` (the loss record, see :class:`~qualoader.samplers.feedback.LossFeedback`)
+        and ``"epoch_scores"`` (the scores :math:`(N,)` the current epoch's draw was made from).
+        """
+        state: dict[str, Any] = {"epoch": self.epoch, "position": self._position, "seed": self.seed}
+        if self.feedback is not None:
+            state["online"] = self.feedback.state_dict()
+            state["epoch_scores"] = self._epoch_scores.clone()  # type: ignore[union-attr]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`: the next iteration yields the rest of the saved epoch.
 
+        Everything is checked before anything changes.
+
         Raises:
-            ValueError: missing keys, a different seed, or a position beyond the epoch's length.
+            ValueError: missing keys, a different seed, or a position beyond the epoch's length;
+                for online samplers, a loss record or scores of the wrong shape or not finite.
         """
         check_type(state, "state", dict, "a dict from state_dict()")
-        if set(state) != {"epoch", "position", "seed"}:
-            raise ValueError(f"state should have keys ['epoch', 'position', 'seed'], but got keys {sorted(state)}")
+        keys = {"epoch", "position", "seed"} | ({"epoch_scores", "online"} if self.feedback is not None else set())
+        if set(state) != keys:
+            raise ValueError(f"state should have keys {sorted(keys)}, but got keys {sorted(state)}")
         # Another seed would give another draw for the epoch, and the saved position would skip the wrong items.
         if state["seed"] != self.seed:
             raise ValueError(f"state should come from a sampler with seed={self.seed}, but got state['seed']={state['seed']!r}")
-        self.set_epoch(state["epoch"])
+        epoch = check_positive_int(state["epoch"], "state['epoch']", allow_zero=True)
         position = check_positive_int(state["position"], "state['position']", allow_zero=True)
-        if position > len(self):
-            raise ValueError(f"state['position'] should be at most the epoch length {len(self)}, but got state['position']={position}")
+        previous, self.epoch = self.epoch, epoch
+        try:
+            length = len(self)
+        finally:
+            self.epoch = previous
+        if position > length:
+            raise ValueError(f"state['position'] should be at most the epoch length {length}, but got state['position']={position}")
+        if self.feedback is not None:
+            self.feedback.check_state(state["online"])
+            scores = state["epoch_scores"]
+            if not isinstance(scores, Tensor) or scores.dtype != torch.float64 or scores.shape != self.feedback.prior.shape:
+                raise ValueError(f"state['epoch_scores'] should be a float64 tensor of shape ({self.feedback.prior.numel()},)")
+            if not bool(torch.isfinite(scores).all()):
+                raise ValueError("state['epoch_scores'] should be finite, but got NaN/Inf values")
+            self._use_scores(scores.clone())  # first: the only step that can still refuse (an empty stratum)
+            self._epoch_scores = scores.clone()
+            self.feedback.load_state_dict(state["online"])
+            self._drawn = None
+        self.epoch = epoch
         self._resume_from = position
 
     def _replicas_repr(self) -> str:

@@ -22,6 +22,7 @@ from qualoader.policies import (
     DEFAULT_START_FRACTION,
     ORDERS,
     PACINGS,
+    OnlineDifficulty,
     Pacing,
     check_pacing,
     check_start_fraction,
@@ -60,6 +61,10 @@ class CurriculumSampler(QualitySampler[int]):
         num_samples: draws per epoch over all replicas (default: the admitted pool size with
             ``pace_by="epoch"``, so each epoch is one pass over the pool; ``N`` with ``"sample"``).
         num_steps: number of steps of the ``"step"`` pacing (default 4).
+        online: an :class:`~qualoader.policies.OnlineDifficulty` to blend the scores with the
+            per-sample losses fed back by :meth:`update`: the samples are ranked again from the
+            blended scores at the start of each epoch (so the pool is the easiest by prior and
+            loss together). Default ``None``: ranked once, from the scores.
         seed, num_replicas, rank, drop_last: as in :class:`~qualoader.samplers.QualityStratifiedSampler`.
 
     Example:
@@ -84,6 +89,7 @@ class CurriculumSampler(QualitySampler[int]):
         higher_is_better: bool | None = None,
         num_samples: int | None = None,
         num_steps: int = 4,
+        online: OnlineDifficulty | None = None,
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
@@ -100,13 +106,17 @@ class CurriculumSampler(QualitySampler[int]):
         self.order = order
         self.num_steps = check_positive_int(num_steps, "num_steps")
         self.higher_is_better = resolve_higher_is_better(scores, higher_is_better)
-        easy = easiness(values, self.higher_is_better)
-        #: Sample indices from first to last admitted, int64 (N,).
-        # Ranked once: every pool is a prefix of this order, so pools only grow and a sample admitted once stays
-        # admitted; the stable sort puts tied samples in index order on every run and rank.
-        self.ranking = torch.argsort(easy if order == "hard-to-easy" else -easy, stable=True)
+        self._use_scores(values)
         # None: each epoch is one pass over the pool (pace_by="epoch" only); "sample" defaults to N draws.
         self._num_samples = None if num_samples is None and pace_by == "epoch" else check_num_samples(num_samples, values.numel())
+        self._enable_online(online, values, self.higher_is_better)
+
+    def _use_scores(self, scores: Tensor) -> None:
+        easy = easiness(scores, self.higher_is_better)
+        #: Sample indices from first to last admitted, int64 (N,).
+        # Ranked once (without online=): every pool is a prefix of this order, so pools only grow and a sample
+        # admitted once stays admitted; the stable sort puts tied samples in index order on every run and rank.
+        self.ranking = torch.argsort(easy if self.order == "hard-to-easy" else -easy, stable=True)
 
     # -- pacing --------------------------------------------------------------------------------
     def fraction(self, progress: Tensor) -> Tensor:

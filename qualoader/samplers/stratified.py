@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from qualoader._validation import check_positive_int
-from qualoader.policies import PROPORTIONS, check_edges, check_proportions, resolve_num_strata
-from qualoader.samplers._base import QualitySampler, as_scores, check_num_samples
+from qualoader.policies import PROPORTIONS, OnlineDifficulty, check_edges, check_proportions, resolve_num_strata
+from qualoader.samplers._base import QualitySampler, as_scores, check_num_samples, resolve_higher_is_better
+
+T = TypeVar("T")
 
 __all__ = [
     "PROPORTIONS",
@@ -111,20 +113,40 @@ class _Strata:
         return draws
 
 
-def _strata_setup(
-    scores: Any,
-    num_strata: int | None,
-    edges: Sequence[float] | None,
-    proportions: str | Sequence[float],
-) -> tuple[Tensor, _Strata, Tensor]:
-    values = as_scores(scores)
-    count, checked = resolve_num_strata(num_strata, edges, proportions)
-    strata = assign_strata(values, None if checked is not None else count, checked)
-    groups = _Strata(strata, count)
-    return strata, groups, resolve_proportions(proportions, groups.sizes)
+class _StratifiedBase(QualitySampler[T]):
+    """Strata set-up shared by the stratified samplers, and their rebuild from blended scores (``online=``)."""
+
+    def _setup_strata(
+        self,
+        scores: Any,
+        num_strata: int | None,
+        edges: Sequence[float] | None,
+        proportions: str | Sequence[float],
+        online: OnlineDifficulty | None,
+        higher_is_better: bool | None,
+    ) -> None:
+        values = as_scores(scores)
+        count, checked = resolve_num_strata(num_strata, edges, proportions)
+        self._strata_rule = (None if checked is not None else count, checked, count)
+        self._use_scores(values)
+        # Resolved once from the strata of the stored scores: "natural" stays the prior's mix when online= moves samples.
+        self.proportions = resolve_proportions(proportions, self._groups.sizes)
+        # The direction matters only to map fed-back losses onto the scores, so it is resolved only then.
+        direction = resolve_higher_is_better(scores, higher_is_better) if online is not None else None
+        self._enable_online(online, values, direction)
+
+    def _use_scores(self, scores: Tensor) -> None:
+        num_strata, edges, count = self._strata_rule
+        if edges is not None and self.feedback is not None:
+            # Blending pulls scores towards the middle and could empty an outer stratum (whose quota would then
+            # divide by zero); re-dealt on the prior's values, every stratum keeps its size and samples move between
+            # strata by their blended rank.
+            scores = self.feedback.on_prior_marginal(scores)
+        self.strata = assign_strata(scores, num_strata, edges)
+        self._groups = _Strata(self.strata, count)
 
 
-class QualityStratifiedSampler(QualitySampler[int]):
+class QualityStratifiedSampler(_StratifiedBase[int]):
     """Sample indices so that every epoch holds the target proportion of each quality stratum.
 
     Args:
@@ -136,6 +158,12 @@ class QualityStratifiedSampler(QualitySampler[int]):
         proportions: ``"uniform"`` (default), ``"natural"`` (the strata's sizes) or ``K``
             non-negative floats summing to 1, in stratum order (stratum 0: lowest scores).
         num_samples: indices per epoch over all replicas (default ``N``).
+        higher_is_better: score direction; needed only with ``online`` when ``scores`` is a plain
+            array (to map fed-back losses onto the scores' hard end).
+        online: an :class:`~qualoader.policies.OnlineDifficulty` to blend the scores with the
+            per-sample losses fed back by :meth:`update`: samples change strata at the start of
+            each epoch by their blended score (with ``edges``, by its rank, so that every stratum
+            keeps its size); the proportions stay. Default ``None``.
         seed: base seed; epoch ``e`` uses ``seed + e``.
         num_replicas, rank, drop_last: distributed sharding, as in ``DistributedSampler``.
 
@@ -154,13 +182,15 @@ class QualityStratifiedSampler(QualitySampler[int]):
         edges: Sequence[float] | None = None,
         proportions: str | Sequence[float] = "uniform",
         num_samples: int | None = None,
+        higher_is_better: bool | None = None,
+        online: OnlineDifficulty | None = None,
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
         drop_last: bool = False,
     ) -> None:
         super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
-        self.strata, self._groups, self.proportions = _strata_setup(scores, num_strata, edges, proportions)
+        self._setup_strata(scores, num_strata, edges, proportions, online, higher_is_better)
         self.num_samples = check_num_samples(num_samples, self.strata.numel())
         self.counts = apportion(self.proportions, self.num_samples)
 
@@ -183,7 +213,7 @@ class QualityStratifiedSampler(QualitySampler[int]):
         )
 
 
-class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
+class QualityStratifiedBatchSampler(_StratifiedBase[list[int]]):
     """Batches whose every one holds the target mix of quality strata.
 
     Batch ``b`` gets ``floor(p_k * batch_size)`` or one more from stratum ``k``: the leftover
@@ -193,7 +223,7 @@ class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
     may then (rarely) hold one of its samples twice.
 
     Args:
-        scores, num_strata, edges, proportions, seed, num_replicas, rank, drop_last: as in
+        scores, num_strata, edges, proportions, higher_is_better, online, seed, num_replicas, rank, drop_last: as in
             :class:`QualityStratifiedSampler`.
         batch_size: indices per batch.
         num_batches: batches per epoch over all replicas (default ``max(1, N // batch_size)``).
@@ -213,6 +243,8 @@ class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
         edges: Sequence[float] | None = None,
         proportions: str | Sequence[float] = "uniform",
         num_batches: int | None = None,
+        higher_is_better: bool | None = None,
+        online: OnlineDifficulty | None = None,
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
@@ -220,7 +252,7 @@ class QualityStratifiedBatchSampler(QualitySampler[list[int]]):
     ) -> None:
         super().__init__(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.strata, self._groups, self.proportions = _strata_setup(scores, num_strata, edges, proportions)
+        self._setup_strata(scores, num_strata, edges, proportions, online, higher_is_better)
         if num_batches is None:
             num_batches = max(1, self.strata.numel() // self.batch_size)
         self.num_batches = check_positive_int(num_batches, "num_batches")

@@ -9,31 +9,37 @@ the exponential-key method of Efraimidis and Spirakis (the ``k`` smallest ``E_i 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from qualoader._validation import check_choice, check_type
 from qualoader.data.store import ScoreTable
-from qualoader.policies import FAVOUR, check_temperature
+from qualoader.policies import FAVOUR, OnlineDifficulty, check_temperature
 from qualoader.samplers._base import (
     QualitySampler,
     as_scores,
     check_num_samples,
     easiness,
+    per_rank_length,
     resolve_higher_is_better,
 )
+from qualoader.samplers.feedback import mean_ranks
 
 __all__ = ["FAVOUR", "QualityWeightedSampler", "draw_weighted", "softmax_weights"]
+
+#: Epochs of more draws than this (with replacement) are drawn lazily, in chunks of :data:`_LAZY_CHUNK`
+#: draws: 2**24 draws already take 256 MiB (float64 variates plus int64 indices) drawn at once.
+_EAGER_DRAWS = 1 << 24
+_LAZY_CHUNK = 1 << 20
 
 
 def standardized_ranks(scores: Tensor) -> Tensor:
     """Ranks of ``scores`` :math:`(N,)` (ties share their mean rank), shifted and scaled to zero mean and unit variance."""
-    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    first = counts.cumsum(0) - counts
-    ranks = (first.double() + (counts.double() - 1) / 2)[inverse]
+    ranks = mean_ranks(scores)
     # std() of one value is NaN (Bessel's correction), and all-tied scores have spread 0: both mean
     # "no information", so every z is 0 and the weights come out uniform instead of NaN.
     spread = ranks.std() if ranks.numel() > 1 else ranks.new_tensor(0.0)
@@ -130,7 +136,13 @@ class QualityWeightedSampler(QualitySampler[int]):
         higher_is_better: score direction; required for the temperature weights when ``scores`` is
             a plain array, tensor or sequence (a ``ScoreTable`` carries its metric's direction).
         replacement: draw with replacement (default) or without.
-        num_samples: indices per epoch over all replicas (default ``N``).
+        num_samples: indices per epoch over all replicas (default ``N``). With replacement, any
+            number: epochs of more than ``2**24`` draws are drawn lazily, ``2**20`` at a time, so
+            memory does not grow with ``num_samples`` (their sequence differs from an eager draw's).
+        online: an :class:`~qualoader.policies.OnlineDifficulty` to blend the scores with the
+            per-sample losses fed back by :meth:`update` (the weights are recomputed from the
+            blended scores at the start of each epoch; needs the score direction). Default
+            ``None``: no feedback, the weights stay as built.
         seed, num_replicas, rank, drop_last: as in :class:`~qualoader.samplers.QualityStratifiedSampler`.
 
     Example:
@@ -150,6 +162,7 @@ class QualityWeightedSampler(QualitySampler[int]):
         higher_is_better: bool | None = None,
         replacement: bool = True,
         num_samples: int | None = None,
+        online: OnlineDifficulty | None = None,
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
@@ -172,25 +185,31 @@ class QualityWeightedSampler(QualitySampler[int]):
         self.favour = favour
         self.replacement = replacement
         self.num_samples = check_num_samples(num_samples, self.scores.numel())
-        if weight_fn is None:
-            weights = softmax_weights(
-                self.scores,
-                self.temperature,
-                favour=favour,
-                higher_is_better=bool(self.higher_is_better),
-            )
-        else:
-            # A clone: a weight_fn that works in place must not rewrite the sampler's own scores.
-            weights = weight_fn(self.scores.clone())
-        self.set_weights(weights)
+        self._set_checked_weights(self._weights_of(self.scores))
+        self._enable_online(online, self.scores, self.higher_is_better)
+
+    def _weights_of(self, scores: Tensor) -> Tensor:
+        if self.weight_fn is None:
+            return softmax_weights(scores, self.temperature, favour=self.favour, higher_is_better=bool(self.higher_is_better))
+        # A clone: a weight_fn that works in place must not rewrite the sampler's own scores.
+        return self.weight_fn(scores.clone())
+
+    def _use_scores(self, scores: Tensor) -> None:
+        self._set_checked_weights(self._weights_of(scores))
 
     def set_weights(self, weights: Any) -> None:
         """Replace the weights :math:`(N,)` used from the next iteration on.
 
         Raises:
             ValueError: wrong length, negative, NaN or all-zero weights; without replacement,
-                fewer positive weights than ``num_samples``.
+                fewer positive weights than ``num_samples``; a sampler with ``online=`` (its
+                weights follow the fed-back losses, which would overwrite these at the next epoch).
         """
+        if self.feedback is not None:
+            raise ValueError("online should be None to set weights by hand, but got an online sampler; its weights follow update()")
+        self._set_checked_weights(weights)
+
+    def _set_checked_weights(self, weights: Any) -> None:
         checked = check_weights(weights, self.scores.numel())
         positive = int((checked > 0).sum())
         # Checked here so a bad set_weights fails at the call, not at the next epoch's first draw.
@@ -203,8 +222,58 @@ class QualityWeightedSampler(QualitySampler[int]):
     def global_length(self) -> int:
         return self.num_samples
 
+    @property
+    def lazy(self) -> bool:
+        """Whether epochs are drawn chunk by chunk (with replacement, more than ``2**24`` draws)."""
+        return self.replacement and self.num_samples > _EAGER_DRAWS
+
     def epoch_indices(self, generator: torch.Generator) -> Tensor:
+        if self.lazy:
+            raise ValueError(
+                f"num_samples should be at most {_EAGER_DRAWS} to build an epoch's draw at once, but got num_samples={self.num_samples}; "
+                "iterate over the sampler instead (it draws in chunks)"
+            )
         return draw_weighted(self.weights, self.num_samples, self.replacement, generator)
+
+    def _chunk(self, chunk: int) -> Tensor:
+        """Draws of global positions ``[chunk * C, (chunk + 1) * C)`` of a lazy epoch, from their own seed."""
+        # A generator per chunk, seeded from (seed, epoch, chunk): any chunk can be drawn without the ones before
+        # it, so a resume mid-epoch or a rank's stride costs no more than the chunks it reads.
+        entropy = [(self.seed + self.epoch) % (1 << 64), chunk]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
+        size = min(_LAZY_CHUNK, self.num_samples - chunk * _LAZY_CHUNK)
+        return draw_weighted(self.weights, size, True, torch.Generator().manual_seed(seed))
+
+    def _lazy_items(self, start: int) -> Iterator[int]:
+        # The same positions as shard() takes from an eager draw: rank r reads r, r + R, ... of the draw padded by
+        # wrapping around to ceil(L / R) * R positions (or trimmed to floor(L / R) * R with drop_last).
+        replicas, length = self.num_replicas, self.num_samples
+        total = per_rank_length(length, replicas, self.drop_last) * replicas
+        position = self.rank + start * replicas
+        while position < total:
+            wrapped = position % length  # padding positions (beyond the draw) wrap to its start
+            chunk = wrapped // _LAZY_CHUNK
+            draws = self._chunk(chunk)
+            offset = chunk * _LAZY_CHUNK
+            end = min(total, offset + draws.numel()) if position < length else total
+            picked = draws[wrapped - offset : end - (position - wrapped) - offset : replicas]
+            yield from picked.tolist()
+            position += picked.numel() * replicas
+
+    def _rank_items(self, start: int) -> Iterator[int]:
+        if not self.lazy:
+            return super()._rank_items(start)
+        if self.feedback is not None:
+            self._mark_current_draw()
+        return self._lazy_items(start)
+
+    def _mark_current_draw(self) -> None:
+        if not self.lazy:
+            super()._mark_current_draw()
+            return
+        # Keeping the positions of 2**24+ draws would cost what lazy drawing saves; with that many draws every
+        # sample of positive weight is all but certain to be drawn, so those are the ones update() accepts.
+        self._drawn = self.weights > 0
 
     def __repr__(self) -> str:
         weighting = (
@@ -212,7 +281,8 @@ class QualityWeightedSampler(QualitySampler[int]):
             if self.weight_fn
             else f"temperature={self.temperature}, favour={self.favour!r}"
         )
+        online = f", online={self.feedback.policy}" if self.feedback is not None else ""
         return (
             f"{type(self).__name__}(N={self.scores.numel()}, {weighting}, replacement={self.replacement}, "
-            f"num_samples={self.num_samples}, {self._replicas_repr()})"
+            f"num_samples={self.num_samples}{online}, {self._replicas_repr()})"
         )

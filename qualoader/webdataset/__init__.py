@@ -42,7 +42,7 @@ from qualoader.webdataset._common import (
 )
 from qualoader.webdataset._stage import DIFFICULTY_KEY, FINGERPRINTS_KEY, QUALITY_KEY
 from qualoader.webdataset.filtering import FilterQuality, filter_quality
-from qualoader.webdataset.pacing import Curriculum, TrainingProgress, curriculum
+from qualoader.webdataset.pacing import Curriculum, StreamLosses, TrainingProgress, curriculum
 from qualoader.webdataset.quantile_sketch import QuantileSketch
 from qualoader.webdataset.reading import CorruptShardError, DuplicateKeyError, ReadShards, UnsupportedMemberError, read_shards
 from qualoader.webdataset.resume import (
@@ -98,6 +98,7 @@ __all__ = [
     "SkippedSampleWarning",
     "SkippedSample",
     "Stratify",
+    "StreamLosses",
     "StreamPosition",
     "TagReport",
     "TrackPosition",

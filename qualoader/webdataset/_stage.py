@@ -11,15 +11,21 @@ dict by ``.decode``.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
-from qualoader._validation import check_choice, check_positive_int
+from qualoader._validation import check_choice, check_positive_int, check_type
+from qualoader.policies import OnlineDifficulty
+from qualoader.samplers.feedback import check_feedback, record_losses
 from qualoader.webdataset._common import Handler, make_rng
+from qualoader.webdataset.quantile_sketch import QuantileSketch
 from qualoader.webdataset.tag_format import TAG_MEMBER, MissingTagError, parse_tag
 
 __all__ = [
@@ -28,11 +34,13 @@ __all__ = [
     "FINGERPRINTS_KEY",
     "QUALITY_KEY",
     "SeededStage",
+    "StreamLosses",
     "TagValue",
     "check_field",
     "check_metric",
     "lookup_tag",
     "read_values",
+    "stream_ranks",
 ]
 
 V = TypeVar("V")
@@ -153,3 +161,184 @@ class SeededStage:
         rng = make_rng(self.seed, self.epoch)
         self.epoch += 1
         return rng
+
+
+class StreamLosses:
+    """Per-sample losses the training loop feeds back to stream stages, shared with DataLoader workers.
+
+    The stream counterpart of a sampler's ``update`` (:class:`~qualoader.policies.OnlineDifficulty`):
+    ``losses.update(keys, per_sample_losses)`` in the training process records each sample by its
+    ``__key__``, in shared memory, so stages running in workers started before the call see it
+    (as :class:`TrainingProgress`). A stage given ``online=losses`` reads a snapshot at the start of
+    each pass: a sample observed ``n`` times has its difficulty blended with its loss, mapped onto the
+    difficulties of the stream by rank, with weight ``n / (n + prior_strength)``; samples never
+    observed keep their difficulty. Keys are hashed to ``size`` slots (two keys may share one, with
+    probability about ``keys / size`` per key: keep ``size`` well above the number of samples);
+    memory is 16 bytes per slot. A stream cannot know which samples this rank was served, so unlike
+    a sampler's ``update``, keys are not checked against the draw.
+
+    Args:
+        size: number of slots (default ``2**22``: 64 MiB, for up to a few hundred thousand samples).
+        policy: how prior and loss are blended (default ``OnlineDifficulty()``).
+
+    Example:
+        >>> losses = StreamLosses(1024)
+        >>> losses.update(["a", "b"], [0.5, 2.0])
+        >>> losses.observations("b")
+        (1, 2.0)
+    """
+
+    __slots__ = ("_counts", "_losses", "policy", "size")
+
+    def __init__(self, size: int = 1 << 22, *, policy: OnlineDifficulty | None = None) -> None:
+        self.size = check_positive_int(size, "size")
+        policy = OnlineDifficulty() if policy is None else policy
+        check_type(policy, "policy", OnlineDifficulty, "an OnlineDifficulty or None")
+        self.policy = policy
+        # In shared memory from the start, as TrainingProgress: a forked worker must see later updates.
+        self._counts = torch.zeros(size, dtype=torch.int64).share_memory_()
+        self._losses = torch.zeros(size, dtype=torch.float64).share_memory_()
+
+    def slot(self, key: str) -> int:
+        """The slot of a sample key (a stable hash: the same in every process and run)."""
+        # Not hash(): Python salts str hashes per process, and workers must find the slots the trainer wrote.
+        return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") % self.size
+
+    def update(self, keys: Sequence[str], losses: Any) -> None:
+        """Record per-sample ``losses`` :math:`(B,)` of the samples with ``keys`` (``B`` str); checked before anything changes.
+
+        Raises:
+            TypeError: keys not a sequence of str; losses not real numbers.
+            ValueError: lengths that differ; NaN or infinite losses.
+        """
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence) or not all(isinstance(key, str) for key in keys):
+            raise TypeError(f"keys should be a sequence of str (the samples' __key__), but got keys={keys!r:.80}")
+        slots, values = check_feedback([self.slot(key) for key in keys] or np.zeros(0, dtype=np.int64), losses, self.size)
+        record_losses(self._counts, self._losses, slots, values, self.policy.momentum)
+
+    def observations(self, key: str) -> tuple[int, float]:
+        """``(count, loss)`` recorded for ``key`` (``(0, 0.0)`` if never observed)."""
+        slot = self.slot(key)
+        return int(self._counts[slot]), float(self._losses[slot])
+
+    def snapshot(self) -> LossSnapshot:
+        """A copy of the record for one pass (updates during the pass count from the next one)."""
+        return LossSnapshot(self, self._counts.numpy().copy(), self._losses.numpy().copy())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # __slots__ without __dict__: pickled by hand so the shared tensors travel to workers as torch shares them.
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"StreamLosses(size={self.size}, observed={int((self._counts > 0).sum())}, policy={self.policy})"
+
+
+class LossSnapshot:
+    """One pass's view of a :class:`StreamLosses`: per key, the loss quantile among observed samples and its blend weight."""
+
+    def __init__(self, source: StreamLosses, counts: np.ndarray, losses: np.ndarray) -> None:
+        self._source = source
+        self._counts = counts
+        self._losses = losses
+        self._sorted = np.sort(losses[counts > 0])
+
+    @property
+    def empty(self) -> bool:
+        return self._sorted.size == 0
+
+    def lookup(self, key: Any) -> tuple[float, float] | None:
+        """``(loss quantile in (0, 1), blend weight)`` of an observed key, else ``None``."""
+        if not isinstance(key, str):
+            return None
+        slot = self._source.slot(key)
+        count = int(self._counts[slot])
+        if count == 0:
+            return None
+        loss = float(self._losses[slot])
+        # Mid-rank, as the QuantileSketch ranks: tied losses share the middle of their range.
+        quantile = (bisect_left(self._sorted, loss) + bisect_right(self._sorted, loss)) / (2.0 * self._sorted.size)
+        return quantile, count / (count + self._source.policy.prior_strength)
+
+
+def _rank_pending(
+    pending: list[tuple[dict[str, Any], float]], blend: Callable[[dict[str, Any], float], float], sketch: QuantileSketch | None
+) -> list[tuple[dict[str, Any], float, float]]:
+    values = [(sample, blend(sample, value)) for sample, value in pending]
+    if sketch is None:
+        return [(sample, value, math.nan) for sample, value in values]
+    for _, value in values:  # all in the sketch before any is ranked, as for the warm-up of the prior's sketch
+        sketch.update(value)
+    return [(sample, value, sketch.cdf(value)) for sample, value in values]
+
+
+def stream_ranks(
+    samples: Iterable[tuple[dict[str, Any], float]],
+    rng: np.random.Generator,
+    sketch_size: int,
+    warmup: int,
+    online: StreamLosses | None = None,
+    *,
+    higher_is_harder: bool,
+    ranked: bool = True,
+) -> Iterator[tuple[dict[str, Any], float, float]]:
+    """``(sample, value, rank)``: each value and its estimated CDF in the stream, the stages' one ranking.
+
+    Ranks come from a :class:`QuantileSketch`; the first ``warmup`` samples are held until it has
+    seen them. With ``online`` and a non-empty record, a sample observed ``n`` times has its value
+    blended with its loss: the loss's quantile among observed losses is read off a sketch of the
+    values (from the hard end: the top when ``higher_is_harder``, else the bottom) and weighs
+    ``n / (n + prior_strength)``; the value yielded is the blend, and the rank is the blend's. The
+    record is read once, at the start of the pass.
+
+    Args:
+        samples: ``(sample, value)`` pairs (a finite tag value, or a function of it).
+        rng: the pass's generator (the sketches' reservoir draws).
+        sketch_size: reservoir of each sketch.
+        warmup: samples held before the first is ranked (or blended).
+        online: per-sample losses fed back by the training loop, or ``None``.
+        higher_is_harder: the value's direction (a difficulty: ``True``; an easiness: ``False``).
+        ranked: whether ranks are wanted; without them (fixed edges) and without observations the
+            samples pass straight through, NaN for the rank.
+    """
+    snapshot = None if online is None else online.snapshot()
+    if snapshot is None or snapshot.empty:
+        if not ranked:
+            yield from ((sample, value, math.nan) for sample, value in samples)
+            return
+        values = QuantileSketch(sketch_size, rng)
+        pending: list[tuple[dict[str, Any], float]] = []
+        for sample, value in samples:
+            pending.append((sample, value))
+            values.update(value)
+            if values.count < warmup:
+                continue
+            yield from ((held, held_value, values.cdf(held_value)) for held, held_value in pending)
+            pending = []
+        yield from ((held, held_value, values.cdf(held_value)) for held, held_value in pending)  # a stream shorter than the warm-up
+        return
+    # Two sketches: the values (the scale a loss quantile is read off, as a sampler reads its prior's) and the
+    # blended values (what the samples are ranked by).
+    values = QuantileSketch(sketch_size, rng)
+    blended = QuantileSketch(sketch_size, rng) if ranked else None
+
+    def blend(sample: dict[str, Any], value: float) -> float:
+        found = snapshot.lookup(sample.get("__key__"))
+        if found is None:
+            return value
+        quantile, weight = found
+        mapped = values.quantile(quantile if higher_is_harder else 1.0 - quantile)
+        return (1 - weight) * value + weight * mapped
+
+    pending = []
+    for sample, value in samples:
+        pending.append((sample, value))
+        values.update(value)
+        if values.count < warmup:
+            continue
+        yield from _rank_pending(pending, blend, blended)
+        pending = []
+    yield from _rank_pending(pending, blend, blended)

@@ -18,11 +18,20 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-from qualoader._validation import check_choice, check_positive_int
+from qualoader._validation import check_choice, check_positive_int, check_type
 from qualoader.policies import FAVOUR, check_real, check_temperature, resolve_direction
 from qualoader.webdataset._common import Handler, UniformStream, resolve_handler
-from qualoader.webdataset._stage import FIELDS, SeededStage, TagValue, check_field, check_metric, lookup_tag, read_values
-from qualoader.webdataset.quantile_sketch import QuantileSketch
+from qualoader.webdataset._stage import (
+    FIELDS,
+    SeededStage,
+    StreamLosses,
+    TagValue,
+    check_field,
+    check_metric,
+    lookup_tag,
+    read_values,
+    stream_ranks,
+)
 
 #: Half-width of the standardised uniform rank: z = (u - 1/2) sqrt(12) lies in [-sqrt(3), sqrt(3)].
 _Z_RANGE = math.sqrt(3.0)
@@ -110,6 +119,9 @@ class Reweight(SeededStage):
         sketch_size: reservoir of the rank estimate, with ``temperature``.
         warmup: samples held to seed the rank estimate before any is weighed (``<= sketch_size``).
         max_repeats: most copies of one sample.
+        online: with ``temperature``, a :class:`~qualoader.webdataset.StreamLosses` the training loop
+            feeds per-sample losses back to: each pass ranks samples by their easiness blended with
+            their observed loss, as :func:`~qualoader.webdataset.curriculum` does (default ``None``).
         seed: base seed; draws depend on ``(seed, epoch, rank, worker)`` only.
         handler: ``"raise"``, ``"skip"`` or a handler for untagged samples or bad weights.
 
@@ -130,6 +142,7 @@ class Reweight(SeededStage):
     sketch_size: int = 2048
     warmup: int = 256
     max_repeats: int = 16
+    online: StreamLosses | None = None
     seed: int = 0
     handler: str | Handler = "raise"
     epoch: int = dataclasses.field(default=0, init=False)
@@ -144,6 +157,11 @@ class Reweight(SeededStage):
                 f"weight should be a metric name or a callable sample -> float, but got weight of type {type(self.weight).__name__}"
             )
         check_positive_int(self.max_repeats, "max_repeats")
+        if self.online is not None:
+            check_type(self.online, "online", StreamLosses, "a StreamLosses or None")
+            if self.temperature is None:
+                # Losses blend with a rank; weights from tag powers have none to blend with.
+                raise ValueError("online should be None without temperature (losses blend with rank weights), but got a StreamLosses")
         check_positive_int(self.seed, "seed", allow_zero=True)
         self.handler = resolve_handler(self.handler)
 
@@ -178,21 +196,12 @@ class Reweight(SeededStage):
 
     def _rank_weights(self, source: Iterable[dict[str, Any]], rng: Any) -> Iterator[tuple[dict[str, Any], float]]:
         """``(sample, weight)`` from the softmax of the easiness rank (the first ``warmup`` samples wait for the sketch)."""
-        sketch = QuantileSketch(self.sketch_size, rng)
         # Ranked by easiness (larger = easier) whatever the tag's direction, so favour means the same for both.
         sign = 1.0 if self.higher_is_better else -1.0
-        pending: list[tuple[dict[str, Any], float]] = []
         read = TagValue(self.field, self.weight, finite=True)  # type: ignore[arg-type]
-        for sample, value in read_values(source, read, self.handler):  # type: ignore[arg-type]
-            pending.append((sample, sign * value))
-            sketch.update(sign * value)
-            if sketch.count < self.warmup:
-                continue
-            for held, easiness in pending:
-                yield held, self.scale * rank_softmax_weight(sketch.cdf(easiness), self.temperature, self.favour)  # type: ignore[arg-type]
-            pending = []
-        for held, easiness in pending:  # a stream shorter than the warm-up
-            yield held, self.scale * rank_softmax_weight(sketch.cdf(easiness), self.temperature, self.favour)  # type: ignore[arg-type]
+        easiness = ((sample, sign * value) for sample, value in read_values(source, read, self.handler))  # type: ignore[arg-type]
+        for sample, _, rank in stream_ranks(easiness, rng, self.sketch_size, self.warmup, self.online, higher_is_harder=False):
+            yield sample, self.scale * rank_softmax_weight(rank, self.temperature, self.favour)  # type: ignore[arg-type]
 
     def _read_weight(self, sample: dict[str, Any]) -> float:
         weight = float(self.weight(sample))  # type: ignore[operator]

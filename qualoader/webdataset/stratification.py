@@ -11,10 +11,9 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from qualoader._validation import check_positive_int, check_type
-from qualoader.policies import check_proportions, resolve_num_strata
+from qualoader.policies import check_proportions, resolve_direction, resolve_num_strata
 from qualoader.webdataset._common import Handler, UniformStream, resolve_handler
-from qualoader.webdataset._stage import SeededStage, TagValue, check_field, check_metric, read_values
-from qualoader.webdataset.quantile_sketch import QuantileSketch
+from qualoader.webdataset._stage import SeededStage, StreamLosses, TagValue, check_field, check_metric, read_values, stream_ranks
 
 __all__ = ["Stratify", "stratify"]
 
@@ -51,6 +50,11 @@ class Stratify(SeededStage):
         warmup: samples held to seed the sketch before any is assigned (``<= sketch_size``).
         drain: at the end of the stream, also emit what is left in the buffers (out of
             proportion); by default, leftovers that would break the proportions are dropped.
+        higher_is_better: direction of ``field="quality"`` tags, needed only with ``online`` (to map
+            losses onto the tags' hard end); a ``"difficulty"`` is always lower-is-better.
+        online: a :class:`~qualoader.webdataset.StreamLosses` the training loop feeds per-sample
+            losses back to: each pass assigns strata by the tag blended with the observed loss, as
+            :func:`~qualoader.webdataset.curriculum` ranks (default ``None``).
         seed: base seed; draws depend on ``(seed, epoch, rank, worker)`` only.
         handler: ``"raise"``, ``"skip"`` or a handler for untagged or non-finite samples.
 
@@ -72,6 +76,8 @@ class Stratify(SeededStage):
     sketch_size: int = 2048
     warmup: int = 256
     drain: bool = False
+    higher_is_better: bool | None = None
+    online: StreamLosses | None = None
     seed: int = 0
     handler: str | Handler = "raise"
     epoch: int = dataclasses.field(default=0, init=False)
@@ -89,6 +95,15 @@ class Stratify(SeededStage):
         if self.warmup > self.sketch_size:
             raise ValueError(f"warmup should be <= sketch_size ({self.sketch_size}), but got warmup={self.warmup}")
         check_type(self.drain, "drain", bool, "a bool")
+        self._higher_is_harder = True
+        if self.online is not None:
+            check_type(self.online, "online", StreamLosses, "a StreamLosses or None")
+            # Mapping losses onto the tag needs its hard end; a difficulty is always lower-is-better.
+            carried = False if self.field == "difficulty" else None
+            self.higher_is_better = resolve_direction(
+                self.higher_is_better, carried, name="field='quality'", carrier="a difficulty", plain="a raw metric score"
+            )
+            self._higher_is_harder = not self.higher_is_better
         check_positive_int(self.seed, "seed", allow_zero=True)
         self.handler = resolve_handler(self.handler)
         self._reset_stats()
@@ -102,19 +117,17 @@ class Stratify(SeededStage):
     def __call__(self, source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = self._next_rng()
         uniform = UniformStream(rng)
-        sketch = None if self.edges is not None else QuantileSketch(self.sketch_size, rng)
         strata: int = self.num_strata  # type: ignore[assignment]
         buffers: list[deque[dict[str, Any]]] = [deque() for _ in range(strata)]
-        pending: list[tuple[dict[str, Any], float]] = []
         self._reset_stats()
         total = 0
 
-        def admit(sample: dict[str, Any], value: float) -> None:
-            if sketch is None:
-                stratum = bisect_right(self.edges or (), value)
+        def admit(sample: dict[str, Any], value: float, rank: float) -> None:
+            if self.edges is not None:
+                stratum = bisect_right(self.edges, value)
             else:
                 # cdf is exactly 1 for a value above all the sketch holds, which would index one past the last stratum.
-                stratum = min(strata - 1, int(sketch.cdf(value) * strata))
+                stratum = min(strata - 1, int(rank * strata))
             self.received[stratum] += 1
             buffer = buffers[stratum]
             if len(buffer) >= self.buffer_size:  # full: a random element makes room
@@ -153,18 +166,12 @@ class Stratify(SeededStage):
                 total += 1
                 yield buffers[k].popleft()
 
-        for sample, value in read_values(source, TagValue(self.field, self.metric, finite=True), self.handler):  # type: ignore[arg-type]
-            # Held, not assigned, until the sketch has seen `warmup` values: early quantile edges would be noise.
-            pending.append((sample, value))
-            if sketch is not None:
-                sketch.update(value)
-                if sketch.count < self.warmup:
-                    continue
-            for item in pending:
-                admit(*item)
-                yield from emit(False)
-            pending = []
-        for item in pending:  # a stream shorter than the warm-up
+        samples = read_values(source, TagValue(self.field, self.metric, finite=True), self.handler)  # type: ignore[arg-type]
+        # Quantile strata are held, not assigned, until the sketch has seen `warmup` values: early edges would be noise.
+        ranked = stream_ranks(
+            samples, rng, self.sketch_size, self.warmup, self.online, higher_is_harder=self._higher_is_harder, ranked=self.edges is None
+        )
+        for item in ranked:
             admit(*item)
             yield from emit(False)
         if self.drain:

@@ -9,25 +9,56 @@ from torch.utils.data import DistributedSampler
 
 from qualoader.samplers import QualitySampler
 
+#: Feeds one drawn item back to a sampler (e.g. ``sampler.update([item], [loss_of(item)])``).
+Feed = Callable[[QualitySampler[Any], Any], None]
 
-def assert_resumes(make: Callable[[], QualitySampler[Any]], epoch: int, stop_after: int) -> None:
-    """Stopping after ``stop_after`` items, saving and restoring into a new sampler yields the rest."""
+
+def _take(sampler: QualitySampler[Any], count: int | None, feed: Feed | None) -> list[Any]:
+    """The next ``count`` items (all with ``None``) of a new iteration, each fed back as soon as it is drawn."""
+    items = []
+    for item in sampler:
+        items.append(item)
+        if feed is not None:
+            feed(sampler, item)
+        if count is not None and len(items) == count:
+            break
+    return items
+
+
+def assert_resumes(make: Callable[[], QualitySampler[Any]], epoch: int, stop_after: int, feed: Feed | None = None) -> None:
+    """Stopping after ``stop_after`` items, saving and restoring into a new sampler yields the rest.
+
+    With ``feed(sampler, item)``, every item is fed back to the sampler as it is drawn (an online
+    sampler's ``update``), and the restored sampler must also go on like the original: its next
+    epoch draws what the original's does.
+    """
     full = make()
     full.set_epoch(epoch)
-    expected = list(full)
+    expected = _take(full, None, feed)
 
     first = make()
     first.set_epoch(epoch)
     iterator = iter(first)
-    head = [next(iterator) for _ in range(stop_after)]
+    head = []
+    for _ in range(stop_after):
+        head.append(next(iterator))
+        if feed is not None:
+            feed(first, head[-1])
     state = first.state_dict()
-    assert state == {"epoch": epoch, "position": stop_after, "seed": first.seed}
+    assert {key: state[key] for key in ("epoch", "position", "seed")} == {"epoch": epoch, "position": stop_after, "seed": first.seed}
+    online_keys = set() if first.feedback is None else {"online", "epoch_scores"}
+    assert set(state) == {"epoch", "position", "seed"} | online_keys
 
     second = make()
     second.load_state_dict(state)
     assert second.epoch == epoch
-    assert head + list(second) == expected
-    assert list(second) == expected, "after the resumed epoch, a new iteration restarts the epoch from 0"
+    assert head + _take(second, None, feed) == expected
+    if feed is None:
+        assert list(second) == expected, "after the resumed epoch, a new iteration restarts the epoch from 0"
+    else:
+        for sampler in (full, second):
+            sampler.set_epoch(epoch + 1)
+        assert _take(second, None, feed) == _take(full, None, feed), "the restored sampler keeps the original's loss record"
 
 
 def assert_distributed_contract(make: Callable[..., QualitySampler[Any]], num_replicas: int, drop_last: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 import pytest
 import torch
@@ -10,10 +11,12 @@ from sampler_contract import (
     assert_deterministic,
     assert_distributed_contract,
     assert_resumes,
+    draws,
 )
 from scipy import stats
 
-from qualoader.samplers import QualityWeightedSampler, draw_weighted, softmax_weights
+from qualoader.samplers import OnlineDifficulty, QualityWeightedSampler, draw_weighted, softmax_weights
+from qualoader.samplers import weighted as weighted_module
 
 
 def test_draws_with_replacement_follow_the_weights():
@@ -182,3 +185,49 @@ def test_plain_scores_need_a_direction_for_temperature_weights_only(scores):
 def test_zero_temperature_draws_only_the_extreme_score(favour, higher_is_better, expected):
     sampler = QualityWeightedSampler(torch.arange(10.0), temperature=0, favour=favour, higher_is_better=higher_is_better, seed=0)
     assert set(sampler) == {expected}
+
+
+def test_a_trillion_draws_per_epoch_cost_no_more_memory_than_a_million():
+    # Drawn at once, 10**12 draws would need 16 TB (variates plus indices); lazily, one chunk at a time.
+    scores = torch.linspace(0, 1, 1000, dtype=torch.float64)
+    sampler = QualityWeightedSampler(scores, higher_is_better=True, num_samples=10**12, temperature=0.5, seed=0, num_replicas=3, rank=1)
+    assert sampler.lazy and len(sampler) == -(-(10**12) // 3)
+    head = list(itertools.islice(sampler, 30_000))
+    counts = torch.bincount(torch.tensor(head), minlength=1000).double()
+    expected = sampler.weights * 30_000
+    assert stats.chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
+    with pytest.raises(ValueError, match=r"num_samples should be at most 16777216 to build an epoch's draw at once"):
+        sampler.rank_indices()
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Lazy drawing from 1,000 draws on, in chunks of 128: the chunk logic at a size the contract checks can list."""
+    monkeypatch.setattr(weighted_module, "_EAGER_DRAWS", 1000)
+    monkeypatch.setattr(weighted_module, "_LAZY_CHUNK", 128)
+
+
+@pytest.mark.parametrize(("num_replicas", "drop_last"), [(1, False), (3, False), (3, True), (7, False)])
+def test_lazy_draws_shard_and_resume_like_eager_ones(small_chunks, num_replicas, drop_last):
+    scores = torch.rand(50, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def make(**kw):
+        return QualityWeightedSampler(scores, higher_is_better=True, num_samples=1001, seed=4, **kw)
+
+    assert make().lazy
+    assert_distributed_contract(make, num_replicas=num_replicas, drop_last=drop_last)
+    assert_resumes(functools.partial(make, num_replicas=num_replicas, rank=num_replicas - 1, drop_last=drop_last), epoch=2, stop_after=130)
+    assert draws(make, 3) == draws(make, 3) and draws(make, 3) != draws(make, 4)
+    single = draws(make, 0)
+    assert len(single) == 1001 and len(set(single)) == 50
+
+
+def test_lazy_online_sampler_accepts_every_index_of_positive_weight(small_chunks):
+    weights = torch.ones(50, dtype=torch.float64)
+    weights[7] = 0
+    sampler = QualityWeightedSampler(torch.arange(50.0), weight_fn=lambda s: weights, higher_is_better=True, num_samples=2000,
+                                     online=OnlineDifficulty())
+    next(iter(sampler))
+    sampler.update([3, 49], [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"indices should be drawn by this rank"):
+        sampler.update([7], [1.0])

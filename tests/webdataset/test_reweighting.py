@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ import torch
 import webdataset as wds
 from tag_streams import _keys, _Samples, _stream
 
+from qualoader.policies import OnlineDifficulty
 from qualoader.samplers import QualityWeightedSampler
-from qualoader.webdataset import SkipAndCount, reweight
+from qualoader.webdataset import Reweight, SkipAndCount, StreamLosses, reweight
 
 
 def test_reweight_integer_weights_are_exact() -> None:
@@ -108,3 +110,27 @@ def test_temperature_weights_bad_arguments(kwargs: dict, error: type[Exception],
         reweight("m", **{"temperature": 0.5, **kwargs})
     with pytest.raises(TypeError, match="weight should be a metric name with temperature=0.5"):
         reweight(_nan_weight, temperature=0.5)
+
+
+def test_rank_weights_blend_observed_losses_through_stream_losses() -> None:
+    n = 2000
+    difficulty = np.random.default_rng(6).random(n)
+    samples = _stream(np.zeros(n), difficulty=difficulty)
+    losses = StreamLosses(1 << 16, policy=OnlineDifficulty(prior_strength=0.1))  # one observation weighs 10/11
+
+    def copies(stage: Reweight) -> Counter:
+        return Counter(s["__key__"] for s in stage(samples))
+
+    plain = copies(reweight("m", temperature=0.5, favour="hard", seed=3))
+    assert copies(reweight("m", temperature=0.5, favour="hard", seed=3, online=losses)) == plain, "no observations: no change"
+    easiest = [f"{i:06d}" for i in np.argsort(difficulty)[: n // 10]]
+    losses.update([f"{i:06d}" for i in range(n)], [9.0 if f"{i:06d}" in set(easiest) else float(difficulty[i]) for i in range(n)])
+    after = copies(reweight("m", temperature=0.5, favour="hard", seed=3, online=losses))
+    before_easy, after_easy = sum(plain[k] for k in easiest), sum(after[k] for k in easiest)
+    # Hard by loss now: among the hardest fifth, ~2-3.6 copies each at T = 0.5, instead of ~0.1 each.
+    assert before_easy < 0.2 * len(easiest) and after_easy > 1.5 * len(easiest)
+    assert abs(sum(after.values()) - sum(plain.values())) < 0.1 * n, "the stream's mean rate stays about 1"
+    with pytest.raises(ValueError, match="online should be None without temperature"):
+        reweight("m", online=losses)
+    with pytest.raises(TypeError, match="online should be a StreamLosses or None"):
+        reweight("m", temperature=1.0, online=OnlineDifficulty())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pickle
 
 import pytest
+import torch
 
-from qualoader.webdataset import MissingTagError, SkipAndCount
+from qualoader.policies import OnlineDifficulty
+from qualoader.webdataset import MissingTagError, SkipAndCount, StreamLosses, curriculum
 from qualoader.webdataset._stage import DIFFICULTY_KEY, QUALITY_KEY, TagValue, lookup_tag, read_values
 from qualoader.webdataset.tag_format import encode_tag
 
@@ -50,3 +52,36 @@ def test_read_values_follows_the_handler_protocol() -> None:
 
 def _reraise(exn: Exception) -> bool:
     raise exn
+
+
+@pytest.mark.parametrize(
+    ("keys", "values", "error", "match"),
+    [
+        (["a", 3], [1.0, 1.0], TypeError, "keys should be a sequence of str"),
+        ("ab", [1.0, 1.0], TypeError, "keys should be a sequence of str"),
+        (["a", "b"], [1.0], ValueError, r"losses should have one entry per index \(2\)"),
+        (["a", "b"], [1.0, float("nan")], ValueError, r"losses should be finite, but got losses\[1\]=nan"),
+        (["a"], [[1.0]], ValueError, r"losses should be 1-D"),
+        (["a"], ["x"], TypeError, "losses should hold real numbers"),
+    ],
+)
+def test_stream_losses_refuse_bad_updates_and_change_nothing(keys, values, error, match) -> None:
+    losses = StreamLosses(64)
+    losses.update(["a", "b"], [1.0, 2.0])
+    before = [losses.observations(key) for key in ("a", "b")]
+    with pytest.raises(error, match=match):
+        losses.update(keys, values)
+    assert [losses.observations(key) for key in ("a", "b")] == before
+    with pytest.raises(TypeError, match="online should be a StreamLosses or None"):
+        curriculum("m", online=OnlineDifficulty())
+    with pytest.raises(ValueError, match="size should be a positive int"):
+        StreamLosses(0)
+
+
+def test_stream_losses_record_like_the_samplers() -> None:
+    losses = StreamLosses(1 << 10, policy=OnlineDifficulty(momentum=0.5))
+    losses.update(["a", "a", "b"], [1.0, 3.0, 4.0])
+    losses.update(["b"], torch.tensor([0.0]))
+    assert losses.observations("a") == (2, 2.0) and losses.observations("b") == (2, 2.0) and losses.observations("c") == (0, 0.0)
+    copy = pickle.loads(pickle.dumps(losses))
+    assert copy.observations("a") == (2, 2.0) and copy.slot("b") == losses.slot("b")

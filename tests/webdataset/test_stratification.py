@@ -9,8 +9,9 @@ import pytest
 import torch
 from tag_streams import _keys, _stream
 
+from qualoader.policies import OnlineDifficulty
 from qualoader.samplers import QualityStratifiedSampler
-from qualoader.webdataset import stratify
+from qualoader.webdataset import Stratify, StreamLosses, stratify
 
 
 def test_stratify_reaches_targets_with_bounded_buffers() -> None:
@@ -99,3 +100,37 @@ def test_stage_and_sampler_agree_on_strata_and_shares() -> None:
     stream_shares = np.bincount(np.searchsorted(edges, [s["__quality__"]["m"] for s in out], side="right"), minlength=3) / len(out)
     np.testing.assert_allclose(sampler_shares, proportions, atol=1e-3)
     np.testing.assert_allclose(stream_shares, proportions, atol=5e-3)
+
+
+@pytest.mark.parametrize("edges", [None, [0.25, 0.5, 0.75]])
+def test_strata_follow_observed_losses_through_stream_losses(edges) -> None:
+    n = 4000
+    quality = np.random.default_rng(7).random(n)  # higher is better: low quality is hard
+    samples = _stream(quality)
+    losses = StreamLosses(1 << 16, policy=OnlineDifficulty(prior_strength=0.1))
+
+    def stage() -> Stratify:
+        strata = {"edges": edges} if edges else {"num_strata": 4}
+        return stratify("m", **strata, proportions=[0.7, 0.1, 0.1, 0.1], higher_is_better=True, online=losses, seed=1)
+
+    def keys() -> list[str]:
+        return [s["__key__"] for s in stage()(samples)]
+
+    plain = stratify("m", **({"edges": edges} if edges else {"num_strata": 4}), proportions=[0.7, 0.1, 0.1, 0.1], seed=1)
+    before = keys()
+    assert before == [s["__key__"] for s in plain(samples)], "no observations: no change"
+    best = {f"{i:06d}" for i in np.argsort(quality)[-n // 10 :]}  # the best quality tenth: easy by the tag
+    losses.update([f"{i:06d}" for i in range(n)], [9.0 if f"{i:06d}" in best else 1.0 - float(quality[i]) for i in range(n)])
+    after = keys()
+    share_before = sum(key in best for key in before) / len(before)
+    share_after = sum(key in best for key in after) / len(after)
+    # Hard by loss: they move into the lowest stratum, which gets 70% of the output.
+    assert share_before < 0.05 and share_after > 0.15
+
+
+def test_online_stratify_needs_a_direction_for_quality_tags() -> None:
+    with pytest.raises(TypeError, match="higher_is_better should be given"):
+        stratify("m", 4, online=StreamLosses(64))
+    assert stratify("m", 4, field="difficulty", online=StreamLosses(64)).higher_is_better is False
+    with pytest.raises(TypeError, match="online should be a StreamLosses or None"):
+        stratify("m", 4, higher_is_better=True, online=OnlineDifficulty())

@@ -94,7 +94,8 @@ def _domain_figures(table: ScoreTable, metrics: dict[str, QualityMetric]) -> dic
             continue
         if domain not in by_domain:
             by_domain[domain] = out_of_domain_fraction((sample.decode() for sample in table.samples), domain)
-        figures[name] = {**by_domain[domain], "reference_domain": domain.describe()}
+        # with the user's own profile in use the note must not tell them to build one (the domain guard's rule)
+        figures[name] = {**by_domain[domain], "reference_domain": domain.describe(), "own_profile": domain.profile is not None}
     return figures
 
 

@@ -52,10 +52,12 @@ def _domain_note(name: str, domain: dict[str, Any]) -> str:
         f"(channels {domain['channels']:.1%}, size {domain['size']:.1%}; atypical intensity {domain['intensity']:.1%})."
     )
     if share > 0:
-        text += (
-            f" Scores and difficulties of {name} are only meaningful inside that domain: build a quality profile for your network "
-            "and data with 'qualoader calibrate' and report with --profile."
+        advice = (
+            "score images like the ones its profile was calibrated on, or rebuild the profile on data like these ('qualoader calibrate')"
+            if domain.get("own_profile")
+            else "build a quality profile for your network and data with 'qualoader calibrate' and report with --profile"
         )
+        text += f" Scores and difficulties of {name} are only meaningful inside that domain: {advice}."
         return f'<p class="warning">{escape(text)}</p>'
     return f'<p class="note">{escape(text)}</p>'
 

@@ -260,3 +260,18 @@ def test_a_weak_profile_is_noted_beside_its_metric(tmp_path: Path, image_folder:
     assert page.count("is weak (") == 1
     build_report(image_folder / "fashion", [create_metric("bn-shift", profile=copied_default)], tmp_path / "strong", examples=1)
     assert "is weak (" not in (tmp_path / "strong" / "index.html").read_text()
+
+
+def test_out_of_domain_note_suggests_a_profile_only_when_none_is_in_use(
+    tmp_path: Path, photos_224: torch.Tensor, copied_default: Path
+) -> None:
+    from qualoader.profiles import DomainWarning
+
+    folder = _photo_folder(tmp_path / "photos", photos_224)
+    with pytest.warns(DomainWarning):
+        build_report(folder, ["bn-shift"], tmp_path / "default", examples=1)
+    with pytest.warns(DomainWarning):
+        build_report(folder, [create_metric("bn-shift", profile=copied_default)], tmp_path / "own", examples=1)
+    default_page, own_page = ((tmp_path / name / "index.html").read_text() for name in ("default", "own"))
+    assert "build a quality profile for your network" in default_page and "rebuild the profile" not in default_page
+    assert "rebuild the profile on data like these" in own_page and "build a quality profile for your network" not in own_page

@@ -39,6 +39,7 @@ __all__ = [
     "STALE_AFTER_S",
     "atomic_writer",
     "current_umask",
+    "fsync_folder",
     "new_file_mode",
     "staging_folder",
     "write_bytes_atomic",
@@ -54,6 +55,17 @@ _STAGING_SUFFIX = ".partial"  # a staging folder, locked from its first moment u
 _BIRTH_SUFFIX = ".birth"  # a staging folder between mkdtemp and its lock (an instant, unless its writer was killed there)
 _RANDOM_CHARS = 8  # tempfile.mkstemp's random part, drawn from:
 _RANDOM_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def fsync_folder(folder: str | os.PathLike[str]) -> None:
+    """Make the renames in ``folder`` durable: a crash right after ``os.replace`` must not undo them."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    except OSError:  # some file systems refuse fsync on a folder; the renames still happened
+        pass
+    finally:
+        os.close(handle)
 
 
 def current_umask() -> int:

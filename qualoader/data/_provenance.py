@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qualoader._atomic import fsync_folder
 from qualoader.data._lock import store_lock
-from qualoader.data._storefiles import REBUILD, StoreError, allocate, as_indices, disk_error, fsync_dir, write_filled_npy
+from qualoader.data._storefiles import REBUILD, StoreError, allocate, as_indices, disk_error, write_filled_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from qualoader.data.table import ScoreTable
@@ -104,7 +105,7 @@ class Provenance:
                 records.flush()
                 del records
             os.replace(temp, path)
-            fsync_dir(path.parent)
+            fsync_folder(path.parent)
         except OSError as error:
             raise disk_error(error, str(path)) from error
         finally:

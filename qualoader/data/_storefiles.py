@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from qualoader._atomic import write_bytes_atomic
+from qualoader._atomic import fsync_folder, write_bytes_atomic
 from qualoader._json import read_json
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "allocate",
     "as_indices",
     "disk_error",
-    "fsync_dir",
     "read_json_object",
     "read_store_meta",
     "table_dirname",
@@ -57,17 +56,6 @@ class StoreError(ValueError):
     """A score store or table is corrupt, or does not match the dataset or metric it is used with."""
 
 
-def fsync_dir(folder: Path) -> None:
-    """Persist a rename in ``folder`` (a crash right after ``os.replace`` must not undo it)."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
-        pass
-    finally:
-        os.close(handle)
-
-
 def disk_error(error: OSError, what: str) -> OSError:
     """A one-line ``OSError`` saying what could not be written and why (full disk, file size limit, ...)."""
     reason = os.strerror(error.errno) if error.errno else str(error)
@@ -80,7 +68,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n"
     try:
         write_bytes_atomic(path, text.encode())
-        fsync_dir(path.parent)
+        fsync_folder(path.parent)
     except OSError as error:
         raise disk_error(error, str(path)) from error
 

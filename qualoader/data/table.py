@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from qualoader._atomic import fsync_folder
 from qualoader.data._lock import store_lock
 from qualoader.data._storefiles import (
     HEADER_KEYS,
@@ -29,7 +30,6 @@ from qualoader.data._storefiles import (
     allocate,
     as_indices,
     disk_error,
-    fsync_dir,
     read_json_object,
     read_store_meta,
     write_filled_npy,
@@ -335,7 +335,7 @@ class ScoreTable:
             write_filled_npy(temp / "scored.npy", np.dtype(np.uint8), length, UNSCORED)
             write_json_atomic(temp / "header.json", header)
             os.rename(temp, path)
-            fsync_dir(path.parent)
+            fsync_folder(path.parent)
         except OSError as error:
             raise disk_error(error, f"the score table {str(path)!r}") from error
         finally:

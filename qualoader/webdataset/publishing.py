@@ -31,13 +31,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from qualoader._atomic import fsync_folder
 from qualoader.webdataset.tag_format import SIDECAR_SUFFIX
 
 __all__ = [
     "PAUSE_VARIABLE",
     "STAGING_PREFIX",
     "check_inputs_outside",
-    "fsync_folder",
     "interrupts_deferred",
     "lock_folder",
     "publish_folder",
@@ -191,16 +191,6 @@ def _exchange(first: Path, second: Path) -> None:
     if libc.renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), str(first), None, str(second))
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make the renames in ``folder`` durable (a crash after return keeps them)."""
-    with contextlib.suppress(OSError):  # some file systems cannot fsync a folder; the renames still happened
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
 
 
 def publish_folder(out: Path, staging: Path, beside: bool, names: Sequence[str]) -> None:

@@ -14,7 +14,26 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["ListDataset", "add_noise", "precompute_argv", "save_photo_crops"]
+from qualoader.metrics import QualityMetric
+
+__all__ = ["CountingMetric", "ListDataset", "add_noise", "precompute_argv", "save_photo_crops"]
+
+
+class CountingMetric(QualityMetric):
+    """Wraps a metric and counts the images it scored in ``scored`` (same name and config: the same store table)."""
+
+    def __init__(self, inner: QualityMetric) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = inner.name
+        self.scored = 0
+
+    def get_config(self) -> dict[str, Any]:
+        return self.inner.get_config()
+
+    def score(self, images: Tensor, reference: Tensor | None = None) -> Tensor:
+        self.scored += images.shape[0]
+        return self.inner.score(images)
 
 
 class ListDataset(Dataset[Any]):

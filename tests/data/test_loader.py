@@ -11,24 +11,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset, TensorDataset
 
 from qualoader.data import QualityDataset, QualityLoader, ScoreStore
 from qualoader.metrics import QualityMetric, create_metric
-from tests.helpers import ListDataset
-
-
-class Counting(QualityMetric):
-    """Wraps a metric and counts how many images it scored (same fingerprint as the wrapped metric)."""
-
-    def __init__(self, inner: QualityMetric) -> None:
-        super().__init__()
-        self.inner = inner
-        self.name = inner.name
-        self.scored = 0
-
-    def get_config(self) -> dict[str, Any]:
-        return self.inner.get_config()
-
-    def score(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        self.scored += images.shape[0]
-        return self.inner.score(images)
+from tests.helpers import CountingMetric, ListDataset
 
 
 def _collect(loader: QualityLoader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +24,7 @@ def _collect(loader: QualityLoader) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_scores_equal_direct_and_epoch_two_reads(tmp_path: Path, fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:
-    metric = Counting(sharpness)
+    metric = CountingMetric(sharpness)
     store = ScoreStore(tmp_path / "s", len(fmnist_small))
     loader = QualityLoader(DataLoader(QualityDataset(fmnist_small), batch_size=32), metric, "cpu", store=store)
     direct = sharpness(fmnist_small.tensors[0]).double()
@@ -59,7 +42,7 @@ def test_only_missing_indices_are_scored(tmp_path: Path, fmnist_small: TensorDat
     store = ScoreStore(tmp_path / "s", len(fmnist_small))
     table = store.table(sharpness, create=True)
     table.write(torch.arange(0, 96, 2), sharpness(fmnist_small.tensors[0][::2]))
-    metric = Counting(sharpness)
+    metric = CountingMetric(sharpness)
     loader = QualityLoader(DataLoader(QualityDataset(fmnist_small, return_index=True), batch_size=20), metric, store=store)
     index, quality = _collect(loader)
     assert metric.scored == 48
@@ -77,7 +60,7 @@ def test_multi_worker_every_index_once(tmp_path: Path, fmnist_small: TensorDatas
         persistent_workers=True,
         pin_memory=torch.cuda.is_available(),
     )
-    metric = Counting(sharpness)
+    metric = CountingMetric(sharpness)
     loader = QualityLoader(data, metric, store=store)
     direct = sharpness(fmnist_small.tensors[0]).double()
     for _ in range(2):
@@ -88,7 +71,7 @@ def test_multi_worker_every_index_once(tmp_path: Path, fmnist_small: TensorDatas
 
 
 def test_no_store_scores_every_epoch(fmnist_small: TensorDataset, sharpness: QualityMetric) -> None:
-    metric = Counting(sharpness)
+    metric = CountingMetric(sharpness)
     loader = QualityLoader(DataLoader(QualityDataset(fmnist_small), batch_size=48), metric)
     assert len(loader) == 2 and loader.batch_size == 48
     for _ in range(2):
@@ -141,7 +124,7 @@ def test_variable_size_images_with_list_collate(photos: torch.Tensor, sharpness:
     def keep_list(items: list[Any]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         return [s[0] for s in items], torch.tensor([s[1] for s in items]), torch.tensor([s[2] for s in items])
 
-    metric = Counting(sharpness)
+    metric = CountingMetric(sharpness)
     loader = QualityLoader(DataLoader(QualityDataset(ListDataset(samples)), batch_size=5, collate_fn=keep_list), metric)
     qualities = torch.cat([batch[2] for batch in loader])  # (images, ids, quality, difficulty)
     expected = torch.cat([sharpness(image[None]) for image, _ in samples]).double()

@@ -17,24 +17,8 @@ from torchvision.datasets import ImageFolder
 from qualoader.data import ScoreStore, precompute
 from qualoader.data._provenance import FileDigest, file_digest
 from qualoader.data._samples import image_to_tensor
-from qualoader.metrics import QualityMetric, create_metric
-
-
-class Counting(QualityMetric):
-    """``sharpness`` (same name and config, so the same table) that counts the images it scores."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = create_metric("sharpness")
-        self.name = self.inner.name
-        self.images = 0
-
-    def get_config(self) -> dict[str, Any]:
-        return self.inner.get_config()
-
-    def score(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        self.images += images.shape[0]
-        return self.inner.score(images)
+from qualoader.metrics import create_metric
+from tests.helpers import CountingMetric
 
 
 def _bmp_folder(root: Path, photos: torch.Tensor, count: int = 8) -> list[Path]:
@@ -84,9 +68,9 @@ def test_edit_keeping_size_and_mtime_is_rescored(tmp_path: Path, bmp_folder: lis
     _rewrite_keeping_stat(bmp_folder[3], bmp_folder[0].read_bytes())
     kept = precompute(ImageFolder(str(tmp_path / "images")), create_metric("sharpness"), tmp_path / "s", progress=False, trust_mtime=True)
     assert kept.scores()[3] == before[3] != before[0]  # the opt-out trusts size and mtime: the old score stays
-    counting = Counting()
+    counting = CountingMetric(create_metric("sharpness"))
     table = precompute(ImageFolder(str(tmp_path / "images")), counting, tmp_path / "s", progress=False)
-    assert counting.images == 1  # exactly the edited file was rescored
+    assert counting.scored == 1  # exactly the edited file was rescored
     # float32 scores of a batch of one differ from a batch of eight in the last bits
     assert np.allclose(table.scores(), _fresh(bmp_folder), rtol=1e-5, atol=0) and np.isclose(table.scores()[3], before[0], rtol=1e-5)
 
@@ -96,9 +80,9 @@ def test_same_size_swap_is_rescored(tmp_path: Path, bmp_folder: list[Path]) -> N
     one, two = bmp_folder[1].read_bytes(), bmp_folder[6].read_bytes()
     _rewrite_keeping_stat(bmp_folder[1], two)
     _rewrite_keeping_stat(bmp_folder[6], one)
-    counting = Counting()
+    counting = CountingMetric(create_metric("sharpness"))
     table = precompute(ImageFolder(str(tmp_path / "images")), counting, tmp_path / "s", progress=False)
-    assert counting.images == 2
+    assert counting.scored == 2
     assert np.allclose(table.scores(), _fresh(bmp_folder), rtol=1e-5, atol=0)
 
 
@@ -109,14 +93,14 @@ def test_copied_folder_is_not_rescored(tmp_path: Path, bmp_folder: list[Path]) -
     shutil.copytree(tmp_path / "images", copy, copy_function=shutil.copyfile)  # new mtimes, same bytes
     assert all((copy / f.relative_to(tmp_path / "images")).stat().st_mtime_ns != f.stat().st_mtime_ns for f in bmp_folder)
     store = ScoreStore(tmp_path / "s")
-    counting = Counting()
+    counting = CountingMetric(create_metric("sharpness"))
     table = precompute(ImageFolder(str(copy)), counting, store, progress=False)
-    assert counting.images == 0 and np.array_equal(table.scores(), scores)
+    assert counting.scored == 0 and np.array_equal(table.scores(), scores)
     # and a copied folder with one file changed rescores that file only
     (copy / bmp_folder[6].relative_to(tmp_path / "images")).write_bytes(bmp_folder[2].read_bytes())
-    counting = Counting()
+    counting = CountingMetric(create_metric("sharpness"))
     table = precompute(ImageFolder(str(copy)), counting, ScoreStore(tmp_path / "s"), progress=False, trust_mtime=True)
-    assert counting.images == 1 and np.isclose(table.scores()[6], scores[2], rtol=1e-5)
+    assert counting.scored == 1 and np.isclose(table.scores()[6], scores[2], rtol=1e-5)
 
 
 def test_write_of_another_version_is_refused(tmp_path: Path, bmp_folder: list[Path]) -> None:
@@ -158,11 +142,11 @@ def test_cli_trust_mtime_option(tmp_path: Path, bmp_folder: list[Path]) -> None:
     assert np.isclose(ScoreStore(tmp_path / "s").table(create_metric("sharpness")).scores()[2], before[7], rtol=1e-5)
 
 
-class Interleaving(Counting):
+class Interleaving(CountingMetric):
     """``sharpness`` whose first batch runs ``hook`` between reading its images and storing their scores."""
 
     def __init__(self, hook: Any) -> None:
-        super().__init__()
+        super().__init__(create_metric("sharpness"))
         self.hook = hook
 
     def score(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
@@ -187,13 +171,13 @@ def test_overlapping_run_cannot_store_the_version_it_read_before_a_change(tmp_pa
 
     run_a = Interleaving(change_then_run_b)
     table = precompute(dataset, run_a, tmp_path / "s", batch_size=8, progress=False)
-    assert run_a.images == 8 + 1  # its batch of 8 (file 2's score refused), then file 2 again in a further pass
+    assert run_a.scored == 8 + 1  # its batch of 8 (file 2's score refused), then file 2 again in a further pass
     fresh = _fresh(bmp_folder)
     assert table.complete and np.allclose(table.scores(), fresh, rtol=1e-5, atol=0)
     # nothing stale is left for a later run to trust: even one that trusts size and mtime finds every score fresh
-    again = Counting()
+    again = CountingMetric(create_metric("sharpness"))
     assert np.allclose(precompute(dataset, again, tmp_path / "s", progress=False, trust_mtime=True).scores(), fresh, rtol=1e-5, atol=0)
-    assert again.images == 0
+    assert again.scored == 0
 
 
 def test_a_vanished_file_is_skipped_by_name(tmp_path: Path, bmp_folder: list[Path]) -> None:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "loads_json", "read_json"]
+__all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "loads_json", "read_bounded", "read_json"]
 
 #: No qualoader JSON file nests deeper than about six levels; 64 leaves room and stays far from the
 #: interpreter's recursion limit, so the depth check itself cannot overflow.
@@ -62,6 +62,23 @@ def loads_json(text: str | bytes, *, what: str, max_depth: int = MAX_JSON_DEPTH)
     return value
 
 
+def read_bounded(path: str | os.PathLike[str], *, what: str, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of ``path``, refusing a file over ``max_bytes`` before reading it (and a longer special file after).
+
+    Raises:
+        ValueError: the file is larger than ``max_bytes``; the message names it by ``what``.
+        OSError: the file cannot be read.
+    """
+    with Path(path).open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > max_bytes:
+            raise ValueError(f"{what} should be at most {max_bytes} bytes, but it has {size}")
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:  # a special file whose size stat does not report
+        raise ValueError(f"{what} should be at most {max_bytes} bytes, but it is longer")
+    return data
+
+
 def read_json(path: str | os.PathLike[str], *, what: str | None = None, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Read and parse the JSON file ``path``, refusing files over ``max_bytes`` before reading them.
 
@@ -74,13 +91,5 @@ def read_json(path: str | os.PathLike[str], *, what: str | None = None, max_byte
         ValueError: too large, not JSON, or nested too deep (see :func:`loads_json`).
         OSError: the file cannot be read.
     """
-    path = Path(path)
-    what = what or f"JSON file '{path}'"
-    with path.open("rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        if size > max_bytes:
-            raise ValueError(f"{what} should be at most {max_bytes} bytes, but it has {size}")
-        data = file.read(max_bytes + 1)
-    if len(data) > max_bytes:  # a special file whose size stat does not report
-        raise ValueError(f"{what} should be at most {max_bytes} bytes, but it is longer")
-    return loads_json(data, what=what)
+    what = what or f"JSON file '{Path(path)}'"
+    return loads_json(read_bounded(path, what=what, max_bytes=max_bytes), what=what)

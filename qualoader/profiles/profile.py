@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from qualoader._atomic import write_json_atomic
-from qualoader._json import MAX_JSON_BYTES, loads_json
+from qualoader._json import loads_json, read_bounded
 from qualoader._validation import check_type
 from qualoader.calibration.strength import weak_fit_reason
 from qualoader.profiles._guard_messages import caller_stacklevel
@@ -76,14 +76,10 @@ def _read(path: Path) -> tuple[Any, str]:
     """The parsed JSON of ``path`` and the sha256 of its bytes (what the allow-list names)."""
     import hashlib
 
-    where = repr(str(path))
-    with path.open("rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        data = file.read(MAX_JSON_BYTES + 1)
-    if size > MAX_JSON_BYTES or len(data) > MAX_JSON_BYTES:
-        raise ProfileError(f"path should be a profile JSON file of at most {MAX_JSON_BYTES} bytes, but got path={where} of {size} bytes")
+    what = f"profile {str(path)!r}"
     try:
-        return loads_json(data, what=f"profile {where}"), hashlib.sha256(data).hexdigest()
+        data = read_bounded(path, what=what)
+        return loads_json(data, what=what), hashlib.sha256(data).hexdigest()
     except ValueError as error:
         raise ProfileError(str(error)) from error
 

@@ -236,3 +236,14 @@ def test_a_weak_profile_warns_whenever_it_is_loaded(copied_default: Path, tmp_pa
         assert main(argv) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "is weak" in line]
     assert len(err) == 1 and err[0].startswith("qualoader precompute: warning: profile ")
+
+
+def test_a_profile_over_the_json_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from qualoader._json import MAX_JSON_BYTES
+    from qualoader.profiles import ProfileError, load_profile
+
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as file:  # sparse: the size check must come before any read
+        file.truncate(MAX_JSON_BYTES + 1)
+    with pytest.raises(ProfileError, match=f"profile '{huge}' should be at most {MAX_JSON_BYTES} bytes, but it has {MAX_JSON_BYTES + 1}"):
+        load_profile(huge)

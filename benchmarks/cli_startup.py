@@ -14,6 +14,9 @@ median wall-clock seconds and ratios against baselines measured in the same run:
   store: start-up plus one image, i.e. the time before the first image is scored;
 * ``precompute, all images``: ``qualoader precompute DIR --metric classical --num-workers W`` into a
   new store (the command of the comparison with CleanVision);
+* ``precompute, no head start``: the same with ``QUALOADER_HEAD_START=0``, i.e. without the process
+  that decodes the folder while torch is imported (:mod:`qualoader.cli._head_start`): what the head
+  start gains, measured in the same run;
 * ``cleanvision`` (with ``--cleanvision-python PATH``, the interpreter of a venv holding CleanVision):
   ``Imagelab(data_path=DIR).find_issues()`` as a whole process on the same folder, each run right after
   a precompute run; the benchmark then prints how many times faster precompute is: the median of the
@@ -122,7 +125,12 @@ def main(argv: list[str] | None = None) -> None:
                 python, "-m", "qualoader", "precompute", str(images), "--store", str(root / f"store{next(stores)}"),
                 "--metric", "classical", "--num-workers", str(args.workers), "--no-progress",
             ],
+            "precompute, no head start": lambda: [
+                python, "-m", "qualoader", "precompute", str(images), "--store", str(root / f"store{next(stores)}"),
+                "--metric", "classical", "--num-workers", str(args.workers), "--no-progress",
+            ],
         }  # fmt: skip
+        environments = {"precompute, no head start": {**env, "QUALOADER_HEAD_START": "0"}}
         if args.cleanvision_python is not None:
             commands["cleanvision"] = lambda: [str(args.cleanvision_python), "-c", _CLEANVISION, str(images)]
         if args.only:
@@ -133,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):  # interleaved: a burst of load on the machine hits every command alike
             for name, argv in commands.items():
-                times[name].append(time_command(argv(), env, root))
+                times[name].append(time_command(argv(), environments.get(name, env), root))
     medians = {name: statistics.median(values) for name, values in times.items()}
     torch_s, decode_s = medians.get("import torch", float("nan")), medians.get("decode only", float("nan"))
     print(f"{args.count} PNGs of {args.size} px, {args.workers} workers, median of {args.repeats} runs, qualoader from {args.pythonpath}")
@@ -144,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     if precompute_s is not None:
         rate, decode_rate = args.count / precompute_s, args.count / decode_s
         print(f"precompute, all images: {rate:.0f} images/s as a whole process ({decode_rate:.0f} for decode only)")
+        if "precompute, no head start" in medians:
+            print(f"the head start makes it {medians['precompute, no head start'] / precompute_s:.2f}x as fast (medians)")
     if precompute_s is not None and "cleanvision" in medians:
         # per run too: the machine's load changes between runs, a pair run back to back shares it
         pairs = sorted(cv / qualoader for cv, qualoader in zip(times["cleanvision"], times["precompute, all images"]))

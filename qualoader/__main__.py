@@ -14,6 +14,6 @@ import sys
 if sys.path and sys.path[0] in ("", os.getcwd()):
     del sys.path[0]
 
-from qualoader.cli import main  # noqa: E402  (after the sys.path fix above, on purpose)
+from qualoader.cli import console  # noqa: E402  (after the sys.path fix above, on purpose)
 
-sys.exit(main())
+console()

@@ -29,20 +29,24 @@ an error naming that file, which ``--on-error skip`` can skip, instead of a fail
 ``MAX_PIXELS`` pixels (read from the header, before any pixel is allocated), at least ``min_size``
 pixels per side when the caller gives its metrics' smallest input, and finite values (a float
 TIFF may hold NaN or Inf).
+
+Importing this module does not import torch: :func:`decode_array` gives the same pixels as a numpy
+array, for a reader that runs before torch is loaded (the command line's head start).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
 
-__all__ = ["MAX_PIXELS", "ImageDecodeError", "check_scorable", "decode_image", "load_image", "pil_to_tensor"]
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
+__all__ = ["MAX_PIXELS", "ImageDecodeError", "check_scorable", "decode_array", "decode_image", "load_image", "pil_to_tensor"]
 
 _GREY_8BIT = frozenset({"1", "L", "LA", "La"})
 _GREY_16BIT = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
@@ -78,27 +82,33 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
     """
     if not isinstance(image, Image.Image):
         raise TypeError(f"image should be a PIL.Image.Image, but got image of type {type(image).__name__}")
+    import torch
+
+    return torch.from_numpy(_pil_to_array(image))
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """:func:`pil_to_tensor`'s pixels as a writable, C-contiguous numpy array :math:`(C, H, W)`."""
     image = _upright(image)
     mode = image.mode
     if mode in _GREY_16BIT:
         # Mode "I" is signed 32-bit, so values outside 0..65535 are possible; the clip keeps [0, 1].
         array = (np.asarray(image, dtype=np.float32) / _16BIT_MAX).clip(0.0, 1.0)
-        return torch.from_numpy(np.ascontiguousarray(array)[None])
+        return np.ascontiguousarray(array)[None]
     if mode == "F":
-        array = np.asarray(image, dtype=np.float32).clip(0.0, 1.0)
-        return torch.from_numpy(np.ascontiguousarray(array)[None])
+        return np.ascontiguousarray(np.asarray(image, dtype=np.float32).clip(0.0, 1.0))[None]
     if mode in _GREY_8BIT:
         if mode != "L":
             image = image.convert("L")
         # np.array (a copy), not asarray: PIL exposes read-only memory, which torch.from_numpy warns about.
-        return torch.from_numpy(np.array(image, dtype=np.uint8)[None])
+        return np.array(image, dtype=np.uint8)[None]
     if mode in ("P", "PA"):
         # RGBA first: PIL warns (and ignores the transparency) on a direct P -> RGB conversion.
         image = image.convert("RGBA")
     if image.mode != "RGB":
         image = image.convert("RGB")
     # numpy's single-threaded transpose: torch's parallel copy is slower for one small image
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)))
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -136,6 +146,7 @@ def check_scorable(image: Tensor, label: str = "image", *, min_size: int = 1) ->
             ``min_size``, or NaN/Inf values.
 
     Example:
+        >>> import torch
         >>> check_scorable(torch.zeros(1, 2, 30000), "long.png", min_size=3)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -143,19 +154,19 @@ def check_scorable(image: Tensor, label: str = "image", *, min_size: int = 1) ->
     """
     _check_extent(int(image.shape[-2]), int(image.shape[-1]), label, min_size)
     if image.is_floating_point():
-        bad = int((~torch.isfinite(image)).sum())
+        bad = int((~image.isfinite()).sum())
         if bad:
             raise ImageDecodeError(f"{label} should have finite pixel values, but got {bad} NaN/Inf values")
     return image
 
 
-def _open(source: Any, label: str, min_size: int = 1) -> Tensor:
+def _open_array(source: Any, label: str) -> np.ndarray:
     try:
         with Image.open(source) as image:
             # The header gives the size: a huge image is refused before its pixels are allocated.
             _check_extent(image.height, image.width, label, 1)
             image.load()
-            return check_scorable(pil_to_tensor(image), label, min_size=min_size)
+            return _pil_to_array(image)
     except ImageDecodeError:
         raise  # already names the image (a ValueError, which the next clause would wrap a second time)
     # Pillow reports damage with several types: some plugins raise SyntaxError on a broken header, and
@@ -164,6 +175,43 @@ def _open(source: Any, label: str, min_size: int = 1) -> Tensor:
         # Pillow's own text for an unknown format names its in-memory buffer object, which tells a user nothing.
         reason = "bytes in no image format Pillow can identify" if isinstance(error, UnidentifiedImageError) else str(error)
         raise ImageDecodeError(f"{label} should decode to an image, but got {reason}") from error
+
+
+def _open(source: Any, label: str, min_size: int = 1) -> Tensor:
+    import torch
+
+    return check_scorable(torch.from_numpy(_open_array(source, label)), label, min_size=min_size)
+
+
+def _check_bytes(data: Any) -> None:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data should be encoded image bytes, but got data of type {type(data).__name__}")
+
+
+def decode_array(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """Decode encoded image bytes to a numpy array by this module's rules, without importing torch.
+
+    ``torch.from_numpy(decode_array(data))`` equals ``decode_image(data)``, except for the checks
+    that :func:`check_scorable` makes on the tensor (a side under ``min_size``, NaN/Inf values); the
+    header's pixel count is checked here, before any pixel is allocated.
+
+    Returns:
+        A writable, C-contiguous :math:`(C, H, W)` array, ``C`` in {1, 3}: ``uint8``, or ``float32``
+        in [0, 1] for 16-bit and float grey.
+
+    Raises:
+        TypeError: ``data`` is not bytes.
+        ImageDecodeError: (a ``ValueError``) the bytes are not an image Pillow can read, or it has
+            more than :data:`MAX_PIXELS` pixels.
+
+    Example:
+        >>> buffer = io.BytesIO()
+        >>> Image.new("RGB", (3, 2)).save(buffer, format="PNG")
+        >>> decode_array(buffer.getvalue()).shape
+        (3, 2, 3)
+    """
+    _check_bytes(data)
+    return _open_array(io.BytesIO(data), f"data ({len(data)} bytes)")
 
 
 def decode_image(data: bytes | bytearray | memoryview, *, min_size: int = 1) -> Tensor:
@@ -188,8 +236,7 @@ def decode_image(data: bytes | bytearray | memoryview, *, min_size: int = 1) -> 
         >>> decode_image(buffer.getvalue()).shape
         torch.Size([1, 2, 3])
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data should be encoded image bytes, but got data of type {type(data).__name__}")
+    _check_bytes(data)
     return _open(io.BytesIO(data), f"data ({len(data)} bytes)", min_size)
 
 

@@ -4,6 +4,9 @@ Importing torchvision costs seconds before the first image (``import torchvision
 and ``torch._dynamo``); the command needs only the file list and a resize. The list is the one
 torchvision's ``ImageFolder`` makes (same extensions, same order), so stores built before keep their
 manifest, and a flat folder (images directly in it) is read too, as one class.
+
+Importing this module does not import torch: ``precompute`` lists the folder (and starts decoding
+it, :mod:`qualoader.cli._head_start`) while torch is still loading.
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-from torch.utils.data import Dataset
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "Resize"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "Resize", "image_samples"]
 
 #: torchvision's ``IMG_EXTENSIONS``: the files its ``ImageFolder`` lists, so a store's manifest does not change.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -31,8 +32,28 @@ def _has_class_folders(root: Path) -> bool:
     return not flat_images and any(entry.is_dir() for entry in entries)
 
 
-class ImageFiles(Dataset[tuple[Any, int]]):
+def image_samples(root: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """``(classes, samples)`` of :class:`ImageFiles` for ``root``: class names and ``[(path, class index)]`` in its order.
+
+    Raises:
+        FileNotFoundError: no image file under ``root``.
+    """
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir()) if _has_class_folders(Path(root)) else [""]
+    samples: list[tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        # os.path.join(root, "") is root itself: the flat case walks everything under it
+        for folder, _, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
+            samples += [(os.path.join(folder, file), index) for file in sorted(names) if file.lower().endswith(IMAGE_SUFFIXES)]
+    if not samples:
+        raise FileNotFoundError(f"SOURCE should be a folder with images ({', '.join(IMAGE_SUFFIXES)}), but got SOURCE={root!r} with none")
+    return classes, samples
+
+
+class ImageFiles:
     """The images under ``root``: ``(loader(path), class index)`` per file, in torchvision ``ImageFolder`` order.
+
+    A map-style dataset (``__len__``, ``__getitem__``), not a subclass of torch's ``Dataset``, so that
+    listing a folder imports no torch.
 
     With class folders (``root/<class>/<image>``, no image directly in ``root``) the classes are the
     sorted folder names and each folder is walked recursively; otherwise every image under ``root``
@@ -52,18 +73,8 @@ class ImageFiles(Dataset[tuple[Any, int]]):
         self, root: str | os.PathLike[str], transform: Callable[[Any], Any] | None = None, *, loader: Callable[[str], Any]
     ) -> None:
         self.root = os.fspath(root)
-        classes = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir()) if _has_class_folders(Path(root)) else [""]
-        self.classes = classes
-        self.class_to_idx = {name: index for index, name in enumerate(classes)}
-        self.samples: list[tuple[str, int]] = []
-        for name, index in self.class_to_idx.items():
-            # os.path.join(root, "") is root itself: the flat case walks everything under it
-            for folder, _, names in sorted(os.walk(os.path.join(self.root, name), followlinks=True)):
-                self.samples += [(os.path.join(folder, file), index) for file in sorted(names) if file.lower().endswith(IMAGE_SUFFIXES)]
-        if not self.samples:
-            raise FileNotFoundError(
-                f"SOURCE should be a folder with images ({', '.join(IMAGE_SUFFIXES)}), but got SOURCE={self.root!r} with none"
-            )
+        self.classes, self.samples = image_samples(self.root)
+        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
         self.targets = [index for _, index in self.samples]
         self.transform = transform
         self.loader = loader
@@ -89,6 +100,9 @@ class Resize:
         self.size = size
 
     def __call__(self, image: Tensor) -> Tensor:
+        import torch
+        import torch.nn.functional as F
+
         batch = image.unsqueeze(0).float()
         resized = F.interpolate(batch, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         if image.dtype == torch.uint8:

@@ -18,17 +18,16 @@ keep the size and the modification time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from qualoader._atomic import fsync_folder
+from qualoader._file_versions import FileDigest, file_digest
 from qualoader.data._lock import store_lock
 from qualoader.data._storefiles import REBUILD, StoreError, allocate, as_indices, disk_error, write_filled_npy
 
@@ -42,33 +41,6 @@ PROVENANCE_DTYPE = np.dtype([("digest", "V16"), ("size", "<i8"), ("mtime_ns", "<
 #: ``size`` / ``mtime_ns`` of a record whose file has never been matched (a store made before digests, or in-memory data).
 UNKNOWN_STAT = -2
 _ZERO = np.void(bytes(16))
-_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    """The version of a file that was read: BLAKE2b-128 of its size and bytes, its size and modification time (ns)."""
-
-    digest: bytes
-    size: int
-    mtime_ns: int
-
-
-def file_digest(path: str | os.PathLike[str]) -> FileDigest | None:
-    """Hash a file's size and bytes (BLAKE2b, 16 bytes) with the size and mtime of the same open file; ``None`` when unreadable.
-
-    Size and modification time come from ``fstat`` of the descriptor that is read, so the three
-    describe one version of the file (an unreadable file is left to the decoder to name).
-    """
-    try:
-        with open(path, "rb") as file:
-            status = os.fstat(file.fileno())
-            hasher = hashlib.blake2b(status.st_size.to_bytes(8, "little"), digest_size=16)
-            while chunk := file.read(_CHUNK):
-                hasher.update(chunk)
-    except OSError:
-        return None
-    return FileDigest(hasher.digest(), int(status.st_size), int(status.st_mtime_ns))
 
 
 def file_digests(paths: Sequence[str]) -> list[FileDigest | None]:

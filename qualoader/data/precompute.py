@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -14,14 +16,15 @@ from tqdm.auto import tqdm
 
 from qualoader._validation import check_choice, check_positive_int, check_type
 from qualoader.data._lock import store_lock
-from qualoader.data._provenance import file_digest
-from qualoader.data._samples import SampleLoadError, folder_files, load_image_tensor
+from qualoader.data._provenance import FileDigest, file_digest
+from qualoader.data._samples import SampleLoadError, folder_files, image_to_tensor, load_image_tensor
 from qualoader.data.dataset import engine_for, metric_list, tables_for
 from qualoader.data.store import ScoreStore, ScoreTable
+from qualoader.decoding import check_scorable
 from qualoader.engine import MetricSpec, ScoringEngine
 from qualoader.metrics.base import QualityMetric
 
-__all__ = ["ON_ERROR", "SkippedSample", "collate_indexed_images", "precompute"]
+__all__ = ["ON_ERROR", "PrefetchedImage", "SkippedSample", "collate_indexed_images", "precompute"]
 
 
 #: ``on_error`` values: stop at the first unreadable sample, or record it as skipped and go on.
@@ -30,12 +33,54 @@ ON_ERROR = frozenset({"raise", "skip"})
 _ROUNDS = 3
 
 
+def scoring_threads(threads: int | Literal["auto"] | None, decoding_workers: int) -> int | None:
+    """torch's intra-op threads for scoring on the CPU while ``decoding_workers`` worker processes decode; ``None``: leave torch's setting.
+
+    ``"auto"``: the cores this process may use, less the workers (at least 1), unless ``OMP_NUM_THREADS``
+    is set (the user's choice is kept). Why not torch's default (every core): the workers decode on those
+    cores too, and OpenMP threads that wait for a busy core spin; on 2 cores with 2 workers the classical
+    suite scored 11x slower with 2 threads than with 1.
+    """
+    if threads != "auto":
+        return threads
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - decoding_workers)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` inside the block (``None``: unchanged), restored after."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @dataclass(frozen=True)
 class SkippedSample:
     """A sample that could not be read (``on_error="skip"``): its index and the message naming its file."""
 
     index: int
     reason: str
+
+
+@dataclass(frozen=True)
+class PrefetchedImage:
+    """The image of one sample, read before the pass, and the version of the file it was decoded from.
+
+    Attributes:
+        image: :math:`(C, H, W)`, what the dataset's sample would give (its transform applied).
+        version: the :class:`~qualoader.data._provenance.FileDigest` of the bytes decoded (required for
+            folder datasets, whose scores are recorded with it), else ``None``.
+    """
+
+    image: Tensor
+    version: FileDigest | None = None
 
 
 class _IndexedImages(Dataset[tuple[int, Any]]):
@@ -89,7 +134,11 @@ class _Tasks(Dataset[tuple[int, Any, Any]]):
         return index, self.images[index][1] if decode else None, version
 
 
-def _collate_tasks(items: list[tuple[int, Any, Any]]) -> tuple[Tensor, Tensor | list[Tensor], list[Any], list[Any], list[Any]]:
+#: A batch of a pass: indices, images, their file versions, skipped samples with their versions, checked-only samples.
+_Batch = tuple[Tensor, "Tensor | list[Tensor]", list[Any], list[Any], list[Any]]
+
+
+def _collate_tasks(items: list[tuple[int, Any, Any]]) -> _Batch:
     """``(index (B,), images, versions of the decoded, [(SkippedSample, version)], [(index, version) checked only])``."""
     decoded = [(i, image) for i, image, _ in items if image is not None]
     index, images, _ = collate_indexed_images([(i, image) for i, image in decoded if not isinstance(image, SkippedSample)])
@@ -133,6 +182,8 @@ def precompute(
     on_error: str = "raise",
     dataset_id: str | None = None,
     trust_mtime: bool = False,
+    prefetched: Mapping[int, PrefetchedImage] | None = None,
+    threads: int | Literal["auto"] | None = None,
 ) -> ScoreTable | dict[str, ScoreTable]:
     """Score every sample of ``dataset`` that the store does not hold yet, batch by batch.
 
@@ -176,6 +227,14 @@ def precompute(
             digest the scores were computed from, so an edit that keeps a file's size and
             modification time is rescored; ``True``: trust size and mtime for those files
             (no read). Files being scored are hashed either way, in the workers that decode them.
+        prefetched: ``{index: PrefetchedImage}`` of samples already read (the command line decodes a
+            folder's first images while torch is imported): scored in the first pass, before any
+            worker starts, without being read again and with the file version each was decoded from.
+            One that fails the per-image checks, or lacks a version for a folder sample, is read by
+            the workers as any other.
+        threads: torch's intra-op threads for scoring on the CPU, restored on return: ``None`` (default)
+            leaves torch's setting, an int sets it, ``"auto"`` gives scoring the cores the decoding
+            workers leave (all of them while the prefetched images are scored; see :func:`scoring_threads`).
 
     Returns:
         The filled :class:`ScoreTable` (``table.complete`` is ``True``, skipped samples included,
@@ -212,6 +271,10 @@ def precompute(
     check_type(progress, "progress", bool, "a bool")
     check_choice(on_error, "on_error", ON_ERROR)
     check_type(trust_mtime, "trust_mtime", bool, "a bool")
+    if threads != "auto" and threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise (ValueError if isinstance(threads, int) and not isinstance(threads, bool) else TypeError)(
+            f"threads should be a positive int, 'auto' or None, but got threads={threads!r}"
+        )
     if store is None:
         raise TypeError("store should be a ScoreStore, a ScoreTable or a store folder, but got store=None (precompute fills a store)")
     engine = engine_for(chosen, torch.device(device) if device is not None else chosen[0].device)
@@ -226,8 +289,11 @@ def precompute(
         result = tables if metrics is not None else tables[chosen[0].name]
         root = next(iter(tables.values())).path.parent
         opened = ScoreStore(root)
-        checked = verify and attempt == 0  # the bytes of already-scored files are checked once per run
-        dropped = _run_pass(dataset, tables, opened, engine, paths, checked, batch_size, num_workers, image_key, on_error, progress)
+        first = attempt == 0  # the bytes of already-scored files are checked once per run, and prefetched images used once
+        dropped = _run_pass(
+            dataset, tables, opened, engine, paths, verify and first, batch_size, num_workers, image_key, on_error, progress,
+            prefetched if first else None, threads,
+        )
         if not dropped:
             break
     assert result is not None
@@ -246,6 +312,8 @@ def _run_pass(
     image_key: int | str | None,
     on_error: str,
     progress: bool,
+    prefetched: Mapping[int, PrefetchedImage] | None = None,
+    threads: int | Literal["auto"] | None = None,
 ) -> int:
     """One pass: decode (and hash) the samples some table lacks, hash the others when ``checked``; the number of cells dropped."""
     length = store.length
@@ -255,44 +323,89 @@ def _run_pass(
         need[name][table.missing()] = True
     union = np.logical_or.reduce(list(need.values()))
     missing = np.flatnonzero(union)
-    tasks = [(int(i), True) for i in missing]
+    min_size = max(metric.min_size for metric in engine.metrics.values())
+    early = _usable(prefetched or {}, missing, paths is not None, min_size)
+    tasks = [(int(i), True) for i in missing if int(i) not in early]
     if checked:
         tasks += [(int(i), False) for i in np.flatnonzero(~union)]  # after the decodes: batches of scoring stay full
-    if not tasks:
+    if not tasks and not early:
         return 0
-    loader = DataLoader(
-        # the metrics' smallest input, checked per image: a smaller one is its own sample's error, not its batch's
-        _Tasks(dataset, image_key, on_error == "skip", paths, tasks, max(metric.min_size for metric in engine.metrics.values())),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_collate_tasks,
-        pin_memory=engine.device.type == "cuda",
-    )
-    provenance = store.provenance
+    loader = None
+    if tasks:
+        loader = DataLoader(
+            # the metrics' smallest input, checked per image: a smaller one is its own sample's error, not its batch's
+            _Tasks(dataset, image_key, on_error == "skip", paths, tasks, min_size),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=_collate_tasks,
+            pin_memory=engine.device.type == "cuda",
+        )
+    on_cpu = engine.device.type == "cpu"
+    # the prefetched images first: no worker decodes yet, so "auto" gives their scoring every core
+    phases = [(_prefetched_batches(early, batch_size), scoring_threads(threads, 0) if on_cpu else None)]
+    if loader is not None:
+        phases.append((loader, scoring_threads(threads, num_workers) if on_cpu else None))
     dropped = 0
     label = ",".join(engine.names) if len(engine.names) <= 3 else f"{len(engine.names)} metrics"
     with tqdm(total=length, initial=length - missing.size, disable=not progress, unit="img", desc=f"precompute {label}") as bar:
-        for index, images, versions, skipped, hashed in loader:
-            if hashed:
-                dropped += provenance.verify([i for i, _ in hashed], [v for _, v in hashed], store.tables).size
-            scores = {}
-            if index.numel():
-                rows = {name: torch.from_numpy(need[name][index.numpy()]) for name in tables}
-                todo = [name for name in tables if bool(rows[name].any())]
-                scores = engine.score(images, todo, difficulty=False).scores
-            with store_lock(store.root):  # the claim and the writes it allows are one step for other processes
-                if paths is not None and index.numel():
-                    ok = torch.from_numpy(provenance.claim(index, versions, store.tables))
-                    dropped += int((~ok).sum())
-                else:
-                    ok = torch.ones(index.shape, dtype=torch.bool)
-                for name, values in scores.items():
-                    # a table gets only the rows it lacked: rows another run already stored stay as they are
-                    keep = rows[name] & ok
-                    tables[name].write(index[keep], values[keep])
-                _write_skipped(tables, need, skipped, provenance if paths is not None else None, store)
-            bar.update(int(index.shape[0]) + len(skipped))
+        for batches, phase_threads in phases:
+            with _torch_threads(phase_threads):
+                for batch in batches:
+                    dropped += _score_and_store(batch, tables, need, store, engine, paths is not None)
+                    bar.update(int(batch[0].shape[0]) + len(batch[3]))
     return dropped
+
+
+def _score_and_store(
+    batch: _Batch, tables: dict[str, ScoreTable], need: dict[str, np.ndarray], store: ScoreStore, engine: ScoringEngine, folder: bool
+) -> int:
+    """Score one batch for the tables that lack its rows, store what the claim of its file versions allows; the cells dropped."""
+    index, images, versions, skipped, hashed = batch
+    provenance = store.provenance
+    dropped = 0
+    if hashed:
+        dropped += provenance.verify([i for i, _ in hashed], [v for _, v in hashed], store.tables).size
+    scores = {}
+    if index.numel():
+        rows = {name: torch.from_numpy(need[name][index.numpy()]) for name in tables}
+        todo = [name for name in tables if bool(rows[name].any())]
+        scores = engine.score(images, todo, difficulty=False).scores
+    with store_lock(store.root):  # the claim and the writes it allows are one step for other processes
+        if folder and index.numel():
+            ok = torch.from_numpy(provenance.claim(index, versions, store.tables))
+            dropped += int((~ok).sum())
+        else:
+            ok = torch.ones(index.shape, dtype=torch.bool)
+        for name, values in scores.items():
+            # a table gets only the rows it lacked: rows another run already stored stay as they are
+            keep = rows[name] & ok
+            tables[name].write(index[keep], values[keep])
+        _write_skipped(tables, need, skipped, provenance if folder else None, store)
+    return dropped
+
+
+def _usable(prefetched: Mapping[int, PrefetchedImage], missing: np.ndarray, folder: bool, min_size: int) -> dict[int, PrefetchedImage]:
+    """The prefetched images of samples this pass decodes that pass the checks a worker's decode would make."""
+    usable = {}
+    for index in set(prefetched).intersection(missing.tolist()):
+        item = prefetched[index]
+        if folder and item.version is None:
+            continue  # its score could not be recorded with the file version it came from
+        try:
+            image = check_scorable(image_to_tensor(item.image, f"dataset[{index}] image"), f"dataset[{index}] image", min_size=min_size)
+        except (TypeError, ValueError):
+            continue  # read again by a worker, whose error names the file
+        usable[index] = PrefetchedImage(image, item.version)
+    return usable
+
+
+def _prefetched_batches(early: dict[int, PrefetchedImage], batch_size: int) -> Iterator[_Batch]:
+    """The prefetched images in batches of the workers' form (see :func:`_collate_tasks`), in index order."""
+    order = sorted(early)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        index, images, _ = collate_indexed_images([(i, early[i].image) for i in chunk])
+        yield index, images, [early[i].version for i in chunk], [], []
 
 
 def _write_skipped(

@@ -175,14 +175,14 @@ def test_scoring_threads_leave_the_decoding_workers_their_cores(
     """Default: the cores this process may use, less --num-workers (at least 1); --threads wins; OMP_NUM_THREADS is kept."""
     import os
 
-    from qualoader.cli.commands.precompute import _scoring_threads
+    from qualoader.data.precompute import scoring_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cores = len(os.sched_getaffinity(0))
-    assert _scoring_threads(None, 0) == cores and _scoring_threads(None, cores + 3) == 1
-    assert _scoring_threads(None, 1) == max(1, cores - 1) and _scoring_threads(3, 8) == 3
+    assert scoring_threads("auto", 0) == cores and scoring_threads("auto", cores + 3) == 1
+    assert scoring_threads("auto", 1) == max(1, cores - 1) and scoring_threads(3, 8) == 3 and scoring_threads(None, 0) is None
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert _scoring_threads(None, 0) is None and _scoring_threads(2, 0) == 2
+    assert scoring_threads("auto", 0) is None and scoring_threads(2, 0) == 2
     argv = ["precompute", "fashion-mnist:test", "--limit", "8", "--metric", "brightness", "--no-progress", "--store", str(tmp_path / "s")]
     assert main([*argv, "--threads", "0"]) == 2
     assert "--threads should be" in capsys.readouterr().err
@@ -219,3 +219,24 @@ def test_classical_precompute_imports_no_fitting_or_filter_library(tmp_path: Pat
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "4/4 scored" in result.stdout and result.stdout.strip().endswith("loaded: []")
+
+
+@pytest.mark.slow  # a process of its own (torch's import), with the head start that only runs there
+def test_a_fifo_named_like_an_image_is_an_error_not_a_hang(tmp_path: Path, write_image_folder) -> None:
+    """Opening a FIFO for reading waits for a writer: every reader opens without blocking and refuses anything but a file."""
+    import os
+    import subprocess
+    import sys
+
+    folder = write_image_folder({"Trouser": 1}, per_class=6)
+    os.mkfifo(folder / "Trouser" / "003b.png")
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "qualoader", "precompute", str(folder), "--metric", "sharpness", "--no-progress", "--store"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([*command, str(tmp_path / "s")], capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert result.returncode == 2 and "003b.png" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([*command, str(tmp_path / "t"), "--on-error", "skip"], capture_output=True, text=True, timeout=120, env=env,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    table = ScoreStore(tmp_path / "t").table(create_metric("sharpness"))
+    assert table.num_scored == 6 and list(table.skipped()) == [4]  # 003b.png sorts after 003.png

@@ -12,6 +12,10 @@ stops the pass with an error naming its file, or with ``--on-error skip`` is rec
 (NaN score) and listed in the summary. Read the scores back with ``qualoader export`` or
 ``qualoader.data.store_to_pandas(ScoreStore(STORE))``.
 
+A head start: on a first run over a folder (no store yet), one process decodes the images while
+torch is being imported (about a second), and the images it reached are scored first, on every
+core, before the ``--num-workers`` workers start; ``QUALOADER_HEAD_START=0`` turns it off.
+
 Several metrics (``--metric sharpness,noise``, a suite such as ``--metric classical``, repeated
 ``--metric`` and ``--profile`` options) are scored from one decode of each image, into one table
 per metric of the same store. The store must not be, contain or lie inside the image folder (it
@@ -86,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trust-mtime", action="store_true",
                         help="do not re-read already-scored files: trust an unchanged size and modification time "
                         "(default: their bytes are hashed, so edits that keep both are rescored)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, before_torch=_start_head_start)
 
 
 def _dataset(args: argparse.Namespace) -> tuple[object, str]:
@@ -117,6 +121,53 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
     # the files themselves are identified by the store's manifest (paths relative to the root, so the
     # folder may move); the label records what the manifest cannot see: the resize
     return dataset, f"imagefolder:size={args.size}"
+
+
+def _start_head_start(args: argparse.Namespace) -> Any:
+    """On a first run over a folder, start decoding its images before torch is imported (:mod:`qualoader.cli._head_start`).
+
+    Sets ``args.head_start`` (``None`` where it would not help: another source, an existing store, a
+    bad option that ``run`` reports, one core, torch already imported) and returns it for ``main`` to close.
+    """
+    from qualoader.cli._head_start import HeadStart, can_start
+    from qualoader.cli._image_folder import image_samples
+
+    args.head_start = None
+    if not can_start() or args.store.exists() or (args.limit is not None and args.limit <= 0):
+        return None
+    try:
+        source = parse_source(args.source, kinds=("fashion-mnist", "folder"))
+        if source.kind != "folder":
+            return None
+        paths = [path for path, _ in image_samples(str(source.folder))[1]][: args.limit]
+    except (UserError, OSError):
+        return None  # run() lists the folder again and reports the problem
+    args.head_start = HeadStart(paths)
+    return args.head_start
+
+
+def _prefetched(head_start: Any, dataset: Any) -> dict[int, Any]:
+    """The head start's images as ``{index: PrefetchedImage}`` (the dataset's transform applied), after stopping it.
+
+    Empty when the dataset's files are not the ones the head start listed (the folder changed between the two listings).
+    """
+    import torch
+
+    from qualoader.data._samples import folder_files
+    from qualoader.data.precompute import PrefetchedImage
+
+    if head_start is None:
+        return {}
+    decoded = head_start.collect()
+    files = folder_files(dataset)
+    if files is None or files[1] != [os.path.abspath(path) for path in head_start.paths]:
+        return {}
+    transform = getattr(getattr(dataset, "dataset", dataset), "transform", None)  # ImageFiles, inside a --limit Subset or not
+    images = {}
+    for item in decoded:
+        image = torch.from_numpy(item.pixels)
+        images[item.index] = PrefetchedImage(transform(image) if transform is not None else image, item.version)
+    return images
 
 
 class _ReadableImages:
@@ -154,21 +205,6 @@ class _ReadableImages:
                 yield from images
             else:
                 yield images
-
-
-def _scoring_threads(threads: int | None, num_workers: int) -> int | None:
-    """torch's intra-op threads for scoring on the CPU: ``--threads``, else the cores left to this process by the decoding workers.
-
-    ``None`` keeps torch's setting (the user's ``OMP_NUM_THREADS``). Why not torch's default (every
-    core): the workers decode on those cores too, and OpenMP threads that wait for a busy core spin;
-    on 2 cores with 2 workers the classical suite scored 11x slower with 2 threads than with 1.
-    """
-    if threads is not None:
-        return threads
-    if "OMP_NUM_THREADS" in os.environ:
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - num_workers)
 
 
 def _summary(store: Any, tables: dict[str, Any], metrics: list[Any], dataset: Any, args: argparse.Namespace) -> str:
@@ -233,9 +269,12 @@ def run(args: argparse.Namespace) -> int:
             metrics[0].calibration = DifficultyCalibration.load(args.calibration)
     import torch
 
-    threads, previous_threads = _scoring_threads(args.threads, args.num_workers), torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    from qualoader.data.precompute import scoring_threads
+
+    threads = "auto" if args.threads is None else args.threads  # scoring gets the cores the decoding workers leave
+    previous_threads, summary_threads = torch.get_num_threads(), scoring_threads(threads, args.num_workers)
+    if summary_threads is not None:
+        torch.set_num_threads(summary_threads)  # the summary reads images with --num-workers workers too
     # SIGTERM unwinds like Ctrl-C: one line and exit 143/130 (every finished batch is already stored)
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if threading.current_thread() is threading.main_thread() else None
     try:
@@ -257,6 +296,8 @@ def run(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             dataset_id=dataset_id,
             trust_mtime=args.trust_mtime,
+            prefetched=_prefetched(getattr(args, "head_start", None), dataset),
+            threads=threads,
         )
     except DomainError as error:  # --strict: images outside the aligned metric's domain are the user's to fix
         raise UserError(str(error)) from error

@@ -61,6 +61,7 @@ __all__ = [
     "compute_flags",
     "fit_threshold",
     "parse_flag_spec",
+    "parse_flag_specs",
     "worst_indices",
 ]
 
@@ -252,6 +253,22 @@ def parse_flag_spec(spec: str) -> tuple[list[str] | None, dict[str, float]]:
             thresholds[name] = value
         if name not in names:
             names.append(name)
+    return names, thresholds
+
+
+def parse_flag_specs(specs: Sequence[str]) -> tuple[list[str] | None, dict[str, float]]:
+    """Merge several :func:`parse_flag_spec` specifications (a repeated ``--flags``): ``"all"`` in any of them means every flag.
+
+    Example:
+        >>> parse_flag_specs(["blurry", "noisy=0.02,blurry"])
+        (['blurry', 'noisy'], {'noisy': 0.02})
+    """
+    names: list[str] | None = []
+    thresholds: dict[str, float] = {}
+    for spec in specs:
+        spec_names, spec_thresholds = parse_flag_spec(spec)
+        names = None if names is None or spec_names is None else names + [name for name in spec_names if name not in names]
+        thresholds.update(spec_thresholds)
     return names, thresholds
 
 

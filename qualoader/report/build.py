@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from qualoader._validation import check_positive_int, check_type
+from qualoader.flags import parse_flag_specs
 from qualoader.metrics.base import QualityMetric
-from qualoader.report.flags import flag_section
+from qualoader.report.flags import check_flag_request, flag_section
 from qualoader.report.html import render_html
 from qualoader.report.plots import (
     DIFFICULTY_EDGES,
@@ -99,8 +100,12 @@ def _domain_figures(table: ScoreTable, metrics: dict[str, QualityMetric]) -> dic
     return figures
 
 
-def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetric], out: Path, examples: int) -> dict[str, Any]:
+def summarise(
+    source: Source, table: ScoreTable, metrics: dict[str, QualityMetric], out: Path, examples: int, flags: Sequence[str] = ("all",)
+) -> dict[str, Any]:
     """Draw every figure into ``out`` and return the report's summary dictionary (relative file names).
+
+    ``flags``: the flags section's specifications, as :func:`build_report` takes them.
 
     Each aligned metric's entry has ``"domain"``: the fractions of
     :func:`~qualoader.profiles.out_of_domain_fraction` (``out_of_domain``, ``channels``, ``size``,
@@ -171,7 +176,7 @@ def summarise(source: Source, table: ScoreTable, metrics: dict[str, QualityMetri
         "scored": len(table.samples),
         "metrics": entries,
         "shards": shard_rows,
-        "flags": flag_section(table, out, examples),
+        "flags": flag_section(table, out, examples, *parse_flag_specs(flags)),
         "problems": source.problems + table.problems,
         # by origin, for the command's one-line count: reading the source (shards) and decoding images (thumbnails too)
         "problem_counts": {"source": len(source.problems), "images": len(table.problems)},
@@ -188,6 +193,7 @@ def build_report(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    flags: Sequence[str] = ("all",),
 ) -> Path:
     """Write a static quality report of a dataset or of WebDataset shards.
 
@@ -206,6 +212,10 @@ def build_report(
         batch_size: images per metric call.
         device: where the metrics run.
         progress: show a progress bar while scoring.
+        flags: which quality flags the Flags section shows, as specifications of ``export --flags``
+            (:func:`qualoader.flags.parse_flag_spec`): ``"all"`` (default: every flag whose measure
+            the report scores, thresholds fitted on its images), names ``"blurry,dark"``, or
+            thresholds in the measure's units ``"dark=0.2"``.
 
     Returns:
         Path of ``index.html``.
@@ -230,6 +240,8 @@ def build_report(
             # Scores, plots and thumbnails are keyed by metric name; a duplicate would silently overwrite the first.
             raise ValueError(f"metrics should be distinct, but got {metric.name!r} twice")
         built[metric.name] = metric
+    check_type(flags, "flags", (list, tuple), "a list of flag specifications")
+    check_flag_request(parse_flag_specs(flags)[0], list(built))  # before the scoring, which can take minutes
     loaded = load_source(source, max_images=max_images)
     table = score_source(loaded, built, batch_size=batch_size, device=device, progress=progress)
     folder = Path(out)
@@ -242,7 +254,7 @@ def build_report(
     created = [path for path in parts if not path.exists() and not path.is_symlink()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        summary = summarise(loaded, table, built, folder, examples)
+        summary = summarise(loaded, table, built, folder, examples, flags)
         (folder / "report.json").write_text(json.dumps(summary, indent=1))
         index = folder / "index.html"
         # "replace": a name that is not UTF-8 elsewhere in the page (a shard's, a problem's) cannot stop the write

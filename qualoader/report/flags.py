@@ -1,13 +1,15 @@
 """The flags section of a quality report: per flag the rule, the threshold, the count and the worst images.
 
-The flags are :func:`qualoader.flags.compute_flags` with its default rules, on the report's own
-scores (classical measures by name, the calibrated difficulty of aligned metrics), so the
-thresholds are fitted on the reported images; a flag whose measure the report did not score is
-listed as not computed, with the reason.
+The flags are :func:`qualoader.flags.compute_flags` on the report's own scores (classical measures
+by name, the calibrated difficulty of aligned metrics): every flag with its rule's fitted threshold,
+so fitted on the reported images, unless the report was asked for some flags or thresholds (the
+specifications of ``export --flags``); a flag whose measure the report did not score is listed as
+not computed, with the reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from qualoader.flags import FLAG_RULES, compute_flags, worst_indices
 from qualoader.report.plots import save_thumbnail
 from qualoader.report.scoring import ScoreTable
 
-__all__ = ["flag_section", "render_flags"]
+__all__ = ["check_flag_request", "flag_section", "render_flags"]
 
 
 def _columns(table: ScoreTable) -> dict[str, np.ndarray]:
@@ -27,8 +29,28 @@ def _columns(table: ScoreTable) -> dict[str, np.ndarray]:
     return columns
 
 
-def flag_section(table: ScoreTable, out: Path, examples: int) -> dict[str, Any]:
+def check_flag_request(names: list[str] | None, metrics: Collection[str]) -> None:
+    """Refuse, before any scoring, a named flag whose measure is not among the report's ``metrics``.
+
+    Raises:
+        ValueError: naming the flag and the metric it needs.
+    """
+    for name in names or ():
+        needed = name[len("hard-"):] if name.startswith("hard-") else None if name == "hard" else FLAG_RULES[name].measure
+        if needed is not None and needed not in metrics:
+            raise ValueError(
+                f"flags should name flags whose measure the report scores ({', '.join(metrics)}), "
+                f"but got {name!r}, which needs the metric {needed!r}"
+            )
+
+
+def flag_section(
+    table: ScoreTable, out: Path, examples: int, names: list[str] | None = None, thresholds: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """Compute the flags of ``table``, save the worst ``examples`` thumbnails per flag under ``out/thumbs``.
+
+    ``names`` and ``thresholds`` are those of :func:`qualoader.flags.compute_flags` (default: every
+    flag whose measure was scored, fitted thresholds).
 
     Returns:
         ``{"flags": [{flag, description, measure, direction, threshold, source, k, count, finite,
@@ -37,7 +59,7 @@ def flag_section(table: ScoreTable, out: Path, examples: int) -> dict[str, Any]:
     from qualoader.report.build import _slug
 
     columns = _columns(table)
-    result = compute_flags(columns)
+    result = compute_flags(columns, names, thresholds=thresholds)
     entries = []
     for flag in result.flags:
         info = result.thresholds[flag]

@@ -144,3 +144,17 @@ def test_too_few_images_to_fit_is_a_one_line_error(tmp_path: Path, photos: torch
     assert main(["export", str(root), "-o", str(tmp_path / "a.csv"), "--flags", "blurry=1.0"]) == 0
     with (tmp_path / "a.csv").open(newline="") as file:
         assert [row["flag_blurry"] for row in csv.DictReader(file)] == ["True"] * 3
+
+
+def test_an_export_without_flags_removes_the_thresholds_of_the_table_it_replaces(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output, sidecar = tmp_path / "scores.csv", tmp_path / "scores.csv.flags.json"
+    assert main(["export", str(store), "-o", str(output), "--flags"]) == 0 and sidecar.is_file()
+    capsys.readouterr()
+    assert main(["export", str(store), "-o", str(output)]) == 0
+    assert not sidecar.exists() and f"removed {sidecar}" in capsys.readouterr().out
+    assert "flag_blurry" not in output.read_text().splitlines()[0]
+    sidecar.write_text('{"notes": "mine"}')  # not a thresholds file this command wrote: never touched
+    assert main(["export", str(store), "-o", str(output)]) == 0
+    assert sidecar.read_text() == '{"notes": "mine"}' and "removed" not in capsys.readouterr().out

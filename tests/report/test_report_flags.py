@@ -75,3 +75,27 @@ def test_threshold_is_the_fit_on_the_reported_images(tmp_path: Path, folder: Pat
     dark = [entry for entry in summary["flags"]["flags"] if entry["flag"] == "dark"][0]
     assert dark["threshold"] == pytest.approx(fit_threshold(brightness, FLAG_RULES["dark"]), rel=1e-6)
     assert dark["count"] == int((brightness < dark["threshold"]).sum())
+
+
+def test_chosen_flags_and_user_thresholds(tmp_path: Path, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``report --flags``, spelled as for ``export --flags``: only the flags named, a threshold given in the measure's units."""
+    from qualoader.cli import main
+
+    out = tmp_path / "report"
+    argv = ["report", str(folder), "--metric", "sharpness,brightness", "--out", str(out), "--no-progress", "--examples", "1"]
+    assert main([*argv, "--flags", "blurry", "--flags", "dark=0.9"]) == 0
+    summary = json.loads((out / "report.json").read_text())
+    flags = {entry["flag"]: entry for entry in summary["flags"]["flags"]}
+    assert list(flags) == ["blurry", "dark"] and not summary["flags"]["skipped"]
+    assert flags["dark"]["threshold"] == 0.9 and flags["dark"]["source"] == "user" and flags["dark"]["count"] == 15  # every photo
+    assert flags["blurry"]["source"] == "fitted" and flags["blurry"]["count"] >= len(_BLURRED)
+    capsys.readouterr()
+    # refused before any image is scored: a flag whose metric is not asked for, an unknown flag
+    assert main([*argv, "--flags", "noisy"]) == 2
+    expected = "--flags should name flags whose measure the report scores (sharpness, brightness), but got 'noisy', which needs"
+    assert expected in capsys.readouterr().err
+    assert main([*argv, "--flags", "blury"]) == 2
+    assert "did you mean 'blurry'?" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="which needs the metric 'noise'"):
+        build_report(folder, ["sharpness"], tmp_path / "r2", flags=["noisy"])
+    assert not (tmp_path / "r2").exists()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from qualoader.cli._errors import UserError, check_outputs, output_errors, user_errors
+from qualoader.cli._flags import add_flags_argument, parse_flags_option
 from qualoader.cli._profiles import add_profile_argument, cli_metrics, stored_profile_metrics
 
 __all__ = ["add_parser", "run"]
@@ -61,17 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "classical (repeatable; default: every column, difficulty from the calibration saved in the store)",
     )
     add_profile_argument(parser, repeat=True, scoring=False)
-    parser.add_argument(
-        "--flags",
-        action="append",
-        nargs="?",
-        const="all",
-        default=None,
-        metavar="SPEC",
-        help="add one yes/no column flag_<name> per quality flag (blurry, noisy, jpeg, dark, light, low-contrast, clipped, hard): "
-        "alone, every flag whose measure the source holds; or names a,b; name=T sets a threshold in the measure's units instead of "
-        "the robust fit (median -/+ 3 MAD). Thresholds go to the summary line and to OUTPUT.flags.json (repeatable)",
-    )
+    add_flags_argument(parser, "add one yes/no column flag_<name> per flag; the thresholds go to the summary line and to OUTPUT.flags.json")
     parser.set_defaults(func=run)
 
 
@@ -119,21 +110,30 @@ def _columns(items: list[str], metrics: list[Any], profiles: list[Path] | None =
 def _flag_columns(specs: list[str], columns: dict[str, object]) -> tuple[dict[str, object], Any]:
     """``flag_<name>`` columns for the ``--flags`` specifications, and the :class:`~qualoader.flags.FlagResult`."""
     from qualoader.cli._errors import as_option
-    from qualoader.flags import compute_flags, parse_flag_spec
+    from qualoader.flags import compute_flags
 
-    names: list[str] | None = []
-    thresholds: dict[str, float] = {}
+    names, thresholds = parse_flags_option(specs)
     try:
-        for spec in specs:
-            spec_names, spec_thresholds = parse_flag_spec(spec)
-            names = None if names is None or spec_names is None else names + [n for n in spec_names if n not in names]
-            thresholds.update(spec_thresholds)
         result = compute_flags(columns, names, thresholds=thresholds)
     except (KeyError, ValueError, TypeError) as error:
         raise as_option(error, "flags", "--flags") from error
     if not result.flags:
         raise UserError(f"--flags should find a measure to flag in SOURCE, but got none of them ({'; '.join(result.skipped.values())})")
     return {f"flag_{name}": values for name, values in result.flags.items()}, result
+
+
+def _stale_thresholds(output: Path) -> Path | None:
+    """``OUTPUT.flags.json`` written by an earlier ``export --flags`` to the same file, else ``None``."""
+    from qualoader._json import read_json
+
+    sidecar = Path(f"{output}.flags.json")
+    if not output.is_file() or not sidecar.is_file() or sidecar.is_symlink():
+        return None
+    try:
+        content = read_json(sidecar)
+    except (OSError, ValueError):
+        return None  # not a file this command wrote: left alone
+    return sidecar if isinstance(content, dict) and set(content) == {"thresholds", "skipped"} else None
 
 
 def _inputs(items: list[str], profiles: list[Path]) -> list[tuple[str, object]]:
@@ -189,12 +189,17 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(error, ImportError):
             raise UserError(str(error)) from error
         raise
+    stale = None if args.flags else _stale_thresholds(args.output)
+    if stale is not None:
+        stale.unlink(missing_ok=True)  # they described the flag columns of the table this export replaced
     rows = len(next(iter(columns.values()))) if columns else 0
     metrics = [
         name for name in columns
         if name not in ("index", "path", "key", "shard") and not name.endswith("_difficulty") and not name.startswith("flag_")
     ]
     print(f"exported {rows} rows of {what} ({', '.join(metrics) or 'no metric'}) to {args.output} ({output_format})")
+    if stale is not None:
+        print(f"removed {stale}: the thresholds of an earlier export's flag columns, which this table has no more")
     if flags is not None:
         where = f" (thresholds in {sidecar})" if sidecar is not None else ""
         # without a thresholds file the table may be on stdout: the thresholds go to stderr, beside it rather than into it

@@ -21,7 +21,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from qualoader.cli._errors import UserError, check_outputs, output_errors, user_errors
+from qualoader.cli._errors import UserError, as_option, check_outputs, output_errors, user_errors
+from qualoader.cli._flags import add_flags_argument, parse_flags_option
 from qualoader.cli._profiles import add_profile_argument, cli_metrics
 from qualoader.cli._sources import SOURCE_HELP, Source, parse_source
 
@@ -46,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per metric call (default: 64)")
     parser.add_argument("--device", default="cpu", help="torch device for the metrics (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_flags_argument(parser, "the flags the Flags section shows (default: every flag whose measure is scored, fitted thresholds)")
     parser.set_defaults(func=run)
 
 
@@ -125,6 +127,13 @@ def run(args: argparse.Namespace) -> int:
         metrics = cli_metrics(
             args.metric, args.profile, device=args.device, strict=args.strict, downscale=args.downscale, trust=args.trust_profile
         )
+        flags = args.flags or ["all"]
+        from qualoader.report.flags import check_flag_request
+
+        try:
+            check_flag_request(parse_flags_option(flags)[0], [metric.name for metric in metrics])
+        except ValueError as error:
+            raise as_option(error, "flags", "--flags") from error
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out should be a folder, but got --out={str(args.out)!r}, which is a file")
         check_outputs(args.out, "--out", _inputs(parsed, args.profile))
@@ -144,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             progress=not args.no_progress,
+            flags=flags,
         )
 
     try:

@@ -52,10 +52,25 @@ DEGRADATIONS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def build_folder(folder: Path, clean: int, per_cell: int, severities: tuple[int, ...], seed: int = 0) -> dict[str, tuple[str, int]]:
-    """Write the photo folder; returns ``{file name: (degradation or "clean", severity)}``."""
+def _fashion_folder(folder: Path, count: int) -> list[Path]:
+    """The first ``count`` Fashion-MNIST TEST images as PNGs (28 px grey; the same images with the full copy or the bundled sample)."""
+    from qualoader.datasets import load_fashion_mnist
+
+    images, _ = load_fashion_mnist("test")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{index:05d}.png" for index in range(count)]
+    for path, image in zip(paths, images[:count]):
+        Image.fromarray(image[0].numpy()).save(path, format="PNG")
+    return paths
+
+
+def build_folder(
+    folder: Path, clean: int, per_cell: int, severities: tuple[int, ...], seed: int = 0, source: str = "photos"
+) -> dict[str, tuple[str, int]]:
+    """Write the folder (photo crops, or Fashion-MNIST images); returns ``{file name: (degradation or "clean", severity)}``."""
     cells = [(name, severity) for name in DEGRADATIONS for severity in severities]
-    files = make_photo_folder(folder, clean + per_cell * len(cells), (64, 160), seed=seed)
+    count = clean + per_cell * len(cells)
+    files = make_photo_folder(folder, count, (64, 160), seed=seed) if source == "photos" else _fashion_folder(folder, count)
     generator = torch.Generator().manual_seed(seed)
     truth: dict[str, tuple[str, int]] = {}
     for index, path in enumerate(files):
@@ -159,6 +174,9 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=20, help="photos per degradation and severity (default: 20)")
     parser.add_argument("--severities", default="1,3,5", help="comma-separated severities 1-5 (default: 1,3,5)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--source", choices=("photos", "fashion-mnist"), default="photos",
+                        help="photo crops (default; the folder the flag defaults were chosen on) or the first Fashion-MNIST TEST "
+                        "images, 28 px (a held-out check: data no default was chosen on)")
     parser.add_argument("--cleanvision-python", default=None,
                         help="python of an environment with cleanvision==0.3.7 installed (default: CleanVision is skipped)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
@@ -169,7 +187,7 @@ def main() -> None:
     severities = tuple(int(s) for s in args.severities.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
-        truth = build_folder(folder, args.clean, args.per_cell, severities, args.seed)
+        truth = build_folder(folder, args.clean, args.per_cell, severities, args.seed, args.source)
         names = sorted(truth)
         ours, thresholds, ours_seconds = qualoader_flags(folder, names)
         theirs, theirs_seconds, properties = None, None, None
@@ -179,8 +197,8 @@ def main() -> None:
             print("CleanVision skipped: pass --cleanvision-python PATH (a venv with pip install cleanvision==0.3.7)", file=sys.stderr)
     rows = compare(truth, ours, theirs)
     table = markdown_table(rows, theirs is not None)
-    print(f"{len(truth)} photo PNGs of 64-160 px ({args.clean} clean, {args.per_cell} per degradation and severity), seed {args.seed}; "
-          f"{machine()}")
+    what = "photo PNGs of 64-160 px" if args.source == "photos" else "Fashion-MNIST TEST PNGs of 28 px"
+    print(f"{len(truth)} {what} ({args.clean} clean, {args.per_cell} per degradation and severity), seed {args.seed}; {machine()}")
     print(f"qualoader: classical measures + flags in {ours_seconds:.1f} s" +
           (f"; CleanVision find_issues in {theirs_seconds:.1f} s (one process, one thread each)" if theirs_seconds is not None else ""))
     print("thresholds fitted on this folder: " + "; ".join(thresholds.values()))

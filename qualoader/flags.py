@@ -84,6 +84,8 @@ class FlagRule:
         k: default number of robust standard deviations from the median.
         min_spread: floor of the robust standard deviation, on ``scale``.
         description: what the flag means, in a few words.
+        bounds: the values the measure can take, ``(low, high)``: a threshold past them on the bad side
+            can flag nothing, which :class:`FlagThreshold` says.
     """
 
     measure: str
@@ -92,6 +94,7 @@ class FlagRule:
     k: float
     min_spread: float
     description: str
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
 
 #: The shipped flags, one table (see the module docs).
@@ -101,13 +104,13 @@ FLAG_RULES: Mapping[str, FlagRule] = {
     # on a log scale median + 3 spreads lands above sigma 0.3, past every noise a camera makes
     "noisy": FlagRule("noise", "high", "linear", 3.0, 0.002, "high estimated noise sigma"),
     "jpeg": FlagRule("blockiness", "high", "linear", 3.0, 0.02, "8x8 block artefacts (strong JPEG compression)"),
-    "dark": FlagRule("brightness", "low", "linear", 3.0, 0.02, "low mean brightness (under-exposed)"),
-    "light": FlagRule("brightness", "high", "linear", 3.0, 0.02, "high mean brightness (over-exposed, washed out)"),
+    "dark": FlagRule("brightness", "low", "linear", 3.0, 0.02, "low mean brightness (under-exposed)", (0.0, 1.0)),
+    "light": FlagRule("brightness", "high", "linear", 3.0, 0.02, "high mean brightness (over-exposed, washed out)", (0.0, 1.0)),
     "low-contrast": FlagRule("contrast", "low", "log", 3.0, 0.05, "low RMS contrast (flat, hazy)"),
     # clipping is 0 on most photos (MAD 0): the floor makes the default threshold 15% of values saturated,
     # which photos with black backgrounds or white text stay below
-    "clipped": FlagRule("clipping", "high", "linear", 3.0, 0.05, "many pixels saturated at black or white"),
-    "hard": FlagRule("difficulty", "high", "linear", 3.0, 0.02, "high calibrated difficulty (expected error of the network)"),
+    "clipped": FlagRule("clipping", "high", "linear", 3.0, 0.05, "many pixels saturated at black or white", (0.0, 1.0)),
+    "hard": FlagRule("difficulty", "high", "linear", 3.0, 0.02, "high calibrated difficulty (expected error of the network)", (0.0, 1.0)),
 }
 
 #: Measures that are classical scores, not aligned metrics: their ``_difficulty`` columns do not make a ``hard`` flag.
@@ -130,6 +133,9 @@ class FlagThreshold:
         median: median of the finite values, in the measure's units (``None`` when there is none).
         count: images flagged.
         finite: images with a finite value.
+        reachable: ``False`` when the threshold lies past every value the measure can take (a fitted
+            fence below 0 for ``dark``, say, where brightness varies too much between images): the
+            flag cannot fire on any image, and :meth:`describe` says so.
     """
 
     flag: str
@@ -141,18 +147,22 @@ class FlagThreshold:
     median: float | None
     count: int
     finite: int
+    reachable: bool = True
 
     def describe(self) -> str:
         """One line: ``blurry: sharpness < 0.00123 (fitted, median - 3 x MAD): 12 of 512``."""
         sign = "<" if self.direction == "low" else ">"
         how = "user" if self.source == "user" else f"fitted, median {'-' if self.direction == 'low' else '+'} {self.k:g} x MAD"
-        return f"{self.flag}: {self.measure} {sign} {self.threshold:.4g} ({how}): {self.count} of {self.finite}"
+        line = f"{self.flag}: {self.measure} {sign} {self.threshold:.4g} ({how}): {self.count} of {self.finite}"
+        if not self.reachable:
+            line += f" - CANNOT FIRE: no {self.measure} is {'below' if self.direction == 'low' else 'above'} it; give a threshold"
+        return line
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
         return {
             "flag": self.flag, "measure": self.measure, "direction": self.direction, "threshold": self.threshold, "source": self.source,
-            "k": self.k, "median": self.median, "count": self.count, "finite": self.finite,
+            "k": self.k, "median": self.median, "count": self.count, "finite": self.finite, "reachable": self.reachable,
         }
 
 
@@ -393,8 +403,9 @@ def compute_flags(
         marked = finite & (values < threshold if rule.direction == "low" else values > threshold)
         median = float(np.median(values[finite])) if finite.any() else None
         result.flags[flag] = marked
+        reachable = threshold > rule.bounds[0] if rule.direction == "low" else threshold < rule.bounds[1]
         result.thresholds[flag] = FlagThreshold(flag, column, rule.direction, float(threshold), source, used_k, median,
-                                                int(marked.sum()), int(finite.sum()))
+                                                int(marked.sum()), int(finite.sum()), bool(reachable))
     return result
 
 

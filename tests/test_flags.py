@@ -165,3 +165,16 @@ def test_compute_flags_bad_input() -> None:
     # too few values without naming the flag: skipped with the reason, not an error
     assert "dark" in compute_flags({"brightness": values[:3]}).skipped
     assert isinstance(FLAG_RULES["dark"], FlagRule)
+
+
+def test_a_fitted_fence_past_every_possible_value_says_it_cannot_fire() -> None:
+    """Brightness spread so wide that median - 3 robust SD is below 0 (as on Fashion-MNIST): 'dark' can flag nothing, and says so."""
+    brightness = np.array([0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.1, 0.5, 0.02])
+    result = compute_flags({"brightness": brightness}, flags=["dark", "light"])
+    dark, light = result.thresholds["dark"], result.thresholds["light"]
+    assert dark.threshold < 0 and not dark.reachable and dark.count == 0
+    assert "CANNOT FIRE: no brightness is below it; give a threshold" in dark.describe() and dark.to_dict()["reachable"] is False
+    assert light.threshold > 1 and not light.reachable
+    assert compute_flags({"brightness": brightness}, thresholds={"dark": 0.1}).thresholds["dark"].reachable  # a user threshold inside
+    narrow = compute_flags({"brightness": np.array([0.5, 0.52, 0.49, 0.51, 0.5, 0.1])}, flags=["dark"]).thresholds["dark"]
+    assert narrow.reachable and narrow.count == 1 and "CANNOT" not in narrow.describe()

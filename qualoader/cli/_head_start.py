@@ -42,6 +42,8 @@ DEFAULT_CAPACITY = 256 << 20
 # dtype code, channels, height, width, digest, size, mtime_ns.
 _RECORD = struct.Struct("<QQBIII16sqq")
 _DTYPES = ("uint8", "float32")
+# Each image starts on a cache line: float32 pixels are aligned, and no two images share a line.
+_ALIGN = 64
 #: Seconds a stopped process may take to finish its image before it is killed.
 _STOP_SECONDS = 10.0
 
@@ -215,7 +217,7 @@ def _decode_into(paths: list[str], memory: mmap.mmap, stop: int, records: int) -
             record = _RECORD.pack(index, offset, _DTYPES.index(pixels.dtype.name), channels, height, width,
                                   version.digest, version.size, version.mtime_ns)
             os.write(records, record)  # after the pixels: a record the parent reads names finished pixels
-            offset += pixels.nbytes
+            offset += -(-pixels.nbytes // _ALIGN) * _ALIGN
     except BaseException:  # noqa: BLE001 - whatever happens here, the parent reads the rest itself
         pass
     finally:

@@ -94,6 +94,8 @@ def render_flags(section: dict[str, Any] | None) -> str:
     for entry in section["flags"]:
         sign = "<" if entry["direction"] == "low" else ">"
         how = "user" if entry["source"] == "user" else f"median {'-' if sign == '<' else '+'} {entry['k']:g} MAD"
+        if not entry.get("reachable", True):  # a fence past every possible value: say it, or the 0 reads as "all clear"
+            how += f"; cannot fire: no {entry['measure']} is past it, give a threshold (--flags {entry['flag']}=T)"
         rows.append([entry["flag"], entry["description"], entry["measure"], f"{sign} {entry['threshold']:.4g}", how,
                      f"{entry['count']} of {entry['finite']}"])
     parts.append(_table(["flag", "meaning", "measure", "threshold", "how", "images"], rows))

@@ -197,3 +197,36 @@ def test_a_file_changed_after_its_head_start_decode_is_rescored(tmp_path: Path, 
     resumed, fresh = ScoreStore(tmp_path / "s"), ScoreStore(tmp_path / "fresh")
     for name in ("sharpness", "brightness"):
         np.testing.assert_allclose(resumed.table(create_metric(name)).scores(), fresh.table(create_metric(name)).scores(), rtol=1e-6)
+
+
+def test_started_only_on_a_first_run_over_a_folder(tmp_path: Path, mixed_folder: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from qualoader.cli import build_parser
+    from qualoader.cli.commands.precompute import _start_head_start
+
+    monkeypatch.setattr(head_start_module, "can_start", lambda: True)  # this process has torch: the command alone would not start one
+
+    def started(*argv: str) -> HeadStart | None:
+        args = build_parser().parse_args(["precompute", *argv, "--metric", "sharpness"])
+        head_start = _start_head_start(args)
+        assert args.head_start is head_start
+        return head_start
+
+    folder, store = str(tmp_path / "images"), str(tmp_path / "s")
+    head_start = started(folder, "--store", store, "--limit", "3")
+    assert head_start is not None and head_start.paths == mixed_folder[:3]
+    head_start.close()
+    (tmp_path / "s").mkdir()  # a store already there: a resumed run, most images are scored
+    assert started(folder, "--store", store) is None
+    assert started("fashion-mnist:test", "--store", str(tmp_path / "t")) is None
+    assert started(str(tmp_path / "missing"), "--store", str(tmp_path / "t")) is None  # run() reports it
+    assert started(folder, "--store", str(tmp_path / "t"), "--limit", "0") is None
+
+
+def test_can_start_here_and_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process torch is imported, so never; in a fresh one on Linux with two cores, unless QUALOADER_HEAD_START=0."""
+    assert not head_start_module.can_start()
+    code = "from qualoader.cli._head_start import can_start; print(can_start())"
+    for value, expected in (("1", len(os.sched_getaffinity(0)) >= 2), ("0", False)):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "QUALOADER_HEAD_START": value})
+        assert result.stdout.strip() == str(expected)

@@ -142,7 +142,10 @@ def _start_head_start(args: argparse.Namespace) -> Any:
         paths = [path for path, _ in image_samples(str(source.folder))[1]][: args.limit]
     except (UserError, OSError):
         return None  # run() lists the folder again and reports the problem
-    args.head_start = HeadStart(paths)
+    try:
+        args.head_start = HeadStart(paths)
+    except OSError:  # no fork or memory to spare (a process limit, say): the usual pass reads every image
+        return None
     return args.head_start
 
 

@@ -64,16 +64,23 @@ class ImageFiles:
         root: the folder.
         transform: applied to each loaded image (e.g. :class:`Resize`).
         loader: reads one file (e.g. :func:`qualoader.decoding.load_image`, an image :math:`(C, H, W)`).
+        listing: ``image_samples(root)`` made earlier (the head start lists the folder before torch is
+            imported; one listing serves both), else the folder is listed now.
 
     Raises:
         FileNotFoundError: no image file under ``root``.
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], transform: Callable[[Any], Any] | None = None, *, loader: Callable[[str], Any]
+        self,
+        root: str | os.PathLike[str],
+        transform: Callable[[Any], Any] | None = None,
+        *,
+        loader: Callable[[str], Any],
+        listing: tuple[list[str], list[tuple[str, int]]] | None = None,
     ) -> None:
         self.root = os.fspath(root)
-        self.classes, self.samples = image_samples(self.root)
+        self.classes, self.samples = listing if listing is not None else image_samples(self.root)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
         self.targets = [index for _, index in self.samples]
         self.transform = transform

@@ -208,7 +208,7 @@ def test_started_only_on_a_first_run_over_a_folder(tmp_path: Path, mixed_folder:
     def started(*argv: str) -> HeadStart | None:
         args = build_parser().parse_args(["precompute", *argv, "--metric", "sharpness"])
         head_start = _start_head_start(args)
-        assert args.head_start is head_start
+        assert args.head_start is head_start and (args.listing is not None) == (head_start is not None)  # one listing serves both
         return head_start
 
     folder, store = str(tmp_path / "images"), str(tmp_path / "s")

@@ -30,18 +30,21 @@ one line per weak profile in use ("profile X is weak: <reason>", the rule of ``p
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qualoader.cli._errors import WRITE_ERRNOS, UserError, check_outputs, user_errors, write_error
 from qualoader.cli._profiles import add_profile_argument, cli_metrics
 from qualoader.cli._shard_commands import _raise_terminated, _Terminated
 from qualoader.cli._sources import parse_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qualoader.cli._head_start import HeadStart
+    from qualoader.data.precompute import PrefetchedImage
 
 __all__ = ["add_parser", "run"]
 
@@ -115,7 +118,9 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
     from qualoader.cli._image_folder import ImageFiles, Resize
     from qualoader.decoding import load_image  # the one decoder: 16-bit, palette, EXIF as on every other path
 
-    dataset = ImageFiles(str(source.folder), transform=Resize(args.size) if args.size is not None else None, loader=load_image)
+    resize = Resize(args.size) if args.size is not None else None
+    # the head start's listing when there is one: its images are indexed by it
+    dataset = ImageFiles(str(source.folder), transform=resize, loader=load_image, listing=getattr(args, "listing", None))
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     # the files themselves are identified by the store's manifest (paths relative to the root, so the
@@ -123,48 +128,43 @@ def _dataset(args: argparse.Namespace) -> tuple[object, str]:
     return dataset, f"imagefolder:size={args.size}"
 
 
-def _start_head_start(args: argparse.Namespace) -> Any:
+def _start_head_start(args: argparse.Namespace) -> HeadStart | None:
     """On a first run over a folder, start decoding its images before torch is imported (:mod:`qualoader.cli._head_start`).
 
     Sets ``args.head_start`` (``None`` where it would not help: another source, an existing store, a
-    bad option that ``run`` reports, one core, torch already imported) and returns it for ``main`` to close.
+    bad option that ``run`` reports, one core, torch already imported) and ``args.listing`` (the
+    folder's listing, which the dataset reuses), and returns the head start for ``main`` to close.
     """
     from qualoader.cli._head_start import HeadStart, can_start
     from qualoader.cli._image_folder import image_samples
 
-    args.head_start = None
+    args.head_start, args.listing = None, None
     if not can_start() or args.store.exists() or (args.limit is not None and args.limit <= 0):
         return None
     try:
         source = parse_source(args.source, kinds=("fashion-mnist", "folder"))
         if source.kind != "folder":
             return None
-        paths = [path for path, _ in image_samples(str(source.folder))[1]][: args.limit]
+        listing = image_samples(str(source.folder))
     except (UserError, OSError):
         return None  # run() lists the folder again and reports the problem
     try:
-        args.head_start = HeadStart(paths)
+        args.head_start = HeadStart([path for path, _ in listing[1]][: args.limit])
     except OSError:  # no fork or memory to spare (a process limit, say): the usual pass reads every image
         return None
+    args.listing = listing
     return args.head_start
 
 
-def _prefetched(head_start: Any, dataset: Any) -> dict[int, Any]:
-    """The head start's images as ``{index: PrefetchedImage}`` (the dataset's transform applied), after stopping it.
-
-    Empty when the dataset's files are not the ones the head start listed (the folder changed between the two listings).
-    """
+def _prefetched(head_start: HeadStart | None, dataset: Any) -> dict[int, PrefetchedImage]:
+    """The head start's images as ``{index: PrefetchedImage}`` (the dataset's transform applied), after stopping it."""
     import torch
 
-    from qualoader.data._samples import folder_files
     from qualoader.data.precompute import PrefetchedImage
 
     if head_start is None:
         return {}
     decoded = head_start.collect()
-    files = folder_files(dataset)
-    if files is None or files[1] != [os.path.abspath(path) for path in head_start.paths]:
-        return {}
     transform = getattr(getattr(dataset, "dataset", dataset), "transform", None)  # ImageFiles, inside a --limit Subset or not
     images = {}
     for item in decoded:

@@ -14,12 +14,13 @@ from qualoader.data.describe import MetricSummary, StoreSummary, describe
 from qualoader.data.export import store_columns, store_to_arrow, store_to_pandas
 from qualoader.data.identity import DatasetIdentity, identify_dataset
 from qualoader.data.loader import QualityLoader
-from qualoader.data.precompute import SkippedSample, precompute
+from qualoader.data.precompute import PrefetchedImage, SkippedSample, precompute
 from qualoader.data.store import ScoreStore, ScoreTable, StoreError
 
 __all__ = [
     "DatasetIdentity",
     "MetricSummary",
+    "PrefetchedImage",
     "QualityDataset",
     "QualityLoader",
     "SampleLoadError",

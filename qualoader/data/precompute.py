@@ -52,9 +52,11 @@ def scoring_threads(threads: int | Literal["auto"] | None, decoding_workers: int
 @contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
     """torch's intra-op thread count set to ``threads`` inside the block (``None``: unchanged), restored after."""
+    if threads is None:
+        yield
+        return
     previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:

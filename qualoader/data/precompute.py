@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from qualoader._threads import torch_threads
 from qualoader._validation import check_choice, check_positive_int, check_type
 from qualoader.data._lock import store_lock
 from qualoader.data._provenance import FileDigest, file_digest
@@ -47,20 +47,6 @@ def scoring_threads(threads: int | Literal["auto"] | None, decoding_workers: int
         return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores - decoding_workers)
-
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` inside the block (``None``: unchanged), restored after."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)
@@ -351,7 +337,7 @@ def _run_pass(
     label = ",".join(engine.names) if len(engine.names) <= 3 else f"{len(engine.names)} metrics"
     with tqdm(total=length, initial=length - missing.size, disable=not progress, unit="img", desc=f"precompute {label}") as bar:
         for batches, phase_threads in phases:
-            with _torch_threads(phase_threads):
+            with torch_threads(phase_threads):
                 for batch in batches:
                     dropped += _score_and_store(batch, tables, need, store, engine, paths is not None)
                     bar.update(int(batch[0].shape[0]) + len(batch[3]))

@@ -270,14 +270,6 @@ def run(args: argparse.Namespace) -> int:
             from qualoader.calibration import DifficultyCalibration
 
             metrics[0].calibration = DifficultyCalibration.load(args.calibration)
-    import torch
-
-    from qualoader.data.precompute import scoring_threads
-
-    threads = "auto" if args.threads is None else args.threads  # scoring gets the cores the decoding workers leave
-    previous_threads, summary_threads = torch.get_num_threads(), scoring_threads(threads, args.num_workers)
-    if summary_threads is not None:
-        torch.set_num_threads(summary_threads)  # the summary reads images with --num-workers workers too
     # SIGTERM unwinds like Ctrl-C: one line and exit 143/130 (every finished batch is already stored)
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if threading.current_thread() is threading.main_thread() else None
     try:
@@ -300,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
             dataset_id=dataset_id,
             trust_mtime=args.trust_mtime,
             prefetched=_prefetched(getattr(args, "head_start", None), dataset),
-            threads=threads,
+            # scoring gets the cores the decoding workers leave; precompute sets torch's threads and restores them
+            threads="auto" if args.threads is None else args.threads,
         )
     except DomainError as error:  # --strict: images outside the aligned metric's domain are the user's to fix
         raise UserError(str(error)) from error
@@ -319,7 +312,6 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return code
     finally:
-        torch.set_num_threads(previous_threads)  # main() may run inside a caller's process (tests, notebooks)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     assert isinstance(tables, dict)

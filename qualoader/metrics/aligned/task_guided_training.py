@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qualoader._atomic import write_json_atomic
+from qualoader._threads import torch_threads
 from qualoader._validation import check_choice, check_positive_int
 from qualoader.calibration import DifficultyCalibration, calibration_report, iterate_sweep
 from qualoader.metrics.aligned.task_guided import (
@@ -193,11 +194,9 @@ def fit_head(
     optimizer = torch.optim.Adam(head.mlp.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     head.train()
-    threads = torch.get_num_threads()
     # One thread: the head's matrices are tiny, so the pool's hand-offs cost more than they share (6x slower with 2 threads
     # on a busy 2-core machine, measured: 10 ms against 1.5 ms per step).
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         for _ in range(steps):
             index = torch.randint(features.shape[0], (min(batch_size, features.shape[0]),), generator=generator)
             loss = F.binary_cross_entropy_with_logits(head.logits(features[index]), target[index])
@@ -205,8 +204,6 @@ def fit_head(
             loss.backward()
             optimizer.step()
             schedule.step()
-    finally:
-        torch.set_num_threads(threads)
     head.eval()
     with torch.no_grad():
         final = float(F.binary_cross_entropy_with_logits(head.logits(features), target))
